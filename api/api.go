@@ -1,0 +1,206 @@
+// Package api holds fleetrun's HTTP wire representations: what the server writes and what the
+// client reads. openapi.yaml describes the same shapes; a test keeps the two in step.
+package api
+
+import "time"
+
+// Task statuses as they appear on the wire.
+const (
+	StatusPending    = "pending"
+	StatusRunning    = "running"
+	StatusCancelling = "cancelling"
+	StatusCompleted  = "completed"
+	StatusFailed     = "failed"
+	StatusTimedOut   = "timed_out"
+	StatusCancelled  = "cancelled"
+)
+
+// Device statuses as they appear on the wire.
+const (
+	DevicePending       = "pending"
+	DeviceRunning       = "running"
+	DeviceSucceeded     = "succeeded"
+	DeviceFailed        = "failed"
+	DeviceTimedOut      = "timed_out"
+	DeviceCancelled     = "cancelled"
+	DeviceUndeliverable = "undeliverable"
+)
+
+// Terminal reports whether a task status is final.
+func Terminal(status string) bool {
+	switch status {
+	case StatusCompleted, StatusFailed, StatusTimedOut, StatusCancelled:
+		return true
+	}
+	return false
+}
+
+// SubmitRequest is the body of POST /tasks.
+type SubmitRequest struct {
+	DeviceIDs      []string `json:"deviceIds"`
+	ScriptURL      string   `json:"scriptUrl"`
+	Args           []string `json:"args,omitempty"`
+	TimeoutSeconds int      `json:"timeoutSeconds,omitempty"`
+	MaxConcurrency string   `json:"maxConcurrency,omitempty"`
+	MaxErrors      string   `json:"maxErrors,omitempty"`
+}
+
+// Task is a task as GET /tasks/{id} returns it.
+type Task struct {
+	ID          string      `json:"id"`
+	Status      string      `json:"status"`
+	Version     int64       `json:"version"`
+	CreatedAt   time.Time   `json:"createdAt"`
+	StartedAt   *time.Time  `json:"startedAt"`
+	UpdatedAt   time.Time   `json:"updatedAt"`
+	CompletedAt *time.Time  `json:"completedAt"`
+	Request     TaskRequest `json:"request"`
+	Progress    Progress    `json:"progress"`
+	Result      *Result     `json:"result"`
+	Links       TaskLinks   `json:"links"`
+}
+
+// TaskRequest is what was asked for, without the device list (see the devices link).
+type TaskRequest struct {
+	ScriptURL      string   `json:"scriptUrl"`
+	DeviceCount    int      `json:"deviceCount"`
+	Args           []string `json:"args"`
+	TimeoutSeconds int      `json:"timeoutSeconds"`
+	MaxConcurrency string   `json:"maxConcurrency"`
+	MaxErrors      string   `json:"maxErrors"`
+}
+
+// Progress tells how far a task has got.
+type Progress struct {
+	// Percentage is the share of devices in a terminal state, 0 to 100.
+	Percentage  int          `json:"percentage"`
+	CurrentStep string       `json:"currentStep"`
+	Devices     DeviceCounts `json:"devices"`
+}
+
+// DeviceCounts counts a task's devices by status.
+type DeviceCounts struct {
+	Total         int `json:"total"`
+	Pending       int `json:"pending"`
+	Running       int `json:"running"`
+	Succeeded     int `json:"succeeded"`
+	Failed        int `json:"failed"`
+	TimedOut      int `json:"timedOut"`
+	Cancelled     int `json:"cancelled"`
+	Undeliverable int `json:"undeliverable"`
+}
+
+// Result is a finished task's outcome. Each device list holds at most 1,000 ids; Truncated
+// says one was cut, and the links list every device.
+type Result struct {
+	Status           string       `json:"status"`
+	SucceededDevices []string     `json:"succeededDevices"`
+	FailedDevices    []string     `json:"failedDevices"`
+	CancelledDevices []string     `json:"cancelledDevices"`
+	Truncated        bool         `json:"truncated"`
+	Reason           string       `json:"reason,omitempty"`
+	Devices          DeviceCounts `json:"devices"`
+	Links            ResultLinks  `json:"links"`
+}
+
+// ResultLinks point at the full device lists and at where output lives.
+type ResultLinks struct {
+	Succeeded string `json:"succeeded"`
+	Failed    string `json:"failed"`
+	// Output is a URI template for one device's full output: replace {deviceId}.
+	Output string `json:"output"`
+}
+
+// TaskLinks are the task's related resources.
+type TaskLinks struct {
+	Self    string `json:"self"`
+	Devices string `json:"devices"`
+	Result  string `json:"result"`
+	Events  string `json:"events"`
+}
+
+// Device is one device of a task as GET /tasks/{id}/devices returns it.
+type Device struct {
+	ID              string      `json:"id"`
+	Status          string      `json:"status"`
+	ExitCode        *int        `json:"exitCode"`
+	Stdout          string      `json:"stdout"`
+	Stderr          string      `json:"stderr"`
+	StdoutTruncated bool        `json:"stdoutTruncated"`
+	StderrTruncated bool        `json:"stderrTruncated"`
+	StartedAt       *time.Time  `json:"startedAt"`
+	CompletedAt     *time.Time  `json:"completedAt"`
+	Reason          string      `json:"reason,omitempty"`
+	Links           DeviceLinks `json:"links"`
+}
+
+// DeviceLinks are a device's related resources.
+type DeviceLinks struct {
+	Output string `json:"output"`
+}
+
+// TaskList is a page of GET /tasks; Next is the URL of the next page, absent on the last.
+type TaskList struct {
+	Items []Task `json:"items"`
+	Next  string `json:"next,omitempty"`
+}
+
+// DeviceList is a page of GET /tasks/{id}/devices; Next is the URL of the next page, absent on
+// the last.
+type DeviceList struct {
+	Items []Device `json:"items"`
+	Next  string   `json:"next,omitempty"`
+}
+
+// Problem is an RFC 9457 problem details body (application/problem+json).
+type Problem struct {
+	Type     string `json:"type"`
+	Title    string `json:"title"`
+	Status   int    `json:"status"`
+	Detail   string `json:"detail,omitempty"`
+	Instance string `json:"instance,omitempty"`
+	// Errors lists the bad fields of a validation problem.
+	Errors []FieldError `json:"errors,omitempty"`
+	// TaskStatus is the task's current status, on conflicts (cancel of a finished task, result
+	// of an unfinished one).
+	TaskStatus string `json:"taskStatus,omitempty"`
+	// RequestID repeats the X-Request-Id response header.
+	RequestID string `json:"requestId,omitempty"`
+}
+
+// FieldError is one bad field, named by its JSON pointer (RFC 6901) into the request body, or
+// "/name" for a query parameter.
+type FieldError struct {
+	Pointer string `json:"pointer"`
+	Detail  string `json:"detail"`
+}
+
+// Headers and media types of the contract.
+const (
+	HeaderRequestID      = "X-Request-Id"
+	HeaderIdempotencyKey = "Idempotency-Key"
+	MediaJSON            = "application/json"
+	MediaProblem         = "application/problem+json"
+	MediaEventStream     = "text/event-stream"
+	// MaxWaitSeconds caps Prefer: wait=N so a long-poll fits API Gateway's 30 s limit.
+	MaxWaitSeconds = 20
+	// MaxIdempotencyKeyLength bounds the Idempotency-Key header.
+	MaxIdempotencyKeyLength = 255
+)
+
+// Problem types: stable URNs, one per kind of problem.
+const (
+	ProblemValidation          = "urn:fleetrun:problem:validation"
+	ProblemMalformed           = "urn:fleetrun:problem:malformed-request"
+	ProblemNotFound            = "urn:fleetrun:problem:not-found"
+	ProblemConflict            = "urn:fleetrun:problem:conflict"
+	ProblemNotFinished         = "urn:fleetrun:problem:task-not-finished"
+	ProblemIdempotencyMismatch = "urn:fleetrun:problem:idempotency-key-reused"
+	ProblemInProgress          = "urn:fleetrun:problem:request-in-progress"
+	ProblemUnsupportedMedia    = "urn:fleetrun:problem:unsupported-media-type"
+	ProblemTooLarge            = "urn:fleetrun:problem:request-too-large"
+	ProblemUnauthorized        = "urn:fleetrun:problem:unauthorized"
+	ProblemMethodNotAllowed    = "urn:fleetrun:problem:method-not-allowed"
+	ProblemUnavailable         = "urn:fleetrun:problem:unavailable"
+	ProblemInternal            = "urn:fleetrun:problem:internal"
+)

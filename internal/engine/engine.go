@@ -1,0 +1,129 @@
+// Package engine is fleetrun's service layer: submitting, reading and cancelling tasks for the
+// HTTP API, and executing them for the queue consumer. It is transport-agnostic: the Lambda
+// functions and `fleetrun serve` wire the same Engine to different stores, queues, runners and
+// publishers.
+package engine
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/fleetrun/fleetrun/internal/task"
+)
+
+// Runner runs a task's script on its devices and reports device updates back through
+// Engine.Report (push, as the local runner does) or returns them from Poll (pull, as SSM does).
+type Runner interface {
+	// Start begins running t on its devices. It must be safe to call again for a task it has
+	// already started (a redelivered dispatch): it resumes and never starts a device twice.
+	Start(ctx context.Context, t *task.Task) error
+	// Cancel asks every device of t still working to stop; the devices report cancelled.
+	Cancel(ctx context.Context, t *task.Task) error
+}
+
+// Poller is implemented by runners that must be asked for progress (SSM). The executor calls
+// Poll on every poll message and applies the updates it returns.
+type Poller interface {
+	Poll(ctx context.Context, t *task.Task) ([]task.DeviceUpdate, error)
+}
+
+// Publisher publishes one notification per terminal transition.
+type Publisher interface {
+	Publish(ctx context.Context, n task.Notification) error
+}
+
+// Queue hands messages to the executor. Delay postpones delivery (SQS DelaySeconds).
+type Queue interface {
+	Send(ctx context.Context, m Message, delay time.Duration) error
+}
+
+// Action is what a queue message asks the executor to do.
+type Action string
+
+const (
+	// ActionDispatch starts a pending task, or resumes a running one.
+	ActionDispatch Action = "dispatch"
+	// ActionPoll asks a Poller runner for progress and checks the task's deadline.
+	ActionPoll Action = "poll"
+	// ActionCancel stops the devices of a cancelling task.
+	ActionCancel Action = "cancel"
+)
+
+// MessageVersion is the version of the Message schema written by this code.
+const MessageVersion = 1
+
+// Message is the executor's queue message: small, versioned JSON.
+type Message struct {
+	Version int    `json:"v"`
+	Action  Action `json:"action"`
+	TaskID  string `json:"taskId"`
+	Attempt int    `json:"attempt"`
+}
+
+// Notifier is told about every write that changed a task, so that long-polls and event streams
+// in the same process can answer at once.
+type Notifier interface {
+	Notify(t *task.Task)
+}
+
+// Config wires an Engine. Store, Queue and Rules are required; the rest have defaults.
+type Config struct {
+	Store     task.Store
+	Queue     Queue
+	Runner    Runner
+	Publisher Publisher
+	Notifier  Notifier
+	Rules     task.Rules
+	// Retention is how long a finished task is kept.
+	Retention time.Duration
+	// PollInterval is the delay of the first progress poll after a dispatch; later polls back
+	// off up to MaxPollInterval.
+	PollInterval    time.Duration
+	MaxPollInterval time.Duration
+	Now             func() time.Time
+	NewID           func() string
+	Logger          *slog.Logger
+}
+
+// Engine is the service layer. It is safe for concurrent use.
+type Engine struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// New returns an Engine for cfg, filling in defaults.
+func New(cfg Config) *Engine {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.NewID == nil {
+		now := cfg.Now
+		cfg.NewID = func() string { return NewIDAt(now()) }
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Retention <= 0 {
+		cfg.Retention = 30 * 24 * time.Hour
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = 5 * time.Second
+	}
+	if cfg.MaxPollInterval <= 0 {
+		cfg.MaxPollInterval = 60 * time.Second
+	}
+	return &Engine{cfg: cfg, log: cfg.Logger}
+}
+
+// Now returns the engine's clock reading.
+func (e *Engine) Now() time.Time { return e.cfg.Now() }
+
+// Store returns the engine's store.
+func (e *Engine) Store() task.Store { return e.cfg.Store }
+
+func (e *Engine) notify(t *task.Task) {
+	if e.cfg.Notifier != nil && t != nil {
+		e.cfg.Notifier.Notify(t)
+	}
+}

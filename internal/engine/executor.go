@@ -1,0 +1,297 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/fleetrun/fleetrun/internal/task"
+)
+
+// ErrMalformed marks a queue message that can never be handled (bad JSON, unknown action or
+// version, no task id). Consumers log it and let the queue's redrive policy move it aside
+// instead of retrying it in code.
+var ErrMalformed = errors.New("malformed message")
+
+// Handle executes one queue message. It is idempotent: SQS delivers at least once and out of
+// order, so every step re-reads the task and acts only through conditional writes. An error
+// means "deliver again later".
+func (e *Engine) Handle(ctx context.Context, m Message) error {
+	if m.Version != MessageVersion || m.TaskID == "" {
+		return fmt.Errorf("engine: message version %d task %q: %w", m.Version, m.TaskID, ErrMalformed)
+	}
+	t, err := e.cfg.Store.GetTask(ctx, m.TaskID)
+	if task.IsCode(err, task.ErrNotFound) {
+		e.log.WarnContext(ctx, "message for an unknown or expired task dropped", "task_id", m.TaskID, "action", m.Action)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	switch m.Action {
+	case ActionDispatch:
+		return e.dispatch(ctx, t)
+	case ActionPoll:
+		return e.poll(ctx, t, m.Attempt)
+	case ActionCancel:
+		return e.stop(ctx, t)
+	}
+	return fmt.Errorf("engine: action %q: %w", m.Action, ErrMalformed)
+}
+
+// dispatch moves a pending task to running and starts it on its runner. A task that is
+// already running (a redelivered dispatch, or a resume after a restart) is started again,
+// which runners treat as a resume.
+func (e *Engine) dispatch(ctx context.Context, t *task.Task) error {
+	switch t.Status {
+	case task.StatusPending:
+		running, err := e.cfg.Store.Transition(ctx, task.Transition{TaskID: t.ID, From: task.StatusPending,
+			Version: t.Version, To: task.StatusRunning, At: e.cfg.Now().UTC(), Step: "running on devices"})
+		if task.IsCode(err, task.ErrConflict) {
+			// Someone else moved it first (a cancel, or a duplicate dispatch): decide again.
+			fresh, gerr := e.cfg.Store.GetTask(ctx, t.ID)
+			if gerr != nil {
+				return gerr
+			}
+			if fresh.Status == task.StatusPending {
+				return fmt.Errorf("engine: dispatch %s: %w", t.ID, err)
+			}
+			return e.dispatch(ctx, fresh)
+		}
+		if err != nil {
+			return err
+		}
+		e.log.InfoContext(ctx, "task dispatched", "task_id", t.ID)
+		e.notify(running)
+		t = running
+	case task.StatusRunning:
+		e.log.InfoContext(ctx, "task resumed", "task_id", t.ID)
+	case task.StatusCancelling:
+		return e.stop(ctx, t)
+	default:
+		return nil // cancelled, or already finished: nothing to start
+	}
+	if err := e.cfg.Runner.Start(ctx, t); err != nil {
+		if task.IsCode(err, task.ErrInvalid) {
+			_, ferr := e.fail(ctx, t, "the task could not start: "+errorMessage(err))
+			return ferr
+		}
+		return fmt.Errorf("engine: start %s: %w", t.ID, err)
+	}
+	if _, ok := e.cfg.Runner.(Poller); ok {
+		return e.cfg.Queue.Send(ctx, Message{Version: MessageVersion, Action: ActionPoll, TaskID: t.ID}, e.cfg.PollInterval)
+	}
+	return nil
+}
+
+// poll asks a Poller runner for progress, applies it, enforces the deadline, and schedules the
+// next poll with backoff while the task is not finished.
+func (e *Engine) poll(ctx context.Context, t *task.Task, attempt int) error {
+	if t.Status.Terminal() || t.Status == task.StatusPending {
+		return nil
+	}
+	if p, ok := e.cfg.Runner.(Poller); ok {
+		updates, err := p.Poll(ctx, t)
+		if err != nil {
+			return fmt.Errorf("engine: poll %s: %w", t.ID, err)
+		}
+		if t, err = e.Report(ctx, t.ID, updates); err != nil {
+			return err
+		}
+	}
+	if t, err := e.enforceDeadline(ctx, t); err != nil || t.Status.Terminal() {
+		return err
+	}
+	delay := min(e.cfg.PollInterval<<min(attempt, 6), e.cfg.MaxPollInterval)
+	return e.cfg.Queue.Send(ctx, Message{Version: MessageVersion, Action: ActionPoll, TaskID: t.ID, Attempt: attempt + 1}, delay)
+}
+
+// stop asks the runner to stop a cancelling task's devices.
+func (e *Engine) stop(ctx context.Context, t *task.Task) error {
+	if t.Status != task.StatusCancelling {
+		return nil
+	}
+	if err := e.cfg.Runner.Cancel(ctx, t); err != nil {
+		return fmt.Errorf("engine: cancel %s: %w", t.ID, err)
+	}
+	_, err := e.finishIfDone(ctx, t)
+	return err
+}
+
+// enforceDeadline marks every device still working as timed out once the task's deadline has
+// passed, asks the runner to stop them, and so ends the task timed_out.
+func (e *Engine) enforceDeadline(ctx context.Context, t *task.Task) (*task.Task, error) {
+	deadline := t.Deadline()
+	now := e.cfg.Now().UTC()
+	if deadline.IsZero() || now.Before(deadline) || t.Status.Terminal() {
+		return t, nil
+	}
+	if err := e.cfg.Runner.Cancel(ctx, t); err != nil {
+		e.log.WarnContext(ctx, "stopping devices at the deadline failed", "task_id", t.ID, "err", err)
+	}
+	var updates []task.DeviceUpdate
+	cursor := ""
+	for {
+		page, err := e.cfg.Store.ListDevices(ctx, t.ID, task.DeviceQuery{
+			Statuses: []task.DeviceStatus{task.DevicePending, task.DeviceRunning}, Limit: task.MaxPageSize, Cursor: cursor})
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range page.Devices {
+			updates = append(updates, task.DeviceUpdate{DeviceID: d.ID, Status: task.DeviceTimedOut, At: now,
+				Reason: fmt.Sprintf("the task's deadline of %ds passed", t.Request.TimeoutSeconds)})
+		}
+		if cursor = page.Next; cursor == "" {
+			break
+		}
+	}
+	return e.Report(ctx, t.ID, updates)
+}
+
+// Report applies device updates from a runner and, when every device has reached a terminal
+// state, finishes the task. Duplicated and reordered updates are harmless: the store applies
+// only forward moves.
+func (e *Engine) Report(ctx context.Context, taskID string, updates []task.DeviceUpdate) (*task.Task, error) {
+	t, applied, err := e.cfg.Store.ApplyDeviceUpdates(ctx, taskID, updates)
+	if err != nil {
+		return nil, fmt.Errorf("engine: apply %d device updates to %s: %w", len(updates), taskID, err)
+	}
+	if applied > 0 {
+		e.notify(t)
+	}
+	return e.finishIfDone(ctx, t)
+}
+
+// finishIfDone moves a running or cancelling task whose devices are all in a terminal state to
+// its terminal status, stores its result, and publishes the notification.
+func (e *Engine) finishIfDone(ctx context.Context, t *task.Task) (*task.Task, error) {
+	for attempt := 0; ; attempt++ {
+		if t.Status != task.StatusRunning && t.Status != task.StatusCancelling {
+			return t, nil
+		}
+		if t.Counts.Done() < t.Counts.Total {
+			return t, nil
+		}
+		event, reason := e.outcome(t)
+		to, err := t.Status.Next(event)
+		if err != nil {
+			return nil, err
+		}
+		result, err := e.result(ctx, t)
+		if err != nil {
+			return nil, err
+		}
+		result.Reason = reason
+		done, err := e.cfg.Store.Transition(ctx, task.Transition{TaskID: t.ID, From: t.Status, Version: t.Version,
+			To: to, At: e.cfg.Now().UTC(), Step: "finished", Result: result, ExpiresAt: e.expiry(to)})
+		if task.IsCode(err, task.ErrConflict) && attempt < 10 {
+			if t, err = e.cfg.Store.GetTask(ctx, t.ID); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		e.log.InfoContext(ctx, "task finished", "task_id", done.ID, "status", done.Status,
+			"succeeded", done.Counts.Succeeded, "errors", done.Counts.Errors(), "cancelled", done.Counts.Cancelled)
+		e.notify(done)
+		e.publish(ctx, done)
+		return done, nil
+	}
+}
+
+// outcome decides how a task whose devices are all done ends.
+func (e *Engine) outcome(t *task.Task) (task.Event, string) {
+	if t.Status == task.StatusCancelling {
+		return task.EventFinish, "cancelled by request"
+	}
+	deadline := t.Deadline()
+	if t.Counts.TimedOut > 0 && !deadline.IsZero() && !e.cfg.Now().Before(deadline) {
+		return task.EventDeadline, fmt.Sprintf("the task's deadline of %ds passed with %d devices unfinished",
+			t.Request.TimeoutSeconds, t.Counts.TimedOut)
+	}
+	if budget := t.Request.ErrorBudget(); t.Counts.Errors() > budget {
+		return task.EventFail, fmt.Sprintf("%d devices failed, more than maxErrors (%s) allows", t.Counts.Errors(), t.Request.MaxErrors)
+	}
+	return task.EventFinish, ""
+}
+
+// result lists the devices of a finished task into its stored result, each list capped.
+func (e *Engine) result(ctx context.Context, t *task.Task) (*task.Result, error) {
+	r := &task.Result{SucceededDevices: []string{}, FailedDevices: []string{}, CancelledDevices: []string{}}
+	add := func(list *[]string, id string) {
+		if len(*list) >= task.ResultListCap {
+			r.Truncated = true
+			return
+		}
+		*list = append(*list, id)
+	}
+	cursor := ""
+	for {
+		page, err := e.cfg.Store.ListDevices(ctx, t.ID, task.DeviceQuery{Limit: task.MaxPageSize, Cursor: cursor})
+		if err != nil {
+			return nil, fmt.Errorf("engine: list devices of %s: %w", t.ID, err)
+		}
+		for _, d := range page.Devices {
+			switch {
+			case d.Status == task.DeviceSucceeded:
+				add(&r.SucceededDevices, d.ID)
+			case d.Status.Error():
+				add(&r.FailedDevices, d.ID)
+			default:
+				add(&r.CancelledDevices, d.ID)
+			}
+		}
+		if cursor = page.Next; cursor == "" {
+			return r, nil
+		}
+	}
+}
+
+// fail ends a task that cannot run.
+func (e *Engine) fail(ctx context.Context, t *task.Task, reason string) (*task.Task, error) {
+	for attempt := 0; ; attempt++ {
+		to, err := t.Status.Next(task.EventFail)
+		if err != nil {
+			return t, nil // already finished or cancelled: nothing to fail
+		}
+		failed, err := e.cfg.Store.Transition(ctx, task.Transition{TaskID: t.ID, From: t.Status, Version: t.Version,
+			To: to, At: e.cfg.Now().UTC(), Step: "failed",
+			Result: &task.Result{SucceededDevices: []string{}, FailedDevices: []string{}, CancelledDevices: []string{}, Reason: reason},
+			ExpiresAt: e.expiry(to)})
+		if task.IsCode(err, task.ErrConflict) && attempt < 10 {
+			if t, err = e.cfg.Store.GetTask(ctx, t.ID); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		e.log.WarnContext(ctx, "task failed", "task_id", t.ID, "reason", reason)
+		e.notify(failed)
+		e.publish(ctx, failed)
+		return failed, nil
+	}
+}
+
+// publish sends the terminal notification. A failure is logged, not returned: the transition is
+// already written, and retrying the whole message would not re-publish it.
+func (e *Engine) publish(ctx context.Context, t *task.Task) {
+	if e.cfg.Publisher == nil {
+		return
+	}
+	if err := e.cfg.Publisher.Publish(ctx, task.NotificationFor(t)); err != nil {
+		e.log.ErrorContext(ctx, "publish failed", "task_id", t.ID, "status", t.Status, "err", err)
+	}
+}
+
+func errorMessage(err error) string {
+	var te *task.Error
+	if errors.As(err, &te) {
+		return te.Message
+	}
+	return err.Error()
+}
+

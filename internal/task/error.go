@@ -1,0 +1,74 @@
+package task
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Code classifies an error for callers. The HTTP layer maps each code to a status in exactly
+// one place (httpapi's problem mapping); nothing else turns codes into statuses.
+type Code string
+
+const (
+	// ErrInvalid means the request is malformed or a field breaks a rule (HTTP 422, or 400 for
+	// a body that is not JSON).
+	ErrInvalid Code = "invalid"
+	// ErrNotFound means no such task or device exists for this owner, or it has expired.
+	ErrNotFound Code = "not_found"
+	// ErrConflict means the current state does not allow the operation: a conditional write lost
+	// a race, or the state machine refuses the event.
+	ErrConflict Code = "conflict"
+	// ErrIdempotencyMismatch means an Idempotency-Key was reused with a different request body.
+	ErrIdempotencyMismatch Code = "idempotency_mismatch"
+	// ErrInProgress means a request with the same Idempotency-Key is still being written.
+	ErrInProgress Code = "in_progress"
+	// ErrNotFinished means the task has no result yet because it is not in a terminal state.
+	ErrNotFinished Code = "not_finished"
+	// ErrUnavailable means a backend is overloaded or unreachable; the caller may retry.
+	ErrUnavailable Code = "unavailable"
+	// ErrInternal means something went wrong that the caller cannot fix.
+	ErrInternal Code = "internal"
+)
+
+// FieldError names one bad field of a request by its JSON pointer (RFC 6901).
+type FieldError struct {
+	Pointer string `json:"pointer"`
+	Detail  string `json:"detail"`
+}
+
+// Error is the domain's error: a code, a message meant for the caller, and for validation the
+// fields at fault. Status is set on conflicts so the caller can be told the current state.
+type Error struct {
+	Code    Code
+	Message string
+	Fields  []FieldError
+	Status  Status
+}
+
+// Error implements the error interface.
+func (e *Error) Error() string {
+	return fmt.Sprintf("%s: %s", e.Code, e.Message)
+}
+
+// Errorf returns an *Error with the given code and a formatted message.
+func Errorf(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// ErrorCode returns the code of the first *Error in err's chain, ErrInternal for any other
+// error, and "" for nil.
+func ErrorCode(err error) Code {
+	if err == nil {
+		return ""
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return ErrInternal
+}
+
+// IsCode reports whether err carries code c.
+func IsCode(err error, c Code) bool {
+	return err != nil && ErrorCode(err) == c
+}

@@ -1,0 +1,98 @@
+package task
+
+import (
+	"context"
+	"time"
+)
+
+// Store keeps tasks, devices and idempotency records. It is the contract that the embedded
+// store (localstore) and the DynamoDB store both satisfy; storetest holds the conformance suite
+// that proves it. Every write that changes a status is conditional, so that concurrent,
+// duplicated and reordered writers cannot corrupt a task.
+//
+// Reads treat a task past its ExpiresAt as not found, because physical deletion runs late.
+type Store interface {
+	// CreateTask stores a new pending task, and when idem is not nil its idempotency record, in
+	// one atomic write. If the owner already used idem.Key and that record has not expired, it
+	// stores nothing and returns the earlier task with created false when idem.RequestHash
+	// matches, or an ErrIdempotencyMismatch error when it does not. ErrInProgress means a
+	// concurrent request with the same key has not finished writing.
+	CreateTask(ctx context.Context, t *Task, idem *IdempotencyRecord) (stored *Task, created bool, err error)
+
+	// GetTask returns the task with id. It returns ErrNotFound when there is none or it has
+	// expired. Owner checks belong to the caller.
+	GetTask(ctx context.Context, id string) (*Task, error)
+
+	// ListTasks returns q.Owner's tasks newest first, filtered by q.Status when set.
+	ListTasks(ctx context.Context, q ListQuery) (*TaskPage, error)
+
+	// Transition changes a task's status if it is still in tr.From at tr.Version, sets
+	// StartedAt when it becomes running and CompletedAt when it becomes terminal, bumps the
+	// version, and returns the task as written. Otherwise it returns ErrConflict (or
+	// ErrNotFound) and writes nothing.
+	Transition(ctx context.Context, tr Transition) (*Task, error)
+
+	// ApplyDeviceUpdates applies the updates for one task. Each is applied only when its device
+	// can move from its current status to the new one (DeviceStatus.CanMove), atomically with the
+	// task's counts and version; the rest are ignored, so a duplicated or reordered update is
+	// never counted twice and never moves a device backwards. An update for a device that is not
+	// part of the task is ignored too. It returns the task after the updates and how many were
+	// applied. Updates to a task in a terminal state are ignored.
+	ApplyDeviceUpdates(ctx context.Context, taskID string, updates []DeviceUpdate) (*Task, int, error)
+
+	// ListDevices returns a task's devices in the order of the request, filtered by q.Statuses
+	// when set. Devices with no stored record are pending.
+	ListDevices(ctx context.Context, taskID string, q DeviceQuery) (*DevicePage, error)
+
+	// GetDevice returns one device of a task, ErrNotFound if the task has no such device.
+	GetDevice(ctx context.Context, taskID, deviceID string) (*Device, error)
+
+	// DeleteExpired removes the tasks (with their devices) that expired before now and the
+	// idempotency records past their own expiry, and returns how many tasks it removed.
+	DeleteExpired(ctx context.Context, now time.Time) (int, error)
+}
+
+// ListQuery selects a page of an owner's tasks.
+type ListQuery struct {
+	Owner  string
+	Status Status
+	Limit  int
+	Cursor string
+}
+
+// TaskPage is one page of tasks; Next is the opaque cursor of the next page, empty on the last.
+type TaskPage struct {
+	Tasks []*Task
+	Next  string
+}
+
+// DeviceQuery selects a page of a task's devices.
+type DeviceQuery struct {
+	Statuses []DeviceStatus
+	Limit    int
+	Cursor   string
+}
+
+// DevicePage is one page of devices; Next is the opaque cursor of the next page, empty on the
+// last.
+type DevicePage struct {
+	Devices []*Device
+	Next    string
+}
+
+// Page size bounds for listings.
+const (
+	DefaultPageSize = 50
+	MaxPageSize     = 1000
+)
+
+// PageSize turns a requested limit into one within bounds.
+func PageSize(limit int) int {
+	switch {
+	case limit <= 0:
+		return DefaultPageSize
+	case limit > MaxPageSize:
+		return MaxPageSize
+	}
+	return limit
+}

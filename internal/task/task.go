@@ -1,0 +1,221 @@
+package task
+
+import (
+	"time"
+)
+
+// Request is what a caller asked for when submitting a task. It is stored with the task and
+// never changes.
+type Request struct {
+	// DeviceIDs are the devices to run the script on, unique, in the order given.
+	DeviceIDs []string `json:"deviceIds"`
+	// ScriptURL names the script: an S3 object on AWS, a file under the script root locally.
+	ScriptURL string `json:"scriptUrl"`
+	// Args are passed to the script as arguments, never spliced into a shell line.
+	Args []string `json:"args"`
+	// TimeoutSeconds bounds the whole task: at startedAt + TimeoutSeconds every device still
+	// working is stopped and the task ends timed_out.
+	TimeoutSeconds int `json:"timeoutSeconds"`
+	// MaxConcurrency is how many devices run at once: a count ("10") or a share ("10%").
+	MaxConcurrency string `json:"maxConcurrency"`
+	// MaxErrors is how many device errors are tolerated before the remaining devices are not
+	// started and the task fails: a count ("0") or a share ("10%").
+	MaxErrors string `json:"maxErrors"`
+}
+
+// Counts holds how many devices of a task are in each status. It is kept in the task record and
+// updated in the same atomic write as each device, so reading progress never scans devices.
+type Counts struct {
+	Total         int `json:"total"`
+	Pending       int `json:"pending"`
+	Running       int `json:"running"`
+	Succeeded     int `json:"succeeded"`
+	Failed        int `json:"failed"`
+	TimedOut      int `json:"timedOut"`
+	Cancelled     int `json:"cancelled"`
+	Undeliverable int `json:"undeliverable"`
+}
+
+// Add changes the count for status d by n.
+func (c *Counts) Add(d DeviceStatus, n int) {
+	switch d {
+	case DevicePending:
+		c.Pending += n
+	case DeviceRunning:
+		c.Running += n
+	case DeviceSucceeded:
+		c.Succeeded += n
+	case DeviceFailed:
+		c.Failed += n
+	case DeviceTimedOut:
+		c.TimedOut += n
+	case DeviceCancelled:
+		c.Cancelled += n
+	case DeviceUndeliverable:
+		c.Undeliverable += n
+	}
+}
+
+// Of returns the count for status d.
+func (c Counts) Of(d DeviceStatus) int {
+	switch d {
+	case DevicePending:
+		return c.Pending
+	case DeviceRunning:
+		return c.Running
+	case DeviceSucceeded:
+		return c.Succeeded
+	case DeviceFailed:
+		return c.Failed
+	case DeviceTimedOut:
+		return c.TimedOut
+	case DeviceCancelled:
+		return c.Cancelled
+	case DeviceUndeliverable:
+		return c.Undeliverable
+	}
+	return 0
+}
+
+// Done returns how many devices are in a terminal state.
+func (c Counts) Done() int {
+	return c.Succeeded + c.Failed + c.TimedOut + c.Cancelled + c.Undeliverable
+}
+
+// Errors returns how many devices count against maxErrors.
+func (c Counts) Errors() int {
+	return c.Failed + c.TimedOut + c.Undeliverable
+}
+
+// Percentage is the share of devices in a terminal state, rounded down, 0 to 100.
+func (c Counts) Percentage() int {
+	if c.Total == 0 {
+		return 0
+	}
+	return c.Done() * 100 / c.Total
+}
+
+// Result summarises a finished task. It is computed once, when the task reaches a terminal
+// state, and stored with it, so that reading a result never lists devices.
+type Result struct {
+	// SucceededDevices are the ids of devices that succeeded, at most ResultListCap of them.
+	SucceededDevices []string `json:"succeededDevices"`
+	// FailedDevices are the ids of devices that failed, timed out or were undeliverable, at
+	// most ResultListCap of them.
+	FailedDevices []string `json:"failedDevices"`
+	// CancelledDevices are the ids of devices that were stopped or never started, at most
+	// ResultListCap of them.
+	CancelledDevices []string `json:"cancelledDevices"`
+	// Truncated is true when any of the lists above was cut at ResultListCap.
+	Truncated bool `json:"truncated"`
+	// Reason says why a task failed or timed out, in words for a person.
+	Reason string `json:"reason,omitempty"`
+}
+
+// ResultListCap bounds each device list in a Result; the devices endpoint has the full lists.
+const ResultListCap = 1000
+
+// Task is one submitted run of a script on a set of devices.
+type Task struct {
+	ID     string `json:"id"`
+	Owner  string `json:"owner"`
+	Status Status `json:"status"`
+	// Version rises by one with every write to the task, including every device update that
+	// changes its counts. It is the task's ETag and the condition of every write.
+	Version     int64      `json:"version"`
+	CreatedAt   time.Time  `json:"createdAt"`
+	UpdatedAt   time.Time  `json:"updatedAt"`
+	StartedAt   *time.Time `json:"startedAt,omitempty"`
+	CompletedAt *time.Time `json:"completedAt,omitempty"`
+	// ExpiresAt is when a finished task is forgotten; zero while the task is not terminal.
+	ExpiresAt   time.Time `json:"expiresAt,omitzero"`
+	Request     Request   `json:"request"`
+	Counts      Counts    `json:"counts"`
+	CurrentStep string    `json:"currentStep"`
+	Result      *Result   `json:"result,omitempty"`
+}
+
+// Deadline is when the task times out, or zero before it has started.
+func (t *Task) Deadline() time.Time {
+	if t.StartedAt == nil || t.Request.TimeoutSeconds <= 0 {
+		return time.Time{}
+	}
+	return t.StartedAt.Add(time.Duration(t.Request.TimeoutSeconds) * time.Second)
+}
+
+// Expired reports whether a finished task is past its retention at time now. Stores filter
+// expired tasks on read because deletion (DynamoDB TTL, the local sweeper) runs late.
+func (t *Task) Expired(now time.Time) bool {
+	return !t.ExpiresAt.IsZero() && !now.Before(t.ExpiresAt)
+}
+
+// Device is the state of one device of a task.
+type Device struct {
+	TaskID          string       `json:"taskId"`
+	ID              string       `json:"id"`
+	Status          DeviceStatus `json:"status"`
+	ExitCode        *int         `json:"exitCode"`
+	Stdout          string       `json:"stdout"`
+	Stderr          string       `json:"stderr"`
+	StdoutTruncated bool         `json:"stdoutTruncated"`
+	StderrTruncated bool         `json:"stderrTruncated"`
+	StartedAt       *time.Time   `json:"startedAt,omitempty"`
+	CompletedAt     *time.Time   `json:"completedAt,omitempty"`
+	// Reason says, for a person, why a device did not succeed when the exit code alone does not
+	// (never started, lost in a restart, undeliverable).
+	Reason string `json:"reason,omitempty"`
+	// Ref is the runner's own handle for the device (an SSM command id, a local process group),
+	// so a runner can find its work again after a restart.
+	Ref string `json:"ref,omitempty"`
+}
+
+// Output limits: the inline copies of a device's output are cut like SSM cuts them.
+const (
+	StdoutInlineLimit = 24000
+	StderrInlineLimit = 8000
+)
+
+// DeviceUpdate is a runner's report that a device moved to a new status. Updates may arrive
+// twice or out of order; a store applies one only if the device can move to Status from where
+// it is, and otherwise ignores it.
+type DeviceUpdate struct {
+	DeviceID        string
+	Status          DeviceStatus
+	At              time.Time
+	ExitCode        *int
+	Stdout          string
+	Stderr          string
+	StdoutTruncated bool
+	StderrTruncated bool
+	Reason          string
+	Ref             string
+}
+
+// Transition is a conditional change of a task's status: it is written only if the task is
+// still in From and at Version; otherwise the store returns ErrConflict.
+type Transition struct {
+	TaskID  string
+	From    Status
+	Version int64
+	To      Status
+	At      time.Time
+	// Step replaces the task's current step when not empty.
+	Step string
+	// Result is stored with a terminal transition.
+	Result *Result
+	// ExpiresAt is stored with a terminal transition.
+	ExpiresAt time.Time
+}
+
+// IdempotencyRecord ties an owner's Idempotency-Key to the task it created and to a hash of the
+// request body, so a replay can be told from a reuse with a different body.
+type IdempotencyRecord struct {
+	Owner       string    `json:"owner"`
+	Key         string    `json:"key"`
+	TaskID      string    `json:"taskId"`
+	RequestHash string    `json:"requestHash"`
+	ExpiresAt   time.Time `json:"expiresAt"`
+}
+
+// IdempotencyRetention is how long an Idempotency-Key is remembered, at least.
+const IdempotencyRetention = 24 * time.Hour

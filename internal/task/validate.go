@@ -1,0 +1,160 @@
+package task
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// Submit limits.
+const (
+	MaxDevices         = 10000
+	MaxArgs            = 100
+	MaxArgLength       = 4096
+	MaxTimeoutSeconds  = 172800 // 48 h, SSM's longest execution timeout
+	DefaultTimeout     = 3600
+	DefaultConcurrency = "50"
+	// DefaultMaxErrors lets every device run to the end: a task with failed devices completes
+	// and its result names them. Set maxErrors to stop early instead.
+	DefaultMaxErrors = "100%"
+)
+
+// LocalDeviceID is the device id rule of the local runner.
+var LocalDeviceID = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+
+// ManagedNodeID is the device id rule on AWS: an SSM managed node (EC2 instance or hybrid node).
+var ManagedNodeID = regexp.MustCompile(`^(i|mi)-[0-9a-f]{8,17}$`)
+
+var (
+	concurrencyRule = regexp.MustCompile(`^([1-9][0-9]*|([1-9][0-9]?|100)%)$`)
+	maxErrorsRule   = regexp.MustCompile(`^(0|[1-9][0-9]*|([0-9]|[1-9][0-9]|100)%)$`)
+)
+
+// Rules are the parts of submit validation that depend on where fleetrun runs.
+type Rules struct {
+	// DeviceID is the pattern every device id must match.
+	DeviceID *regexp.Regexp
+	// CheckScript returns an error whose text is shown to the caller when url is not a script
+	// this deployment will run. It must not fetch anything.
+	CheckScript func(url string) error
+}
+
+// Validate checks a submitted request, filling in defaults, and returns an *Error with code
+// ErrInvalid that lists every bad field by JSON pointer.
+func (r Rules) Validate(req *Request) error {
+	var errs []FieldError
+	bad := func(pointer, format string, args ...any) {
+		errs = append(errs, FieldError{Pointer: pointer, Detail: fmt.Sprintf(format, args...)})
+	}
+
+	switch n := len(req.DeviceIDs); {
+	case n == 0:
+		bad("/deviceIds", "at least one device id is required")
+	case n > MaxDevices:
+		bad("/deviceIds", "at most %d devices per task, got %d", MaxDevices, n)
+	default:
+		seen := make(map[string]int, n)
+		for i, id := range req.DeviceIDs {
+			p := fmt.Sprintf("/deviceIds/%d", i)
+			if r.DeviceID != nil && !r.DeviceID.MatchString(id) {
+				bad(p, "%q is not a valid device id (must match %s)", truncate(id, 140), r.DeviceID)
+				continue
+			}
+			if first, dup := seen[id]; dup {
+				bad(p, "%q is a duplicate of /deviceIds/%d", id, first)
+				continue
+			}
+			seen[id] = i
+		}
+	}
+
+	switch {
+	case strings.TrimSpace(req.ScriptURL) == "":
+		bad("/scriptUrl", "scriptUrl is required")
+	case r.CheckScript != nil:
+		if err := r.CheckScript(req.ScriptURL); err != nil {
+			bad("/scriptUrl", "%s", err.Error())
+		}
+	}
+
+	if len(req.Args) > MaxArgs {
+		bad("/args", "at most %d args, got %d", MaxArgs, len(req.Args))
+	}
+	for i, a := range req.Args {
+		if len(a) > MaxArgLength {
+			bad(fmt.Sprintf("/args/%d", i), "an arg may be at most %d bytes", MaxArgLength)
+		}
+		if strings.ContainsRune(a, 0) {
+			bad(fmt.Sprintf("/args/%d", i), "an arg may not contain a NUL byte")
+		}
+	}
+
+	if req.TimeoutSeconds == 0 {
+		req.TimeoutSeconds = DefaultTimeout
+	}
+	if req.TimeoutSeconds < 1 || req.TimeoutSeconds > MaxTimeoutSeconds {
+		bad("/timeoutSeconds", "must be between 1 and %d", MaxTimeoutSeconds)
+	}
+
+	if req.MaxConcurrency == "" {
+		req.MaxConcurrency = DefaultConcurrency
+	}
+	if !concurrencyRule.MatchString(req.MaxConcurrency) {
+		bad("/maxConcurrency", "must be a count of at least 1 (\"10\") or a percentage from 1%% to 100%% (\"10%%\")")
+	}
+
+	if req.MaxErrors == "" {
+		req.MaxErrors = DefaultMaxErrors
+	}
+	if !maxErrorsRule.MatchString(req.MaxErrors) {
+		bad("/maxErrors", "must be a count (\"0\") or a percentage from 0%% to 100%% (\"10%%\")")
+	}
+
+	if req.Args == nil {
+		req.Args = []string{}
+	}
+	if len(errs) > 0 {
+		return &Error{Code: ErrInvalid, Message: "the request has invalid fields", Fields: errs}
+	}
+	return nil
+}
+
+// Concurrency resolves a task's maxConcurrency to a number of devices, at least 1.
+func (r Request) Concurrency() int {
+	n := resolve(r.MaxConcurrency, len(r.DeviceIDs), true)
+	if n < 1 {
+		n = 1
+	}
+	return n
+}
+
+// ErrorBudget resolves a task's maxErrors to the number of device errors tolerated; one more
+// than that stops the task.
+func (r Request) ErrorBudget() int {
+	if r.MaxErrors == "" {
+		return len(r.DeviceIDs)
+	}
+	return resolve(r.MaxErrors, len(r.DeviceIDs), false)
+}
+
+// resolve turns "n" or "p%" of total into a count, rounding a share up or down.
+func resolve(spec string, total int, roundUp bool) int {
+	if p, ok := strings.CutSuffix(spec, "%"); ok {
+		pct, _ := strconv.Atoi(p)
+		n := total * pct
+		if roundUp {
+			return (n + 99) / 100
+		}
+		return n / 100
+	}
+	n, _ := strconv.Atoi(spec)
+	return n
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

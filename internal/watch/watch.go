@@ -1,0 +1,117 @@
+// Package watch tells long-polls and event streams when a task has changed.
+package watch
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/fleetrun/fleetrun/internal/task"
+)
+
+// Broker is an in-process change notifier: the engine calls Notify after every write, and
+// waiters wake at once. It serves `fleetrun serve`, where every write happens in one process.
+//
+// It remembers the latest version notified for each task for a while, so that a write landing
+// between a waiter's read and its call to Wait is not missed.
+type Broker struct {
+	mu    sync.Mutex
+	now   func() time.Time
+	tasks map[string]*entry
+	swept time.Time
+}
+
+type entry struct {
+	version int64
+	at      time.Time
+	changed chan struct{}
+}
+
+// brokerMemory is how long a task's latest version is remembered after its last write. A
+// waiter calls Wait right after reading the task, so this only has to outlast that gap.
+const brokerMemory = time.Minute
+
+// NewBroker returns an empty Broker.
+func NewBroker() *Broker {
+	return &Broker{now: time.Now, tasks: make(map[string]*entry)}
+}
+
+// Notify records that t was written and wakes everyone waiting on it.
+func (b *Broker) Notify(t *task.Task) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.now()
+	e := b.entry(t.ID, now)
+	if t.Version > e.version {
+		e.version = t.Version
+		close(e.changed)
+		e.changed = make(chan struct{})
+	}
+	e.at = now
+	if now.Sub(b.swept) > brokerMemory {
+		for id, e := range b.tasks {
+			if now.Sub(e.at) > brokerMemory {
+				delete(b.tasks, id)
+			}
+		}
+		b.swept = now
+	}
+}
+
+func (b *Broker) entry(id string, now time.Time) *entry {
+	e, ok := b.tasks[id]
+	if !ok {
+		e = &entry{changed: make(chan struct{}), at: now}
+		b.tasks[id] = e
+	}
+	return e
+}
+
+// Wait blocks until a write to task id newer than version has been notified, or ctx ends. It
+// returns ctx's error in the second case. Callers re-read the task after Wait returns.
+func (b *Broker) Wait(ctx context.Context, id string, version int64) error {
+	b.mu.Lock()
+	now := b.now()
+	e := b.entry(id, now)
+	if e.version > version {
+		b.mu.Unlock()
+		return nil
+	}
+	e.at = now
+	ch := e.changed
+	b.mu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Poller waits by re-reading the task from the store at an interval. It serves the Lambda
+// functions, where the write that ends a wait happens in another process.
+type Poller struct {
+	Store    task.Store
+	Interval time.Duration
+}
+
+// Wait blocks until the stored task id has a version newer than version, or ctx ends.
+func (p Poller) Wait(ctx context.Context, id string, version int64) error {
+	interval := p.Interval
+	if interval <= 0 {
+		interval = time.Second
+	}
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		t, err := p.Store.GetTask(ctx, id)
+		if err != nil || t.Version > version {
+			return err
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
