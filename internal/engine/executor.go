@@ -13,6 +13,11 @@ import (
 // instead of retrying it in code.
 var ErrMalformed = errors.New("malformed message")
 
+// ErrIncomplete is returned by Runner.Start when it stopped early on purpose (its context's
+// deadline was near) after recording how far it got. The executor queues another dispatch at
+// once, and the runner resumes where it left off.
+var ErrIncomplete = errors.New("dispatch incomplete")
+
 // Handle executes one queue message. It is idempotent: SQS delivers at least once and out of
 // order, so every step re-reads the task and acts only through conditional writes. An error
 // means "deliver again later".
@@ -72,6 +77,10 @@ func (e *Engine) dispatch(ctx context.Context, t *task.Task) error {
 		return nil // cancelled, or already finished: nothing to start
 	}
 	if err := e.cfg.Runner.Start(ctx, t); err != nil {
+		if errors.Is(err, ErrIncomplete) {
+			e.log.InfoContext(ctx, "dispatch continues in another message", "task_id", t.ID)
+			return e.cfg.Queue.Send(context.WithoutCancel(ctx), Message{Version: MessageVersion, Action: ActionDispatch, TaskID: t.ID}, 0)
+		}
 		if task.IsCode(err, task.ErrInvalid) {
 			_, ferr := e.fail(ctx, t, "the task could not start: "+errorMessage(err))
 			return ferr
