@@ -1,0 +1,214 @@
+package task_test
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/fleetrun/fleetrun/internal/task"
+)
+
+// refused marks a status × event pair that the machine must refuse with ErrConflict.
+const refused task.Status = ""
+
+// wantNext is the task state machine written out again, independently of status.go, so that a
+// change to the machine that is not also made here fails. Every status lists every event.
+var wantNext = map[task.Status]map[task.Event]task.Status{
+	task.StatusPending: {
+		task.EventDispatch: task.StatusRunning,
+		task.EventCancel:   task.StatusCancelled,
+		task.EventFinish:   refused,
+		task.EventFail:     task.StatusFailed,
+		task.EventDeadline: refused,
+	},
+	task.StatusRunning: {
+		task.EventDispatch: refused,
+		task.EventCancel:   task.StatusCancelling,
+		task.EventFinish:   task.StatusCompleted,
+		task.EventFail:     task.StatusFailed,
+		task.EventDeadline: task.StatusTimedOut,
+	},
+	task.StatusCancelling: {
+		task.EventDispatch: refused,
+		task.EventCancel:   task.StatusCancelling,
+		task.EventFinish:   task.StatusCancelled,
+		task.EventFail:     task.StatusFailed,
+		task.EventDeadline: task.StatusCancelled,
+	},
+	task.StatusCompleted: {
+		task.EventDispatch: refused,
+		task.EventCancel:   refused,
+		task.EventFinish:   refused,
+		task.EventFail:     refused,
+		task.EventDeadline: refused,
+	},
+	task.StatusFailed: {
+		task.EventDispatch: refused,
+		task.EventCancel:   refused,
+		task.EventFinish:   refused,
+		task.EventFail:     refused,
+		task.EventDeadline: refused,
+	},
+	task.StatusTimedOut: {
+		task.EventDispatch: refused,
+		task.EventCancel:   refused,
+		task.EventFinish:   refused,
+		task.EventFail:     refused,
+		task.EventDeadline: refused,
+	},
+	task.StatusCancelled: {
+		task.EventDispatch: refused,
+		task.EventCancel:   task.StatusCancelled,
+		task.EventFinish:   refused,
+		task.EventFail:     refused,
+		task.EventDeadline: refused,
+	},
+}
+
+func TestStatusesAndEventsAreTheDocumentedOnes(t *testing.T) {
+	t.Parallel()
+	wantStatuses := []task.Status{"pending", "running", "cancelling", "completed", "failed", "timed_out", "cancelled"}
+	if got := task.Statuses(); !slices.Equal(got, wantStatuses) {
+		t.Errorf("Statuses() = %v, want %v", got, wantStatuses)
+	}
+	wantEvents := []task.Event{"dispatch", "cancel", "finish", "fail", "deadline"}
+	if got := task.Events(); !slices.Equal(got, wantEvents) {
+		t.Errorf("Events() = %v, want %v", got, wantEvents)
+	}
+	wantDevices := []task.DeviceStatus{"pending", "running", "succeeded", "failed", "timed_out", "cancelled", "undeliverable"}
+	if got := task.DeviceStatuses(); !slices.Equal(got, wantDevices) {
+		t.Errorf("DeviceStatuses() = %v, want %v", got, wantDevices)
+	}
+}
+
+func TestNextWalksEveryStatusAndEvent(t *testing.T) {
+	t.Parallel()
+	for _, s := range task.Statuses() {
+		row, ok := wantNext[s]
+		if !ok {
+			t.Errorf("status %s is missing from the expected table", s)
+			continue
+		}
+		for _, e := range task.Events() {
+			want, ok := row[e]
+			if !ok {
+				t.Errorf("pair %s × %s is missing from the expected table", s, e)
+				continue
+			}
+			got, err := s.Next(e)
+			if want == refused {
+				if !task.IsCode(err, task.ErrConflict) || got != "" {
+					t.Errorf("%s.Next(%s) = %q, %v; want a conflict", s, e, got, err)
+				}
+				continue
+			}
+			if err != nil || got != want {
+				t.Errorf("%s.Next(%s) = %q, %v; want %q", s, e, got, err, want)
+			}
+		}
+	}
+}
+
+func TestNextRefusesUnknownStatusesAndEvents(t *testing.T) {
+	t.Parallel()
+	if _, err := task.Status("paused").Next(task.EventDispatch); !task.IsCode(err, task.ErrConflict) {
+		t.Errorf("an unknown status took dispatch: %v", err)
+	}
+	if _, err := task.StatusRunning.Next(task.Event("pause")); !task.IsCode(err, task.ErrConflict) {
+		t.Errorf("running took an unknown event: %v", err)
+	}
+}
+
+func TestTerminalIsWhereNoEventLeadsOut(t *testing.T) {
+	t.Parallel()
+	wantTerminal := map[task.Status]bool{
+		task.StatusPending: false, task.StatusRunning: false, task.StatusCancelling: false,
+		task.StatusCompleted: true, task.StatusFailed: true, task.StatusTimedOut: true, task.StatusCancelled: true,
+	}
+	for _, s := range task.Statuses() {
+		if got := s.Terminal(); got != wantTerminal[s] {
+			t.Errorf("%s.Terminal() = %v, want %v", s, got, wantTerminal[s])
+		}
+		if !s.Valid() {
+			t.Errorf("%s.Valid() = false", s)
+		}
+		if !s.Terminal() {
+			continue
+		}
+		// No event may move a task out of a terminal status.
+		for _, e := range task.Events() {
+			if next, err := s.Next(e); err == nil && next != s {
+				t.Errorf("terminal %s moves to %s on %s", s, next, e)
+			}
+		}
+	}
+	if task.Status("paused").Valid() || task.Status("").Valid() {
+		t.Error("an unknown status is valid")
+	}
+}
+
+// wantMove is every device move, written out: row is the current status, column the new one,
+// in the order of DeviceStatuses (pending, running, succeeded, failed, timed_out, cancelled,
+// undeliverable). Moves go forward only and terminal states are final.
+var wantMove = map[task.DeviceStatus][7]bool{
+	task.DevicePending:       {false, true, true, true, true, true, true},
+	task.DeviceRunning:       {false, false, true, true, true, true, true},
+	task.DeviceSucceeded:     {false, false, false, false, false, false, false},
+	task.DeviceFailed:        {false, false, false, false, false, false, false},
+	task.DeviceTimedOut:      {false, false, false, false, false, false, false},
+	task.DeviceCancelled:     {false, false, false, false, false, false, false},
+	task.DeviceUndeliverable: {false, false, false, false, false, false, false},
+}
+
+func TestCanMoveWalksEveryDevicePair(t *testing.T) {
+	t.Parallel()
+	all := task.DeviceStatuses()
+	if len(all) != 7 {
+		t.Fatalf("DeviceStatuses() has %d entries, the expected table has 7", len(all))
+	}
+	for _, from := range all {
+		row, ok := wantMove[from]
+		if !ok {
+			t.Errorf("device status %s is missing from the expected table", from)
+			continue
+		}
+		for i, to := range all {
+			if got := from.CanMove(to); got != row[i] {
+				t.Errorf("%s.CanMove(%s) = %v, want %v", from, to, got, row[i])
+			}
+		}
+	}
+	for _, d := range all {
+		if task.DeviceStatus("lost").CanMove(d) || d.CanMove("lost") {
+			t.Errorf("a move between %s and an unknown status is allowed", d)
+		}
+	}
+}
+
+func TestDeviceTerminalAndError(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		status   task.DeviceStatus
+		terminal bool
+		isError  bool
+	}{
+		{task.DevicePending, false, false},
+		{task.DeviceRunning, false, false},
+		{task.DeviceSucceeded, true, false},
+		{task.DeviceFailed, true, true},
+		{task.DeviceTimedOut, true, true},
+		{task.DeviceCancelled, true, false},
+		{task.DeviceUndeliverable, true, true},
+		{task.DeviceStatus("lost"), false, false},
+	}
+	if len(tests)-1 != len(task.DeviceStatuses()) {
+		t.Fatalf("the table covers %d device statuses, there are %d", len(tests)-1, len(task.DeviceStatuses()))
+	}
+	for _, tt := range tests {
+		if got := tt.status.Terminal(); got != tt.terminal {
+			t.Errorf("%q.Terminal() = %v, want %v", tt.status, got, tt.terminal)
+		}
+		if got := tt.status.Error(); got != tt.isError {
+			t.Errorf("%q.Error() = %v, want %v", tt.status, got, tt.isError)
+		}
+	}
+}
