@@ -1,0 +1,98 @@
+package httpapi
+
+import (
+	"io"
+	"net/http"
+
+	"github.com/fleetrun/fleetrun/api"
+	"github.com/fleetrun/fleetrun/internal/task"
+)
+
+// listDevices is GET /tasks/{id}/devices: a page of a task's devices in the order they were
+// submitted, optionally filtered by status.
+func (h *handler) listDevices(w http.ResponseWriter, r *http.Request, owner string) {
+	q := r.URL.Query()
+	var errs queryErrors
+	statuses := errs.deviceStatuses(q)
+	limit, cursor := errs.page(q)
+	if len(errs) > 0 {
+		h.badQuery(w, r, errs)
+		return
+	}
+	id := r.PathValue("id")
+	page, err := h.cfg.Engine.Devices(r.Context(), owner, id, task.DeviceQuery{Statuses: statuses, Limit: limit, Cursor: cursor})
+	if task.IsCode(err, task.ErrInvalid) {
+		h.badCursor(w, r, err)
+		return
+	}
+	if err != nil {
+		h.error(w, r, err)
+		return
+	}
+	l := h.links(r)
+	list := api.DeviceList{Items: make([]api.Device, 0, len(page.Devices))}
+	for _, d := range page.Devices {
+		list.Items = append(list.Items, l.renderDevice(id, d))
+	}
+	if page.Next != "" {
+		list.Next = nextURL(l.devices(id), join(statuses), limit, page.Next)
+		w.Header().Set("Link", "<"+list.Next+`>; rel="next"`)
+	}
+	w.Header().Set("Cache-Control", "no-cache")
+	writeJSON(w, http.StatusOK, list)
+}
+
+// getDevice is GET /tasks/{id}/devices/{deviceId}.
+func (h *handler) getDevice(w http.ResponseWriter, r *http.Request, owner string) {
+	id := r.PathValue("id")
+	d, err := h.cfg.Engine.Device(r.Context(), owner, id, r.PathValue("deviceId"))
+	if err != nil {
+		h.error(w, r, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-cache")
+	writeJSON(w, http.StatusOK, h.links(r).renderDevice(id, d))
+}
+
+// output is GET /tasks/{id}/devices/{deviceId}/output?stream=stdout|stderr: the device's full
+// output, where the device resource holds only a truncated copy. The owner and the device are
+// checked through the engine before any output is opened.
+func (h *handler) output(w http.ResponseWriter, r *http.Request, owner string) {
+	q := r.URL.Query()
+	var errs queryErrors
+	stream := "stdout"
+	if s, ok := errs.single(q, "stream"); ok {
+		if s != "stdout" && s != "stderr" {
+			errs.add("stream", "stream must be stdout or stderr")
+		}
+		stream = s
+	}
+	if len(errs) > 0 {
+		h.badQuery(w, r, errs)
+		return
+	}
+	id, deviceID := r.PathValue("id"), r.PathValue("deviceId")
+	if _, err := h.cfg.Engine.Device(r.Context(), owner, id, deviceID); err != nil {
+		h.error(w, r, err)
+		return
+	}
+	if h.cfg.Output == nil {
+		h.error(w, r, task.Errorf(task.ErrNotFound, "this deployment keeps no output beyond the device's inline copy"))
+		return
+	}
+	rc, err := h.cfg.Output.OpenOutput(id, deviceID, stream)
+	if err != nil {
+		h.error(w, r, err)
+		return
+	}
+	defer rc.Close()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	if _, err := io.Copy(w, rc); err != nil && r.Context().Err() == nil {
+		// The status is already sent; all that is left is to say why the body stopped short.
+		h.log.WarnContext(r.Context(), "streaming output failed", "request_id", requestID(r),
+			"task_id", id, "device_id", deviceID, "stream", stream, "err", err)
+	}
+}

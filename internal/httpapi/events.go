@@ -1,0 +1,121 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/fleetrun/fleetrun/api"
+	"github.com/fleetrun/fleetrun/internal/task"
+)
+
+// events is GET /tasks/{id}/events, a Server-Sent Events stream of the task: one `task` event,
+// with the version as its id, for every change, ending after a terminal state.
+//
+// A reconnecting client sends back the last id it saw (Last-Event-ID, or ?lastEventId= where a
+// client cannot set headers) and gets only newer states. A client that has already seen the
+// final state gets 204, which tells an EventSource to stop reconnecting.
+//
+// Waits last at most keepAlive each: the in-process broker forgets tasks nobody has touched for
+// a minute, and proxies drop silent connections, so each quiet round ends with a comment.
+func (h *handler) events(w http.ResponseWriter, r *http.Request, owner string) {
+	last, err := lastEventID(r)
+	if err != nil {
+		h.badQuery(w, r, queryErrors{{Pointer: "/lastEventId", Detail: err.Error()}})
+		return
+	}
+	id := r.PathValue("id")
+	t, err := h.cfg.Engine.Get(r.Context(), owner, id)
+	if err != nil {
+		h.error(w, r, err)
+		return
+	}
+	if t.Status.Terminal() && last >= t.Version {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	rc := http.NewResponseController(w)
+	// A stream outlives any write timeout the server sets for ordinary responses.
+	_ = rc.SetWriteDeadline(time.Time{})
+	w.Header().Set("Content-Type", api.MediaEventStream)
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	l := h.links(r)
+	send := func(t *task.Task) error {
+		data, err := json.Marshal(l.renderTask(t))
+		if err != nil {
+			return err
+		}
+		if _, err := fmt.Fprintf(w, "id: %d\nevent: task\ndata: %s\n\n", t.Version, data); err != nil {
+			return err
+		}
+		last = t.Version
+		return rc.Flush()
+	}
+	if t.Version > last {
+		err = send(t)
+	} else {
+		err = rc.Flush()
+	}
+	for err == nil && !t.Status.Terminal() {
+		ctx, cancel := context.WithTimeout(r.Context(), h.keepAlive)
+		werr := h.cfg.Watcher.Wait(ctx, id, last)
+		quiet := ctx.Err() != nil
+		cancel()
+		switch {
+		case r.Context().Err() != nil:
+			return // the client went away
+		case quiet:
+			if _, err = fmt.Fprint(w, ": keep-alive\n\n"); err == nil {
+				err = rc.Flush()
+			}
+			continue
+		case werr != nil:
+			err = werr
+			continue
+		}
+		if t, err = h.cfg.Engine.Get(r.Context(), owner, id); err != nil {
+			break
+		}
+		if t.Version > last {
+			err = send(t)
+		} else {
+			pause(r.Context())
+		}
+	}
+	if err != nil && r.Context().Err() == nil {
+		// The client reconnects with Last-Event-ID and misses nothing.
+		h.log.WarnContext(r.Context(), "event stream ended early", "request_id", requestID(r), "task_id", id, "err", err)
+	}
+}
+
+// lastEventID returns the version a reconnecting client last saw, or 0 when it saw none (task
+// versions start at 1).
+func lastEventID(r *http.Request) (int64, error) {
+	s := r.Header.Get("Last-Event-ID")
+	if s == "" {
+		s = r.URL.Query().Get("lastEventId")
+	}
+	if s == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("the last event id must be an event id this stream sent, got %q", s)
+	}
+	return n, nil
+}
+
+// pause spaces out re-reads after a watcher woke without the stored task having changed (an
+// eventually consistent read), so such a wait cannot spin.
+func pause(ctx context.Context) {
+	t := time.NewTimer(spuriousWakePause)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}

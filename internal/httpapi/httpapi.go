@@ -1,0 +1,244 @@
+// Package httpapi is fleetrun's HTTP API: plain net/http handlers over the engine, rendering the
+// wire types of package api. The same handler serves `fleetrun serve` and the Lambda functions
+// behind API Gateway, so it depends on nothing but the standard library and its Config.
+package httpapi
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/fleetrun/fleetrun/api"
+	"github.com/fleetrun/fleetrun/internal/engine"
+)
+
+// Watcher blocks until task id has a version newer than version, or ctx ends (then it returns
+// ctx's error). watch.Broker serves one process; watch.Poller serves Lambda.
+type Watcher interface {
+	Wait(ctx context.Context, id string, version int64) error
+}
+
+// OutputStore opens the full output of one device of a task; stream is "stdout" or "stderr".
+// A missing output is an error with code task.ErrNotFound.
+type OutputStore interface {
+	OpenOutput(taskID, deviceID, stream string) (io.ReadCloser, error)
+}
+
+// Config wires the HTTP API. Engine, Owner and Watcher are required.
+type Config struct {
+	Engine *engine.Engine
+	// Owner identifies the caller; an error answers 401 with WWW-Authenticate: Bearer. Locally
+	// it checks bearer tokens (BearerTokens); on Lambda it reads the authorizer's identity.
+	Owner func(r *http.Request) (string, error)
+	// Watcher wakes long-polls and event streams when a task changes.
+	Watcher Watcher
+	// Output serves full device output; nil answers 404 for every output request.
+	Output OutputStore
+	// BaseURL returns the absolute base of the links and Location headers of a response
+	// (scheme and host, and a path prefix if the API is mounted under one). The default uses
+	// the request's scheme (TLS, or X-Forwarded-Proto behind a proxy) and Host.
+	BaseURL func(r *http.Request) string
+	// MaxBodyBytes bounds a request body; the default, 2 MiB, fits 10,000 ids of 128 chars.
+	MaxBodyBytes int64
+	// RetryAfter is how soon a client should look again at a task that is not finished; it is
+	// sent in whole seconds, at least 1. The default is 1 s.
+	RetryAfter time.Duration
+	Logger     *slog.Logger
+}
+
+// Defaults of Config.
+const (
+	DefaultMaxBodyBytes = 2 << 20
+	DefaultRetryAfter   = time.Second
+	// keepAliveInterval is the longest single wait of an event stream. The broker forgets a
+	// task that nobody has touched for a minute, so a wait must end well before that.
+	keepAliveInterval = 15 * time.Second
+)
+
+// handler is the API. It is immutable once built by New.
+type handler struct {
+	cfg        Config
+	log        *slog.Logger
+	retryAfter string
+	keepAlive  time.Duration
+	mux        *http.ServeMux
+}
+
+// New returns the HTTP API for cfg. Every response carries X-Request-Id, every error is an
+// application/problem+json api.Problem, and every request is logged once.
+func New(cfg Config) http.Handler {
+	return newHandler(cfg)
+}
+
+func newHandler(cfg Config) *handler {
+	if cfg.BaseURL == nil {
+		cfg.BaseURL = defaultBaseURL
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.RetryAfter <= 0 {
+		cfg.RetryAfter = DefaultRetryAfter
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	h := &handler{
+		cfg:        cfg,
+		log:        cfg.Logger,
+		retryAfter: strconv.Itoa(max(1, int(math.Ceil(cfg.RetryAfter.Seconds())))),
+		keepAlive:  keepAliveInterval,
+		mux:        http.NewServeMux(),
+	}
+	h.routes()
+	return h
+}
+
+// route is one path of the API and the handler of each method it accepts.
+type route struct {
+	path    string
+	methods map[string]http.HandlerFunc
+}
+
+func (h *handler) routes() {
+	table := []route{
+		{"/healthz", map[string]http.HandlerFunc{http.MethodGet: h.healthz}},
+		{"/tasks", map[string]http.HandlerFunc{http.MethodPost: h.authed(h.submit), http.MethodGet: h.authed(h.listTasks)}},
+		{"/tasks/{id}", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.getTask), http.MethodDelete: h.authed(h.cancel)}},
+		{"/tasks/{id}/result", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.getResult)}},
+		{"/tasks/{id}/events", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.events)}},
+		{"/tasks/{id}/devices", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.listDevices)}},
+		{"/tasks/{id}/devices/{deviceId}", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.getDevice)}},
+		{"/tasks/{id}/devices/{deviceId}/output", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.output)}},
+	}
+	for _, rt := range table {
+		var allow []string
+		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodDelete} {
+			if fn, ok := rt.methods[m]; ok {
+				h.mux.HandleFunc(m+" "+rt.path, fn)
+				allow = append(allow, m)
+				if m == http.MethodGet {
+					allow = append(allow, http.MethodHead) // the mux serves HEAD with GET
+				}
+			}
+		}
+		// A pattern without a method is less specific than the ones above, so it catches only
+		// the methods the path does not accept.
+		h.mux.HandleFunc(rt.path, h.methodNotAllowed(strings.Join(allow, ", ")))
+	}
+	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		h.problem(w, r, problemFor(http.StatusNotFound, api.ProblemNotFound, "no such resource: "+r.URL.Path))
+	})
+}
+
+// ServeHTTP assigns the request id, recovers from panics, logs the request and routes it.
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	id := r.Header.Get(headerRequestID)
+	if !validRequestID(id) {
+		id = newRequestID()
+	}
+	w.Header().Set(headerRequestID, id)
+	r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id))
+	rec := &recorder{ResponseWriter: w}
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			h.log.ErrorContext(r.Context(), "handler panic", "request_id", id, "panic", v)
+			if rec.status == 0 {
+				h.problem(rec, r, problemFor(http.StatusInternalServerError, api.ProblemInternal, ""))
+			}
+		}
+		h.log.InfoContext(r.Context(), "request", "method", r.Method, "path", r.URL.Path,
+			"status", rec.statusOrOK(), "duration", time.Since(start), "request_id", id)
+	}()
+	h.mux.ServeHTTP(rec, r)
+}
+
+// authed resolves the caller before fn runs, answering 401 when it cannot.
+func (h *handler) authed(fn func(w http.ResponseWriter, r *http.Request, owner string)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		owner, err := h.cfg.Owner(r)
+		if err != nil || owner == "" {
+			h.log.DebugContext(r.Context(), "caller not identified", "request_id", requestID(r), "err", err)
+			w.Header().Set("WWW-Authenticate", `Bearer realm="fleetrun"`)
+			h.problem(w, r, problemFor(http.StatusUnauthorized, api.ProblemUnauthorized,
+				"a valid bearer token is required"))
+			return
+		}
+		fn(w, r, owner)
+	}
+}
+
+func (h *handler) methodNotAllowed(allow string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		h.problem(w, r, problemFor(http.StatusMethodNotAllowed, api.ProblemMethodNotAllowed,
+			r.Method+" is not allowed here; allowed: "+allow))
+	}
+}
+
+func (h *handler) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// defaultBaseURL derives the base from the request: https when it came over TLS or a proxy says
+// so in X-Forwarded-Proto, and the Host header.
+func defaultBaseURL(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	if p, _, _ := strings.Cut(r.Header.Get("X-Forwarded-Proto"), ","); p != "" {
+		switch p = strings.ToLower(strings.TrimSpace(p)); p {
+		case "http", "https":
+			scheme = p
+		}
+	}
+	return scheme + "://" + r.Host
+}
+
+// recorder remembers the status written, for the request log. Unwrap lets
+// http.ResponseController reach the underlying writer's Flush and deadlines.
+type recorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *recorder) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *recorder) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Flush implements http.Flusher for writers that support it.
+func (w *recorder) Flush() {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	_ = http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *recorder) statusOrOK() int {
+	if w.status == 0 {
+		return http.StatusOK
+	}
+	return w.status
+}

@@ -1,0 +1,152 @@
+package httpapi
+
+import (
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/fleetrun/fleetrun/api"
+	"github.com/fleetrun/fleetrun/internal/task"
+)
+
+// links builds the absolute URLs of one response from its request's base.
+type links struct{ base string }
+
+func (h *handler) links(r *http.Request) links {
+	return links{base: trimSlash(h.cfg.BaseURL(r))}
+}
+
+func trimSlash(s string) string {
+	for len(s) > 0 && s[len(s)-1] == '/' {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+func (l links) tasks() string { return l.base + "/tasks" }
+
+func (l links) task(id string) string { return l.tasks() + "/" + url.PathEscape(id) }
+
+func (l links) devices(id string) string { return l.task(id) + "/devices" }
+
+func (l links) device(id, deviceID string) string {
+	return l.devices(id) + "/" + url.PathEscape(deviceID)
+}
+
+// failedStatuses are the device statuses a result calls failed: those that count against
+// maxErrors.
+const failedStatuses = "failed,timed_out,undeliverable"
+
+// renderTask turns a stored task into its wire form. The device list is left out (a task may
+// have 10,000 devices); the devices link pages through it.
+func (l links) renderTask(t *task.Task) api.Task {
+	args := t.Request.Args
+	if args == nil {
+		args = []string{}
+	}
+	out := api.Task{
+		ID:          t.ID,
+		Status:      string(t.Status),
+		Version:     t.Version,
+		CreatedAt:   t.CreatedAt.UTC(),
+		StartedAt:   utc(t.StartedAt),
+		UpdatedAt:   t.UpdatedAt.UTC(),
+		CompletedAt: utc(t.CompletedAt),
+		Request: api.TaskRequest{
+			ScriptURL:      t.Request.ScriptURL,
+			DeviceCount:    len(t.Request.DeviceIDs),
+			Args:           args,
+			TimeoutSeconds: t.Request.TimeoutSeconds,
+			MaxConcurrency: t.Request.MaxConcurrency,
+			MaxErrors:      t.Request.MaxErrors,
+		},
+		Progress: api.Progress{
+			Percentage:  t.Counts.Percentage(),
+			CurrentStep: t.CurrentStep,
+			Devices:     counts(t.Counts),
+		},
+		Links: api.TaskLinks{
+			Self:    l.task(t.ID),
+			Devices: l.devices(t.ID),
+			Result:  l.task(t.ID) + "/result",
+			Events:  l.task(t.ID) + "/events",
+		},
+	}
+	if t.Status.Terminal() {
+		out.Result = new(l.renderResult(t))
+	}
+	return out
+}
+
+// renderResult is a terminal task's result. The stored result's lists are capped; the links
+// page through every device of each kind.
+func (l links) renderResult(t *task.Task) api.Result {
+	res := t.Result
+	if res == nil {
+		res = &task.Result{}
+	}
+	return api.Result{
+		Status:           string(t.Status),
+		SucceededDevices: nonNil(res.SucceededDevices),
+		FailedDevices:    nonNil(res.FailedDevices),
+		CancelledDevices: nonNil(res.CancelledDevices),
+		Truncated:        res.Truncated,
+		Reason:           res.Reason,
+		Devices:          counts(t.Counts),
+		Links: api.ResultLinks{
+			Succeeded: l.devices(t.ID) + "?status=" + string(task.DeviceSucceeded),
+			Failed:    l.devices(t.ID) + "?status=" + failedStatuses,
+			Output:    l.devices(t.ID) + "/{deviceId}/output",
+		},
+	}
+}
+
+// renderDevice turns a stored device into its wire form.
+func (l links) renderDevice(taskID string, d *task.Device) api.Device {
+	return api.Device{
+		ID:              d.ID,
+		Status:          string(d.Status),
+		ExitCode:        d.ExitCode,
+		Stdout:          d.Stdout,
+		Stderr:          d.Stderr,
+		StdoutTruncated: d.StdoutTruncated,
+		StderrTruncated: d.StderrTruncated,
+		StartedAt:       utc(d.StartedAt),
+		CompletedAt:     utc(d.CompletedAt),
+		Reason:          d.Reason,
+		Links:           api.DeviceLinks{Output: l.device(taskID, d.ID) + "/output"},
+	}
+}
+
+func counts(c task.Counts) api.DeviceCounts {
+	return api.DeviceCounts{
+		Total:         c.Total,
+		Pending:       c.Pending,
+		Running:       c.Running,
+		Succeeded:     c.Succeeded,
+		Failed:        c.Failed,
+		TimedOut:      c.TimedOut,
+		Cancelled:     c.Cancelled,
+		Undeliverable: c.Undeliverable,
+	}
+}
+
+func utc(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	return new(t.UTC())
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// etag is a task's strong entity tag: its version, which rises with every write.
+func etag(version int64) string {
+	return `"` + strconv.FormatInt(version, 10) + `"`
+}

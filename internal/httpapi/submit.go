@@ -1,0 +1,218 @@
+package httpapi
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"mime"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/fleetrun/fleetrun/api"
+	"github.com/fleetrun/fleetrun/internal/engine"
+	"github.com/fleetrun/fleetrun/internal/task"
+)
+
+// submit is POST /tasks. The checks run from the cheapest to the dearest, and nothing is stored
+// or queued unless every one passes: Idempotency-Key (400), Content-Type (415), size (413),
+// JSON syntax (400), JSON shape (422), then the engine's validation (422).
+func (h *handler) submit(w http.ResponseWriter, r *http.Request, owner string) {
+	key, err := idempotencyKey(r)
+	if err != nil {
+		h.problem(w, r, problemFor(http.StatusBadRequest, api.ProblemMalformed, err.Error()))
+		return
+	}
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != api.MediaJSON {
+		h.problem(w, r, problemFor(http.StatusUnsupportedMediaType, api.ProblemUnsupportedMedia,
+			"the body must be sent as "+api.MediaJSON))
+		return
+	}
+	tooLarge := problemFor(http.StatusRequestEntityTooLarge, api.ProblemTooLarge,
+		fmt.Sprintf("the body may be at most %d bytes", h.cfg.MaxBodyBytes))
+	if r.ContentLength > h.cfg.MaxBodyBytes {
+		h.problem(w, r, tooLarge)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		h.problem(w, r, tooLarge)
+		return
+	case err != nil:
+		h.problem(w, r, problemFor(http.StatusBadRequest, api.ProblemMalformed, "the body could not be read"))
+		return
+	}
+	req, err := decodeSubmit(body)
+	var m malformed
+	if errors.As(err, &m) {
+		h.problem(w, r, problemFor(http.StatusBadRequest, api.ProblemMalformed, string(m)))
+		return
+	}
+	if err != nil {
+		h.error(w, r, err)
+		return
+	}
+	t, created, err := h.cfg.Engine.Submit(r.Context(), engine.Submission{
+		Owner: owner,
+		Request: task.Request{
+			DeviceIDs:      req.DeviceIDs,
+			ScriptURL:      req.ScriptURL,
+			Args:           req.Args,
+			TimeoutSeconds: req.TimeoutSeconds,
+			MaxConcurrency: req.MaxConcurrency,
+			MaxErrors:      req.MaxErrors,
+		},
+		IdempotencyKey: key,
+		RequestHash:    requestHash(req),
+	})
+	if err != nil {
+		h.error(w, r, err)
+		return
+	}
+	l := h.links(r)
+	w.Header().Set("Location", l.task(t.ID))
+	w.Header().Set("Retry-After", h.retryAfter)
+	if !created {
+		w.Header().Set("Idempotent-Replayed", "true")
+	}
+	writeJSON(w, http.StatusAccepted, l.renderTask(t))
+}
+
+// idempotencyKey returns the request's Idempotency-Key, "" when none was sent. A key is 1 to
+// 255 printable ASCII characters, sent once.
+func idempotencyKey(r *http.Request) (string, error) {
+	values := r.Header.Values(api.HeaderIdempotencyKey)
+	switch {
+	case len(values) == 0:
+		return "", nil
+	case len(values) > 1:
+		return "", errors.New("Idempotency-Key may be sent only once")
+	}
+	key := values[0]
+	if key == "" || len(key) > api.MaxIdempotencyKeyLength {
+		return "", fmt.Errorf("Idempotency-Key must be 1 to %d characters", api.MaxIdempotencyKeyLength)
+	}
+	for i := range len(key) {
+		if key[i] < ' ' || key[i] > '~' {
+			return "", errors.New("Idempotency-Key may contain only printable ASCII characters")
+		}
+	}
+	return key, nil
+}
+
+// requestHash identifies a submit request by its content, not its bytes: the decoded request
+// is marshalled again, so whitespace and key order do not make two equal requests differ.
+func requestHash(req api.SubmitRequest) string {
+	b, _ := json.Marshal(req)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// malformed is a body that is not JSON at all (400), as opposed to JSON of the wrong shape
+// (422, a *task.Error).
+type malformed string
+
+func (m malformed) Error() string { return string(m) }
+
+// maxShapeErrors bounds the field errors of one answer, so a hostile body cannot make it huge.
+const maxShapeErrors = 100
+
+// decodeSubmit parses a submit body. Each field is decoded on its own so that a value of the
+// wrong type is named by its exact JSON pointer ("/deviceIds/3"), which encoding/json's own
+// errors do not give, and every bad field is reported at once.
+func decodeSubmit(body []byte) (api.SubmitRequest, error) {
+	var req api.SubmitRequest
+	dec := json.NewDecoder(bytes.NewReader(body))
+	var raw json.RawMessage
+	if err := dec.Decode(&raw); err != nil {
+		var se *json.SyntaxError
+		switch {
+		case errors.Is(err, io.EOF):
+			return req, malformed("the body is empty; it must be a JSON object")
+		case errors.As(err, &se):
+			return req, malformed(fmt.Sprintf("the body is not valid JSON: %s (at byte %d)", se, se.Offset))
+		}
+		return req, malformed("the body is not valid JSON: " + err.Error())
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return req, malformed("the body has more data after its JSON value")
+	}
+	invalid := func(errs []task.FieldError) error {
+		return &task.Error{Code: task.ErrInvalid, Message: "the request body has fields of the wrong type", Fields: errs}
+	}
+	if raw[0] != '{' {
+		return req, invalid([]task.FieldError{{Pointer: "", Detail: "the body must be a JSON object"}})
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil {
+		return req, malformed("the body is not valid JSON: " + err.Error())
+	}
+	var errs []task.FieldError
+	bad := func(pointer, detail string) {
+		if len(errs) < maxShapeErrors {
+			errs = append(errs, task.FieldError{Pointer: pointer, Detail: detail})
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(fields)) {
+		value, pointer := fields[name], "/"+escapePointer(name)
+		switch name {
+		case "deviceIds":
+			req.DeviceIDs = decodeStrings(value, pointer, bad)
+		case "args":
+			req.Args = decodeStrings(value, pointer, bad)
+		case "scriptUrl":
+			req.ScriptURL = decodeString(value, pointer, bad)
+		case "maxConcurrency":
+			req.MaxConcurrency = decodeString(value, pointer, bad)
+		case "maxErrors":
+			req.MaxErrors = decodeString(value, pointer, bad)
+		case "timeoutSeconds":
+			if err := json.Unmarshal(value, &req.TimeoutSeconds); err != nil || isNull(value) {
+				bad(pointer, "must be a whole number of seconds")
+			}
+		default:
+			bad(pointer, "unknown field")
+		}
+	}
+	if len(errs) > 0 {
+		return req, invalid(errs)
+	}
+	return req, nil
+}
+
+func decodeString(value json.RawMessage, pointer string, bad func(pointer, detail string)) string {
+	var s string
+	if err := json.Unmarshal(value, &s); err != nil || isNull(value) {
+		bad(pointer, "must be a string")
+	}
+	return s
+}
+
+func decodeStrings(value json.RawMessage, pointer string, bad func(pointer, detail string)) []string {
+	var items []json.RawMessage
+	if err := json.Unmarshal(value, &items); err != nil || isNull(value) {
+		bad(pointer, "must be an array of strings")
+		return nil
+	}
+	out := make([]string, len(items))
+	for i, item := range items {
+		if err := json.Unmarshal(item, &out[i]); err != nil || isNull(item) {
+			bad(fmt.Sprintf("%s/%d", pointer, i), "must be a string")
+		}
+	}
+	return out
+}
+
+func isNull(v json.RawMessage) bool { return string(v) == "null" }
+
+// escapePointer escapes a member name for a JSON pointer (RFC 6901).
+func escapePointer(s string) string {
+	return strings.NewReplacer("~", "~0", "/", "~1").Replace(s)
+}
