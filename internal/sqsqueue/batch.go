@@ -1,0 +1,108 @@
+package sqsqueue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+
+	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/fleetrun/fleetrun/internal/engine"
+)
+
+// bodyLogLimit bounds how much of a malformed body is logged: enough to recognise it, not
+// enough for one bad message to flood the log.
+const bodyLogLimit = 512
+
+// HandleBatch decodes each record of an SQS batch and passes it to handle (engine.Handle), one
+// after the other, and returns the records to deliver again as batch item failures. The event
+// source mapping must have ReportBatchItemFailures enabled, and the queue must be a standard
+// queue (records are independent; nothing is held back behind a failure).
+//
+// What happens to a record follows SQS's redrive rules, so that nothing is retried forever in
+// code and nothing is lost silently:
+//
+//   - Handled without error: not reported, so Lambda deletes it.
+//   - handle returned an error: reported, so the message becomes visible again after the
+//     queue's visibility timeout and is retried; logged at Warn with its receive count.
+//   - Malformed (Decode failed, or handle returned an error wrapping engine.ErrMalformed):
+//     logged at Error and reported too. Retrying cannot help it, but reporting it is what leaves
+//     it to the dead-letter queue: SQS moves it there once its receive count passes the redrive
+//     policy's maxReceiveCount, where it can be inspected. Not reporting it would delete it.
+//   - handle panicked: logged at Error and reported, so one bad record does not fail the others.
+//   - ctx ended before the record was reached (the function is about to time out): reported
+//     without being handled, so it comes back rather than being cut off half way.
+func HandleBatch(ctx context.Context, ev events.SQSEvent, handle func(context.Context, engine.Message) error, log *slog.Logger) events.SQSEventResponse {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	resp := events.SQSEventResponse{BatchItemFailures: []events.SQSBatchItemFailure{}}
+	for _, r := range ev.Records {
+		if !handleRecord(ctx, r, handle, log) {
+			resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: r.MessageId})
+		}
+	}
+	return resp
+}
+
+// handleRecord handles one record and reports whether it may be deleted.
+func handleRecord(ctx context.Context, r events.SQSMessage, handle func(context.Context, engine.Message) error, log *slog.Logger) bool {
+	attrs := []any{"message_id", r.MessageId, "receive_count", receiveCount(r)}
+	if err := ctx.Err(); err != nil {
+		log.WarnContext(ctx, "message not handled before the deadline; it will be delivered again", append(attrs, "err", err)...)
+		return false
+	}
+	m, err := Decode(r.Body)
+	if err != nil {
+		log.ErrorContext(ctx, "malformed message left to the dead-letter queue", append(attrs, "body", excerpt(r.Body), "err", err)...)
+		return false
+	}
+	attrs = append(attrs, "task_id", m.TaskID, "action", string(m.Action), "attempt", m.Attempt)
+	err = safeHandle(ctx, m, handle)
+	switch {
+	case err == nil:
+		log.DebugContext(ctx, "message handled", attrs...)
+		return true
+	case errors.Is(err, engine.ErrMalformed):
+		log.ErrorContext(ctx, "malformed message left to the dead-letter queue", append(attrs, "err", err)...)
+	case errors.Is(err, errPanic):
+		log.ErrorContext(ctx, "message handler panicked; it will be delivered again", append(attrs, "err", err)...)
+	default:
+		log.WarnContext(ctx, "message failed; it will be delivered again", append(attrs, "err", err)...)
+	}
+	return false
+}
+
+// errPanic marks an error recovered from a panicking handler.
+var errPanic = errors.New("handler panicked")
+
+// safeHandle calls handle, turning a panic into an error.
+func safeHandle(ctx context.Context, m engine.Message, handle func(context.Context, engine.Message) error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("sqsqueue: %s message for %s: %w: %v", m.Action, m.TaskID, errPanic, p)
+		}
+	}()
+	return handle(ctx, m)
+}
+
+// receiveCount is how many times SQS has delivered the record, this time included, or 0 when
+// the attribute is missing.
+func receiveCount(r events.SQSMessage) int {
+	n, err := strconv.Atoi(r.Attributes["ApproximateReceiveCount"])
+	if err != nil {
+		return 0
+	}
+	return n
+}
+
+// excerpt cuts a body for the log.
+func excerpt(body string) string {
+	if len(body) <= bodyLogLimit {
+		return strings.ToValidUTF8(body, "�")
+	}
+	return strings.ToValidUTF8(body[:bodyLogLimit], "�") + "…"
+}

@@ -1,0 +1,42 @@
+package sqsqueue
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/fleetrun/fleetrun/internal/engine"
+)
+
+// Decode parses a queue message body strictly. Anything this code cannot act on — not JSON, a
+// field it does not know, trailing data, another version, an unknown action, no task id or a
+// negative attempt — is an error wrapping engine.ErrMalformed, because delivering it again would
+// never help. Any change to the message shape therefore needs a new engine.MessageVersion.
+func Decode(body string) (engine.Message, error) {
+	dec := json.NewDecoder(strings.NewReader(body))
+	dec.DisallowUnknownFields()
+	var m engine.Message
+	if err := dec.Decode(&m); err != nil {
+		return engine.Message{}, fmt.Errorf("sqsqueue: decode message: %w: %v", engine.ErrMalformed, err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return engine.Message{}, fmt.Errorf("sqsqueue: decode message: %w: data after the JSON object", engine.ErrMalformed)
+	}
+	if m.Version != engine.MessageVersion {
+		return engine.Message{}, fmt.Errorf("sqsqueue: message version %d, want %d: %w", m.Version, engine.MessageVersion, engine.ErrMalformed)
+	}
+	switch m.Action {
+	case engine.ActionDispatch, engine.ActionPoll, engine.ActionCancel:
+	default:
+		return engine.Message{}, fmt.Errorf("sqsqueue: unknown action %q: %w", m.Action, engine.ErrMalformed)
+	}
+	if m.TaskID == "" {
+		return engine.Message{}, fmt.Errorf("sqsqueue: %s message without a task id: %w", m.Action, engine.ErrMalformed)
+	}
+	if m.Attempt < 0 {
+		return engine.Message{}, fmt.Errorf("sqsqueue: %s message for %s with attempt %d: %w", m.Action, m.TaskID, m.Attempt, engine.ErrMalformed)
+	}
+	return m, nil
+}

@@ -1,0 +1,63 @@
+package sqsqueue
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/fleetrun/fleetrun/internal/engine"
+)
+
+func TestDecode(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		body string
+		want engine.Message // zero when the body is malformed
+	}{
+		{"dispatch", `{"v":1,"action":"dispatch","taskId":"T1","attempt":0}`,
+			engine.Message{Version: 1, Action: engine.ActionDispatch, TaskID: "T1"}},
+		{"poll with attempt", `{"v":1,"action":"poll","taskId":"T2","attempt":4}`,
+			engine.Message{Version: 1, Action: engine.ActionPoll, TaskID: "T2", Attempt: 4}},
+		{"cancel without attempt", `{"v":1,"action":"cancel","taskId":"T3"}`,
+			engine.Message{Version: 1, Action: engine.ActionCancel, TaskID: "T3"}},
+		{"trailing whitespace", "{\"v\":1,\"action\":\"poll\",\"taskId\":\"T4\"}\n ",
+			engine.Message{Version: 1, Action: engine.ActionPoll, TaskID: "T4"}},
+		{"empty", ``, engine.Message{}},
+		{"not json", `dispatch T1`, engine.Message{}},
+		{"null", `null`, engine.Message{}},
+		{"array", `[]`, engine.Message{}},
+		{"truncated", `{"v":1,"action":"poll","taskId":"T1"`, engine.Message{}},
+		{"trailing object", `{"v":1,"action":"poll","taskId":"T1"}{}`, engine.Message{}},
+		{"trailing garbage", `{"v":1,"action":"poll","taskId":"T1"} x`, engine.Message{}},
+		{"no version", `{"action":"poll","taskId":"T1"}`, engine.Message{}},
+		{"future version", `{"v":2,"action":"poll","taskId":"T1"}`, engine.Message{}},
+		{"version as string", `{"v":"1","action":"poll","taskId":"T1"}`, engine.Message{}},
+		{"unknown action", `{"v":1,"action":"reboot","taskId":"T1"}`, engine.Message{}},
+		{"no action", `{"v":1,"taskId":"T1"}`, engine.Message{}},
+		{"no task id", `{"v":1,"action":"dispatch"}`, engine.Message{}},
+		{"empty task id", `{"v":1,"action":"dispatch","taskId":""}`, engine.Message{}},
+		{"negative attempt", `{"v":1,"action":"poll","taskId":"T1","attempt":-1}`, engine.Message{}},
+		{"unknown field", `{"v":1,"action":"poll","taskId":"T1","delay":5}`, engine.Message{}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := Decode(c.body)
+			if c.want == (engine.Message{}) {
+				if !errors.Is(err, engine.ErrMalformed) {
+					t.Fatalf("Decode(%q) err = %v, want ErrMalformed", c.body, err)
+				}
+				if got != (engine.Message{}) {
+					t.Errorf("Decode(%q) returned %+v with an error", c.body, got)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Decode(%q): %v", c.body, err)
+			}
+			if got != c.want {
+				t.Errorf("Decode(%q) = %+v, want %+v", c.body, got, c.want)
+			}
+		})
+	}
+}
