@@ -1,0 +1,87 @@
+package localrun
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/fleetrun/fleetrun/internal/task"
+)
+
+// Output streams a device's script writes, each kept whole on disk.
+const (
+	StreamStdout = "stdout"
+	StreamStderr = "stderr"
+)
+
+// safeElement reports whether s can be used as one path element under the data directory:
+// it matches the local device id rule and is not "." or "..", so it can never climb out.
+func safeElement(s string) bool {
+	return task.LocalDeviceID.MatchString(s) && s != "." && s != ".."
+}
+
+// outputDir is where a device's full output is kept: DataDir/output/<task>/<device>.
+func (r *Runner) outputDir(taskID, deviceID string) string {
+	return filepath.Join(r.cfg.DataDir, "output", taskID, deviceID)
+}
+
+// workDir is a device's working directory: DataDir/work/<task>/<device>.
+func (r *Runner) workDir(taskID, deviceID string) string {
+	return filepath.Join(r.cfg.DataDir, "work", taskID, deviceID)
+}
+
+// OpenOutput opens the full stdout or stderr ("stdout" or "stderr") that a device's script
+// wrote, which may be longer than the inline copy reported with the device. It can be read
+// while the script still runs. It returns a task.ErrNotFound error when the device never
+// started here or its output is gone, and task.ErrInvalid for an unknown stream.
+func (r *Runner) OpenOutput(taskID, deviceID, stream string) (io.ReadCloser, error) {
+	if stream != StreamStdout && stream != StreamStderr {
+		return nil, task.Errorf(task.ErrInvalid, "unknown output stream %q: use %q or %q", stream, StreamStdout, StreamStderr)
+	}
+	if !safeElement(taskID) || !safeElement(deviceID) {
+		return nil, task.Errorf(task.ErrNotFound, "no %s output for device %s of task %s", stream, deviceID, taskID)
+	}
+	f, err := os.Open(filepath.Join(r.outputDir(taskID, deviceID), stream))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, task.Errorf(task.ErrNotFound, "no %s output for device %s of task %s", stream, deviceID, taskID)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("localrun: open %s of %s/%s: %w", stream, taskID, deviceID, err)
+	}
+	return f, nil
+}
+
+// inline reads the first limit characters of the output file at path, the way the devices
+// endpoint shows them, and reports whether the file holds more. Bytes that are not UTF-8 count
+// as one character each and read as U+FFFD, so the copy is always valid text.
+func inline(path string, limit int) (string, bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", false, err
+	}
+	defer f.Close()
+	br := bufio.NewReader(f)
+	var b strings.Builder
+	for range limit {
+		r, _, err := br.ReadRune()
+		if err == io.EOF {
+			return b.String(), false, nil
+		}
+		if err != nil {
+			return b.String(), false, err
+		}
+		b.WriteRune(r)
+	}
+	_, err = br.ReadByte()
+	if err == io.EOF {
+		return b.String(), false, nil
+	}
+	return b.String(), err == nil, err
+}
+
+func isNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }

@@ -1,0 +1,156 @@
+package localrun
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fleetrun/fleetrun/internal/task"
+)
+
+// Environment variables every script gets, on top of the server's own environment.
+const (
+	envTaskID   = "FLEETRUN_TASK_ID"
+	envDeviceID = "FLEETRUN_DEVICE_ID"
+)
+
+// runDevice runs the script for one device and reports it running, then finished.
+func (r *Runner) runDevice(ru *run, path, deviceID string) {
+	cmd, err := r.command(ru.id, deviceID, path, ru.req.Args)
+	if err == nil {
+		err = cmd.Start()
+	}
+	closeFiles(cmd)
+	if err != nil {
+		r.log.Warn("script could not be started", "task_id", ru.id, "device_id", deviceID, "err", err)
+		ru.countError()
+		if _, _, quiet := ru.state(); !quiet {
+			r.report(ru, []task.DeviceUpdate{{DeviceID: deviceID, Status: task.DeviceFailed, At: r.cfg.Now().UTC(),
+				Reason: "the script could not be started: " + startError(err)}})
+		}
+		return
+	}
+	pgid := cmd.Process.Pid
+	p := &proc{pgid: pgid}
+	ru.register(deviceID, p)
+	if _, _, quiet := ru.state(); !quiet {
+		r.report(ru, []task.DeviceUpdate{{DeviceID: deviceID, Status: task.DeviceRunning, At: r.cfg.Now().UTC(), Ref: groupRef(pgid)}})
+	}
+
+	if err := waitExit(pgid); err != nil {
+		// Waiting without reaping failed, which should not happen: fall back on Wait alone.
+		r.log.Error("waiting for a script to exit failed", "task_id", ru.id, "device_id", deviceID, "err", err)
+	}
+	signalled, quiet := ru.exited(deviceID, p)
+	// The leader has exited but is not reaped yet, so its group id cannot have been reused:
+	// whatever the script left running in its group is killed before the id is freed.
+	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	if err := cmd.Wait(); err != nil && cmd.ProcessState == nil {
+		r.log.Error("reaping a script failed", "task_id", ru.id, "device_id", deviceID, "err", err)
+	}
+	if quiet {
+		return
+	}
+	u := outcome(cmd.ProcessState, signalled, ru.req.TimeoutSeconds)
+	u.DeviceID, u.At, u.Ref = deviceID, r.cfg.Now().UTC(), groupRef(pgid)
+	if u.Status.Error() {
+		ru.countError()
+	}
+	r.attachOutput(&u, ru.id, deviceID)
+	r.report(ru, []task.DeviceUpdate{u})
+}
+
+// command prepares a device's script: its working directory, its output files, its
+// environment, and a process group of its own that dies with the server.
+func (r *Runner) command(taskID, deviceID, path string, args []string) (*exec.Cmd, error) {
+	if !safeElement(deviceID) {
+		return nil, fmt.Errorf("device id %q cannot be used as a directory name", deviceID)
+	}
+	work := r.workDir(taskID, deviceID)
+	out := r.outputDir(taskID, deviceID)
+	for _, dir := range []string{work, out} {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return nil, fmt.Errorf("localrun: create %s: %w", filepath.Base(filepath.Dir(dir)), err)
+		}
+	}
+	cmd := exec.Command(path, args...)
+	cmd.Dir = work
+	cmd.Env = append(os.Environ(), envTaskID+"="+taskID, envDeviceID+"="+deviceID)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	stdout, err := os.OpenFile(filepath.Join(out, StreamStdout), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("localrun: create stdout file: %w", err)
+	}
+	stderr, err := os.OpenFile(filepath.Join(out, StreamStderr), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		stdout.Close()
+		return nil, fmt.Errorf("localrun: create stderr file: %w", err)
+	}
+	// Files, not pipes: the child writes straight to disk, and a grandchild holding the
+	// descriptors open cannot keep Wait from returning.
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	return cmd, nil
+}
+
+// closeFiles closes the server's copies of the output files once the child has its own.
+func closeFiles(cmd *exec.Cmd) {
+	if cmd == nil {
+		return
+	}
+	for _, w := range []any{cmd.Stdout, cmd.Stderr} {
+		if f, ok := w.(*os.File); ok {
+			f.Close()
+		}
+	}
+}
+
+// waitExit blocks until process pid has exited, without reaping it.
+func waitExit(pid int) error {
+	for {
+		var info unix.Siginfo
+		err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		if err != unix.EINTR {
+			return err
+		}
+	}
+}
+
+// outcome turns how a script ended into its device's terminal update.
+func outcome(state *os.ProcessState, signalled stopReason, timeoutSeconds int) task.DeviceUpdate {
+	var u task.DeviceUpdate
+	ws, _ := state.Sys().(syscall.WaitStatus)
+	if ws.Exited() {
+		u.ExitCode = new(ws.ExitStatus())
+	}
+	switch {
+	case signalled == stopCancel:
+		u.Status, u.Reason = task.DeviceCancelled, "stopped because the task was cancelled"
+	case signalled == stopDeadline:
+		u.Status, u.Reason = task.DeviceTimedOut, fmt.Sprintf("stopped at the task's deadline of %ds", timeoutSeconds)
+	case ws.Exited() && ws.ExitStatus() == 0:
+		u.Status = task.DeviceSucceeded
+	case ws.Exited():
+		u.Status = task.DeviceFailed
+	default:
+		u.Status = task.DeviceFailed
+		u.Reason = fmt.Sprintf("the script was killed by signal %s", unix.SignalName(ws.Signal()))
+	}
+	return u
+}
+
+// startError words an error from starting a script for the caller.
+func startError(err error) string {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		if errors.Is(pe.Err, syscall.ENOEXEC) {
+			return "it is neither a binary nor a script with a #! line"
+		}
+		return pe.Err.Error()
+	}
+	return err.Error()
+}

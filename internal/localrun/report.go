@@ -1,0 +1,77 @@
+package localrun
+
+import (
+	"iter"
+	"path/filepath"
+	"time"
+
+	"github.com/fleetrun/fleetrun/internal/task"
+)
+
+// Report retries: the store may be briefly busy, and a lost terminal update would leave a
+// device running forever, so a failed report is retried with backoff before it is given up
+// (and logged as an error with what was lost).
+const (
+	reportAttempts = 8
+	reportBackoff  = 50 * time.Millisecond
+	reportMaxDelay = 5 * time.Second
+)
+
+// report sends updates for ru's task in batches, retrying each batch.
+func (r *Runner) report(ru *run, updates []task.DeviceUpdate) {
+	for batch := range chunks(updates) {
+		r.reportBatch(ru, batch)
+	}
+}
+
+func (r *Runner) reportBatch(ru *run, updates []task.DeviceUpdate) {
+	delay := reportBackoff
+	for attempt := 1; ; attempt++ {
+		_, err := ru.reporter.Report(r.ctx, ru.id, updates)
+		if err == nil {
+			return
+		}
+		final := attempt == reportAttempts || r.ctx.Err() != nil || task.IsCode(err, task.ErrNotFound)
+		if final {
+			for _, u := range updates {
+				r.log.Error("device update lost", "task_id", ru.id, "device_id", u.DeviceID, "status", u.Status,
+					"attempts", attempt, "err", err)
+			}
+			return
+		}
+		r.log.Warn("reporting device updates failed; retrying", "task_id", ru.id, "updates", len(updates),
+			"attempt", attempt, "err", err)
+		select {
+		case <-time.After(delay):
+		case <-r.ctx.Done():
+		}
+		delay = min(2*delay, reportMaxDelay)
+	}
+}
+
+// chunks cuts updates into batches no larger than a store page.
+func chunks(updates []task.DeviceUpdate) iter.Seq[[]task.DeviceUpdate] {
+	return func(yield func([]task.DeviceUpdate) bool) {
+		for len(updates) > 0 {
+			n := min(len(updates), task.MaxPageSize)
+			if !yield(updates[:n]) {
+				return
+			}
+			updates = updates[n:]
+		}
+	}
+}
+
+// attachOutput puts the inline copies of a device's output, as far as it has any, into u.
+func (r *Runner) attachOutput(u *task.DeviceUpdate, taskID, deviceID string) {
+	dir := r.outputDir(taskID, deviceID)
+	var err error
+	u.Stdout, u.StdoutTruncated, err = inline(filepath.Join(dir, StreamStdout), task.StdoutInlineLimit)
+	if err != nil && !isNotExist(err) {
+		r.log.Warn("reading a script's stdout failed", "task_id", taskID, "device_id", deviceID, "err", err)
+	}
+	u.Stderr, u.StderrTruncated, err = inline(filepath.Join(dir, StreamStderr), task.StderrInlineLimit)
+	if err != nil && !isNotExist(err) {
+		r.log.Warn("reading a script's stderr failed", "task_id", taskID, "device_id", deviceID, "err", err)
+	}
+}

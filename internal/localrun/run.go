@@ -1,0 +1,216 @@
+package localrun
+
+import (
+	"fmt"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/fleetrun/fleetrun/internal/task"
+)
+
+// stopReason says why a run stops early. The first reason wins, except that a shutdown always
+// silences the run's reports.
+type stopReason int
+
+const (
+	stopNone stopReason = iota
+	stopCancel
+	stopDeadline
+	stopShutdown
+)
+
+// run is one task being run by this process.
+type run struct {
+	id       string
+	req      task.Request
+	reporter Reporter
+	grace    time.Duration
+	deadline time.Time // zero when the task has none
+
+	mu      sync.Mutex
+	reason  stopReason
+	quiet   bool          // the server is shutting down: report nothing more
+	stopped chan struct{} // closed when reason is first set
+	procs   map[string]*proc
+	errors  int // devices counted against maxErrors
+}
+
+// proc is one device's script while its process group leader has not been reaped.
+type proc struct {
+	pgid int
+	// exited is set once the leader has exited; its group is never signalled again by stop,
+	// since the group id is freed when the leader is reaped.
+	exited bool
+	// signalled is why this runner signalled the group, stopNone if it did not.
+	signalled stopReason
+	kill      *time.Timer
+}
+
+func newRun(t *task.Task, rep Reporter, grace time.Duration) *run {
+	return &run{id: t.ID, req: t.Request, reporter: rep, grace: grace, deadline: t.Deadline(),
+		stopped: make(chan struct{}), procs: make(map[string]*proc)}
+}
+
+// stop ends the run early: no device starts any more, and every running script's group gets
+// SIGTERM, then SIGKILL after the grace period if its leader has not exited by then.
+func (ru *run) stop(reason stopReason) {
+	ru.mu.Lock()
+	defer ru.mu.Unlock()
+	if reason == stopShutdown {
+		ru.quiet = true
+	}
+	if ru.reason != stopNone {
+		return
+	}
+	ru.reason = reason
+	close(ru.stopped)
+	for _, p := range ru.procs {
+		ru.signal(p, reason)
+	}
+}
+
+// signal sends SIGTERM to p's group and arms the SIGKILL that follows. ru.mu must be held.
+func (ru *run) signal(p *proc, reason stopReason) {
+	if p.exited || p.signalled != stopNone {
+		return
+	}
+	p.signalled = reason
+	_ = syscall.Kill(-p.pgid, syscall.SIGTERM)
+	p.kill = time.AfterFunc(ru.grace, func() {
+		ru.mu.Lock()
+		defer ru.mu.Unlock()
+		if !p.exited {
+			_ = syscall.Kill(-p.pgid, syscall.SIGKILL)
+		}
+	})
+}
+
+// killAll sends SIGKILL at once to every group still running.
+func (ru *run) killAll() {
+	ru.mu.Lock()
+	defer ru.mu.Unlock()
+	for _, p := range ru.procs {
+		if !p.exited {
+			_ = syscall.Kill(-p.pgid, syscall.SIGKILL)
+		}
+	}
+}
+
+// register records a started script, and stops it at once if the run is already stopping.
+func (ru *run) register(deviceID string, p *proc) {
+	ru.mu.Lock()
+	defer ru.mu.Unlock()
+	ru.procs[deviceID] = p
+	if ru.reason != stopNone {
+		ru.signal(p, ru.reason)
+	}
+}
+
+// exited records that a script's leader has exited and returns why it was signalled, if it
+// was, and whether reports are silenced.
+func (ru *run) exited(deviceID string, p *proc) (stopReason, bool) {
+	ru.mu.Lock()
+	defer ru.mu.Unlock()
+	p.exited = true
+	if p.kill != nil {
+		p.kill.Stop()
+	}
+	delete(ru.procs, deviceID)
+	return p.signalled, ru.quiet
+}
+
+// state returns the run's stop reason, error count and whether it is silenced.
+func (ru *run) state() (stopReason, int, bool) {
+	ru.mu.Lock()
+	defer ru.mu.Unlock()
+	return ru.reason, ru.errors, ru.quiet
+}
+
+// countError counts a device against maxErrors.
+func (ru *run) countError() {
+	ru.mu.Lock()
+	ru.errors++
+	ru.mu.Unlock()
+}
+
+// execute runs the pending devices of a task, at most maxConcurrency at a time, until they are
+// all done or the run stops early (cancel, deadline, maxErrors exceeded, shutdown); the devices
+// it never started are then reported as such.
+func (r *Runner) execute(ru *run, path string, pending []string, lost []task.DeviceUpdate, errors int) {
+	defer r.forget(ru)
+	ru.mu.Lock()
+	ru.errors = errors + len(lost)
+	ru.mu.Unlock()
+	r.report(ru, lost)
+
+	if timer := r.armDeadline(ru); timer != nil {
+		defer timer.Stop()
+	}
+
+	budget := ru.req.ErrorBudget()
+	slots := make(chan struct{}, ru.req.Concurrency())
+	var devices sync.WaitGroup
+	maxErrorsExceeded := false
+	started := 0
+	for _, id := range pending {
+		select {
+		case slots <- struct{}{}:
+		case <-ru.stopped:
+		}
+		reason, errs, _ := ru.state()
+		if reason == stopNone && errs > budget {
+			maxErrorsExceeded = true
+		}
+		if reason != stopNone || maxErrorsExceeded {
+			break
+		}
+		started++
+		devices.Add(1)
+		go func() {
+			defer devices.Done()
+			defer func() { <-slots }()
+			r.runDevice(ru, path, id)
+		}()
+	}
+
+	if rest := pending[started:]; len(rest) > 0 {
+		reason, _, quiet := ru.state()
+		var status task.DeviceStatus
+		var why string
+		switch {
+		case quiet:
+		case reason == stopCancel:
+			status, why = task.DeviceCancelled, "not started: the task was cancelled"
+		case reason == stopDeadline:
+			status, why = task.DeviceTimedOut, fmt.Sprintf("not started before the task's deadline of %ds", ru.req.TimeoutSeconds)
+		case maxErrorsExceeded:
+			status, why = task.DeviceCancelled, "not started: maxErrors exceeded"
+		}
+		if status != "" {
+			now := r.cfg.Now().UTC()
+			updates := make([]task.DeviceUpdate, len(rest))
+			for i, id := range rest {
+				updates[i] = task.DeviceUpdate{DeviceID: id, Status: status, At: now, Reason: why}
+			}
+			r.report(ru, updates)
+		}
+	}
+	devices.Wait()
+	r.log.Info("task run finished", "task_id", ru.id, "started", started, "not_started", len(pending)-started)
+}
+
+// armDeadline stops the run at the task's deadline. The clock is read once, here, to know how
+// long is left; a real timer does the waiting. It returns the timer, or nil when the task has
+// no deadline or it has passed already (the run is then stopped at once).
+func (r *Runner) armDeadline(ru *run) *time.Timer {
+	if ru.deadline.IsZero() {
+		return nil
+	}
+	left := ru.deadline.Sub(r.cfg.Now())
+	if left <= 0 {
+		ru.stop(stopDeadline)
+		return nil
+	}
+	return time.AfterFunc(left, func() { ru.stop(stopDeadline) })
+}

@@ -1,0 +1,271 @@
+// Package localrun is the runner of `fleetrun serve`: it runs a task's script once per device as
+// a child process of the server and reports each device's progress to the engine.
+//
+// A device here is a name, not a machine: every device runs the same script on this host, in
+// its own working directory (DataDir/work/<task>/<device>), with FLEETRUN_TASK_ID and
+// FLEETRUN_DEVICE_ID added to the server's environment and the task's args passed as argv,
+// never through a shell. Its stdout and stderr are kept whole on disk
+// (DataDir/output/<task>/<device>/stdout|stderr, see OpenOutput); the reported copies are cut
+// at task.StdoutInlineLimit and task.StderrInlineLimit characters.
+//
+// Each script runs in a process group of its own, recorded in the device's Ref as
+// "pgid:<n>", so that stopping a device stops everything the script started, and a restarted
+// server can find and stop what a previous life left behind. When the script exits, whatever
+// it left running in its group is killed too: no work outlives the device's report. A process
+// that moves itself to another group or session (setsid, a double-forking daemon) escapes this.
+//
+// Exit codes: a script that exits reports its code; a script ended by a signal reports no exit
+// code (nil) and names the signal in the device's reason.
+package localrun
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/fleetrun/fleetrun/internal/task"
+)
+
+// Reporter receives device updates; *engine.Engine satisfies it.
+type Reporter interface {
+	Report(ctx context.Context, taskID string, updates []task.DeviceUpdate) (*task.Task, error)
+}
+
+// DeviceLister reads a task's devices as stored; a task.Store satisfies it.
+type DeviceLister interface {
+	ListDevices(ctx context.Context, taskID string, q task.DeviceQuery) (*task.DevicePage, error)
+}
+
+// DefaultGrace is how long a stopped script has between SIGTERM and SIGKILL by default.
+const DefaultGrace = 5 * time.Second
+
+// Config wires a Runner. ScriptRoot, DataDir and Devices are required.
+type Config struct {
+	// ScriptRoot is the directory that scriptUrls are resolved under (see ResolveScript).
+	ScriptRoot string
+	// DataDir holds the devices' working directories and full output. It is created if missing.
+	DataDir string
+	// Reporter receives device updates. The engine that does the reporting needs the runner
+	// before it exists, so it may be left nil here and set with SetReporter before the first
+	// Start.
+	Reporter Reporter
+	// Devices reads a task's devices, to resume after a restart and to cancel a task this
+	// process is not running.
+	Devices DeviceLister
+	// Grace is how long a script has to exit after SIGTERM before its group gets SIGKILL.
+	Grace time.Duration
+	// Now is the clock; it is read when a run starts to know how long is left until the
+	// task's deadline.
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+// Runner runs tasks' scripts as child processes. It implements engine.Runner and is safe for
+// concurrent use.
+type Runner struct {
+	cfg Config
+	log *slog.Logger
+	// ctx outlives every request: runs and their reports use it, and Shutdown ends it.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu       sync.Mutex
+	reporter Reporter
+	runs     map[string]*run // the tasks this process is running, by id
+	closed   bool
+	wg       sync.WaitGroup // one per run
+}
+
+// New returns a Runner for cfg, filling in defaults and creating DataDir.
+func New(cfg Config) (*Runner, error) {
+	if cfg.Devices == nil {
+		return nil, errors.New("localrun: a DeviceLister is required")
+	}
+	if cfg.DataDir == "" {
+		return nil, errors.New("localrun: a data directory is required")
+	}
+	info, err := os.Stat(cfg.ScriptRoot)
+	if err != nil {
+		return nil, fmt.Errorf("localrun: script root: %w", err)
+	}
+	if !info.IsDir() {
+		return nil, fmt.Errorf("localrun: script root %s is not a directory", cfg.ScriptRoot)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("localrun: data directory: %w", err)
+	}
+	if cfg.Grace <= 0 {
+		cfg.Grace = DefaultGrace
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Runner{cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel,
+		reporter: cfg.Reporter, runs: make(map[string]*run)}, nil
+}
+
+// SetReporter sets where device updates go. Wiring builds the runner, then the engine with the
+// runner in it, then calls SetReporter(engine) before anything is dispatched; this breaks the
+// cycle between the two. Runs already started keep the reporter they started with.
+func (r *Runner) SetReporter(rep Reporter) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.reporter = rep
+}
+
+// Start runs t's script on its devices and returns at once; the devices run in the background
+// and report through the Reporter, whatever happens to ctx.
+//
+// Start is idempotent. If this process is already running t it does nothing. Otherwise it
+// reads t's devices: pending ones are run; terminal ones are left alone; running ones belong to
+// a previous life of the server, so their recorded process groups are killed if they still
+// exist and they are reported failed, because fleetrun does not run a script twice on a device
+// that may have run it partly.
+//
+// A scriptUrl that no longer resolves (the file was removed after submit) is a task.ErrInvalid
+// error, which the engine turns into a failed task.
+func (r *Runner) Start(ctx context.Context, t *task.Task) error {
+	if t.Status.Terminal() {
+		return nil
+	}
+	if !safeElement(t.ID) {
+		return task.Errorf(task.ErrInvalid, "task id %q cannot be used by the local runner", t.ID)
+	}
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return task.Errorf(task.ErrUnavailable, "the local runner is shutting down")
+	}
+	if r.reporter == nil {
+		r.mu.Unlock()
+		return errors.New("localrun: start: no reporter set")
+	}
+	if _, ok := r.runs[t.ID]; ok {
+		r.mu.Unlock()
+		return nil
+	}
+	ru := newRun(t, r.reporter, r.cfg.Grace)
+	r.runs[t.ID] = ru
+	r.wg.Add(1)
+	r.mu.Unlock()
+
+	p, err := r.plan(ctx, t)
+	if err != nil {
+		r.forget(ru)
+		return err
+	}
+	lost := r.stopLost(t.ID, p.lost, lostReason, task.DeviceFailed)
+	path, err := ResolveScript(r.cfg.ScriptRoot, t.Request.ScriptURL)
+	if err != nil {
+		if len(lost) > 0 {
+			if _, rerr := ru.reporter.Report(ctx, t.ID, lost); rerr != nil {
+				r.log.ErrorContext(ctx, "reporting devices lost in a restart failed", "task_id", t.ID, "err", rerr)
+			}
+		}
+		r.forget(ru)
+		return task.Errorf(task.ErrInvalid, "%s", err.Error())
+	}
+	r.log.InfoContext(ctx, "task run starting", "task_id", t.ID, "pending", len(p.pending), "lost", len(lost))
+	go r.execute(ru, path, p.pending, lost, p.errors)
+	return nil
+}
+
+// lostReason is why a device that was running when the server stopped is failed.
+const lostReason = "the server stopped while the script was running; fleetrun does not re-run a script that may have partly run"
+
+// Cancel stops t's devices. It returns as soon as every running script's process group has
+// been sent SIGTERM; the runner waits in the background, sends SIGKILL to a group still alive
+// after Grace, and reports each stopped device cancelled, with the output it produced, once its
+// process has exited. Devices not started yet are reported cancelled without running. Devices
+// that finished before the cancel keep their own outcome. Killing the whole group means
+// nothing the script started outlives the cancel.
+//
+// If this process is not running t (the server restarted), Cancel reads t's devices, kills the
+// recorded process groups of running ones that still exist, and reports every device that is
+// not terminal cancelled before it returns.
+//
+// Cancel is idempotent: repeating it changes nothing.
+func (r *Runner) Cancel(ctx context.Context, t *task.Task) error {
+	r.mu.Lock()
+	ru, ok := r.runs[t.ID]
+	closed, rep := r.closed, r.reporter
+	r.mu.Unlock()
+	if ok {
+		ru.stop(stopCancel)
+		return nil
+	}
+	if closed {
+		return task.Errorf(task.ErrUnavailable, "the local runner is shutting down")
+	}
+	if rep == nil {
+		return errors.New("localrun: cancel: no reporter set")
+	}
+	p, err := r.plan(ctx, t)
+	if err != nil {
+		return err
+	}
+	updates := r.stopLost(t.ID, p.lost, "stopped because the task was cancelled", task.DeviceCancelled)
+	now := r.cfg.Now().UTC()
+	for _, id := range p.pending {
+		updates = append(updates, task.DeviceUpdate{DeviceID: id, Status: task.DeviceCancelled, At: now,
+			Reason: "not started: the task was cancelled"})
+	}
+	for batch := range chunks(updates) {
+		if _, err := rep.Report(ctx, t.ID, batch); err != nil {
+			return fmt.Errorf("localrun: report cancelled devices of %s: %w", t.ID, err)
+		}
+	}
+	return nil
+}
+
+// Shutdown stops every script this process runs (SIGTERM, then SIGKILL after Grace) and waits
+// for them, or until ctx ends, when it kills what is left at once. It reports nothing: the
+// devices stay running in the store, and the next Start after a restart reports them failed.
+// The Runner cannot be used afterwards.
+func (r *Runner) Shutdown(ctx context.Context) error {
+	r.mu.Lock()
+	r.closed = true
+	runs := make([]*run, 0, len(r.runs))
+	for _, ru := range r.runs {
+		runs = append(runs, ru)
+	}
+	r.mu.Unlock()
+	for _, ru := range runs {
+		ru.stop(stopShutdown)
+	}
+	done := make(chan struct{})
+	go func() {
+		r.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		r.cancel()
+		return nil
+	case <-ctx.Done():
+		for _, ru := range runs {
+			ru.killAll()
+		}
+		r.cancel()
+		<-done
+		return fmt.Errorf("localrun: shutdown: %w", ctx.Err())
+	}
+}
+
+// forget removes a finished run, so that a later Start reads the store again.
+func (r *Runner) forget(ru *run) {
+	r.mu.Lock()
+	if r.runs[ru.id] == ru {
+		delete(r.runs, ru.id)
+	}
+	r.mu.Unlock()
+	r.wg.Done()
+}
