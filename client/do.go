@@ -1,0 +1,187 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/fleetrun/fleetrun/api"
+)
+
+// call is one API request, described so that it can be sent again on retry.
+type call struct {
+	method string
+	// path is appended to the endpoint's path, already escaped (see taskPath).
+	path   string
+	query  url.Values
+	header http.Header
+	body   []byte
+	// retry says the call may be sent more than once: true for GET and DELETE, and for a POST
+	// that carries an Idempotency-Key.
+	retry bool
+	// buffer reads the whole response body inside the retry loop, so that a connection dropped
+	// in the middle of a body is retried like one dropped before the headers.
+	buffer bool
+}
+
+// do sends cl, retrying as the policy allows, and returns a response whose status is 2xx or
+// 304; the caller closes its body. Error statuses come back as *Error.
+func (c *Client) do(ctx context.Context, cl call) (*http.Response, error) {
+	for attempt := 1; ; attempt++ {
+		resp, err := c.attempt(ctx, cl)
+		if err == nil {
+			return resp, nil
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("client: %s %s: %w", cl.method, c.describe(cl), context.Cause(ctx))
+		}
+		var apiErr *Error
+		isAPI := errors.As(err, &apiErr)
+		if !cl.retry || attempt >= c.retry.MaxAttempts || isAPI && !retryableStatus(cl, apiErr) {
+			if isAPI {
+				return nil, apiErr
+			}
+			return nil, fmt.Errorf("client: %s %s: %w", cl.method, c.describe(cl), err)
+		}
+		delay := c.backoff(attempt)
+		if isAPI && apiErr.RetryAfter > delay {
+			delay = c.capPause(apiErr.RetryAfter)
+		}
+		if err := c.sleep(ctx, delay); err != nil {
+			return nil, fmt.Errorf("client: %s %s: %w", cl.method, c.describe(cl), context.Cause(ctx))
+		}
+	}
+}
+
+// attempt sends cl once.
+func (c *Client) attempt(ctx context.Context, cl call) (*http.Response, error) {
+	req, err := c.request(ctx, cl)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode >= 400 {
+		return nil, readError(resp, c.now())
+	}
+	if cl.buffer {
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return nil, fmt.Errorf("read response: %w", err)
+		}
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+	}
+	return resp, nil
+}
+
+// request builds a fresh *http.Request for one attempt; a signed request must be signed anew
+// each time, since the signature covers the time.
+func (c *Client) request(ctx context.Context, cl call) (*http.Request, error) {
+	u := c.target(cl)
+	var body io.Reader
+	if cl.body != nil {
+		body = bytes.NewReader(cl.body)
+	}
+	req, err := http.NewRequestWithContext(ctx, cl.method, u.String(), body)
+	if err != nil {
+		return nil, err
+	}
+	for k, vs := range cl.header {
+		req.Header[k] = append([]string(nil), vs...)
+	}
+	if req.Header.Get("Accept") == "" {
+		req.Header.Set("Accept", api.MediaJSON+", "+api.MediaProblem)
+	}
+	if cl.body != nil {
+		req.Header.Set("Content-Type", api.MediaJSON)
+	}
+	if c.userAgent != "" {
+		req.Header.Set("User-Agent", c.userAgent)
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	if c.signer != nil {
+		if err := c.signer.sign(ctx, req, cl.body, c.now()); err != nil {
+			return nil, err
+		}
+	}
+	return req, nil
+}
+
+// target is the URL cl goes to: always on the endpoint, so that credentials go nowhere else.
+func (c *Client) target(cl call) *url.URL {
+	u := *c.base
+	raw := c.base.EscapedPath() + cl.path
+	if p, err := url.PathUnescape(raw); err == nil {
+		u.Path, u.RawPath = p, raw
+	}
+	u.RawQuery = cl.query.Encode()
+	return &u
+}
+
+func (c *Client) describe(cl call) string { return cl.path }
+
+// retryableStatus reports whether an error answer may succeed if the call is sent again.
+func retryableStatus(cl call, e *Error) bool {
+	switch e.Status {
+	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	case http.StatusConflict:
+		// The first attempt of this very submit is still being written: its answer was lost,
+		// and the retry must wait for it to be stored.
+		return cl.method == http.MethodPost && e.Type == api.ProblemInProgress
+	}
+	return false
+}
+
+// backoff is the pause before attempt+1: exponential from BaseDelay, capped at MaxDelay, with
+// the upper half jittered so that many clients do not retry in step.
+func (c *Client) backoff(attempt int) time.Duration {
+	d := c.retry.BaseDelay
+	for range attempt - 1 {
+		if d >= c.retry.MaxDelay {
+			break
+		}
+		d *= 2
+	}
+	d = min(d, c.retry.MaxDelay)
+	if d <= 0 {
+		return 0
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// capPause bounds a pause the server asked for by the policy's MaxRetryAfter.
+func (c *Client) capPause(d time.Duration) time.Duration {
+	if c.retry.MaxRetryAfter > 0 {
+		return min(d, c.retry.MaxRetryAfter)
+	}
+	return d
+}
+
+// retryAfter reads a Retry-After header: delay-seconds or an HTTP date.
+func retryAfter(h http.Header, now time.Time) time.Duration {
+	v := strings.TrimSpace(h.Get("Retry-After"))
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(v); err == nil {
+		return time.Duration(max(s, 0)) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(t.Sub(now), 0)
+	}
+	return 0
+}
