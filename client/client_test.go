@@ -33,20 +33,20 @@ func TestProblemResponsesBecomeErrors(t *testing.T) {
 				"detail":"2 fields are invalid","errors":[{"pointer":"/deviceIds/1","detail":"duplicate"},
 				{"pointer":"/scriptUrl","detail":"outside the script root"}],"requestId":"r-body"}`,
 			want: Error{Type: api.ProblemValidation, Title: "Invalid request", Status: 422, Detail: "2 fields are invalid",
-				Errors: []api.FieldError{{Pointer: "/deviceIds/1", Detail: "duplicate"}, {Pointer: "/scriptUrl", Detail: "outside the script root"}},
+				Errors:    []api.FieldError{{Pointer: "/deviceIds/1", Detail: "duplicate"}, {Pointer: "/scriptUrl", Detail: "outside the script root"}},
 				RequestID: "r-header"},
 			validation: true,
 		},
 		{
 			name: "not found", status: 404, contentType: api.MediaProblem + "; charset=utf-8",
-			body: `{"type":"urn:fleetrun:problem:not-found","title":"Not found","status":404,"detail":"no task x"}`,
-			want: Error{Type: api.ProblemNotFound, Title: "Not found", Status: 404, Detail: "no task x", RequestID: "r-header"},
+			body:     `{"type":"urn:fleetrun:problem:not-found","title":"Not found","status":404,"detail":"no task x"}`,
+			want:     Error{Type: api.ProblemNotFound, Title: "Not found", Status: 404, Detail: "no task x", RequestID: "r-header"},
 			notFound: true,
 		},
 		{
 			name: "conflict keeps the task status", status: 409, contentType: api.MediaProblem,
-			body: `{"type":"urn:fleetrun:problem:conflict","title":"Conflict","status":409,"taskStatus":"completed"}`,
-			want: Error{Type: api.ProblemConflict, Title: "Conflict", Status: 409, TaskStatus: "completed", RequestID: "r-header"},
+			body:     `{"type":"urn:fleetrun:problem:conflict","title":"Conflict","status":409,"taskStatus":"completed"}`,
+			want:     Error{Type: api.ProblemConflict, Title: "Conflict", Status: 409, TaskStatus: "completed", RequestID: "r-header"},
 			conflict: true,
 		},
 		{
@@ -56,8 +56,8 @@ func TestProblemResponsesBecomeErrors(t *testing.T) {
 		},
 		{
 			name: "plain text from a proxy", status: 404, contentType: "text/plain",
-			body: "404 page not found\n",
-			want: Error{Title: "Not Found", Status: 404, Detail: "404 page not found", RequestID: "r-header"},
+			body:     "404 page not found\n",
+			want:     Error{Title: "Not Found", Status: 404, Detail: "404 page not found", RequestID: "r-header"},
 			notFound: true,
 		},
 		{
