@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/fleetrun/fleetrun/api"
@@ -18,8 +19,9 @@ const defaultPollPause = 2 * time.Second
 //
 // Wait long-polls: each request carries the task's ETag in If-None-Match and Prefer: wait, so
 // the server holds it until the task changes or the wait runs out, and answers at once when
-// it does. Where the server answers at once anyway (it ignores Prefer), Wait pauses as its
-// Retry-After says between polls. A dropped connection or an overloaded server is retried
+// it does. Where the server answers at once anyway (it ignores Prefer: it sends no
+// Preference-Applied and answers well before the wait), Wait pauses as its Retry-After says
+// between polls. A dropped connection or an overloaded server is retried
 // with backoff (see RetryPolicy), so a Wait outlives network blips and server restarts.
 //
 // Wait returns when ctx ends, with an error wrapping ctx's; the task goes on running.
@@ -45,7 +47,7 @@ func (c *Client) Wait(ctx context.Context, id string, onProgress func(*api.Task)
 			if c.pollWait > 0 {
 				continue // long-poll for the next change at once
 			}
-		} else if c.pollWait > 0 && c.now().Sub(start) >= c.pollWait/2 {
+		} else if c.pollWait > 0 && (p.held || c.now().Sub(start) >= c.pollWait/2) {
 			continue // the server held the request: it long-polls, so ask again at once
 		}
 		pause := p.retryAfter
@@ -63,6 +65,8 @@ type polled struct {
 	task       *api.Task
 	etag       string
 	retryAfter time.Duration
+	// held says the server applied Prefer: wait, so an unchanged answer came after the wait.
+	held bool
 }
 
 // poll reads task id once, long-polling when etag is known.
@@ -79,7 +83,8 @@ func (c *Client) poll(ctx context.Context, id, etag string) (polled, error) {
 	if err != nil {
 		return polled{}, err
 	}
-	p := polled{etag: resp.Header.Get("ETag"), retryAfter: retryAfter(resp.Header, c.now())}
+	p := polled{etag: resp.Header.Get("ETag"), retryAfter: retryAfter(resp.Header, c.now()),
+		held: strings.HasPrefix(resp.Header.Get("Preference-Applied"), "wait=")}
 	if resp.StatusCode != http.StatusNotModified {
 		p.task = &t
 	}

@@ -27,6 +27,8 @@ type scriptedTask struct {
 	drop    []int
 	seen    int
 	prefers []string
+	// preferenceApplied makes the server say Preference-Applied when asked to wait.
+	preferenceApplied bool
 }
 
 func (s *scriptedTask) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -38,6 +40,9 @@ func (s *scriptedTask) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.prefers = append(s.prefers, r.Header.Get("Prefer"))
+	if p := r.Header.Get("Prefer"); s.preferenceApplied && p != "" {
+		w.Header().Set("Preference-Applied", p)
+	}
 	cur := s.versions[s.current]
 	etag := strconv.Quote(strconv.FormatInt(cur.Version, 10))
 	if inm := r.Header.Get("If-None-Match"); inm == etag {
@@ -103,6 +108,22 @@ func TestWaitLongPollsWithoutPausing(t *testing.T) {
 	}
 	if s.prefers[0] != "" || slices.ContainsFunc(s.prefers[1:], func(p string) bool { return p != "wait=20" }) {
 		t.Errorf("Prefer headers = %q, want none on the first read and wait=20 after", s.prefers)
+	}
+}
+
+func TestWaitTrustsPreferenceApplied(t *testing.T) {
+	t.Parallel()
+	held := false
+	s := &scriptedTask{t: t, versions: threeVersions(), preferenceApplied: true, onUnchanged: func(r *http.Request) bool {
+		held = !held
+		return !held // time does not pass, but the server says it held the poll
+	}}
+	c, clock := newTestClient(t, s)
+	if seen := waitVersions(t, c); !slices.Equal(seen, []int64{1, 2, 3}) {
+		t.Errorf("progress saw versions %v, want [1 2 3]", seen)
+	}
+	if s := clock.slept(); len(s) != 0 {
+		t.Errorf("Wait paused %v, want no pause after a poll the server held", s)
 	}
 }
 
