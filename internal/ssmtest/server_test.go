@@ -1,0 +1,331 @@
+package ssmtest_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	"github.com/aws/aws-sdk-go-v2/service/ssm/types"
+	"github.com/aws/smithy-go"
+
+	"github.com/fleetrun/fleetrun/internal/ssmtest"
+)
+
+func instance(n int) string { return fmt.Sprintf("i-%017x", n) }
+
+func remoteScript() map[string][]string {
+	return map[string][]string{
+		"sourceType":       {"S3"},
+		"sourceInfo":       {`{"path":"https://bucket.s3.amazonaws.com/scripts/patch.sh"}`},
+		"commandLine":      {"patch.sh --dry-run"},
+		"executionTimeout": {"600"},
+	}
+}
+
+func send(t *testing.T, c *ssm.Client, ids ...string) string {
+	t.Helper()
+	out, err := c.SendCommand(t.Context(), &ssm.SendCommandInput{
+		DocumentName: aws.String(ssmtest.RemoteScriptDocument), InstanceIds: ids,
+		Parameters: remoteScript(), Comment: aws.String("test"), TimeoutSeconds: aws.Int32(600),
+	})
+	if err != nil {
+		t.Fatalf("SendCommand: %v", err)
+	}
+	return aws.ToString(out.Command.CommandId)
+}
+
+// poll lists every invocation of commandID once, through the SDK's paginator.
+func poll(t *testing.T, c *ssm.Client, commandID string, pageSize int32) map[string]types.CommandInvocation {
+	t.Helper()
+	got := map[string]types.CommandInvocation{}
+	p := ssm.NewListCommandInvocationsPaginator(c, &ssm.ListCommandInvocationsInput{
+		CommandId: aws.String(commandID), Details: true, MaxResults: aws.Int32(pageSize)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(t.Context())
+		if err != nil {
+			t.Fatalf("ListCommandInvocations: %v", err)
+		}
+		for _, inv := range page.CommandInvocations {
+			id := aws.ToString(inv.InstanceId)
+			if _, dup := got[id]; dup {
+				t.Fatalf("invocation of %s listed twice", id)
+			}
+			got[id] = inv
+		}
+	}
+	return got
+}
+
+func TestScriptedOutcomes(t *testing.T) {
+	t.Parallel()
+	srv := ssmtest.Start(t)
+	c := srv.Client()
+	long := strings.Repeat("x", 3000)
+	srv.Script(instance(1), ssmtest.Script{Polls: 0, Outcome: ssmtest.Success, Stdout: "ok\n"})
+	srv.Script(instance(2), ssmtest.Script{Polls: 2, Outcome: ssmtest.Failed, ExitCode: 3, Stdout: "partial\n", Stderr: "boom\n"})
+	srv.Script(instance(3), ssmtest.Script{Polls: 1, Outcome: ssmtest.TimedOut})
+	srv.Script(instance(4), ssmtest.Script{Polls: 1, Outcome: ssmtest.Undeliverable})
+	srv.Script(instance(5), ssmtest.Script{Polls: 0, Outcome: ssmtest.Never})
+	srv.Script(instance(6), ssmtest.Script{Polls: 0, Outcome: ssmtest.Success, Stdout: long})
+	// instance(7) has no script: success after one poll.
+	id := send(t, c, instance(1), instance(2), instance(3), instance(4), instance(5), instance(6), instance(7))
+
+	type want struct{ status, details string }
+	rounds := []map[int]want{
+		{1: {"Success", "Success"}, 2: {"InProgress", "InProgress"}, 3: {"InProgress", "InProgress"},
+			4: {"Delayed", "Delayed"}, 5: {"InProgress", "InProgress"}, 6: {"Success", "Success"}, 7: {"InProgress", "InProgress"}},
+		{2: {"InProgress", "InProgress"}, 3: {"TimedOut", "ExecutionTimedOut"}, 4: {"Failed", "Undeliverable"},
+			5: {"InProgress", "InProgress"}, 7: {"Success", "Success"}},
+		{2: {"Failed", "Failed"}, 5: {"InProgress", "InProgress"}},
+	}
+	var last map[string]types.CommandInvocation
+	for r, round := range rounds {
+		last = poll(t, c, id, 3)
+		if len(last) != 7 {
+			t.Fatalf("round %d: %d invocations, want 7", r, len(last))
+		}
+		for n, w := range round {
+			inv := last[instance(n)]
+			if string(inv.Status) != w.status || aws.ToString(inv.StatusDetails) != w.details {
+				t.Errorf("round %d: %s is %s/%s, want %s/%s", r, instance(n), inv.Status, aws.ToString(inv.StatusDetails), w.status, w.details)
+			}
+		}
+	}
+
+	failed := last[instance(2)]
+	script := failed.CommandPlugins[len(failed.CommandPlugins)-1]
+	if aws.ToString(script.Name) != "runShellScript" || script.ResponseCode != 3 ||
+		aws.ToString(script.Output) != "partial\n"+ssmtest.ErrorSeparator+"boom\n" {
+		t.Errorf("failed plugin = %s code %d output %q", aws.ToString(script.Name), script.ResponseCode, aws.ToString(script.Output))
+	}
+	out := aws.ToString(last[instance(6)].CommandPlugins[1].Output)
+	if len(out) != ssmtest.PluginOutputLimit || !strings.HasSuffix(out, ssmtest.TruncatedMarker) {
+		t.Errorf("long output is %d chars ending %q, want %d ending with the truncation marker", len(out), out[len(out)-30:], ssmtest.PluginOutputLimit)
+	}
+
+	gci, err := c.GetCommandInvocation(t.Context(), &ssm.GetCommandInvocationInput{
+		CommandId: aws.String(id), InstanceId: aws.String(instance(2)), PluginName: aws.String("runShellScript")})
+	if err != nil {
+		t.Fatalf("GetCommandInvocation: %v", err)
+	}
+	if aws.ToString(gci.StandardOutputContent) != "partial\n" || aws.ToString(gci.StandardErrorContent) != "boom\n" || gci.ResponseCode != 3 {
+		t.Errorf("GetCommandInvocation = %q / %q / %d", aws.ToString(gci.StandardOutputContent), aws.ToString(gci.StandardErrorContent), gci.ResponseCode)
+	}
+	gci, err = c.GetCommandInvocation(t.Context(), &ssm.GetCommandInvocationInput{
+		CommandId: aws.String(id), InstanceId: aws.String(instance(3)), PluginName: aws.String("runShellScript")})
+	if err != nil || aws.ToString(gci.StatusDetails) != "Execution Timed Out" {
+		t.Errorf("GetCommandInvocation of a timed-out device: %v, details %q", err, aws.ToString(gci.StatusDetails))
+	}
+	_, err = c.GetCommandInvocation(t.Context(), &ssm.GetCommandInvocationInput{
+		CommandId: aws.String(id), InstanceId: aws.String(instance(99))})
+	var missing *types.InvocationDoesNotExist
+	if !errors.As(err, &missing) {
+		t.Errorf("GetCommandInvocation of an unknown device: %v, want InvocationDoesNotExist", err)
+	}
+}
+
+func TestListCommandsFiltersAndPages(t *testing.T) {
+	t.Parallel()
+	srv := ssmtest.Start(t)
+	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	srv.SetNow(func() time.Time { return now })
+	c := srv.Client()
+	old := send(t, c, instance(1))
+	now = now.Add(time.Hour)
+	var recent []string
+	for i := range 5 {
+		recent = append(recent, send(t, c, instance(10+i)))
+	}
+
+	var got []string
+	p := ssm.NewListCommandsPaginator(c, &ssm.ListCommandsInput{MaxResults: aws.Int32(2), Filters: []types.CommandFilter{
+		{Key: types.CommandFilterKeyInvokedAfter, Value: aws.String(now.Add(-time.Minute).Format(time.RFC3339))},
+		{Key: types.CommandFilterKeyDocumentName, Value: aws.String(ssmtest.RemoteScriptDocument)},
+	}})
+	pages := 0
+	for p.HasMorePages() {
+		page, err := p.NextPage(t.Context())
+		if err != nil {
+			t.Fatalf("ListCommands: %v", err)
+		}
+		pages++
+		for _, cmd := range page.Commands {
+			got = append(got, aws.ToString(cmd.CommandId))
+			if aws.ToString(cmd.Comment) != "test" || cmd.TargetCount != 1 || aws.ToInt32(cmd.TimeoutSeconds) != 600 {
+				t.Errorf("command %s: comment %q targets %d timeout %d", aws.ToString(cmd.CommandId),
+					aws.ToString(cmd.Comment), cmd.TargetCount, aws.ToInt32(cmd.TimeoutSeconds))
+			}
+		}
+	}
+	if pages != 3 || len(got) != 5 {
+		t.Fatalf("ListCommands returned %d commands in %d pages, want 5 in 3", len(got), pages)
+	}
+	for i, id := range got { // newest first
+		if id != recent[4-i] {
+			t.Errorf("ListCommands[%d] = %s, want %s", i, id, recent[4-i])
+		}
+	}
+
+	one, err := c.ListCommands(t.Context(), &ssm.ListCommandsInput{CommandId: aws.String(old)})
+	if err != nil || len(one.Commands) != 1 || aws.ToString(one.Commands[0].CommandId) != old {
+		t.Errorf("ListCommands by CommandId: %v, %+v", err, one)
+	}
+	_, err = c.ListCommands(t.Context(), &ssm.ListCommandsInput{CommandId: aws.String("00000000-0000-4000-8000-000000000000")})
+	var invalid *types.InvalidCommandId
+	if !errors.As(err, &invalid) {
+		t.Errorf("ListCommands of an unknown command: %v, want InvalidCommandId", err)
+	}
+}
+
+func TestFaults(t *testing.T) {
+	t.Parallel()
+	srv := ssmtest.Start(t)
+	c := srv.Client()
+
+	srv.ThrottleNext(ssmtest.OpSendCommand, 2)
+	send(t, c, instance(1))
+	if n := srv.Calls(ssmtest.OpSendCommand); n != 3 {
+		t.Errorf("SendCommand reached the server %d times, want 3 (two throttled, retried by the SDK)", n)
+	}
+	if n := len(srv.Commands()); n != 1 {
+		t.Errorf("%d commands accepted, want 1", n)
+	}
+
+	srv.FailAfterAccept(ssmtest.OpSendCommand, 1)
+	_, err := c.SendCommand(t.Context(), &ssm.SendCommandInput{DocumentName: aws.String(ssmtest.RemoteScriptDocument),
+		InstanceIds: []string{instance(2)}, Parameters: remoteScript()}, func(o *ssm.Options) { o.RetryMaxAttempts = 1 })
+	var internal *types.InternalServerError
+	if !errors.As(err, &internal) {
+		t.Fatalf("SendCommand after FailAfterAccept: %v, want InternalServerError", err)
+	}
+	cmds := srv.Commands()
+	if len(cmds) != 2 || cmds[1].InstanceIDs[0] != instance(2) {
+		t.Errorf("the command answered with a 500 was not accepted: %+v", cmds)
+	}
+
+	srv.Script(instance(3), ssmtest.Script{Outcome: ssmtest.Invalid})
+	_, err = c.SendCommand(t.Context(), &ssm.SendCommandInput{DocumentName: aws.String(ssmtest.RemoteScriptDocument),
+		InstanceIds: []string{instance(4), instance(3)}, Parameters: remoteScript()})
+	var badID *types.InvalidInstanceId
+	if !errors.As(err, &badID) || !strings.Contains(badID.ErrorMessage(), instance(3)) {
+		t.Errorf("SendCommand naming an invalid device: %v, want InvalidInstanceId naming it", err)
+	}
+}
+
+func TestValidation(t *testing.T) {
+	t.Parallel()
+	srv := ssmtest.Start(t)
+	c := srv.Client()
+	many := make([]string, 51)
+	for i := range many {
+		many[i] = instance(i)
+	}
+	params := remoteScript()
+	params["executionTimeout"] = []string{"200000"}
+	for _, tc := range []struct {
+		name string
+		in   ssm.SendCommandInput
+		code string
+	}{
+		{"51 instances", ssm.SendCommandInput{DocumentName: aws.String(ssmtest.RemoteScriptDocument), InstanceIds: many, Parameters: remoteScript()}, "ValidationException"},
+		{"duplicate", ssm.SendCommandInput{DocumentName: aws.String(ssmtest.RemoteScriptDocument), InstanceIds: []string{instance(1), instance(1)}, Parameters: remoteScript()}, "DuplicateInstanceId"},
+		{"bad id", ssm.SendCommandInput{DocumentName: aws.String(ssmtest.RemoteScriptDocument), InstanceIds: []string{"web-1"}, Parameters: remoteScript()}, "InvalidInstanceId"},
+		{"long comment", ssm.SendCommandInput{DocumentName: aws.String(ssmtest.RemoteScriptDocument), InstanceIds: []string{instance(1)}, Parameters: remoteScript(), Comment: aws.String(strings.Repeat("c", 101))}, "ValidationException"},
+		{"execution timeout", ssm.SendCommandInput{DocumentName: aws.String(ssmtest.RemoteScriptDocument), InstanceIds: []string{instance(1)}, Parameters: params}, "InvalidParameters"},
+		{"delivery timeout", ssm.SendCommandInput{DocumentName: aws.String(ssmtest.RemoteScriptDocument), InstanceIds: []string{instance(1)}, Parameters: remoteScript(), TimeoutSeconds: aws.Int32(10)}, "ValidationException"},
+		{"concurrency", ssm.SendCommandInput{DocumentName: aws.String(ssmtest.RemoteScriptDocument), InstanceIds: []string{instance(1)}, Parameters: remoteScript(), MaxConcurrency: aws.String("0")}, "ValidationException"},
+	} {
+		_, err := c.SendCommand(t.Context(), &tc.in)
+		var api smithy.APIError
+		if !errors.As(err, &api) || api.ErrorCode() != tc.code {
+			t.Errorf("%s: %v, want %s", tc.name, err, tc.code)
+		}
+	}
+	if n := len(srv.Commands()); n != 0 {
+		t.Errorf("%d invalid commands were accepted", n)
+	}
+}
+
+func TestCancelAndEvents(t *testing.T) {
+	t.Parallel()
+	srv := ssmtest.Start(t)
+	c := srv.Client()
+	srv.Script(instance(1), ssmtest.Script{Polls: 0, Outcome: ssmtest.Success})
+	srv.Script(instance(2), ssmtest.Script{Polls: 0, Outcome: ssmtest.Never})
+	srv.Script(instance(3), ssmtest.Script{Polls: 5, Outcome: ssmtest.Success})
+	id := send(t, c, instance(1), instance(2), instance(3))
+	poll(t, c, id, 50)
+
+	if _, err := c.CancelCommand(t.Context(), &ssm.CancelCommandInput{CommandId: aws.String(id), InstanceIds: []string{instance(2)}}); err != nil {
+		t.Fatalf("CancelCommand: %v", err)
+	}
+	if st, _ := srv.Invocation(id, instance(2)); st.Status != "Cancelling" {
+		t.Errorf("after CancelCommand %s is %s, want Cancelling", instance(2), st.Status)
+	}
+	got := poll(t, c, id, 50)
+	for n, want := range map[int]string{1: "Success", 2: "Cancelled", 3: "InProgress"} {
+		if s := string(got[instance(n)].Status); s != want {
+			t.Errorf("%s is %s, want %s", instance(n), s, want)
+		}
+	}
+	if _, err := c.CancelCommand(t.Context(), &ssm.CancelCommandInput{CommandId: aws.String(id)}); err != nil {
+		t.Fatalf("CancelCommand of the whole command: %v", err)
+	}
+	if _, err := c.CancelCommand(t.Context(), &ssm.CancelCommandInput{CommandId: aws.String(id)}); err != nil {
+		t.Fatalf("repeated CancelCommand: %v", err)
+	}
+	got = poll(t, c, id, 50)
+	if s := got[instance(3)].Status; s != "Cancelled" {
+		t.Errorf("%s is %s after cancelling the command, want Cancelled", instance(3), s)
+	}
+	list, err := c.ListCommands(t.Context(), &ssm.ListCommandsInput{CommandId: aws.String(id)})
+	if err != nil || list.Commands[0].Status != types.CommandStatusCancelled {
+		t.Errorf("command status after cancel: %v %+v", err, list)
+	}
+
+	raw, err := srv.Event(id, instance(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev map[string]any
+	if err := json.Unmarshal(raw, &ev); err != nil {
+		t.Fatal(err)
+	}
+	detail, _ := ev["detail"].(map[string]any)
+	if ev["source"] != "aws.ssm" || ev["detail-type"] != ssmtest.InvocationEventType || detail["command-id"] != id ||
+		detail["instance-id"] != instance(2) || detail["status"] != "Cancelled" || detail["document-name"] != ssmtest.RemoteScriptDocument {
+		t.Errorf("event = %s", raw)
+	}
+	if _, err := time.Parse(time.RFC3339, fmt.Sprint(detail["requested-date-time"])); err != nil {
+		t.Errorf("requested-date-time: %v", err)
+	}
+	var statuses []string
+	for _, e := range srv.Events() {
+		var ev ssmtest.Event
+		if err := json.Unmarshal(e, &ev); err != nil {
+			t.Fatal(err)
+		}
+		if ev.Detail.InstanceID == instance(2) {
+			statuses = append(statuses, ev.Detail.Status)
+		}
+	}
+	if strings.Join(statuses, ",") != "Pending,InProgress,Cancelling,Cancelled" {
+		t.Errorf("events of %s: %v", instance(2), statuses)
+	}
+}
+
+func TestUnknownOperation(t *testing.T) {
+	t.Parallel()
+	srv := ssmtest.Start(t)
+	_, err := srv.Client().DescribeInstanceInformation(context.Background(), &ssm.DescribeInstanceInformationInput{})
+	var api smithy.APIError
+	if !errors.As(err, &api) || api.ErrorCode() != "UnknownOperationException" {
+		t.Errorf("unimplemented operation: %v", err)
+	}
+}
