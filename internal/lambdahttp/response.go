@@ -1,0 +1,115 @@
+package lambdahttp
+
+import (
+	"bytes"
+	"encoding/base64"
+	"mime"
+	"net/http"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/aws/aws-lambda-go/events"
+)
+
+// responseWriter buffers a response for API Gateway, which takes a Lambda's answer whole.
+type responseWriter struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+	// done is called by the first Flush of a non-empty body: a buffered response cannot send
+	// a part, so it ends the request instead (see the package documentation).
+	done func()
+}
+
+func newResponseWriter(done func()) *responseWriter {
+	return &responseWriter{header: make(http.Header), done: done}
+}
+
+// Header implements http.ResponseWriter.
+func (w *responseWriter) Header() http.Header { return w.header }
+
+// WriteHeader implements http.ResponseWriter. Informational statuses cannot be sent through
+// API Gateway and are dropped; the first final status wins, as in net/http.
+func (w *responseWriter) WriteHeader(code int) {
+	if w.status != 0 || code < 200 || code > 999 {
+		return
+	}
+	w.status = code
+}
+
+// Write implements http.ResponseWriter.
+func (w *responseWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.header.Get("Content-Type") == "" && w.body.Len() == 0 && len(b) > 0 {
+		w.header.Set("Content-Type", http.DetectContentType(b))
+	}
+	return w.body.Write(b)
+}
+
+// Flush implements http.Flusher: it ends the response once there is something to send.
+func (w *responseWriter) Flush() {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.body.Len() > 0 && w.done != nil {
+		w.done()
+		w.done = nil
+	}
+}
+
+// written reports whether the handler wrote a status or a body.
+func (w *responseWriter) written() bool { return w.status != 0 || w.body.Len() > 0 }
+
+// response is the buffered answer as payload 2.0 expects it: header fields joined with commas,
+// Set-Cookie fields as cookies, and a body in base64 unless its media type is text and it is
+// valid UTF-8.
+func (w *responseWriter) response() events.APIGatewayV2HTTPResponse {
+	status := w.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	resp := events.APIGatewayV2HTTPResponse{StatusCode: status, Headers: make(map[string]string), Cookies: []string{}}
+	for k, vs := range w.header {
+		if len(vs) == 0 {
+			continue
+		}
+		if strings.EqualFold(k, "Set-Cookie") {
+			resp.Cookies = append(resp.Cookies, vs...)
+			continue
+		}
+		resp.Headers[k] = strings.Join(vs, ", ")
+	}
+	b := w.body.Bytes()
+	if textual(w.header.Get("Content-Type")) && utf8.Valid(b) {
+		resp.Body = string(b)
+	} else {
+		resp.Body = base64.StdEncoding.EncodeToString(b)
+		resp.IsBase64Encoded = len(b) > 0
+		if !resp.IsBase64Encoded {
+			resp.Body = ""
+		}
+	}
+	return resp
+}
+
+// textual reports whether a media type is text that API Gateway may carry as a JSON string.
+func textual(contentType string) bool {
+	if contentType == "" {
+		return true // no body, or nothing that says otherwise; the UTF-8 check decides
+	}
+	mt, _, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return false
+	}
+	if strings.HasPrefix(mt, "text/") || strings.HasSuffix(mt, "+json") || strings.HasSuffix(mt, "+xml") {
+		return true
+	}
+	switch mt {
+	case "application/json", "application/xml", "application/javascript",
+		"application/x-www-form-urlencoded", "application/yaml":
+		return true
+	}
+	return false
+}
