@@ -81,6 +81,9 @@ func (r *Runner) command(taskID, deviceID, path string, args []string) (*exec.Cm
 	cmd := exec.Command(path, args...)
 	cmd.Dir = work
 	cmd.Env = append(os.Environ(), envTaskID+"="+taskID, envDeviceID+"="+deviceID)
+	// Pdeathsig is sent when the OS thread that forked the child ends, not only when the
+	// server does; the Go runtime ends a thread only when a goroutine leaves it locked, which
+	// nothing in the server does, so in practice the child dies with the server.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	stdout, err := os.OpenFile(filepath.Join(out, StreamStdout), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
 	if err != nil {

@@ -133,8 +133,8 @@ func (r *Runner) SetReporter(rep Reporter) {
 // A scriptUrl that no longer resolves (the file was removed after submit) is a task.ErrInvalid
 // error, which the engine turns into a failed task.
 func (r *Runner) Start(ctx context.Context, t *task.Task) error {
-	if t.Status.Terminal() {
-		return nil
+	if t.Status.Terminal() || t.Status == task.StatusCancelling {
+		return nil // nothing may start any more; Cancel handles a cancelling task
 	}
 	if !safeElement(t.ID) {
 		return task.Errorf(task.ErrInvalid, "task id %q cannot be used by the local runner", t.ID)

@@ -1,0 +1,91 @@
+package localrun
+
+import (
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/fleetrun/fleetrun/internal/task"
+)
+
+func TestLongOutputIsTruncatedInlineAndKeptOnDisk(t *testing.T) {
+	t.Parallel()
+	b := setup(t, newFakeStore("d1"), nil)
+	// 30,000 two-byte characters: a cut by bytes would keep only half as many as allowed.
+	name := b.script(t, "loud.sh", `yes é | head -n 30000 | tr -d '\n'; printf short >&2`)
+	if err := b.runner.Start(context.Background(), newTask("T1", name, time.Now(), "d1")); err != nil {
+		t.Fatal(err)
+	}
+	d := waitStatus(t, b.store, "d1", task.DeviceSucceeded)
+	if n := utf8.RuneCountInString(d.Stdout); n != task.StdoutInlineLimit || !d.StdoutTruncated {
+		t.Errorf("inline stdout has %d characters (truncated %v), want %d and truncated", n, d.StdoutTruncated, task.StdoutInlineLimit)
+	}
+	if d.Stdout != strings.Repeat("é", task.StdoutInlineLimit) {
+		t.Error("inline stdout is not the start of the output")
+	}
+	if d.Stderr != "short" || d.StderrTruncated {
+		t.Errorf("stderr = %q (truncated %v)", d.Stderr, d.StderrTruncated)
+	}
+	f, err := b.runner.OpenOutput("T1", "d1", StreamStdout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	full, err := io.ReadAll(f)
+	if err != nil || string(full) != strings.Repeat("é", 30000) {
+		t.Errorf("full stdout has %d characters, %v; want 30000", utf8.RuneCount(full), err)
+	}
+}
+
+func TestOpenOutputErrors(t *testing.T) {
+	t.Parallel()
+	b := setup(t, newFakeStore(), nil)
+	tests := []struct {
+		taskID, deviceID, stream string
+		want                     task.Code
+	}{
+		{"T1", "d1", StreamStdout, task.ErrNotFound},
+		{"T1", "d1", "stdin", task.ErrInvalid},
+		{"..", "d1", StreamStdout, task.ErrNotFound},
+		{"T1", "..", StreamStderr, task.ErrNotFound},
+		{"T1", "a/b", StreamStderr, task.ErrNotFound},
+	}
+	for _, tc := range tests {
+		if _, err := b.runner.OpenOutput(tc.taskID, tc.deviceID, tc.stream); task.ErrorCode(err) != tc.want {
+			t.Errorf("OpenOutput(%q, %q, %q) = %v, want %s", tc.taskID, tc.deviceID, tc.stream, err, tc.want)
+		}
+	}
+}
+
+func TestInline(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	tests := []struct {
+		name, content string
+		limit         int
+		want          string
+		truncated     bool
+	}{
+		{"empty", "", 5, "", false},
+		{"short", "abc", 5, "abc", false},
+		{"exact", "abcde", 5, "abcde", false},
+		{"one over", "abcdef", 5, "abcde", true},
+		{"multibyte", "ééééé", 3, "ééé", true},
+		{"invalid bytes", "a\xffb", 5, "a\uFFFDb", false},
+	}
+	for _, tc := range tests {
+		path := filepath.Join(dir, tc.name)
+		if err := os.WriteFile(path, []byte(tc.content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		got, truncated, err := inline(path, tc.limit)
+		if err != nil || got != tc.want || truncated != tc.truncated {
+			t.Errorf("%s: inline = %q, %v, %v; want %q, %v", tc.name, got, truncated, err, tc.want, tc.truncated)
+		}
+	}
+}
