@@ -137,10 +137,10 @@ func (ru *run) countError() {
 // execute runs the pending devices of a task, at most maxConcurrency at a time, until they are
 // all done or the run stops early (cancel, deadline, maxErrors exceeded, shutdown); the devices
 // it never started are then reported as such.
-func (r *Runner) execute(ru *run, path string, pending []string, lost []task.DeviceUpdate, errors int) {
+func (r *Runner) execute(ru *run, path string, pending []string, lost []task.DeviceUpdate, priorErrors int) {
 	defer r.forget(ru)
 	ru.mu.Lock()
-	ru.errors = errors + len(lost)
+	ru.errors = priorErrors + len(lost)
 	ru.mu.Unlock()
 	r.report(ru, lost)
 

@@ -14,8 +14,16 @@
 // it left running in its group is killed too: no work outlives the device's report. A process
 // that moves itself to another group or session (setsid, a double-forking daemon) escapes this.
 //
-// Exit codes: a script that exits reports its code; a script ended by a signal reports no exit
-// code (nil) and names the signal in the device's reason.
+// Outcomes: exit 0 is succeeded, any other exit failed with its exit code. A script ended by a
+// signal it was not sent by the runner is failed with no exit code (nil) and the signal named
+// in the device's reason. A script the runner stopped is cancelled (Cancel) or timed_out (the
+// task's deadline) whatever its exit code, which is kept when it exited and nil when the signal
+// killed it. maxConcurrency bounds how many scripts run at once; once more devices have failed
+// or timed out than maxErrors allows, no further device starts and the rest are reported
+// cancelled.
+//
+// Wiring: the engine reports for the runner and the runner is part of the engine, so build the
+// runner without a Reporter, build the engine with the runner, then call SetReporter(engine).
 package localrun
 
 import (
