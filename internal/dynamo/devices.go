@@ -1,0 +1,327 @@
+package dynamo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/fleetrun/fleetrun/internal/task"
+)
+
+// devicePlan is the write that brings one device from the status the store read to the status
+// its updates lead to.
+type devicePlan struct {
+	id      string
+	from    task.DeviceStatus
+	to      task.DeviceStatus
+	item    map[string]types.AttributeValue
+	applied int
+	size    int
+}
+
+// chunkOutcome is what became of one transaction of device writes.
+type chunkOutcome int
+
+const (
+	chunkWritten chunkOutcome = iota
+	// chunkStale means another writer moved one of the devices since the store read it.
+	chunkStale
+	// chunkContended means DynamoDB refused the transaction for contention or load; the same
+	// plan may succeed after a backoff.
+	chunkContended
+	// chunkFinal means the task reached a terminal state (or vanished): nothing more applies.
+	chunkFinal
+)
+
+// ApplyDeviceUpdates reads the task (for its device list and status) and the current device
+// items (BatchGetItem, strongly consistent; a device without an item is pending), folds each
+// device's updates in order keeping only forward moves (task.DeviceStatus.CanMove), and writes
+// the result in TransactWriteItems of at most 100 actions: one Put per moved device,
+// conditioned on the status that was read, and one UpdateItem of the task that adds the
+// counter deltas and one to the version, conditioned on the task not being terminal.
+//
+// A transaction cancelled because a device moved under it is re-planned from a fresh read of
+// its devices; one cancelled for contention or throttling is retried after a backoff. Both are
+// bounded; when the bound is hit the updates not yet written are reported as ErrUnavailable
+// (the ones written stay written, and a retry applies the rest exactly once). When the task
+// turns terminal part-way, the remaining updates are ignored, as for a terminal task.
+func (s *Store) ApplyDeviceUpdates(ctx context.Context, taskID string, updates []task.DeviceUpdate) (*task.Task, int, error) {
+	t, err := s.readTask(ctx, taskID)
+	if err != nil {
+		return nil, 0, fmt.Errorf("dynamo: apply device updates to %s: %w", taskID, err)
+	}
+	if t.Status.Terminal() || len(updates) == 0 {
+		return t, 0, nil
+	}
+	member := make(map[string]bool, len(t.Request.DeviceIDs))
+	for _, id := range t.Request.DeviceIDs {
+		member[id] = true
+	}
+	byDevice := make(map[string][]task.DeviceUpdate)
+	var todo []string
+	for _, u := range updates {
+		if !member[u.DeviceID] || !u.Status.Valid() {
+			continue
+		}
+		if _, seen := byDevice[u.DeviceID]; !seen {
+			todo = append(todo, u.DeviceID)
+		}
+		byDevice[u.DeviceID] = append(byDevice[u.DeviceID], u)
+	}
+	applied, raced := 0, false
+	for round := 0; len(todo) > 0; round++ {
+		if round >= 4*s.maxAttempts {
+			return nil, applied, fmt.Errorf("dynamo: apply device updates to %s: %w", taskID,
+				task.Errorf(task.ErrUnavailable, "%d device updates lost too many races; try again", len(todo)))
+		}
+		now := s.clock()
+		current, err := s.readDevices(ctx, taskID, todo)
+		if err != nil {
+			return nil, applied, fmt.Errorf("dynamo: apply device updates to %s: %w", taskID, err)
+		}
+		plans, err := planDevices(taskID, todo, current, byDevice, now)
+		if err != nil {
+			return nil, applied, fmt.Errorf("dynamo: apply device updates to %s: %w", taskID, err)
+		}
+		var retry []string
+		contended := false
+		for _, chunk := range chunkPlans(plans) {
+			outcome, final, err := s.writeChunk(ctx, taskID, chunk, now)
+			if err != nil {
+				return nil, applied, fmt.Errorf("dynamo: apply device updates to %s: %w", taskID, err)
+			}
+			switch outcome {
+			case chunkWritten:
+				for _, p := range chunk {
+					applied += p.applied
+				}
+			case chunkFinal:
+				if final == nil {
+					return nil, applied, fmt.Errorf("dynamo: apply device updates to %s: %w", taskID, notFound("no task %s", taskID))
+				}
+				return final, applied, nil
+			default:
+				contended = contended || outcome == chunkContended
+				for _, p := range chunk {
+					retry = append(retry, p.id)
+				}
+			}
+		}
+		if len(retry) > 0 {
+			raced = true
+			s.log.DebugContext(ctx, "device updates raced; re-planning", "task_id", taskID, "devices", len(retry), "round", round+1)
+			if contended {
+				if err := s.backoff(ctx, round); err != nil {
+					return nil, applied, err
+				}
+			}
+		}
+		todo = retry
+	}
+	if applied == 0 && !raced {
+		return t, 0, nil
+	}
+	if t, err = s.readTask(ctx, taskID); err != nil {
+		return nil, applied, fmt.Errorf("dynamo: apply device updates to %s: %w", taskID, err)
+	}
+	return t, applied, nil
+}
+
+// readDevices reads the stored devices among ids; a device missing from the map has no item
+// and is pending.
+func (s *Store) readDevices(ctx context.Context, taskID string, ids []string) (map[string]*task.Device, error) {
+	keys := make([]itemKey, len(ids))
+	for i, id := range ids {
+		keys[i] = itemKey{taskPK(taskID), deviceSK(id)}
+	}
+	items, err := s.batchGet(ctx, keys)
+	if err != nil {
+		return nil, fmt.Errorf("read devices: %w", err)
+	}
+	devices := make(map[string]*task.Device, len(items))
+	for _, item := range items {
+		d, err := decodeDevice(item)
+		if err != nil {
+			return nil, err
+		}
+		devices[d.ID] = d
+	}
+	return devices, nil
+}
+
+// planDevices folds each device's updates onto its current state and returns the writes for
+// the devices that move.
+func planDevices(taskID string, ids []string, current map[string]*task.Device, updates map[string][]task.DeviceUpdate, now time.Time) ([]devicePlan, error) {
+	var plans []devicePlan
+	for _, id := range ids {
+		d := task.Device{TaskID: taskID, ID: id, Status: task.DevicePending}
+		if cur := current[id]; cur != nil {
+			d = *cur
+		}
+		from, n := d.Status, 0
+		for _, u := range updates[id] {
+			if d.Status.CanMove(u.Status) {
+				apply(&d, u, now)
+				n++
+			}
+		}
+		if n == 0 {
+			continue
+		}
+		item, err := encodeDevice(taskID, &d, now)
+		if err != nil {
+			return nil, fmt.Errorf("encode device %s: %w", id, err)
+		}
+		size := 512 + 2*len(id) + len(d.Stdout) + len(d.Stderr) + len(d.Reason) + len(d.Ref)
+		plans = append(plans, devicePlan{id: id, from: from, to: d.Status, item: item, applied: n, size: size})
+	}
+	return plans, nil
+}
+
+// apply moves d to u's status and keeps what u reports. Outputs are cut to the inline limits
+// (on a UTF-8 boundary) so that a device item always fits.
+func apply(d *task.Device, u task.DeviceUpdate, now time.Time) {
+	at := u.At
+	if at.IsZero() {
+		at = now
+	}
+	at = at.UTC()
+	d.Status = u.Status
+	if u.Status == task.DeviceRunning {
+		d.StartedAt = &at
+	}
+	if u.Status.Terminal() {
+		d.CompletedAt = &at
+	}
+	if u.ExitCode != nil {
+		d.ExitCode = new(*u.ExitCode)
+	}
+	if u.Stdout != "" || u.StdoutTruncated {
+		var cut bool
+		d.Stdout, cut = truncate(u.Stdout, task.StdoutInlineLimit)
+		d.StdoutTruncated = u.StdoutTruncated || cut
+	}
+	if u.Stderr != "" || u.StderrTruncated {
+		var cut bool
+		d.Stderr, cut = truncate(u.Stderr, task.StderrInlineLimit)
+		d.StderrTruncated = u.StderrTruncated || cut
+	}
+	if u.Reason != "" {
+		d.Reason = u.Reason
+	}
+	if u.Ref != "" {
+		d.Ref = u.Ref
+	}
+}
+
+func truncate(s string, limit int) (string, bool) {
+	if len(s) <= limit {
+		return s, false
+	}
+	i := limit
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i], true
+}
+
+// chunkPlans splits plans into transactions: the task update plus at most 99 devices, within
+// DynamoDB's 4 MB transaction size.
+func chunkPlans(plans []devicePlan) [][]devicePlan {
+	var chunks [][]devicePlan
+	start, size := 0, 0
+	for i, p := range plans {
+		if i > start && (i-start == transactMax-1 || size+p.size > transactBudget) {
+			chunks = append(chunks, plans[start:i])
+			start, size = i, 0
+		}
+		size += p.size
+	}
+	if start < len(plans) {
+		chunks = append(chunks, plans[start:])
+	}
+	return chunks
+}
+
+// terminalValues are the task statuses that stop device writes, for the task's condition.
+var terminalValues = map[string]types.AttributeValue{
+	":completed": str(string(task.StatusCompleted)), ":failed": str(string(task.StatusFailed)),
+	":timedOut": str(string(task.StatusTimedOut)), ":cancelled": str(string(task.StatusCancelled)),
+}
+
+// writeChunk writes one transaction of device moves with the task's counters and version.
+// For chunkFinal it returns the task as it was when the write was refused (nil if it is gone).
+func (s *Store) writeChunk(ctx context.Context, taskID string, chunk []devicePlan, now time.Time) (chunkOutcome, *task.Task, error) {
+	deltas := map[task.DeviceStatus]int{}
+	for _, p := range chunk {
+		deltas[p.from]--
+		deltas[p.to]++
+	}
+	names := map[string]string{"#pk": attrPK, "#status": attrStatus, "#version": attrVersion, "#updatedAt": "updatedAt"}
+	values := map[string]types.AttributeValue{":one": num(1), ":now": str(formatTime(now))}
+	for k, v := range terminalValues {
+		values[k] = v
+	}
+	adds := []string{"#version :one"}
+	for _, d := range task.DeviceStatuses() {
+		if n := deltas[d]; n != 0 {
+			names["#c_"+string(d)] = counterAttr(d)
+			values[":d_"+string(d)] = num(int64(n))
+			adds = append(adds, fmt.Sprintf("#c_%s :d_%s", d, d))
+		}
+	}
+	actions := make([]types.TransactWriteItem, 0, len(chunk)+1)
+	actions = append(actions, types.TransactWriteItem{Update: &types.Update{
+		TableName:                           aws.String(s.table),
+		Key:                                 key(taskPK(taskID), skTask),
+		UpdateExpression:                    aws.String("SET #updatedAt = :now ADD " + strings.Join(adds, ", ")),
+		ConditionExpression:                 aws.String("attribute_exists(#pk) AND NOT (#status IN (:completed, :failed, :timedOut, :cancelled))"),
+		ExpressionAttributeNames:            names,
+		ExpressionAttributeValues:           values,
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	}})
+	for _, p := range chunk {
+		put := &types.Put{TableName: aws.String(s.table), Item: p.item,
+			ConditionExpression: aws.String("attribute_not_exists(#pk)"), ExpressionAttributeNames: map[string]string{"#pk": attrPK}}
+		if p.from != task.DevicePending {
+			put.ConditionExpression = aws.String("#status = :from")
+			put.ExpressionAttributeNames = map[string]string{"#status": attrStatus}
+			put.ExpressionAttributeValues = map[string]types.AttributeValue{":from": str(string(p.from))}
+		}
+		actions = append(actions, types.TransactWriteItem{Put: put})
+	}
+	in := &dynamodb.TransactWriteItemsInput{TransactItems: actions}
+	err := s.call(ctx, "TransactWriteItems", func(ctx context.Context) error {
+		_, err := s.db.TransactWriteItems(ctx, in)
+		return err
+	})
+	if err == nil {
+		return chunkWritten, nil, nil
+	}
+	var cancelled *types.TransactionCanceledException
+	if !errors.As(err, &cancelled) {
+		return 0, nil, err
+	}
+	reasons := cancelled.CancellationReasons
+	switch {
+	case reasonCode(reasons, 0) == reasonConditionFailed:
+		old := reasons[0].Item
+		if old == nil {
+			return chunkFinal, nil, nil
+		}
+		t, err := s.decodeTaskItem(ctx, old)
+		return chunkFinal, t, err
+	case anyReason(reasons, reasonConditionFailed):
+		return chunkStale, nil, nil
+	case anyReason(reasons, reasonConflict, reasonThrottled, reasonThroughput):
+		return chunkContended, nil, nil
+	}
+	return 0, nil, err
+}

@@ -1,0 +1,55 @@
+// Package dynamo is fleetrun's production task store: task.Store on one DynamoDB table, plus
+// the command bookkeeping the SSM runner and the progress function need.
+//
+// # Table schema
+//
+// The SAM template must define exactly this table (CreateTableInput builds the same thing in
+// code, for tests and local use):
+//
+//	KeySchema:            pk (S, HASH), sk (S, RANGE)
+//	BillingMode:          PAY_PER_REQUEST
+//	GlobalSecondaryIndex: gsi1 — gsi1pk (S, HASH), gsi1sk (S, RANGE), Projection ALL
+//	TimeToLive:           AttributeName ttl, Enabled
+//
+// Every item has a "type" attribute naming its kind. The items are:
+//
+//	kind          pk                     sk                 what it holds
+//	task          TASK#<taskId>          TASK               the task, its counters, gsi1 keys
+//	device        TASK#<taskId>          DEVICE#<deviceId>  one device, once it has an update
+//	command       TASK#<taskId>          COMMAND#<batch>    batch (6 digits) → SSM command id
+//	ids           TASK#<taskId>          IDS#<n>            part n of an oversized device list
+//	commandTask   COMMAND#<commandId>    COMMAND            SSM command id → task id
+//	idempotency   IDEM#<sha256(owner, key)>  IDEM           an owner's Idempotency-Key
+//
+// The task item keeps the request's device ids as gzip'd JSON in the binary attribute
+// "deviceIds", so that a 10,000-device submit is one TransactWriteItems of two actions (the
+// task and its idempotency record) and reading a task is one GetItem. Only when a device list
+// does not compress below the item size limit (long random local ids) is it split over "ids"
+// items written in the same transaction. Devices have no item until their first update: a
+// device without one is pending. The task item counts devices per status in the number
+// attributes c_pending, c_running, c_succeeded, c_failed, c_timed_out, c_cancelled and
+// c_undeliverable (c_total is fixed), changed in the same transaction as the device items, so
+// progress is read without touching a device.
+//
+// Listing by owner uses gsi1: gsi1pk = "OWNER#<owner>", gsi1sk = "<createdAt>#<taskId>" with
+// createdAt in UTC at a fixed width of nine fractional digits, so that sort order is time
+// order; the store queries it with ScanIndexForward false, newest first.
+//
+// # Expiry
+//
+// A finished task, and when its terminal transition is written its device, command and
+// command-mapping items, carry "ttl" (Unix seconds, rounded up, for DynamoDB's TTL) and "exp"
+// (Unix nanoseconds, for exact comparisons). Idempotency records carry both from the start.
+// DynamoDB deletes expired items up to days late, so every read treats an item whose exp has
+// passed as absent, and an expired idempotency record may be overwritten. DeleteExpired does
+// the deletion itself; it exists for emulators, which never run TTL, and as a safety net.
+//
+// # Concurrency
+//
+// Every status change is conditional. A task transition is one UpdateItem conditioned on the
+// status and version. Device updates are TransactWriteItems of at most 100 actions: the device
+// items, each conditioned on the status the store read, and one update of the task that adds
+// the counter deltas and one to the version, conditioned on the task not being terminal. A
+// transaction cancelled because another writer moved a device is re-planned from a fresh read,
+// so duplicated and reordered updates are applied at most once and never backwards.
+package dynamo

@@ -1,0 +1,172 @@
+package dynamo
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/smithy-go/middleware"
+
+	"github.com/fleetrun/fleetrun/internal/awstest"
+)
+
+func TestMain(m *testing.M) { awstest.Main(m) }
+
+// serialClient sends one request at a time. DynamoDB runs each request atomically; moto does
+// not (a TransactWriteItems checks, writes and on failure restores a copy of the whole table,
+// while other threads write to it), so the tests serialize the requests to one table as
+// DynamoDB would. The store's own read-plan-write races stay: they span several requests.
+type serialClient struct {
+	mu   *sync.Mutex
+	next aws.HTTPClient
+}
+
+func (c serialClient) Do(req *http.Request) (*http.Response, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.next.Do(req)
+}
+
+// testTable is a fresh table on moto with a client for it.
+type testTable struct {
+	name   string
+	client *dynamodb.Client
+	count  *awstest.Counter
+	faults *faults
+}
+
+var tableSeq atomic.Int64
+
+var unsafeName = regexp.MustCompile(`[^a-zA-Z0-9_.-]+`)
+
+// newTable creates a table of its own for a test, with a client that counts its requests and
+// can be told to fail some, and deletes the table when the test ends.
+func newTable(t *testing.T) *testTable {
+	t.Helper()
+	cfg := awstest.Config(t)
+	name := fmt.Sprintf("fleetrun-%d-%s", tableSeq.Add(1), unsafeName.ReplaceAllString(t.Name(), "-"))
+	name = name[:min(len(name), 200)]
+	tt := &testTable{name: name, count: new(awstest.Counter), faults: new(faults)}
+	tt.client = dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) {
+		o.HTTPClient = serialClient{mu: new(sync.Mutex), next: awshttp.NewBuildableClient()}
+		o.APIOptions = append(o.APIOptions, tt.count.Register, tt.faults.register)
+	})
+	ctx := context.Background()
+	if err := EnsureTable(ctx, tt.client, name); err != nil {
+		t.Fatalf("EnsureTable: %v", err)
+	}
+	t.Cleanup(func() {
+		_, _ = tt.client.DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: aws.String(name)})
+	})
+	tt.count.Reset()
+	return tt
+}
+
+// store returns a store on the table with quick backoff, reading time from now.
+func (tt *testTable) store(now func() time.Time) *Store {
+	return New(tt.client, tt.name, Options{Now: now, BaseDelay: time.Millisecond, MaxDelay: 20 * time.Millisecond})
+}
+
+// fault makes the next n calls of an operation fail with err before they are sent, or, when
+// err is nil, run before first so a test can race the call.
+type fault struct {
+	op     string
+	n      int
+	err    func() error
+	before func(ctx context.Context)
+}
+
+// faults injects failures into a client's calls. It sits at the front of the middleware
+// stack, before the SDK's retryer, so every injected failure reaches the store, which is what
+// the tests prove handles them.
+type faults struct {
+	mu    sync.Mutex
+	rules []*fault
+	hits  map[string]int
+}
+
+func (f *faults) add(r *fault) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rules = append(f.rules, r)
+}
+
+// take returns the rule that applies to the next call of op, if any, and uses it up by one.
+func (f *faults) take(op string) *fault {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, r := range f.rules {
+		if r.op == op && r.n > 0 {
+			r.n--
+			if f.hits == nil {
+				f.hits = map[string]int{}
+			}
+			f.hits[op]++
+			return r
+		}
+	}
+	return nil
+}
+
+// hit returns how many calls of op the faults have intercepted.
+func (f *faults) hit(op string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.hits[op]
+}
+
+func (f *faults) register(stack *middleware.Stack) error {
+	return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("test.faults",
+		func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+			r := f.take(middleware.GetOperationName(ctx))
+			switch {
+			case r == nil:
+			case r.before != nil:
+				r.before(ctx)
+			default:
+				return middleware.InitializeOutput{}, middleware.Metadata{}, r.err()
+			}
+			return next.HandleInitialize(ctx, in)
+		}), middleware.Before)
+}
+
+// clock is a test clock that moves only when told to.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newClock() *clock { return &clock{now: time.Date(2031, 5, 6, 7, 8, 9, 987654321, time.UTC)} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+func ids(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s-%05d", prefix, i)
+	}
+	return out
+}
+
+func shortName(t *testing.T) string {
+	return strings.ReplaceAll(t.Name(), "/", "-")
+}
