@@ -75,7 +75,7 @@ func (r *Runner) command(taskID, deviceID, path string, args []string) (*exec.Cm
 	out := r.outputDir(taskID, deviceID)
 	for _, dir := range []string{work, out} {
 		if err := os.MkdirAll(dir, 0o750); err != nil {
-			return nil, fmt.Errorf("localrun: create %s: %w", filepath.Base(filepath.Dir(dir)), err)
+			return nil, fmt.Errorf("localrun: create a directory for device %s: %w", deviceID, err)
 		}
 	}
 	cmd := exec.Command(path, args...)
@@ -126,6 +126,10 @@ func waitExit(pid int) error {
 // outcome turns how a script ended into its device's terminal update.
 func outcome(state *os.ProcessState, signalled stopReason, timeoutSeconds int) task.DeviceUpdate {
 	var u task.DeviceUpdate
+	if state == nil {
+		u.Status, u.Reason = task.DeviceFailed, "the script's end could not be observed"
+		return u
+	}
 	ws, _ := state.Sys().(syscall.WaitStatus)
 	if ws.Exited() {
 		u.ExitCode = new(ws.ExitStatus())
@@ -153,7 +157,9 @@ func startError(err error) string {
 		if errors.Is(pe.Err, syscall.ENOEXEC) {
 			return "it is neither a binary nor a script with a #! line"
 		}
-		return pe.Err.Error()
+		// The operation and the cause, not the path: the reason is shown to the caller, and
+		// the server's own paths are none of their business (the log has the whole error).
+		return pe.Op + ": " + pe.Err.Error()
 	}
 	return err.Error()
 }
