@@ -1,0 +1,132 @@
+// Package localstore is fleetrun's embedded store: task.Store in one file on the local disk,
+// for `fleetrun serve`.
+//
+// It is built on bbolt (go.etcd.io/bbolt) because bbolt is pure Go, so the binary still builds
+// with CGO_ENABLED=0 like the Lambda functions; it keeps everything in a single file that is
+// easy to back up or delete; and its transactions are ACID, with an fsync on every commit, so a
+// task that CreateTask has returned survives a crash. bbolt allows one writer at a time, which
+// suits a store owned by one process, and it takes a file lock so that a second process cannot
+// open the same file. SQLite would have needed cgo, or a large pure-Go port, for none of the
+// SQL this store has no use for.
+//
+// Layout (one bucket each):
+//
+//	tasks      task id → the task as JSON, without its device ids
+//	deviceids  task id → the task's device ids as JSON, in request order; never changes
+//	devices    task id + device id → the device as JSON, written on its first update only
+//	owners     owner + createdAt + task id → nothing; listing newest first walks it backwards
+//	active     createdAt + task id → nothing, for every task not yet terminal
+//	expiry     expiresAt + task id → nothing, for every task with an expiry
+//	idem       owner + key → the idempotency record as JSON
+//	idemexp    expiresAt + owner + key → nothing
+//
+// Strings inside a key are preceded by their length, so keys made of several strings never
+// collide; times are big-endian so that keys sort by time.
+package localstore
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/fleetrun/fleetrun/internal/task"
+)
+
+// Options configure a Store. The zero value is ready to use.
+type Options struct {
+	// Now is the store's clock. Reads use it to treat expired tasks as gone before
+	// DeleteExpired removes them. It defaults to time.Now.
+	Now func() time.Time
+	// Logger receives the store's few log lines. It defaults to discarding them.
+	Logger *slog.Logger
+}
+
+// Store is a task.Store kept in a bbolt file. It is safe for concurrent use; only one Store
+// (in one process) can have a file open at a time.
+type Store struct {
+	db    *bolt.DB
+	now   func() time.Time
+	log   *slog.Logger
+	lists *listCache
+}
+
+var _ task.Store = (*Store)(nil)
+
+var (
+	bucketMeta      = []byte("meta")
+	bucketTasks     = []byte("tasks")
+	bucketDeviceIDs = []byte("deviceids")
+	bucketDevices   = []byte("devices")
+	bucketOwners    = []byte("owners")
+	bucketActive    = []byte("active")
+	bucketExpiry    = []byte("expiry")
+	bucketIdem      = []byte("idem")
+	bucketIdemExp   = []byte("idemexp")
+)
+
+// schemaVersion is written into a new file and checked on open, so that a file written by a
+// future layout is refused rather than misread.
+const schemaVersion = "1"
+
+// lockTimeout is how long Open waits for another process to release the file.
+const lockTimeout = time.Second
+
+// Open opens the store in the file at path, creating it if needed.
+func Open(path string, opts Options) (*Store, error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("localstore: open %s: the file is in use by another process: %w", path, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("localstore: open %s: %w", path, err)
+	}
+	// Device updates go through Batch, which lets the updates of many devices reporting at
+	// once share one commit (and one fsync). A lone update waits at most this long for company.
+	db.MaxBatchDelay = time.Millisecond
+	if err := db.Update(initialize); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("localstore: open %s: %w", path, err)
+	}
+	s := &Store{db: db, now: opts.Now, log: opts.Logger, lists: newListCache(maxCachedDeviceIDs)}
+	s.log.Info("store opened", "path", path)
+	return s, nil
+}
+
+func initialize(tx *bolt.Tx) error {
+	for _, name := range [][]byte{bucketMeta, bucketTasks, bucketDeviceIDs, bucketDevices, bucketOwners,
+		bucketActive, bucketExpiry, bucketIdem, bucketIdemExp} {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return fmt.Errorf("create bucket %s: %w", name, err)
+		}
+	}
+	meta := tx.Bucket(bucketMeta)
+	switch v := meta.Get([]byte("schema")); {
+	case v == nil:
+		return meta.Put([]byte("schema"), []byte(schemaVersion))
+	case string(v) != schemaVersion:
+		return fmt.Errorf("the file has layout version %s; this build reads version %s", v, schemaVersion)
+	}
+	return nil
+}
+
+// Close closes the file. Calls that are running finish first.
+func (s *Store) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("localstore: close: %w", err)
+	}
+	return nil
+}
+
+func notFound(id string) error {
+	return task.Errorf(task.ErrNotFound, "no task %s", id)
+}

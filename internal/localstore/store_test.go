@@ -1,0 +1,253 @@
+package localstore
+
+import (
+	"fmt"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/fleetrun/fleetrun/internal/task"
+	"github.com/fleetrun/fleetrun/internal/task/storetest"
+)
+
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T, now func() time.Time) task.Store {
+		return open(t, filepath.Join(t.TempDir(), "fleetrun.db"), now)
+	})
+}
+
+func open(t *testing.T, path string, now func() time.Time) *Store {
+	t.Helper()
+	s, err := Open(path, Options{Now: now})
+	if err != nil {
+		t.Fatalf("Open(%s) = %v", path, err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// newTask builds a pending task like the engine's Submit does.
+func newTask(id, owner string, created time.Time, devices ...string) *task.Task {
+	return &task.Task{ID: id, Owner: owner, Status: task.StatusPending, Version: 1, CreatedAt: created,
+		UpdatedAt: created, CurrentStep: "queued",
+		Request: task.Request{DeviceIDs: devices, ScriptURL: "hello.sh", Args: []string{}, TimeoutSeconds: 60,
+			MaxConcurrency: "50", MaxErrors: "100%"},
+		Counts: task.Counts{Total: len(devices), Pending: len(devices)}}
+}
+
+func TestReopenKeepsEverything(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	clock := storetest.NewClock(time.Date(2030, 5, 6, 7, 8, 9, 0, time.UTC))
+	path := filepath.Join(t.TempDir(), "fleetrun.db")
+	s, err := Open(path, Options{Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := clock.Now()
+	idem := &task.IdempotencyRecord{Owner: "alice", Key: "k1", TaskID: "t-running", RequestHash: "h1", ExpiresAt: base.Add(24 * time.Hour)}
+	// Created out of order, so that Active must sort by creation time, not by id or write order.
+	tasks := []*task.Task{
+		newTask("t-running", "alice", base.Add(2*time.Second), "a", "b", "c"),
+		newTask("t-pending", "alice", base.Add(3*time.Second), "d"),
+		newTask("t-done", "alice", base.Add(1*time.Second), "e"),
+		newTask("t-cancelling", "bob", base.Add(4*time.Second), "f", "g"),
+		newTask("t-old", "bob", base, "h"),
+	}
+	for _, tk := range tasks {
+		rec := (*task.IdempotencyRecord)(nil)
+		if tk.ID == idem.TaskID {
+			rec = idem
+		}
+		if _, _, err := s.CreateTask(ctx, tk, rec); err != nil {
+			t.Fatalf("CreateTask(%s) = %v", tk.ID, err)
+		}
+	}
+	move := func(id string, path ...task.Status) {
+		t.Helper()
+		for _, to := range path {
+			cur, err := s.GetTask(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr := task.Transition{TaskID: id, From: cur.Status, Version: cur.Version, To: to, At: clock.Now()}
+			if to.Terminal() {
+				tr.ExpiresAt = base.Add(time.Hour)
+			}
+			if _, err := s.Transition(ctx, tr); err != nil {
+				t.Fatalf("Transition(%s → %s) = %v", id, to, err)
+			}
+		}
+	}
+	move("t-running", task.StatusRunning)
+	move("t-done", task.StatusRunning, task.StatusCompleted)
+	move("t-cancelling", task.StatusRunning, task.StatusCancelling)
+	update := task.DeviceUpdate{DeviceID: "b", Status: task.DeviceSucceeded, At: base, ExitCode: new(0), Stdout: "hi", Ref: "pid-1"}
+	if _, n, err := s.ApplyDeviceUpdates(ctx, "t-running", []task.DeviceUpdate{update}); err != nil || n != 1 {
+		t.Fatalf("ApplyDeviceUpdates = %d, %v", n, err)
+	}
+	before := map[string]*task.Task{}
+	for _, tk := range tasks {
+		if before[tk.ID], err = s.GetTask(ctx, tk.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	beforeDevice, err := s.GetDevice(ctx, "t-running", "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close = %v", err)
+	}
+
+	s = open(t, path, clock.Now)
+	for id, want := range before {
+		got, err := s.GetTask(ctx, id)
+		if err != nil || got.Version != want.Version || got.Status != want.Status || got.Counts != want.Counts ||
+			!slices.Equal(got.Request.DeviceIDs, want.Request.DeviceIDs) {
+			t.Errorf("after reopening, GetTask(%s) = %+v, %v; want %+v", id, got, err, want)
+		}
+	}
+	if d, err := s.GetDevice(ctx, "t-running", "b"); err != nil || d.Status != task.DeviceSucceeded ||
+		d.Stdout != beforeDevice.Stdout || d.Ref != "pid-1" || d.ExitCode == nil || *d.ExitCode != 0 {
+		t.Errorf("after reopening, device b = %+v, %v; want %+v", d, err, beforeDevice)
+	}
+	replay, created, err := s.CreateTask(ctx, newTask("t-replay", "alice", clock.Now(), "x"), &task.IdempotencyRecord{
+		Owner: "alice", Key: "k1", RequestHash: "h1", ExpiresAt: clock.Now().Add(time.Hour)})
+	if err != nil || created || replay.ID != "t-running" {
+		t.Errorf("after reopening, a replay = %v, created %v, %v; want t-running", replay, created, err)
+	}
+
+	active, err := s.Active(ctx)
+	if err != nil {
+		t.Fatalf("Active = %v", err)
+	}
+	got := make([]string, len(active))
+	for i, tk := range active {
+		got[i] = tk.ID
+	}
+	if want := []string{"t-old", "t-running", "t-pending", "t-cancelling"}; !slices.Equal(got, want) {
+		t.Errorf("Active = %v, want %v", got, want)
+	}
+	if len(active) > 1 && !slices.Equal(active[1].Request.DeviceIDs, []string{"a", "b", "c"}) {
+		t.Errorf("Active returned %s without its device ids: %v", active[1].ID, active[1].Request.DeviceIDs)
+	}
+}
+
+func TestOpenRefusesAFileInUse(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "fleetrun.db")
+	open(t, path, nil)
+	if s, err := Open(path, Options{}); err == nil {
+		s.Close()
+		t.Fatal("a second Open of a file in use succeeded")
+	}
+}
+
+func TestOpenRefusesAnotherLayout(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "fleetrun.db")
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucket(bucketMeta)
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte("schema"), []byte("99"))
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, err := Open(path, Options{}); err == nil {
+		s.Close()
+		t.Fatal("Open accepted a file of layout version 99")
+	}
+}
+
+// TestDeleteExpiredLeavesNothingBehind looks inside the file: a swept task must leave no record,
+// device, index entry or idempotency record behind, not merely be hidden from reads.
+func TestDeleteExpiredLeavesNothingBehind(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	clock := storetest.NewClock(time.Date(2030, 5, 6, 7, 8, 9, 0, time.UTC))
+	s := open(t, filepath.Join(t.TempDir(), "fleetrun.db"), clock.Now)
+	base := clock.Now()
+	for i := range 3*sweepChunk + 5 { // several transactions' worth
+		id := fmt.Sprintf("t-%03d", i)
+		tk := newTask(id, "alice", base.Add(time.Duration(i)), "d1", "d2")
+		idem := &task.IdempotencyRecord{Owner: "alice", Key: id, RequestHash: "h", ExpiresAt: base.Add(time.Minute)}
+		if _, _, err := s.CreateTask(ctx, tk, idem); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := s.ApplyDeviceUpdates(ctx, id, []task.DeviceUpdate{{DeviceID: "d1", Status: task.DeviceCancelled, At: base}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Transition(ctx, task.Transition{TaskID: id, From: task.StatusPending, Version: 2,
+			To: task.StatusCancelled, At: base, ExpiresAt: base.Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := s.DeleteExpired(ctx, base.Add(2*time.Hour))
+	if err != nil || n != 3*sweepChunk+5 {
+		t.Fatalf("DeleteExpired = %d, %v; want %d", n, err, 3*sweepChunk+5)
+	}
+	err = s.db.View(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketTasks, bucketDeviceIDs, bucketDevices, bucketOwners, bucketActive,
+			bucketExpiry, bucketIdem, bucketIdemExp} {
+			if k, _ := tx.Bucket(name).Cursor().First(); k != nil {
+				t.Errorf("bucket %s still holds %q after the sweep", name, k)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestListTasksEndsOnAFullLastPage(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	clock := storetest.NewClock(time.Date(2030, 5, 6, 7, 8, 9, 0, time.UTC))
+	s := open(t, filepath.Join(t.TempDir(), "fleetrun.db"), clock.Now)
+	for i := range 4 {
+		tk := newTask("t"+string(rune('0'+i)), "alice", clock.Now().Add(time.Duration(i)*time.Second), "d", "e")
+		if _, _, err := s.CreateTask(ctx, tk, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first, err := s.ListTasks(ctx, task.ListQuery{Owner: "alice", Limit: 2})
+	if err != nil || len(first.Tasks) != 2 || first.Next == "" {
+		t.Fatalf("first page = %+v, %v", first, err)
+	}
+	second, err := s.ListTasks(ctx, task.ListQuery{Owner: "alice", Limit: 2, Cursor: first.Next})
+	if err != nil || len(second.Tasks) != 2 || second.Next != "" {
+		t.Errorf("last page = %d tasks, next %q, %v; want 2 tasks and no cursor", len(second.Tasks), second.Next, err)
+	}
+	// A cursor of one owner's listing is refused for another's.
+	_, err = s.ListTasks(ctx, task.ListQuery{Owner: "bob", Cursor: first.Next})
+	if !task.IsCode(err, task.ErrInvalid) {
+		t.Errorf("another owner's cursor: err = %v, want invalid", err)
+	}
+	// Devices end on a full last page too, and a device cursor is no task cursor.
+	devs, err := s.ListDevices(ctx, "t0", task.DeviceQuery{Limit: 1})
+	if err != nil || devs.Next == "" {
+		t.Fatalf("first device page = %+v, %v; want a cursor", devs, err)
+	}
+	last, err := s.ListDevices(ctx, "t0", task.DeviceQuery{Limit: 1, Cursor: devs.Next})
+	if err != nil || len(last.Devices) != 1 || last.Next != "" {
+		t.Errorf("last device page = %+v, %v; want one device and no cursor", last, err)
+	}
+	_, err = s.ListTasks(ctx, task.ListQuery{Owner: "alice", Cursor: devs.Next})
+	if !task.IsCode(err, task.ErrInvalid) {
+		t.Errorf("a device cursor given to ListTasks: err = %v, want invalid", err)
+	}
+}

@@ -1,0 +1,159 @@
+package storetest
+
+import (
+	"testing"
+	"time"
+
+	"github.com/fleetrun/fleetrun/internal/task"
+)
+
+func testApplyDeviceUpdates(t *testing.T, e *env) {
+	e.run("a device keeps every field it is given", func(e *env) {
+		tk := e.move(e.create(e.newTask(e.id("owner"), deviceNames(3))), task.StatusRunning, 0)
+		d0, d1 := tk.Request.DeviceIDs[0], tk.Request.DeviceIDs[1]
+		t1 := e.clock.Now().Add(time.Second)
+		e.apply(tk.ID, task.DeviceUpdate{DeviceID: d0, Status: task.DeviceRunning, At: t1, Ref: "cmd-1"})
+		e.wantDevice(tk.ID, &task.Device{TaskID: tk.ID, ID: d0, Status: task.DeviceRunning, StartedAt: new(t1), Ref: "cmd-1"})
+
+		t2 := t1.Add(time.Second)
+		e.apply(tk.ID, task.DeviceUpdate{DeviceID: d0, Status: task.DeviceFailed, At: t2, ExitCode: new(3),
+			Stdout: "out\nput", Stderr: "err", StdoutTruncated: true, StderrTruncated: true, Reason: "the script exited 3"})
+		e.wantDevice(tk.ID, &task.Device{TaskID: tk.ID, ID: d0, Status: task.DeviceFailed, ExitCode: new(3),
+			Stdout: "out\nput", Stderr: "err", StdoutTruncated: true, StderrTruncated: true, StartedAt: new(t1),
+			CompletedAt: new(t2), Reason: "the script exited 3", Ref: "cmd-1"})
+
+		// Straight from pending to a terminal state, with an exit code of zero.
+		t3 := t2.Add(time.Second)
+		e.apply(tk.ID, task.DeviceUpdate{DeviceID: d1, Status: task.DeviceSucceeded, At: t3, ExitCode: new(0), Ref: "cmd-2"})
+		e.wantDevice(tk.ID, &task.Device{TaskID: tk.ID, ID: d1, Status: task.DeviceSucceeded, ExitCode: new(0),
+			CompletedAt: new(t3), Ref: "cmd-2"})
+		e.wantDevice(tk.ID, &task.Device{TaskID: tk.ID, ID: tk.Request.DeviceIDs[2], Status: task.DevicePending})
+	})
+
+	e.run("applies forward moves once and ignores the rest", func(e *env) {
+		tk := e.move(e.create(e.newTask(e.id("owner"), deviceNames(6))), task.StatusRunning, 0)
+		d := tk.Request.DeviceIDs
+		at := e.clock.Now()
+		up := func(i int, s task.DeviceStatus) task.DeviceUpdate {
+			return task.DeviceUpdate{DeviceID: d[i], Status: s, At: at}
+		}
+		steps := []struct {
+			name    string
+			updates []task.DeviceUpdate
+			applied int
+		}{
+			{"running", []task.DeviceUpdate{up(0, task.DeviceRunning)}, 1},
+			{"duplicate in one batch", []task.DeviceUpdate{up(1, task.DeviceRunning), up(1, task.DeviceRunning)}, 1},
+			{"duplicate of an applied update", []task.DeviceUpdate{up(0, task.DeviceRunning)}, 0},
+			{"terminal", []task.DeviceUpdate{up(0, task.DeviceSucceeded)}, 1},
+			{"terminal three times", []task.DeviceUpdate{up(1, task.DeviceFailed), up(1, task.DeviceFailed), up(1, task.DeviceFailed)}, 1},
+			{"running after terminal", []task.DeviceUpdate{up(0, task.DeviceRunning)}, 0},
+			{"another terminal after terminal", []task.DeviceUpdate{up(1, task.DeviceSucceeded)}, 0},
+			{"terminal then running in one batch", []task.DeviceUpdate{up(2, task.DeviceTimedOut), up(2, task.DeviceRunning)}, 1},
+			{"back to pending", []task.DeviceUpdate{up(3, task.DeviceRunning), up(3, task.DevicePending)}, 1},
+			{"unknown device", []task.DeviceUpdate{{DeviceID: e.id("ghost"), Status: task.DeviceRunning, At: at}}, 0},
+			{"unknown status", []task.DeviceUpdate{up(4, task.DeviceStatus("lost"))}, 0},
+			{"nothing", nil, 0},
+			{"a mixed batch", []task.DeviceUpdate{up(4, task.DeviceRunning), up(5, task.DeviceUndeliverable),
+				up(4, task.DeviceCancelled), up(0, task.DeviceFailed), {DeviceID: e.id("ghost"), Status: task.DeviceFailed}}, 3},
+		}
+		model := map[string]task.DeviceStatus{}
+		for _, st := range steps {
+			before := e.get(tk.ID)
+			got, applied := e.apply(tk.ID, st.updates...)
+			if applied != st.applied {
+				e.t.Errorf("%s: applied %d, want %d", st.name, applied, st.applied)
+			}
+			for _, u := range st.updates {
+				if cur, member := modelStatus(model, d, u.DeviceID); member && cur.CanMove(u.Status) {
+					model[u.DeviceID] = u.Status
+				}
+			}
+			want := modelCounts(model, d)
+			if got.Counts != want {
+				e.t.Errorf("%s: counts %+v, want %+v", st.name, got.Counts, want)
+			}
+			checkVersion(e.t, st.name, before.Version, got.Version, applied)
+			sameTask(e.t, st.name+": GetTask after the updates", e.get(tk.ID), got)
+			for _, id := range d {
+				want, _ := modelStatus(model, d, id)
+				if dev, err := e.store.GetDevice(e.ctx, tk.ID, id); err != nil || dev.Status != want {
+					e.t.Errorf("%s: device %s = %+v, %v; want %s", st.name, id, dev, err, want)
+				}
+			}
+		}
+		_, err := e.store.GetDevice(e.ctx, tk.ID, e.id("ghost"))
+		wantCode(e.t, err, task.ErrNotFound, "GetDevice of a device an update named but the task does not have")
+	})
+
+	e.run("a cancelling task takes updates, a finished one does not", func(e *env) {
+		tk := e.move(e.move(e.create(e.newTask(e.id("owner"), deviceNames(3))), task.StatusRunning, 0), task.StatusCancelling, 0)
+		d := tk.Request.DeviceIDs
+		tk, n := e.apply(tk.ID, task.DeviceUpdate{DeviceID: d[0], Status: task.DeviceCancelled, At: e.clock.Now()})
+		if n != 1 || tk.Counts.Cancelled != 1 {
+			e.t.Fatalf("update of a cancelling task: applied %d, counts %+v", n, tk.Counts)
+		}
+		tk = e.move(tk, task.StatusCancelled, time.Hour)
+		got, n := e.apply(tk.ID, task.DeviceUpdate{DeviceID: d[1], Status: task.DeviceSucceeded, At: e.clock.Now()},
+			task.DeviceUpdate{DeviceID: d[2], Status: task.DeviceRunning, At: e.clock.Now()})
+		if n != 0 {
+			e.t.Errorf("updates to a cancelled task: applied %d, want 0", n)
+		}
+		sameTask(e.t, "the cancelled task after ignored updates", got, tk)
+		sameTask(e.t, "GetTask of the cancelled task", e.get(tk.ID), tk)
+		e.wantDevice(tk.ID, &task.Device{TaskID: tk.ID, ID: d[1], Status: task.DevicePending})
+	})
+
+	e.run("unknown task is not found", func(e *env) {
+		_, _, err := e.store.ApplyDeviceUpdates(e.ctx, e.id("missing"),
+			[]task.DeviceUpdate{{DeviceID: "dev-00000", Status: task.DeviceRunning, At: e.clock.Now()}})
+		wantCode(e.t, err, task.ErrNotFound, "ApplyDeviceUpdates to an unknown task")
+	})
+}
+
+// checkVersion fails the test unless the version rose when something was applied, by no more
+// than the number applied, and stayed put otherwise.
+func checkVersion(t *testing.T, what string, before, after int64, applied int) {
+	t.Helper()
+	switch {
+	case applied == 0 && after != before:
+		t.Errorf("%s: version went from %d to %d although nothing was applied", what, before, after)
+	case applied > 0 && (after <= before || after > before+int64(applied)):
+		t.Errorf("%s: version went from %d to %d with %d updates applied", what, before, after, applied)
+	}
+}
+
+// modelStatus is a device's status in the test's own model, and whether it is in the task.
+func modelStatus(model map[string]task.DeviceStatus, ids []string, id string) (task.DeviceStatus, bool) {
+	for _, d := range ids {
+		if d == id {
+			if s, ok := model[id]; ok {
+				return s, true
+			}
+			return task.DevicePending, true
+		}
+	}
+	return "", false
+}
+
+func modelCounts(model map[string]task.DeviceStatus, ids []string) task.Counts {
+	c := task.Counts{Total: len(ids)}
+	for _, id := range ids {
+		s, ok := model[id]
+		if !ok {
+			s = task.DevicePending
+		}
+		c.Add(s, 1)
+	}
+	return c
+}
+
+// wantDevice fails the test unless GetDevice returns want.
+func (e *env) wantDevice(taskID string, want *task.Device) {
+	e.t.Helper()
+	got, err := e.store.GetDevice(e.ctx, taskID, want.ID)
+	if err != nil {
+		e.t.Fatalf("GetDevice(%s, %s) = %v", taskID, want.ID, err)
+	}
+	sameDevice(e.t, "GetDevice", got, want)
+}

@@ -1,0 +1,224 @@
+// Package storetest is the conformance suite of task.Store. Every store (the embedded one and
+// DynamoDB) runs the same suite, so that the engine can rely on one behaviour whatever it is
+// wired to.
+//
+// Beyond the doc comments of task.Store, the suite pins down what those leave open:
+//
+//   - Times round-trip to the nanosecond, and empty slices may come back as nil.
+//   - ListTasks orders by CreatedAt, newest first, and breaks ties by id, descending.
+//   - A device's StartedAt is the At of the update that made it running, and its CompletedAt the
+//     At of the update that made it terminal. An update with an empty Ref keeps the Ref the
+//     device already has.
+//   - ApplyDeviceUpdates raises the version when it applies something (by one per call or by
+//     one per applied update, but never by more than the number applied) and never otherwise.
+//   - An idempotency record past its ExpiresAt no longer matches, and the next create with its
+//     key replaces it.
+//   - Listings may end with an empty page (a store that cannot tell that nothing follows), but
+//     otherwise pages are full.
+//
+// The suite never assumes that the store is empty: task ids and owners are unique to each run,
+// so a store may share one table between calls of open.
+package storetest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fleetrun/fleetrun/internal/task"
+)
+
+// OpenFunc returns a store for a group of tests. The store reads time from now, which the suite
+// controls so that it can test expiry without waiting. The store may hold data written by
+// earlier calls, but nothing else may write to it while the group runs; open registers its own
+// cleanup with t.
+type OpenFunc func(t *testing.T, now func() time.Time) task.Store
+
+// Run runs the whole conformance suite against the stores that open returns. It calls open once
+// for each group of tests (create, get, list, transition, devices, concurrency, expiry); the
+// groups run in parallel and the tests within a group one after another.
+func Run(t *testing.T, open func(t *testing.T, now func() time.Time) task.Store) {
+	groups := []struct {
+		name string
+		run  func(t *testing.T, e *env)
+	}{
+		{"CreateTask", testCreateTask},
+		{"GetTask", testGetTask},
+		{"ListTasks", testListTasks},
+		{"Transition", testTransition},
+		{"ApplyDeviceUpdates", testApplyDeviceUpdates},
+		{"ListDevices", testListDevices},
+		{"Concurrency", testConcurrency},
+		{"DeleteExpired", testDeleteExpired},
+	}
+	for _, g := range groups {
+		t.Run(g.name, func(t *testing.T) {
+			t.Parallel()
+			g.run(t, newEnv(t, open))
+		})
+	}
+}
+
+// Clock is a clock that moves only when told to. It is safe for concurrent use.
+type Clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+// NewClock returns a Clock that reads start.
+func NewClock(start time.Time) *Clock {
+	return &Clock{now: start}
+}
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// Advance moves the clock forward by d.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// Set moves the clock to t.
+func (c *Clock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = t
+}
+
+// epoch is where every group's clock starts. It has nanoseconds so that a store that rounds
+// times is caught.
+var epoch = time.Date(2030, 1, 2, 3, 4, 5, 123456789, time.UTC)
+
+// runID makes ids unique across runs of the suite against a shared table.
+var runID = func() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}()
+
+var seq atomic.Int64
+
+// env is what a group of tests works with.
+type env struct {
+	t     *testing.T
+	ctx   context.Context
+	store task.Store
+	clock *Clock
+}
+
+func newEnv(t *testing.T, open OpenFunc) *env {
+	clock := NewClock(epoch)
+	return &env{t: t, ctx: t.Context(), store: open(t, clock.Now), clock: clock}
+}
+
+// run runs f as a subtest of the group, with an env bound to the subtest.
+func (e *env) run(name string, f func(e *env)) {
+	e.t.Run(name, func(t *testing.T) {
+		c := *e
+		c.t, c.ctx = t, t.Context()
+		f(&c)
+	})
+}
+
+// id returns an id unique to this run, readable in failure messages.
+func (e *env) id(name string) string {
+	return fmt.Sprintf("%s-%s-%d", name, runID, seq.Add(1))
+}
+
+// newTask builds a pending task the way the engine's Submit does, created at the clock's time.
+func (e *env) newTask(owner string, deviceIDs []string) *task.Task {
+	now := e.clock.Now()
+	return &task.Task{
+		ID:          e.id("task"),
+		Owner:       owner,
+		Status:      task.StatusPending,
+		Version:     1,
+		CreatedAt:   now,
+		UpdatedAt:   now,
+		CurrentStep: "queued",
+		Request: task.Request{
+			DeviceIDs:      deviceIDs,
+			ScriptURL:      "s3://scripts/patch.sh",
+			Args:           []string{"--dry-run", "two words"},
+			TimeoutSeconds: 600,
+			MaxConcurrency: "10%",
+			MaxErrors:      "1",
+		},
+		Counts: task.Counts{Total: len(deviceIDs), Pending: len(deviceIDs)},
+	}
+}
+
+// create stores tk, failing the test on any error or when nothing new was created.
+func (e *env) create(tk *task.Task) *task.Task {
+	e.t.Helper()
+	stored, created, err := e.store.CreateTask(e.ctx, tk, nil)
+	if err != nil || !created {
+		e.t.Fatalf("CreateTask(%s) = created %v, %v", tk.ID, created, err)
+	}
+	return stored
+}
+
+// get reads a task, failing the test on any error.
+func (e *env) get(id string) *task.Task {
+	e.t.Helper()
+	tk, err := e.store.GetTask(e.ctx, id)
+	if err != nil {
+		e.t.Fatalf("GetTask(%s) = %v", id, err)
+	}
+	return tk
+}
+
+// move makes a transition of tk to status to at the clock's time, failing the test on error.
+// A terminal status is given a result and an expiry of expiresIn from now.
+func (e *env) move(tk *task.Task, to task.Status, expiresIn time.Duration) *task.Task {
+	e.t.Helper()
+	tr := task.Transition{TaskID: tk.ID, From: tk.Status, Version: tk.Version, To: to, At: e.clock.Now(), Step: "step " + string(to)}
+	if to.Terminal() {
+		tr.Result = &task.Result{SucceededDevices: []string{}, FailedDevices: []string{}, CancelledDevices: []string{}, Reason: "test"}
+		tr.ExpiresAt = e.clock.Now().Add(expiresIn)
+	}
+	moved, err := e.store.Transition(e.ctx, tr)
+	if err != nil {
+		e.t.Fatalf("Transition(%s %s→%s) = %v", tk.ID, tk.Status, to, err)
+	}
+	return moved
+}
+
+// apply applies updates to a task, failing the test on error.
+func (e *env) apply(taskID string, updates ...task.DeviceUpdate) (*task.Task, int) {
+	e.t.Helper()
+	tk, n, err := e.store.ApplyDeviceUpdates(e.ctx, taskID, updates)
+	if err != nil {
+		e.t.Fatalf("ApplyDeviceUpdates(%s) = %v", taskID, err)
+	}
+	return tk, n
+}
+
+// wantCode fails the test unless err carries code.
+func wantCode(t *testing.T, err error, code task.Code, what string) {
+	t.Helper()
+	if !task.IsCode(err, code) {
+		t.Errorf("%s: err = %v (code %q), want code %q", what, err, task.ErrorCode(err), code)
+	}
+}
+
+// deviceNames returns n device ids that do not sort in the order given, so that a store
+// returning them sorted instead of in request order is caught.
+func deviceNames(n int) []string {
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("dev-%05d", (i*7919)%100000)
+	}
+	return ids
+}
