@@ -77,7 +77,7 @@ func (e *queryErrors) taskStatus(q url.Values) task.Status {
 	if st := task.Status(s); st.Valid() {
 		return st
 	}
-	e.add("status", "%q is not a task status (one of %s)", s, join(task.Statuses()))
+	e.add("status", "%q is not a task status (one of %s)", s, join(task.Statuses(), ", "))
 	return ""
 }
 
@@ -95,7 +95,7 @@ func (e *queryErrors) deviceStatuses(q url.Values) []task.DeviceStatus {
 			st := task.DeviceStatus(strings.TrimSpace(s))
 			switch {
 			case !st.Valid():
-				e.add("status", "%q is not a device status (one of %s)", s, join(task.DeviceStatuses()))
+				e.add("status", "%q is not a device status (one of %s)", s, join(task.DeviceStatuses(), ", "))
 			case !seen[st]:
 				seen[st] = true
 				out = append(out, st)
@@ -105,12 +105,13 @@ func (e *queryErrors) deviceStatuses(q url.Values) []task.DeviceStatus {
 	return out
 }
 
-func join[S ~string](list []S) string {
+// join joins statuses with sep.
+func join[S ~string](list []S, sep string) string {
 	parts := make([]string, len(list))
 	for i, s := range list {
 		parts[i] = string(s)
 	}
-	return strings.Join(parts, ", ")
+	return strings.Join(parts, sep)
 }
 
 // badQuery answers 400 for the collected query errors.

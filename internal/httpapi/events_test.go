@@ -1,0 +1,192 @@
+package httpapi
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fleetrun/fleetrun/api"
+	"github.com/fleetrun/fleetrun/internal/task"
+)
+
+// sseEvent is one Server-Sent Event, or a comment when comment is set.
+type sseEvent struct {
+	id, event, data, comment string
+}
+
+// sseReader reads events from a stream.
+type sseReader struct{ sc *bufio.Scanner }
+
+func newSSEReader(r *http.Response) *sseReader {
+	sc := bufio.NewScanner(r.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	return &sseReader{sc}
+}
+
+// next returns the next event or comment; ok is false at the end of the stream.
+func (s *sseReader) next() (ev sseEvent, ok bool) {
+	started := false
+	for s.sc.Scan() {
+		line := s.sc.Text()
+		if line == "" {
+			if started {
+				return ev, true
+			}
+			continue
+		}
+		started = true
+		field, value, _ := strings.Cut(line, ":")
+		value = strings.TrimPrefix(value, " ")
+		switch field {
+		case "":
+			ev.comment = value
+		case "id":
+			ev.id = value
+		case "event":
+			ev.event = value
+		case "data":
+			ev.data += value
+		}
+	}
+	return ev, false
+}
+
+// taskEvent checks ev is a task event and returns its task.
+func taskEvent(t *testing.T, ev sseEvent) api.Task {
+	t.Helper()
+	if ev.event != "task" {
+		t.Fatalf("event %+v, want a task event", ev)
+	}
+	var got api.Task
+	if err := json.Unmarshal([]byte(ev.data), &got); err != nil {
+		t.Fatalf("event data %q: %v", ev.data, err)
+	}
+	if ev.id != strconv.FormatInt(got.Version, 10) {
+		t.Fatalf("event id %q for version %d", ev.id, got.Version)
+	}
+	return got
+}
+
+func (b *testBundle) openEvents(ctx context.Context, path string, header http.Header) *http.Response {
+	b.t.Helper()
+	res, err := b.srv.Client().Do(b.newRequest(ctx, req{method: "GET", path: path, token: aliceToken, header: header}))
+	if err != nil {
+		b.t.Fatalf("GET %s: %v", path, err)
+	}
+	b.t.Cleanup(func() { res.Body.Close() })
+	return res
+}
+
+func TestEventsFollowATaskToItsEnd(t *testing.T) {
+	t.Parallel()
+	b := setup(t, bundleOptions{keepAlive: 50 * time.Millisecond})
+	created := b.submit("web-1", "web-2")
+	res := b.openEvents(t.Context(), created.Links.Events, nil)
+	if res.StatusCode != http.StatusOK || res.Header.Get("Content-Type") != api.MediaEventStream || res.Header.Get("Cache-Control") != "no-cache" {
+		t.Fatalf("status %d, Content-Type %q, Cache-Control %q", res.StatusCode, res.Header.Get("Content-Type"), res.Header.Get("Cache-Control"))
+	}
+	events := newSSEReader(res)
+	ev, _ := events.next()
+	if got := taskEvent(t, ev); got.Status != api.StatusPending || got.Version != 1 {
+		t.Fatalf("first event %s v%d, want the current state", got.Status, got.Version)
+	}
+	// With nothing happening, the stream says it is alive.
+	if ev, _ := events.next(); ev.comment != "keep-alive" {
+		t.Fatalf("got %+v, want a keep-alive comment", ev)
+	}
+	b.deliver()
+	b.report(created.ID, task.DeviceUpdate{DeviceID: "web-1", Status: task.DeviceSucceeded, ExitCode: new(0)})
+	b.report(created.ID, task.DeviceUpdate{DeviceID: "web-2", Status: task.DeviceSucceeded, ExitCode: new(0)})
+	var last api.Task
+	for {
+		ev, ok := events.next()
+		if !ok {
+			break
+		}
+		if ev.comment != "" {
+			continue
+		}
+		got := taskEvent(t, ev)
+		if got.Version <= last.Version {
+			t.Errorf("version %d after %d", got.Version, last.Version)
+		}
+		last = got
+	}
+	if last.Status != api.StatusCompleted || last.Result == nil {
+		t.Errorf("the stream ended on %s, want the completed task with its result", last.Status)
+	}
+}
+
+func TestEventsResumeFromLastEventID(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	created := b.submit("web-1")
+	b.deliver() // version 2, running
+	res := b.openEvents(t.Context(), created.Links.Events, http.Header{"Last-Event-ID": {"2"}})
+	events := newSSEReader(res)
+	b.awaitWait(created.ID, 2) // nothing is sent for the version the client has
+	done := b.finish(created.ID, "web-1")
+	var last api.Task
+	for {
+		ev, ok := events.next()
+		if !ok {
+			break
+		}
+		got := taskEvent(t, ev)
+		if got.Version <= 2 || got.Version <= last.Version {
+			t.Errorf("sent version %d after %d to a client that had version 2", got.Version, max(last.Version, 2))
+		}
+		last = got
+	}
+	if last.Version != done.Version || last.Status != api.StatusCompleted {
+		t.Errorf("the stream ended on %s v%d, want completed v%d", last.Status, last.Version, done.Version)
+	}
+
+	// A client that saw the end is told not to come back; one that did not gets the end.
+	for _, tc := range []struct {
+		path   string
+		header http.Header
+		want   int
+	}{
+		{created.Links.Events, http.Header{"Last-Event-ID": {strconv.FormatInt(done.Version, 10)}}, http.StatusNoContent},
+		{created.Links.Events + "?lastEventId=" + strconv.FormatInt(done.Version, 10), nil, http.StatusNoContent},
+		{created.Links.Events + "?lastEventId=1", nil, http.StatusOK},
+	} {
+		res := b.openEvents(t.Context(), tc.path, tc.header)
+		if res.StatusCode != tc.want {
+			t.Errorf("GET %s %v: status %d, want %d", tc.path, tc.header, res.StatusCode, tc.want)
+		}
+	}
+}
+
+func TestEventsStopWhenTheClientLeaves(t *testing.T) {
+	t.Parallel()
+	finished := make(chan struct{})
+	b := setup(t, bundleOptions{wrap: func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h.ServeHTTP(w, r)
+			if strings.HasSuffix(r.URL.Path, "/events") {
+				close(finished)
+			}
+		})
+	}})
+	created := b.submit("web-1")
+	ctx, cancel := context.WithCancel(t.Context())
+	res := b.openEvents(ctx, created.Links.Events, nil)
+	events := newSSEReader(res)
+	if _, ok := events.next(); !ok {
+		t.Fatal("no first event")
+	}
+	b.awaitWait(created.ID, 1)
+	cancel()
+	select {
+	case <-finished:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the handler kept streaming after the client left")
+	}
+}

@@ -1,0 +1,413 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fleetrun/fleetrun/api"
+	"github.com/fleetrun/fleetrun/internal/engine"
+	"github.com/fleetrun/fleetrun/internal/localstore"
+	"github.com/fleetrun/fleetrun/internal/task"
+	"github.com/fleetrun/fleetrun/internal/watch"
+)
+
+// Tokens of the test server: each secret names its owner.
+const (
+	aliceToken = "alice-secret"
+	bobToken   = "bob-secret"
+)
+
+// testBundle is one API over a real engine and store, with a queue the test delivers by hand
+// and a runner that does nothing, so every device update comes from the test through Report.
+type testBundle struct {
+	t       *testing.T
+	engine  *engine.Engine
+	store   *faultyStore
+	queue   *fakeQueue
+	runner  *fakeRunner
+	output  *fakeOutput
+	watcher *signalWatcher
+	handler *handler
+	srv     *httptest.Server
+	logs    *syncBuffer
+	clock   *fakeClock
+}
+
+type bundleOptions struct {
+	maxBodyBytes int64
+	keepAlive    time.Duration
+	noOutput     bool
+	// wrap, when set, wraps the API in the test server.
+	wrap func(http.Handler) http.Handler
+}
+
+func setup(t *testing.T, opts ...bundleOptions) *testBundle {
+	t.Helper()
+	var o bundleOptions
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	clock := &fakeClock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+	store, err := localstore.Open(filepath.Join(t.TempDir(), "fleetrun.db"), localstore.Options{Now: clock.Now})
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	t.Cleanup(func() { store.Close() })
+	b := &testBundle{
+		t:      t,
+		store:  &faultyStore{Store: store},
+		queue:  &fakeQueue{},
+		runner: &fakeRunner{},
+		output: &fakeOutput{files: map[string]string{}},
+		logs:   &syncBuffer{},
+		clock:  clock,
+	}
+	broker := watch.NewBroker()
+	b.watcher = &signalWatcher{Watcher: broker, waiting: make(chan string, 100)}
+	b.engine = engine.New(engine.Config{
+		Store:    b.store,
+		Queue:    b.queue,
+		Runner:   b.runner,
+		Notifier: broker,
+		Rules: task.Rules{DeviceID: task.LocalDeviceID, CheckScript: func(url string) error {
+			if !strings.HasPrefix(url, "scripts/") {
+				return errors.New("scriptUrl must name a file under scripts/")
+			}
+			return nil
+		}},
+		Now: clock.Now,
+	})
+	cfg := Config{
+		Engine:       b.engine,
+		Owner:        BearerTokens(map[string]string{aliceToken: "alice", bobToken: "bob"}, ""),
+		Watcher:      b.watcher,
+		Output:       b.output,
+		MaxBodyBytes: o.maxBodyBytes,
+		Logger:       slog.New(slog.NewTextHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	}
+	if o.noOutput {
+		cfg.Output = nil
+	}
+	b.handler = newHandler(cfg)
+	if o.keepAlive > 0 {
+		b.handler.keepAlive = o.keepAlive
+	}
+	var served http.Handler = b.handler
+	if o.wrap != nil {
+		served = o.wrap(b.handler)
+	}
+	b.srv = httptest.NewServer(served)
+	t.Cleanup(b.srv.Close)
+	return b
+}
+
+// req describes one request to the test server.
+type req struct {
+	method string
+	path   string // relative to the server, or absolute
+	token  string // "" sends no Authorization
+	header http.Header
+	body   string
+	ctype  string // Content-Type; defaults to application/json when there is a body; "-" sends none
+}
+
+// resp is a response with its body read.
+type resp struct {
+	*http.Response
+	body []byte
+}
+
+func (b *testBundle) newRequest(ctx context.Context, r req) *http.Request {
+	b.t.Helper()
+	url := r.path
+	if !strings.HasPrefix(url, "http") {
+		url = b.srv.URL + r.path
+	}
+	var body io.Reader
+	if r.body != "" {
+		body = strings.NewReader(r.body)
+	}
+	hr, err := http.NewRequestWithContext(ctx, r.method, url, body)
+	if err != nil {
+		b.t.Fatalf("new request: %v", err)
+	}
+	for k, vs := range r.header {
+		hr.Header[k] = vs
+	}
+	if r.token != "" {
+		hr.Header.Set("Authorization", "Bearer "+r.token)
+	}
+	switch {
+	case r.ctype == "-":
+	case r.ctype != "":
+		hr.Header.Set("Content-Type", r.ctype)
+	case r.body != "":
+		hr.Header.Set("Content-Type", api.MediaJSON)
+	}
+	return hr
+}
+
+func (b *testBundle) do(r req) resp {
+	b.t.Helper()
+	hr := b.newRequest(context.Background(), r)
+	res, err := b.srv.Client().Do(hr)
+	if err != nil {
+		b.t.Fatalf("%s %s: %v", r.method, r.path, err)
+	}
+	defer res.Body.Close()
+	data, err := io.ReadAll(res.Body)
+	if err != nil {
+		b.t.Fatalf("%s %s: read body: %v", r.method, r.path, err)
+	}
+	return resp{res, data}
+}
+
+// submitBody is a valid submit request for devices.
+func submitBody(devices ...string) string {
+	b, _ := json.Marshal(api.SubmitRequest{DeviceIDs: devices, ScriptURL: "scripts/patch.sh", Args: []string{"--dry-run"}})
+	return string(b)
+}
+
+// submit submits a task for alice and returns it.
+func (b *testBundle) submit(devices ...string) api.Task {
+	b.t.Helper()
+	r := b.do(req{method: "POST", path: "/tasks", token: aliceToken, body: submitBody(devices...)})
+	if r.StatusCode != http.StatusAccepted {
+		b.t.Fatalf("submit: status %d: %s", r.StatusCode, r.body)
+	}
+	return decode[api.Task](b.t, r)
+}
+
+// deliver hands every queued message to the engine, as the queue consumer would.
+func (b *testBundle) deliver() {
+	b.t.Helper()
+	for _, m := range b.queue.take() {
+		if err := b.engine.Handle(context.Background(), m); err != nil {
+			b.t.Fatalf("handle %+v: %v", m, err)
+		}
+	}
+}
+
+// report applies device updates as a runner would.
+func (b *testBundle) report(taskID string, updates ...task.DeviceUpdate) *task.Task {
+	b.t.Helper()
+	for i := range updates {
+		if updates[i].At.IsZero() {
+			updates[i].At = b.clock.Now()
+		}
+	}
+	t, err := b.engine.Report(context.Background(), taskID, updates)
+	if err != nil {
+		b.t.Fatalf("report: %v", err)
+	}
+	return t
+}
+
+// finish runs a task to completed: dispatch, then every device succeeds.
+func (b *testBundle) finish(id string, devices ...string) *task.Task {
+	b.t.Helper()
+	b.deliver()
+	var ups []task.DeviceUpdate
+	for _, d := range devices {
+		ups = append(ups, task.DeviceUpdate{DeviceID: d, Status: task.DeviceSucceeded, ExitCode: new(0), Stdout: "ok " + d})
+	}
+	t := b.report(id, ups...)
+	if t.Status != task.StatusCompleted {
+		b.t.Fatalf("task %s is %s after every device succeeded", id, t.Status)
+	}
+	return t
+}
+
+// storedTasks lists every task of owner straight from the store.
+func (b *testBundle) storedTasks(owner string) []*task.Task {
+	b.t.Helper()
+	page, err := b.store.ListTasks(context.Background(), task.ListQuery{Owner: owner, Limit: task.MaxPageSize})
+	if err != nil {
+		b.t.Fatalf("list stored tasks: %v", err)
+	}
+	return page.Tasks
+}
+
+func decode[T any](t *testing.T, r resp) T {
+	t.Helper()
+	var v T
+	if err := json.Unmarshal(r.body, &v); err != nil {
+		t.Fatalf("decode %T from %q: %v", v, r.body, err)
+	}
+	return v
+}
+
+// wantProblem asserts r is a problem of status and type, carrying the response's request id.
+func wantProblem(t *testing.T, r resp, status int, typ string) api.Problem {
+	t.Helper()
+	if r.StatusCode != status {
+		t.Fatalf("status %d, want %d: %s", r.StatusCode, status, r.body)
+	}
+	if ct := r.Header.Get("Content-Type"); ct != api.MediaProblem {
+		t.Fatalf("Content-Type %q, want %q", ct, api.MediaProblem)
+	}
+	p := decode[api.Problem](t, r)
+	if p.Type != typ || p.Status != status || p.Title == "" || p.Detail == "" {
+		t.Fatalf("problem %+v, want type %s status %d with a title and detail", p, typ, status)
+	}
+	if id := r.Header.Get(api.HeaderRequestID); id == "" || p.RequestID != id {
+		t.Fatalf("problem requestId %q, header %q", p.RequestID, id)
+	}
+	return p
+}
+
+// fakeQueue records messages until the test delivers them; fail makes Send fail.
+type fakeQueue struct {
+	mu   sync.Mutex
+	msgs []engine.Message
+	fail atomic.Bool
+}
+
+func (q *fakeQueue) Send(_ context.Context, m engine.Message, _ time.Duration) error {
+	if q.fail.Load() {
+		return errors.New("queue is down")
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.msgs = append(q.msgs, m)
+	return nil
+}
+
+func (q *fakeQueue) take() []engine.Message {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	msgs := q.msgs
+	q.msgs = nil
+	return msgs
+}
+
+func (q *fakeQueue) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.msgs)
+}
+
+// fakeRunner starts nothing: the test moves devices with Report.
+type fakeRunner struct {
+	started, cancelled atomic.Int32
+}
+
+func (r *fakeRunner) Start(context.Context, *task.Task) error {
+	r.started.Add(1)
+	return nil
+}
+
+func (r *fakeRunner) Cancel(context.Context, *task.Task) error {
+	r.cancelled.Add(1)
+	return nil
+}
+
+// fakeOutput serves full output from a map keyed "task/device/stream".
+type fakeOutput struct {
+	mu    sync.Mutex
+	files map[string]string
+}
+
+func (o *fakeOutput) put(taskID, deviceID, stream, text string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.files[taskID+"/"+deviceID+"/"+stream] = text
+}
+
+func (o *fakeOutput) OpenOutput(taskID, deviceID, stream string) (io.ReadCloser, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	text, ok := o.files[taskID+"/"+deviceID+"/"+stream]
+	if !ok {
+		return nil, task.Errorf(task.ErrNotFound, "no %s output for device %s", stream, deviceID)
+	}
+	return io.NopCloser(strings.NewReader(text)), nil
+}
+
+// signalWatcher tells the test when a request has started waiting, so a test can make its
+// change strictly after the wait began.
+type signalWatcher struct {
+	Watcher
+	waiting chan string
+}
+
+func (w *signalWatcher) Wait(ctx context.Context, id string, version int64) error {
+	select {
+	case w.waiting <- fmt.Sprintf("%s@%d", id, version):
+	default:
+	}
+	return w.Watcher.Wait(ctx, id, version)
+}
+
+// awaitWait blocks until a request waits on task id at version, or fails the test.
+func (b *testBundle) awaitWait(id string, version int64) {
+	b.t.Helper()
+	want := fmt.Sprintf("%s@%d", id, version)
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case got := <-b.watcher.waiting:
+			if got == want {
+				return
+			}
+		case <-deadline:
+			b.t.Fatalf("no request waited on %s", want)
+		}
+	}
+}
+
+// faultyStore fails every read when broken, to show how internal errors are answered.
+type faultyStore struct {
+	task.Store
+	broken atomic.Bool
+}
+
+func (s *faultyStore) GetTask(ctx context.Context, id string) (*task.Task, error) {
+	if s.broken.Load() {
+		return nil, errors.New("bolt: disk on fire at /secret/path")
+	}
+	return s.Store.GetTask(ctx, id)
+}
+
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+// Now returns the clock's time and moves it on a second, so every write has its own time.
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(time.Second)
+	return c.now
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}

@@ -1,0 +1,185 @@
+package httpapi
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fleetrun/fleetrun/api"
+	"github.com/fleetrun/fleetrun/internal/task"
+)
+
+// TestOpenAPIContract walks every route of the API through its answers, and checks each
+// request and response against openapi.yaml: statuses, headers, and bodies, problems included.
+// It ends by checking that every documented response was seen.
+func TestOpenAPIContract(t *testing.T) {
+	t.Parallel()
+	b := setup(t, bundleOptions{maxBodyBytes: 8192, keepAlive: 100 * time.Millisecond})
+	s := newSpecWalker(t, b)
+	alice := func(method, path string) req { return req{method: method, path: path, token: aliceToken} }
+	with := func(r req, h ...string) req {
+		r.header = http.Header{}
+		for i := 0; i < len(h); i += 2 {
+			r.header.Add(h[i], h[i+1])
+		}
+		return r
+	}
+	post := func(body string, h ...string) req {
+		r := with(alice("POST", "/tasks"), h...)
+		r.body = body
+		return r
+	}
+	const missingID = "01ARZ3NDEKTSV4RRFFQ69G5FAV"
+
+	s.step("health", req{method: "GET", path: "/healthz"}, 200, specValid)
+
+	// Submit, and every way a submit is refused.
+	body := `{"deviceIds":["web-1","web-2"],"scriptUrl":"scripts/patch.sh","args":["--dry-run"],` +
+		`"timeoutSeconds":600,"maxConcurrency":"10%","maxErrors":"1"}`
+	r := s.step("submit", post(body, "Idempotency-Key", "walk-1", "X-Request-Id", "walk.submit"), 202, specValid)
+	tk := decode[api.Task](t, r)
+	if r.Header.Get("X-Request-Id") != "walk.submit" {
+		t.Errorf("request id %q not kept", r.Header.Get("X-Request-Id"))
+	}
+	r = s.step("replay", post(strings.ReplaceAll(body, ",", ", "), "Idempotency-Key", "walk-1"), 202, specValid)
+	if r.Header.Get("Idempotent-Replayed") != "true" || decode[api.Task](t, r).ID != tk.ID {
+		t.Errorf("replay: Idempotent-Replayed %q", r.Header.Get("Idempotent-Replayed"))
+	}
+	s.step("key reused", post(submitBody("web-9"), "Idempotency-Key", "walk-1"), 422, specValid)
+	s.step("invalid fields", post(`{"deviceIds":["web 1","web-2","web-2"],"scriptUrl":"scripts/x","timeoutSeconds":0}`), 422, specInvalid)
+	s.step("wrong types", post(`{"deviceIds":[1],"scriptUrl":"scripts/x","extra":true}`), 422, specInvalid)
+	plain := post(submitBody("web-1"))
+	plain.ctype = "text/plain"
+	s.step("unsupported media type", plain, 415, specInvalid)
+	s.step("too large", post(submitBody(strings.Repeat("d", 120)+"-1", strings.Repeat("d", 120)+"-2")+strings.Repeat(" ", 8192)), 413, specAny)
+	s.step("not JSON", post(`{"deviceIds":`), 400, specInvalid)
+	s.step("bad idempotency key", post(submitBody("web-1"), "Idempotency-Key", strings.Repeat("k", 256)), 400, specInvalid)
+	b.queue.fail.Store(true)
+	r = s.step("queue down", post(submitBody("web-1")), 503, specValid)
+	b.queue.fail.Store(false)
+
+	// Read it, conditionally, and long-poll it.
+	s.step("get", alice("GET", tk.Links.Self), 200, specValid)
+	s.step("not modified", with(alice("GET", tk.Links.Self), "If-None-Match", `"1"`), 304, specValid)
+	s.step("long-poll times out", with(alice("GET", tk.Links.Self), "If-None-Match", `"1"`, "Prefer", "wait=1"), 304, specValid)
+	changed := s.changeWhenWaiting(tk.ID, 1, func() error {
+		for _, m := range b.queue.take() {
+			if err := b.engine.Handle(context.Background(), m); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	start := time.Now()
+	r = s.step("long-poll sees the change", with(alice("GET", tk.Links.Self), "If-None-Match", `"1"`, "Prefer", "wait=15"), 200, specValid)
+	if err := changed(); err != nil {
+		t.Fatal(err)
+	}
+	if got := decode[api.Task](t, r); got.Status != api.StatusRunning || time.Since(start) > 5*time.Second {
+		t.Errorf("long-poll answered %s after %v", got.Status, time.Since(start))
+	}
+	s.step("result before the end", alice("GET", tk.Links.Result), 409, specValid)
+
+	// Devices, while running.
+	r = s.step("devices page", alice("GET", tk.Links.Devices+"?limit=1"), 200, specValid)
+	next := decode[api.DeviceList](t, r).Next
+	if next == "" || !strings.HasPrefix(r.Header.Get("Link"), "<"+next+">") {
+		t.Fatalf("no next page (Link %q)", r.Header.Get("Link"))
+	}
+	s.step("devices next page", alice("GET", next), 200, specValid)
+	s.step("devices by status", alice("GET", tk.Links.Devices+"?status=pending,running"), 200, specValid)
+	s.step("devices bad status", alice("GET", tk.Links.Devices+"?status=bogus"), 400, specInvalid)
+	s.step("devices bad limit", alice("GET", tk.Links.Devices+"?limit=0"), 400, specInvalid)
+	s.step("devices unreadable cursor", alice("GET", tk.Links.Devices+"?cursor=notacursor"), 400, specAny)
+
+	b.report(tk.ID, task.DeviceUpdate{DeviceID: "web-1", Status: task.DeviceSucceeded, ExitCode: new(0), Stdout: "patched"},
+		task.DeviceUpdate{DeviceID: "web-2", Status: task.DeviceFailed, ExitCode: new(1), Stderr: "no space left"})
+	b.output.put(tk.ID, "web-1", "stdout", "patched\nall of it\n")
+	b.output.put(tk.ID, "web-1", "stderr", "")
+	device := tk.Links.Devices + "/web-1"
+	s.step("device", alice("GET", device), 200, specValid)
+	s.step("output", alice("GET", device+"/output"), 200, specValid)
+	s.step("output stderr", alice("GET", device+"/output?stream=stderr"), 200, specValid)
+	s.step("output bad stream", alice("GET", device+"/output?stream=stdin"), 400, specInvalid)
+	s.step("result", alice("GET", tk.Links.Result), 200, specValid)
+
+	// Events: a finished task's stream, one that has nothing new, and one followed live.
+	done := decode[api.Task](t, s.step("get finished", alice("GET", tk.Links.Self), 200, specValid))
+	if done.Status != api.StatusCompleted {
+		t.Fatalf("task is %s", done.Status)
+	}
+	s.step("events of a finished task", alice("GET", tk.Links.Events), 200, specValid)
+	s.step("events already seen", with(alice("GET", tk.Links.Events), "Last-Event-ID", strconv.FormatInt(done.Version, 10)), 204, specValid)
+	s.step("events bad last id", alice("GET", tk.Links.Events+"?lastEventId=last"), 400, specInvalid)
+	live := b.submit("db-1")
+	r = s.step("events followed live", alice("GET", live.Links.Events), 200, specValid, func() {
+		b.awaitWait(live.ID, 1)
+		b.finish(live.ID, "db-1")
+	})
+	if n := strings.Count(string(r.body), "event: task"); n < 3 {
+		t.Errorf("the live stream sent %d events, want pending, running and completed:\n%s", n, r.body)
+	}
+
+	// Cancel: at once, by stopping devices, and refused.
+	pending := b.submit("web-1")
+	s.step("cancel pending", alice("DELETE", pending.Links.Self), 200, specValid)
+	running := b.submit("web-1")
+	b.deliver()
+	s.step("cancel running", alice("DELETE", running.Links.Self), 202, specValid)
+	s.step("cancel finished", alice("DELETE", tk.Links.Self), 409, specValid)
+
+	// Listing.
+	r = s.step("list", alice("GET", "/tasks?limit=2"), 200, specValid)
+	list := decode[api.TaskList](t, r)
+	if list.Next == "" || r.Header.Get("Link") != "<"+list.Next+`>; rel="next"` {
+		t.Fatalf("list: next %q, Link %q", list.Next, r.Header.Get("Link"))
+	}
+	s.step("list next page", alice("GET", list.Next), 200, specValid)
+	s.step("list by status", alice("GET", "/tasks?status=completed"), 200, specValid)
+	s.step("list bad limit", alice("GET", "/tasks?limit=5000"), 400, specInvalid)
+	s.step("list bad status", alice("GET", "/tasks?status=done"), 400, specInvalid)
+	s.step("list unreadable cursor", alice("GET", "/tasks?cursor=notacursor"), 400, specAny)
+
+	// Every task route: not found (missing, or another owner's) and unauthorized.
+	paths := []struct{ method, path string }{
+		{"GET", "/tasks/%s"}, {"DELETE", "/tasks/%s"}, {"GET", "/tasks/%s/result"}, {"GET", "/tasks/%s/events"},
+		{"GET", "/tasks/%s/devices"}, {"GET", "/tasks/%s/devices/web-1"}, {"GET", "/tasks/%s/devices/web-1/output"},
+	}
+	for _, p := range paths {
+		s.step("missing "+p.path, alice(p.method, fmt.Sprintf(p.path, missingID)), 404, specValid)
+		s.step("another owner's "+p.path, req{method: p.method, path: fmt.Sprintf(p.path, tk.ID), token: bobToken}, 404, specValid)
+		s.step("unauthorized "+p.path, req{method: p.method, path: fmt.Sprintf(p.path, tk.ID)}, 401, specInvalid)
+	}
+	s.step("missing device", alice("GET", tk.Links.Devices+"/web-9"), 404, specValid)
+	s.step("unauthorized list", req{method: "GET", path: "/tasks"}, 401, specInvalid)
+	s.step("unauthorized submit", req{method: "POST", path: "/tasks", body: submitBody("web-1")}, 401, specInvalid)
+
+	// What the spec cannot route: unknown paths and methods.
+	s.step("unknown path", alice("GET", "/jobs"), 404, unrouted)
+	s.step("wrong method", alice("PUT", tk.Links.Self), 405, unrouted)
+
+	// An internal failure.
+	b.store.broken.Store(true)
+	s.step("internal error", alice("GET", tk.Links.Self), 500, specValid)
+	b.store.broken.Store(false)
+
+	missing := s.uncovered(func(op string, status int) bool {
+		switch {
+		case status == 500 || status == 503:
+			return true // one of each is walked above; the rest are the same components
+		case op == "submitTask" && status == 409:
+			return true // a concurrent write of the same key: a store race the walk cannot stage
+		}
+		return false
+	})
+	if len(missing) > 0 {
+		t.Errorf("documented responses the walk never produced:\n%s", strings.Join(missing, "\n"))
+	}
+	if !s.covered["getTask 500"] || !s.covered["submitTask 503"] {
+		t.Error("the walk lost its 500 or 503 step")
+	}
+}
