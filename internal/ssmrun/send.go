@@ -1,0 +1,197 @@
+package ssmrun
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	"github.com/aws/smithy-go"
+
+	"github.com/fleetrun/fleetrun/internal/task"
+)
+
+// Delivery timeout bounds of SendCommand's TimeoutSeconds.
+const (
+	minDeliveryTimeout = 30
+	maxDeliveryTimeout = 2592000
+)
+
+// send sends batch n of t and records its command. first is true when no batch of t has been
+// sent yet, so that a refusal can still fail the whole task cleanly.
+func (r *Runner) send(ctx context.Context, t *task.Task, obj S3Object, n int, ids []string, batches int, first bool) (string, error) {
+	in := r.input(t, obj, n, ids, batches)
+	out, err := r.cfg.API.SendCommand(ctx, in, retryThrottlesOnly)
+	if err != nil {
+		return r.refused(ctx, t, n, first, err)
+	}
+	id := aws.ToString(out.Command.CommandId)
+	// The command runs now whatever happens to this context, so it is recorded even if the
+	// context ends; if recording fails anyway, the next dispatch finds it with ListCommands.
+	err = r.cfg.Log.RecordCommand(context.WithoutCancel(ctx), t.ID, n, id)
+	if task.IsCode(err, task.ErrConflict) {
+		kept, _ := r.cfg.Log.Commands(context.WithoutCancel(ctx), t.ID)
+		r.dropDuplicate(ctx, t, n, id, kept[n])
+		return kept[n], nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("ssmrun: record command %s of %s batch %d: %w", id, t.ID, n, err)
+	}
+	r.log.InfoContext(ctx, "batch sent", "task_id", t.ID, "batch", n, "command_id", id, "devices", len(ids))
+	return id, nil
+}
+
+// input builds batch n's SendCommand.
+func (r *Runner) input(t *task.Task, obj S3Object, n int, ids []string, batches int) *ssm.SendCommandInput {
+	timeout := t.Request.TimeoutSeconds
+	if timeout <= 0 {
+		timeout = task.DefaultTimeout
+	}
+	var info bytes.Buffer
+	enc := json.NewEncoder(&info)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(struct {
+		Path string `json:"path"`
+	}{obj.HTTPSURL()})
+	in := &ssm.SendCommandInput{
+		DocumentName: aws.String(r.cfg.DocumentName),
+		InstanceIds:  ids,
+		Comment:      aws.String(Comment(t.ID, n)),
+		Parameters: map[string][]string{
+			"sourceType":       {"S3"},
+			"sourceInfo":       {strings.TrimSpace(info.String())},
+			"commandLine":      {CommandLine(obj.FileName(), t.Request.Args)},
+			"executionTimeout": {strconv.Itoa(timeout)},
+		},
+		MaxConcurrency: aws.String(batchConcurrency(t.Request.MaxConcurrency, batches)),
+		MaxErrors:      aws.String(orDefault(t.Request.MaxErrors, task.DefaultMaxErrors)),
+		TimeoutSeconds: aws.Int32(r.deliveryTimeout(t, timeout)),
+	}
+	if r.cfg.OutputBucket != "" {
+		in.OutputS3BucketName = aws.String(r.cfg.OutputBucket)
+		in.OutputS3KeyPrefix = aws.String(outputPrefix(t.ID))
+	}
+	return in
+}
+
+func outputPrefix(taskID string) string { return "fleetrun/" + taskID }
+
+// deliveryTimeout is how long SSM may wait for a device to pick the command up: until the
+// task's deadline, since a device that has not started by then will be timed out anyway.
+func (r *Runner) deliveryTimeout(t *task.Task, timeout int) int32 {
+	left := time.Duration(timeout) * time.Second
+	if deadline := t.Deadline(); !deadline.IsZero() {
+		left = deadline.Sub(r.cfg.Now())
+	}
+	return int32(min(max(int(left/time.Second), minDeliveryTimeout), maxDeliveryTimeout))
+}
+
+// batchConcurrency is the MaxConcurrency of each of a task's batches (see the package doc).
+func batchConcurrency(spec string, batches int) string {
+	spec = orDefault(spec, task.DefaultConcurrency)
+	if strings.HasSuffix(spec, "%") {
+		return spec
+	}
+	count, err := strconv.Atoi(spec)
+	if err != nil || count < 1 {
+		return spec
+	}
+	return strconv.Itoa(max(1, count/max(batches, 1)))
+}
+
+func orDefault(v, d string) string {
+	if v == "" {
+		return d
+	}
+	return v
+}
+
+// refused turns a failed SendCommand into what Start returns. Throttling that outlasted the
+// SDK's retries, 5xx answers and network failures are returned for the message to be retried
+// later; a 4xx refusal fails the task (first batch) or is recorded for its batch.
+func (r *Runner) refused(ctx context.Context, t *task.Task, n int, first bool, err error) (string, error) {
+	if throttled(err) {
+		return "", fmt.Errorf("ssmrun: send %s batch %d: %w: %w", t.ID, n,
+			task.Errorf(task.ErrUnavailable, "SSM is throttling SendCommand; the dispatch resumes later"), err)
+	}
+	var api smithy.APIError
+	var resp *awshttp.ResponseError
+	if !errors.As(err, &api) || !errors.As(err, &resp) || resp.HTTPStatusCode() < 400 || resp.HTTPStatusCode() >= 500 {
+		return "", fmt.Errorf("ssmrun: send %s batch %d: %w", t.ID, n, err)
+	}
+	msg := api.ErrorCode()
+	if m := api.ErrorMessage(); m != "" {
+		msg += ": " + m
+	}
+	if first && api.ErrorCode() != "InvalidInstanceId" {
+		return "", fmt.Errorf("ssmrun: send %s batch %d: %w", t.ID, n, task.Errorf(task.ErrInvalid, "SSM refused the command: %s", msg))
+	}
+	marker := refusedMarker(t.ID, n, msg)
+	if err := r.cfg.Log.RecordCommand(context.WithoutCancel(ctx), t.ID, n, marker); err != nil {
+		return "", fmt.Errorf("ssmrun: record refusal of %s batch %d: %w", t.ID, n, err)
+	}
+	r.log.WarnContext(ctx, "SSM refused a batch; its devices are undeliverable", "task_id", t.ID, "batch", n, "err", msg)
+	return marker, nil
+}
+
+// A refused batch is recorded in the CommandLog under a marker instead of a command id, so that
+// Poll reports its devices and a retried dispatch does not send it again. The marker holds the
+// task and batch, which keeps it unique, and SSM's message, which Poll shows as the reason.
+const refusedPrefix = "refused/"
+
+func refusedMarker(taskID string, n int, msg string) string {
+	return fmt.Sprintf("%s%s/%d/%s", refusedPrefix, taskID, n, msg)
+}
+
+// refusal returns the SSM message of a refused-batch marker.
+func refusal(commandID string) (string, bool) {
+	rest, ok := strings.CutPrefix(commandID, refusedPrefix)
+	if !ok {
+		return "", false
+	}
+	parts := strings.SplitN(rest, "/", 3)
+	if len(parts) < 3 {
+		return rest, true
+	}
+	return parts[2], true
+}
+
+// throttled reports whether err is SSM throttling the caller.
+func throttled(err error) bool {
+	return retry.IsErrorThrottles(retry.DefaultThrottles).IsErrorThrottle(err).Bool()
+}
+
+// retryThrottlesOnly makes the SDK retry a SendCommand only when SSM throttled it. A throttled
+// request was refused, so sending it again cannot run the script twice; after any other
+// failure SSM may have accepted the command, and only ListCommands can tell.
+func retryThrottlesOnly(o *ssm.Options) {
+	if o.Retryer == nil {
+		return
+	}
+	v2, ok := o.Retryer.(aws.RetryerV2)
+	if !ok {
+		v2 = retryerV2{o.Retryer}
+	}
+	o.Retryer = throttleRetryer{v2}
+}
+
+type throttleRetryer struct{ aws.RetryerV2 }
+
+func (r throttleRetryer) IsErrorRetryable(err error) bool {
+	return throttled(err) && r.RetryerV2.IsErrorRetryable(err)
+}
+
+// retryerV2 adapts a retryer that predates aws.RetryerV2.
+type retryerV2 struct{ aws.Retryer }
+
+func (r retryerV2) GetAttemptToken(context.Context) (func(error) error, error) {
+	return r.GetInitialToken(), nil
+}
