@@ -43,6 +43,9 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request, owner string) {
 	w.Header().Set("Content-Type", api.MediaEventStream)
 	w.Header().Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return // the headers are the whole answer; a HEAD must not hold the connection
+	}
 	l := h.links(r)
 	send := func(t *task.Task) error {
 		data, err := json.Marshal(l.renderTask(t))

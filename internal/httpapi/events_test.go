@@ -190,3 +190,15 @@ func TestEventsStopWhenTheClientLeaves(t *testing.T) {
 		t.Fatal("the handler kept streaming after the client left")
 	}
 }
+
+func TestEventsHeadDoesNotStream(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	created := b.submit("web-1")
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	r := b.do(req{method: "HEAD", path: created.Links.Events, token: aliceToken})
+	if r.StatusCode != http.StatusOK || r.Header.Get("Content-Type") != api.MediaEventStream || ctx.Err() != nil {
+		t.Errorf("HEAD: %d %q", r.StatusCode, r.Header.Get("Content-Type"))
+	}
+}
