@@ -208,3 +208,17 @@ func TestBaseURL(t *testing.T) {
 		t.Errorf("Retry-After %q for 2.5s, want 3", ra)
 	}
 }
+
+func TestPanicsAnswerAnInternalProblem(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	h := newHandler(Config{Engine: b.engine, Watcher: b.watcher, Logger: b.handler.log,
+		Owner: func(*http.Request) (string, error) { panic("owner lookup exploded") }})
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("GET", "/tasks", nil))
+	r := resp{w.Result(), w.Body.Bytes()}
+	wantProblem(t, r, http.StatusInternalServerError, api.ProblemInternal)
+	if strings.Contains(w.Body.String(), "exploded") || !strings.Contains(b.logs.String(), "exploded") {
+		t.Errorf("the panic should be logged, not shown: body %s", w.Body.String())
+	}
+}

@@ -75,9 +75,6 @@ func (h *handler) error(w http.ResponseWriter, r *http.Request, err error) {
 		h.log.ErrorContext(r.Context(), "request failed", "request_id", requestID(r),
 			"method", r.Method, "path", r.URL.Path, "err", err)
 	}
-	if p.Detail == "" {
-		p.Detail = "something went wrong; quote the request id when reporting it"
-	}
 	if k.retry {
 		w.Header().Set("Retry-After", h.retryAfter)
 	}
@@ -87,6 +84,9 @@ func (h *handler) error(w http.ResponseWriter, r *http.Request, err error) {
 // problem writes p as application/problem+json, with the request id.
 func (h *handler) problem(w http.ResponseWriter, r *http.Request, p api.Problem) {
 	p.RequestID = requestID(r)
+	if p.Detail == "" {
+		p.Detail = "something went wrong; quote the request id when reporting it"
+	}
 	if p.Title == "" {
 		p.Title = http.StatusText(p.Status)
 	}
