@@ -138,6 +138,16 @@ func (s *Server) FailAfterAccept(op string, n int) {
 	}
 }
 
+// PassNext lets the next n calls of op through before the faults queued after it, so that a
+// fault can hit, say, the second SendCommand: PassNext(op, 1) then FailAfterAccept(op, 1).
+func (s *Server) PassNext(op string, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for range n {
+		s.faults[op] = append(s.faults[op], fault{})
+	}
+}
+
 // FailNext makes the next n calls of op fail with the given HTTP status and error code without
 // doing anything.
 func (s *Server) FailNext(op string, status int, code, message string, n int) {
@@ -289,7 +299,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	s.calls[op]++
 	var f *fault
 	if q := s.faults[op]; len(q) > 0 {
-		f = &q[0]
+		if q[0].code != "" {
+			f = &q[0]
+		}
 		s.faults[op] = q[1:]
 	}
 	s.mu.Unlock()
