@@ -90,7 +90,11 @@ func CommandLine(fileName string, args []string) string {
 
 // ShellQuote quotes s as one word for a POSIX shell. Words made only of characters that no
 // shell treats specially stay as they are; anything else is put in single quotes, inside which
-// nothing is special, and each single quote becomes '\” (close, escaped quote, reopen).
+// nothing is special, and a single quote in s becomes a closing quote, an escaped quote and an
+// opening quote:
+//
+//	it's here → 'it'\''s here'
+//
 // "=" and "~" count as special: they change the meaning of a command's first word (an
 // assignment) or of a word's start (tilde expansion).
 func ShellQuote(s string) string {
