@@ -1,16 +1,229 @@
 // Package serve is `fleetrun serve`: the single-machine home of fleetrun, with the embedded
-// store, an in-process queue and the local runner behind the same HTTP API as on AWS.
+// store, an in-process queue and the local runner behind the same HTTP API, engine and state
+// machine as on AWS.
 package serve
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/fleetrun/fleetrun/internal/engine"
+	"github.com/fleetrun/fleetrun/internal/httpapi"
+	"github.com/fleetrun/fleetrun/internal/localqueue"
+	"github.com/fleetrun/fleetrun/internal/localrun"
+	"github.com/fleetrun/fleetrun/internal/localstore"
+	"github.com/fleetrun/fleetrun/internal/task"
+	"github.com/fleetrun/fleetrun/internal/watch"
 )
 
 // Main runs `fleetrun serve` with args (the words after "serve") until ctx ends, and returns the
-// process exit code.
+// process exit code. It prints "listening on http://ADDR" to stdout once the server accepts
+// connections.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "fleetrun serve: not wired yet")
-	return 1
+	cfg, err := parseConfig(args, os.Getenv, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(stderr, "fleetrun serve:", err)
+		return 2
+	}
+	ready := func(addr string) { fmt.Fprintf(stdout, "listening on %s\n", addr) }
+	if err := Run(ctx, cfg, newLogger(stderr, cfg.LogLevel), ready); err != nil {
+		fmt.Fprintln(stderr, "fleetrun serve:", err)
+		return 1
+	}
+	return 0
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// Run wires the embedded store, the queue, the runner, the engine and the HTTP API, resumes
+// unfinished tasks, and serves until ctx ends. Then it stops accepting requests, stops every
+// running script (the children are not orphaned: the next start marks those devices failed,
+// see localrun), and closes the store.
+//
+// ready, when not nil, is called with the server's base URL once it accepts connections.
+func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(baseURL string)) error {
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+	root, err := filepath.Abs(cfg.ScriptRoot)
+	if err != nil {
+		return fmt.Errorf("script root: %w", err)
+	}
+	store, err := localstore.Open(filepath.Join(cfg.DataDir, "fleetrun.db"), localstore.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	var eng *engine.Engine
+	runner, err := localrun.New(localrun.Config{
+		ScriptRoot: root,
+		DataDir:    cfg.DataDir,
+		Reporter: reporterFunc(func(ctx context.Context, id string, u []task.DeviceUpdate) (*task.Task, error) {
+			return eng.Report(ctx, id, u)
+		}),
+		Devices: store,
+		Grace:   cfg.Grace,
+		Logger:  log,
+	})
+	if err != nil {
+		return err
+	}
+	broker := watch.NewBroker()
+	var queue *localqueue.Queue
+	queue = localqueue.New(func(ctx context.Context, m engine.Message) error { return eng.Handle(ctx, m) },
+		localqueue.Options{Logger: log})
+	eng = engine.New(engine.Config{
+		Store:     store,
+		Queue:     queue,
+		Runner:    runner,
+		Publisher: logPublisher{log},
+		Notifier:  broker,
+		Rules:     task.Rules{DeviceID: task.LocalDeviceID, CheckScript: localrun.CheckScript(root)},
+		Retention: cfg.Retention,
+		Logger:    log,
+	})
+
+	if err := resume(ctx, store, queue, log); err != nil {
+		return err
+	}
+
+	api := httpapi.New(httpapi.Config{
+		Engine:  eng,
+		Owner:   httpapi.BearerTokens(cfg.Tokens, "local"),
+		Watcher: broker,
+		Output:  runner,
+		Logger:  log,
+	})
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	if ready != nil {
+		ready("http://" + ln.Addr().String())
+	}
+	log.Info("fleetrun serving", "addr", ln.Addr().String(), "data", cfg.DataDir, "script_root", root,
+		"auth", len(cfg.Tokens) > 0)
+
+	sweepDone := make(chan struct{})
+	go func() { defer close(sweepDone); sweep(ctx, store, log) }()
+
+	select {
+	case err = <-served:
+	case <-ctx.Done():
+	}
+	log.Info("fleetrun stopping")
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Grace+5*time.Second)
+	defer cancel()
+	if serr := srv.Shutdown(shutdownCtx); serr != nil {
+		srv.Close() // long-polls and event streams still open
+	}
+	queue.Close()
+	if rerr := runner.Shutdown(shutdownCtx); rerr != nil {
+		log.Error("stopping scripts", "err", rerr)
+	}
+	<-sweepDone
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// resume re-queues every task that was not finished when the server last stopped: pending
+// tasks are dispatched, running tasks are resumed (the runner marks devices whose process was
+// lost failed and starts the devices that had not started), and cancelling tasks are stopped.
+func resume(ctx context.Context, store *localstore.Store, q *localqueue.Queue, log *slog.Logger) error {
+	active, err := store.Active(ctx)
+	if err != nil {
+		return fmt.Errorf("list unfinished tasks: %w", err)
+	}
+	for _, t := range active {
+		action := engine.ActionDispatch
+		if t.Status == task.StatusCancelling {
+			action = engine.ActionCancel
+		}
+		log.Info("resuming task", "task_id", t.ID, "status", t.Status)
+		if err := q.Send(ctx, engine.Message{Version: engine.MessageVersion, Action: action, TaskID: t.ID}, 0); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sweep deletes expired tasks every minute until ctx ends.
+func sweep(ctx context.Context, store *localstore.Store, log *slog.Logger) {
+	tick := time.NewTicker(time.Minute)
+	defer tick.Stop()
+	for {
+		if n, err := store.DeleteExpired(ctx, time.Now()); err != nil && ctx.Err() == nil {
+			log.Error("deleting expired tasks", "err", err)
+		} else if n > 0 {
+			log.Info("deleted expired tasks", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+type reporterFunc func(ctx context.Context, id string, u []task.DeviceUpdate) (*task.Task, error)
+
+func (f reporterFunc) Report(ctx context.Context, id string, u []task.DeviceUpdate) (*task.Task, error) {
+	return f(ctx, id, u)
+}
+
+// logPublisher is the local stand-in for EventBridge: terminal notifications go to the log
+// (and, through the broker, to every event stream of the task).
+type logPublisher struct{ log *slog.Logger }
+
+func (p logPublisher) Publish(ctx context.Context, n task.Notification) error {
+	p.log.InfoContext(ctx, "task event", "event_id", n.ID, "task_id", n.TaskID, "status", n.Status,
+		"succeeded", n.Counts.Succeeded, "failed", n.Counts.Errors(), "cancelled", n.Counts.Cancelled,
+		"script", strings.TrimSpace(n.ScriptURL))
+	return nil
+}
+
+// Start runs `fleetrun serve` with args in the background until ctx ends, with logs at the
+// level --log-level names written to stderr. It returns the server's base URL once it accepts
+// connections, and a channel that yields Run's error when the server has stopped.
+func Start(ctx context.Context, args []string) (baseURL string, done <-chan error, err error) {
+	cfg, err := parseConfig(args, os.Getenv, io.Discard)
+	if err != nil {
+		return "", nil, err
+	}
+	urls := make(chan string, 1)
+	errs := make(chan error, 1)
+	go func() {
+		errs <- Run(ctx, cfg, newLogger(os.Stderr, cfg.LogLevel), func(u string) { urls <- u })
+	}()
+	select {
+	case u := <-urls:
+		return u, errs, nil
+	case err := <-errs:
+		return "", nil, err
+	}
 }
