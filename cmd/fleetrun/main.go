@@ -7,14 +7,17 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/fleetrun/fleetrun/internal/serve"
+	"github.com/fleetrun/fleetrun/internal/cli"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if len(os.Args) > 1 && os.Args[1] == "serve" {
-		os.Exit(serve.Main(ctx, os.Args[2:], os.Stdout, os.Stderr))
-	}
-	os.Exit(2)
+	// The first signal ends ctx: serve shuts down gracefully, a wait offers to cancel its task.
+	// Restoring the default handling then lets a second Ctrl-C end the process at once.
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
+	os.Exit(cli.Main(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv))
 }
