@@ -15,12 +15,11 @@ import (
 
 // Cancellation reason codes of TransactionCanceledException.
 const (
-	reasonNone             = "None"
-	reasonConditionFailed  = "ConditionalCheckFailed"
-	reasonConflict         = "TransactionConflict"
-	reasonThrottled        = "ThrottlingError"
-	reasonThroughput       = "ProvisionedThroughputExceeded"
-	reasonValidationFailed = "ValidationError"
+	reasonNone            = "None"
+	reasonConditionFailed = "ConditionalCheckFailed"
+	reasonConflict        = "TransactionConflict"
+	reasonThrottled       = "ThrottlingError"
+	reasonThroughput      = "ProvisionedThroughputExceeded"
 )
 
 func reasonCode(reasons []types.CancellationReason, i int) string {
@@ -49,7 +48,7 @@ func anyReason(reasons []types.CancellationReason, codes ...string) bool {
 // When the record's condition fails the earlier record decides: the same request hash returns
 // the earlier task with created false, another hash is ErrIdempotencyMismatch, and a record
 // whose task cannot be read yet, or a transaction conflict with a concurrent submit, is
-// ErrInProgress.
+// ErrInProgress. A transaction refused for throttling is tried again with backoff.
 func (s *Store) CreateTask(ctx context.Context, t *task.Task, idem *task.IdempotencyRecord) (*task.Task, bool, error) {
 	item, parts, err := encodeTask(t)
 	if err != nil {
@@ -95,32 +94,39 @@ func (s *Store) CreateTask(ctx context.Context, t *task.Task, idem *task.Idempot
 			ExpressionAttributeNames: map[string]string{"#pk": attrPK},
 		}})
 	}
-	err = s.call(ctx, "TransactWriteItems", func(ctx context.Context) error {
-		_, err := s.db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: actions})
-		return err
-	})
-	if err == nil {
-		return stored, true, nil
+	for attempt := 0; ; attempt++ {
+		err = s.call(ctx, "TransactWriteItems", func(ctx context.Context) error {
+			_, err := s.db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: actions})
+			return err
+		})
+		if err == nil {
+			return stored, true, nil
+		}
+		var cancelled *types.TransactionCanceledException
+		if !errors.As(err, &cancelled) {
+			return nil, false, fmt.Errorf("dynamo: create task %s: %w", t.ID, err)
+		}
+		reasons := cancelled.CancellationReasons
+		switch {
+		case idem != nil && reasonCode(reasons, 1) == reasonConditionFailed:
+			return s.replay(ctx, idem, reasons[1].Item)
+		case reasonCode(reasons, 0) == reasonConditionFailed:
+			return nil, false, fmt.Errorf("dynamo: create task %s: %w", t.ID,
+				task.Errorf(task.ErrConflict, "a task with id %s already exists", t.ID))
+		case idem != nil && anyReason(reasons, reasonConflict):
+			// Only a concurrent submit with the same key writes these items at once.
+			return nil, false, fmt.Errorf("dynamo: create task %s: %w", t.ID,
+				task.Errorf(task.ErrInProgress, "a request with the same Idempotency-Key is being processed; try again"))
+		case !anyReason(reasons, reasonConflict, reasonThrottled, reasonThroughput):
+			return nil, false, fmt.Errorf("dynamo: create task %s: %w", t.ID, err)
+		case attempt+1 >= s.maxAttempts:
+			return nil, false, fmt.Errorf("dynamo: create task %s: %w: %w", t.ID,
+				task.Errorf(task.ErrUnavailable, "the task store is overloaded; try again"), err)
+		}
+		if err := s.backoff(ctx, attempt); err != nil {
+			return nil, false, err
+		}
 	}
-	var cancelled *types.TransactionCanceledException
-	if !errors.As(err, &cancelled) {
-		return nil, false, fmt.Errorf("dynamo: create task %s: %w", t.ID, err)
-	}
-	reasons := cancelled.CancellationReasons
-	switch {
-	case idem != nil && reasonCode(reasons, 1) == reasonConditionFailed:
-		return s.replay(ctx, idem, reasons[1].Item)
-	case anyReason(reasons, reasonConflict):
-		return nil, false, fmt.Errorf("dynamo: create task %s: %w", t.ID,
-			task.Errorf(task.ErrInProgress, "a request with the same Idempotency-Key is being processed; try again"))
-	case anyReason(reasons, reasonThrottled, reasonThroughput):
-		return nil, false, fmt.Errorf("dynamo: create task %s: %w: %w", t.ID,
-			task.Errorf(task.ErrUnavailable, "the task store is overloaded; try again"), err)
-	case reasonCode(reasons, 0) == reasonConditionFailed:
-		return nil, false, fmt.Errorf("dynamo: create task %s: %w", t.ID,
-			task.Errorf(task.ErrConflict, "a task with id %s already exists", t.ID))
-	}
-	return nil, false, fmt.Errorf("dynamo: create task %s: %w", t.ID, err)
 }
 
 // replay answers a submit whose Idempotency-Key is already taken, from the record that holds

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -40,8 +41,8 @@ const (
 	chunkFinal
 )
 
-// ApplyDeviceUpdates reads the task (for its device list and status) and the current device
-// items (BatchGetItem, strongly consistent; a device without an item is pending), folds each
+// ApplyDeviceUpdates reads the task (for its device list and status) with the current device
+// items (one BatchGetItem, strongly consistent; a device without an item is pending), folds each
 // device's updates in order keeping only forward moves (task.DeviceStatus.CanMove), and writes
 // the result in TransactWriteItems of at most 100 actions: one Put per moved device,
 // conditioned on the status that was read, and one UpdateItem of the task that adds the
@@ -53,28 +54,30 @@ const (
 // (the ones written stay written, and a retry applies the rest exactly once). When the task
 // turns terminal part-way, the remaining updates are ignored, as for a terminal task.
 func (s *Store) ApplyDeviceUpdates(ctx context.Context, taskID string, updates []task.DeviceUpdate) (*task.Task, int, error) {
-	t, err := s.readTask(ctx, taskID)
-	if err != nil {
-		return nil, 0, fmt.Errorf("dynamo: apply device updates to %s: %w", taskID, err)
-	}
-	if t.Status.Terminal() || len(updates) == 0 {
-		return t, 0, nil
-	}
-	member := make(map[string]bool, len(t.Request.DeviceIDs))
-	for _, id := range t.Request.DeviceIDs {
-		member[id] = true
-	}
 	byDevice := make(map[string][]task.DeviceUpdate)
 	var todo []string
 	for _, u := range updates {
-		if !member[u.DeviceID] || !u.Status.Valid() {
-			continue
+		if !u.Status.Valid() || u.DeviceID == "" || len(u.DeviceID) > maxDeviceIDLen {
+			continue // not a move any device can make, or an id no device can have
 		}
 		if _, seen := byDevice[u.DeviceID]; !seen {
 			todo = append(todo, u.DeviceID)
 		}
 		byDevice[u.DeviceID] = append(byDevice[u.DeviceID], u)
 	}
+	// The first read fetches the task with the devices, in the same BatchGetItem.
+	t, current, err := s.readTaskAndDevices(ctx, taskID, todo)
+	if err != nil {
+		return nil, 0, fmt.Errorf("dynamo: apply device updates to %s: %w", taskID, err)
+	}
+	if t.Status.Terminal() {
+		return t, 0, nil
+	}
+	member := make(map[string]bool, len(t.Request.DeviceIDs))
+	for _, id := range t.Request.DeviceIDs {
+		member[id] = true
+	}
+	todo = slices.DeleteFunc(todo, func(id string) bool { return !member[id] })
 	applied, raced := 0, false
 	for round := 0; len(todo) > 0; round++ {
 		if round >= 4*s.maxAttempts {
@@ -82,9 +85,10 @@ func (s *Store) ApplyDeviceUpdates(ctx context.Context, taskID string, updates [
 				task.Errorf(task.ErrUnavailable, "%d device updates lost too many races; try again", len(todo)))
 		}
 		now := s.clock()
-		current, err := s.readDevices(ctx, taskID, todo)
-		if err != nil {
-			return nil, applied, fmt.Errorf("dynamo: apply device updates to %s: %w", taskID, err)
+		if round > 0 {
+			if current, err = s.readDevices(ctx, taskID, todo); err != nil {
+				return nil, applied, fmt.Errorf("dynamo: apply device updates to %s: %w", taskID, err)
+			}
 		}
 		plans, err := planDevices(taskID, todo, current, byDevice, now)
 		if err != nil {
@@ -134,26 +138,56 @@ func (s *Store) ApplyDeviceUpdates(ctx context.Context, taskID string, updates [
 	return t, applied, nil
 }
 
+// maxDeviceIDLen bounds the device ids the store looks up: longer ones cannot be part of a
+// sort key (1,024 bytes), so no device has them.
+const maxDeviceIDLen = 1000
+
 // readDevices reads the stored devices among ids; a device missing from the map has no item
 // and is pending.
 func (s *Store) readDevices(ctx context.Context, taskID string, ids []string) (map[string]*task.Device, error) {
-	keys := make([]itemKey, len(ids))
-	for i, id := range ids {
-		keys[i] = itemKey{taskPK(taskID), deviceSK(id)}
+	_, devices, err := s.readItems(ctx, taskID, false, ids)
+	return devices, err
+}
+
+// readTaskAndDevices reads a live task and the stored devices among ids in one BatchGetItem
+// (one per 100 keys).
+func (s *Store) readTaskAndDevices(ctx context.Context, taskID string, ids []string) (*task.Task, map[string]*task.Device, error) {
+	item, devices, err := s.readItems(ctx, taskID, true, ids)
+	if err != nil {
+		return nil, nil, err
+	}
+	if item == nil || expired(itemExp(item), s.clock()) {
+		return nil, nil, notFound("no task %s", taskID)
+	}
+	t, err := s.decodeTaskItem(ctx, item)
+	return t, devices, err
+}
+
+func (s *Store) readItems(ctx context.Context, taskID string, withTask bool, ids []string) (map[string]types.AttributeValue, map[string]*task.Device, error) {
+	keys := make([]itemKey, 0, len(ids)+1)
+	taskKey := itemKey{taskPK(taskID), skTask}
+	if withTask {
+		keys = append(keys, taskKey)
+	}
+	for _, id := range ids {
+		keys = append(keys, itemKey{taskPK(taskID), deviceSK(id)})
 	}
 	items, err := s.batchGet(ctx, keys)
 	if err != nil {
-		return nil, fmt.Errorf("read devices: %w", err)
+		return nil, nil, fmt.Errorf("read devices: %w", err)
 	}
 	devices := make(map[string]*task.Device, len(items))
-	for _, item := range items {
+	for k, item := range items {
+		if k == taskKey {
+			continue
+		}
 		d, err := decodeDevice(item)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		devices[d.ID] = d
 	}
-	return devices, nil
+	return items[taskKey], devices, nil
 }
 
 // planDevices folds each device's updates onto its current state and returns the writes for

@@ -76,13 +76,18 @@ func (tt *testTable) store(now func() time.Time) *Store {
 	return New(tt.client, tt.name, Options{Now: now, BaseDelay: time.Millisecond, MaxDelay: 20 * time.Millisecond})
 }
 
-// fault makes the next n calls of an operation fail with err before they are sent, or, when
-// err is nil, run before first so a test can race the call.
+// fault intercepts the next n calls of an operation: it fails them with err before they are
+// sent, or runs before (with the call's input) so a test can inspect or race the call, and
+// after (with the call's output) so a test can change what DynamoDB answered.
 type fault struct {
-	op     string
-	n      int
+	op string
+	n  int
+	// every spreads the n calls out: only one call of op in every "every" is intercepted.
+	every  int
+	seen   int
 	err    func() error
-	before func(ctx context.Context)
+	before func(ctx context.Context, params any)
+	after  func(result any)
 }
 
 // faults injects failures into a client's calls. It sits at the front of the middleware
@@ -105,7 +110,11 @@ func (f *faults) take(op string) *fault {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, r := range f.rules {
-		if r.op == op && r.n > 0 {
+		if r.op != op || r.n <= 0 {
+			continue
+		}
+		r.seen++
+		if r.every <= 1 || r.seen%r.every == 0 {
 			r.n--
 			if f.hits == nil {
 				f.hits = map[string]int{}
@@ -128,14 +137,20 @@ func (f *faults) register(stack *middleware.Stack) error {
 	return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("test.faults",
 		func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
 			r := f.take(middleware.GetOperationName(ctx))
-			switch {
-			case r == nil:
-			case r.before != nil:
-				r.before(ctx)
-			default:
+			if r == nil {
+				return next.HandleInitialize(ctx, in)
+			}
+			if r.err != nil {
 				return middleware.InitializeOutput{}, middleware.Metadata{}, r.err()
 			}
-			return next.HandleInitialize(ctx, in)
+			if r.before != nil {
+				r.before(ctx, in.Parameters)
+			}
+			out, md, err := next.HandleInitialize(ctx, in)
+			if err == nil && r.after != nil {
+				r.after(out.Result)
+			}
+			return out, md, err
 		}), middleware.Before)
 }
 
