@@ -1,0 +1,38 @@
+// Command cancel is CancelFunction, DELETE /tasks/{id} behind API Gateway: it cancels a task at once or asks the executor to stop its devices.
+//
+// It only wires: configuration from the environment, the SDK configuration (which honours
+// AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE>), a JSON logger, and the handler that
+// package awsapp builds. Build it with -tags lambda.norpc for the provided.al2023 runtime.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-sdk-go-v2/config"
+
+	"github.com/fleetrun/fleetrun/internal/awsapp"
+)
+
+func main() {
+	if err := realMain(context.Background()); err != nil {
+		fmt.Fprintln(os.Stderr, "cancel:", err)
+		os.Exit(1)
+	}
+}
+
+func realMain(ctx context.Context) error {
+	cfg, err := awsapp.Load(os.LookupEnv, awsapp.EnvTableName, awsapp.EnvQueueURL)
+	if err != nil {
+		return err
+	}
+	sdk, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		return fmt.Errorf("load the AWS configuration: %w", err)
+	}
+	app := awsapp.New(cfg, sdk, awsapp.NewLogger(os.Stdout, cfg.LogLevel))
+	lambda.Start(app.HTTP())
+	return nil
+}

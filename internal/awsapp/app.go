@@ -1,0 +1,111 @@
+package awsapp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	awseventbridge "github.com/aws/aws-sdk-go-v2/service/eventbridge"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+
+	"github.com/fleetrun/fleetrun/internal/dynamo"
+	"github.com/fleetrun/fleetrun/internal/engine"
+	"github.com/fleetrun/fleetrun/internal/eventbridge"
+	"github.com/fleetrun/fleetrun/internal/httpapi"
+	"github.com/fleetrun/fleetrun/internal/lambdahttp"
+	"github.com/fleetrun/fleetrun/internal/sqsqueue"
+	"github.com/fleetrun/fleetrun/internal/ssmrun"
+	"github.com/fleetrun/fleetrun/internal/task"
+	"github.com/fleetrun/fleetrun/internal/watch"
+)
+
+// StatusPollInterval is how often a long-poll on Lambda re-reads the task: the write that ends
+// it happens in another function, so there is nothing to wake it but a read.
+const StatusPollInterval = time.Second
+
+// ExecutorReserve is how long before the function's deadline the executor stops handling
+// messages: enough to return the batch response, so that SQS learns which messages failed
+// instead of retrying the whole batch after a timeout.
+const ExecutorReserve = 2 * time.Second
+
+// App is fleetrun on AWS for one function: the adapters and the engine, wired once per cold
+// start and shared by every invocation.
+type App struct {
+	Config Config
+	Log    *slog.Logger
+	Store  *dynamo.Store
+	Engine *engine.Engine
+	Runner *ssmrun.Runner
+}
+
+// New wires an App from cfg and the SDK configuration sdk (config.LoadDefaultConfig, which
+// honours AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE>). It makes no AWS call.
+func New(cfg Config, sdk aws.Config, log *slog.Logger) *App {
+	store := dynamo.New(dynamodb.NewFromConfig(sdk), cfg.TableName, dynamo.Options{Logger: log})
+	runner := ssmrun.New(ssmrun.Config{
+		API:            ssm.NewFromConfig(sdk),
+		Log:            store,
+		DocumentName:   cfg.DocumentName,
+		AllowedBuckets: cfg.AllowedScriptBuckets,
+		Logger:         log,
+	})
+	var queue engine.Queue = noQueue{}
+	if cfg.QueueURL != "" {
+		queue = sqsqueue.New(sqs.NewFromConfig(sdk), cfg.QueueURL)
+	}
+	eng := engine.New(engine.Config{
+		Store:     store,
+		Queue:     queue,
+		Runner:    runner,
+		Publisher: eventbridge.New(awseventbridge.NewFromConfig(sdk), cfg.EventBusName, eventbridge.WithLogger(log)),
+		Rules:     task.Rules{DeviceID: task.ManagedNodeID, CheckScript: ssmrun.CheckScript(cfg.AllowedScriptBuckets)},
+		Retention: cfg.Retention,
+		Logger:    log,
+	})
+	return &App{Config: cfg, Log: log, Store: store, Engine: eng, Runner: runner}
+}
+
+// HTTP returns the handler of the API functions (SubmitFunction, StatusFunction,
+// CancelFunction): the same httpapi handler `fleetrun serve` uses, behind the payload 2.0
+// adapter. The caller is the authorizer's identity; long-polls re-read the store.
+func (a *App) HTTP() func(context.Context, events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
+	h := httpapi.New(httpapi.Config{
+		Engine:  a.Engine,
+		Owner:   lambdahttp.Owner,
+		Watcher: watch.Poller{Store: a.Store, Interval: StatusPollInterval},
+		BaseURL: lambdahttp.BaseURL,
+		Logger:  a.Log,
+	})
+	return lambdahttp.Handler(h, lambdahttp.Options{Logger: a.Log})
+}
+
+// Executor returns the handler of ExecutorFunction: each SQS record is one engine message,
+// handled in order; the records that failed are reported as batch item failures, so SQS
+// retries only them and moves a message that keeps failing to the dead-letter queue. It
+// never sleeps: a poll that is not due yet is a message sent with a delay.
+func (a *App) Executor() func(context.Context, events.SQSEvent) (events.SQSEventResponse, error) {
+	return func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
+		if deadline, ok := ctx.Deadline(); ok {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, deadline.Add(-ExecutorReserve))
+			defer cancel()
+		}
+		return sqsqueue.HandleBatch(ctx, ev, a.Engine.Handle, a.Log), nil
+	}
+}
+
+// noQueue stands in for the queue in a function that has no QUEUE_URL (StatusFunction), whose
+// requests never send a message; if one ever does, the request fails instead of panicking.
+type noQueue struct{}
+
+func (noQueue) Send(_ context.Context, m engine.Message, _ time.Duration) error {
+	return fmt.Errorf("awsapp: %s message for %s: %w", m.Action, m.TaskID, errNoQueue)
+}
+
+var errNoQueue = errors.New("this function has no QUEUE_URL")

@@ -1,0 +1,104 @@
+// Package awsapp wires fleetrun's AWS home for the Lambda functions: configuration from the
+// environment, the SDK clients, the DynamoDB store, the SQS queue, the SSM runner, the
+// EventBridge publisher and the engine, and the handlers each function hands to lambda.Start.
+// A function's main reads its configuration with Load, builds an App with New and starts one
+// of its handlers; everything else lives here, where it can be tested.
+package awsapp
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The environment variables the functions read. The SAM template sets them from its resources
+// and parameters; the SDK's own AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE> point the same
+// binaries at emulators.
+const (
+	EnvTableName            = "TABLE_NAME"
+	EnvQueueURL             = "QUEUE_URL"
+	EnvEventBusName         = "EVENT_BUS_NAME"
+	EnvAllowedScriptBuckets = "ALLOWED_SCRIPT_BUCKETS"
+	EnvDocumentName         = "DOCUMENT_NAME"
+	EnvTaskRetentionDays    = "TASK_RETENTION_DAYS"
+	EnvLogLevel             = "LOG_LEVEL"
+)
+
+// Defaults for the optional settings.
+const (
+	DefaultDocumentName  = "AWS-RunRemoteScript"
+	DefaultRetentionDays = 30
+)
+
+// Config is the functions' configuration.
+type Config struct {
+	// TableName is the DynamoDB table of tasks.
+	TableName string
+	// QueueURL is the executor's SQS queue.
+	QueueURL string
+	// EventBusName is the bus for "Task Finished" events; empty means the default bus.
+	EventBusName string
+	// AllowedScriptBuckets are the S3 buckets a scriptUrl may name.
+	AllowedScriptBuckets []string
+	// DocumentName is the SSM document that downloads and runs the script.
+	DocumentName string
+	// Retention is how long a finished task is kept.
+	Retention time.Duration
+	// LogLevel is the level of the JSON log.
+	LogLevel slog.Level
+}
+
+// LookupFunc reads one environment variable; os.LookupEnv is the production one, and tests pass
+// a map's lookup instead.
+type LookupFunc func(key string) (string, bool)
+
+// Load reads the configuration through lookup. The variables named in required must be set and
+// not empty; every problem is reported at once, so a misconfigured function says everything
+// that is wrong in its first log line.
+func Load(lookup LookupFunc, required ...string) (Config, error) {
+	get := func(key string) string {
+		v, _ := lookup(key)
+		return strings.TrimSpace(v)
+	}
+	var errs []error
+	for _, key := range required {
+		if get(key) == "" {
+			errs = append(errs, fmt.Errorf("%s is required", key))
+		}
+	}
+	cfg := Config{
+		TableName:    get(EnvTableName),
+		QueueURL:     get(EnvQueueURL),
+		EventBusName: get(EnvEventBusName),
+		DocumentName: get(EnvDocumentName),
+		Retention:    DefaultRetentionDays * 24 * time.Hour,
+	}
+	if cfg.DocumentName == "" {
+		cfg.DocumentName = DefaultDocumentName
+	}
+	for b := range strings.SplitSeq(get(EnvAllowedScriptBuckets), ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			cfg.AllowedScriptBuckets = append(cfg.AllowedScriptBuckets, b)
+		}
+	}
+	if s := get(EnvTaskRetentionDays); s != "" {
+		days, err := strconv.Atoi(s)
+		if err != nil || days < 1 || days > 3650 {
+			errs = append(errs, fmt.Errorf("%s=%q: want a whole number of days from 1 to 3650", EnvTaskRetentionDays, s))
+		} else {
+			cfg.Retention = time.Duration(days) * 24 * time.Hour
+		}
+	}
+	if s := get(EnvLogLevel); s != "" {
+		if err := cfg.LogLevel.UnmarshalText([]byte(s)); err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: want debug, info, warn or error", EnvLogLevel, s))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Config{}, fmt.Errorf("awsapp: configuration: %w", err)
+	}
+	return cfg, nil
+}
