@@ -382,3 +382,29 @@ func TestMalformedMessagesAreMarked(t *testing.T) {
 		t.Errorf("message for an unknown task: %v", err)
 	}
 }
+
+func TestCancelOfAPolledTaskQueuesAPoll(t *testing.T) {
+	t.Parallel()
+	runner := &pollingRunner{}
+	runner.startErr = engine.ErrIncomplete // the dispatch stops half way, as near a Lambda deadline
+	b := setup(t, runner)
+	tk := b.submit(t, "a", "b")
+	b.handle(t, engine.ActionDispatch, tk.ID)
+	if _, err := b.eng.Cancel(context.Background(), "alice", tk.ID); err != nil {
+		t.Fatal(err)
+	}
+	before := len(b.queue.actions())
+	b.handle(t, engine.ActionCancel, tk.ID)
+	after := b.queue.actions()
+	if len(after) != before+1 || after[len(after)-1] != engine.ActionPoll {
+		t.Fatalf("after the cancel message the queue holds %v, want a poll added", after)
+	}
+	runner.mu.Lock()
+	runner.updates = []task.DeviceUpdate{{DeviceID: "a", Status: task.DeviceCancelled, At: b.clock.Now()},
+		{DeviceID: "b", Status: task.DeviceCancelled, At: b.clock.Now()}}
+	runner.mu.Unlock()
+	b.handle(t, engine.ActionPoll, tk.ID)
+	if got, _ := b.eng.Get(context.Background(), "alice", tk.ID); got.Status != task.StatusCancelled {
+		t.Fatalf("status %s after the poll, want cancelled", got.Status)
+	}
+}

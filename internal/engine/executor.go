@@ -123,8 +123,16 @@ func (e *Engine) stop(ctx context.Context, t *task.Task) error {
 	if err := e.cfg.Runner.Cancel(ctx, t); err != nil {
 		return fmt.Errorf("engine: cancel %s: %w", t.ID, err)
 	}
-	_, err := e.finishIfDone(ctx, t)
-	return err
+	t, err := e.finishIfDone(ctx, t)
+	if err != nil || t.Status.Terminal() {
+		return err
+	}
+	// A polled runner reports the stopped devices on its next poll. Queue one: a task cancelled
+	// before its dispatch finished has no poll chain yet, and would otherwise stay cancelling.
+	if _, ok := e.cfg.Runner.(Poller); ok {
+		return e.cfg.Queue.Send(ctx, Message{Version: MessageVersion, Action: ActionPoll, TaskID: t.ID}, e.cfg.PollInterval)
+	}
+	return nil
 }
 
 // enforceDeadline marks every device still working as timed out once the task's deadline has
