@@ -24,6 +24,15 @@ func (s *Store) ApplyDeviceUpdates(ctx context.Context, taskID string, updates [
 		return nil, 0, err
 	}
 	now := s.now()
+	if t, err := s.unchanged(taskID, updates, now); err != nil || t != nil {
+		return t, 0, err
+	}
+	return s.apply(taskID, updates, now)
+}
+
+// apply writes the updates that still apply, checking each again in the write transaction:
+// another writer may have moved a device, or ended the task, since unchanged looked.
+func (s *Store) apply(taskID string, updates []task.DeviceUpdate, now time.Time) (*task.Task, int, error) {
 	var (
 		out     *task.Task
 		applied int
@@ -59,6 +68,41 @@ func (s *Store) ApplyDeviceUpdates(ctx context.Context, taskID string, updates [
 		return nil, 0, fmt.Errorf("localstore: apply %d device updates to %s: %w", len(updates), taskID, err)
 	}
 	return out, applied, err
+}
+
+// unchanged returns the task when none of the updates can apply to it, and nil when some may.
+// It only reads: an update that cannot apply now never will, because devices only move forward
+// and a terminal task stays terminal, so a batch of duplicates costs no write and no fsync.
+func (s *Store) unchanged(taskID string, updates []task.DeviceUpdate, now time.Time) (*task.Task, error) {
+	var out *task.Task
+	err := s.db.View(func(tx *bolt.Tx) error {
+		rec, err := loadLive(tx, taskID, now)
+		if err != nil {
+			return err
+		}
+		list, err := s.deviceList(tx, rec)
+		if err != nil {
+			return err
+		}
+		if !rec.Task.Status.Terminal() {
+			devices := tx.Bucket(bucketDevices)
+			for _, u := range updates {
+				if _, ok := list.index[u.DeviceID]; !ok {
+					continue
+				}
+				d, err := loadDevice(devices, deviceKey(taskID, u.DeviceID), taskID, u.DeviceID)
+				if err != nil || d.Status.CanMove(u.Status) {
+					return err
+				}
+			}
+		}
+		out, err = s.full(tx, rec)
+		return err
+	})
+	if err != nil && task.ErrorCode(err) == task.ErrInternal {
+		return nil, fmt.Errorf("localstore: read %s before applying updates: %w", taskID, err)
+	}
+	return out, err
 }
 
 // applyUpdates writes each update that moves its device forward and adjusts t's counts to

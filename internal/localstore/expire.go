@@ -53,7 +53,7 @@ func (s *Store) DeleteExpired(ctx context.Context, now time.Time) (int, error) {
 		return total, err
 	}
 	if total > 0 || keys > 0 {
-		s.log.Info("expired tasks deleted", "tasks", total, "idempotency_keys", keys)
+		s.log.Debug("expired tasks deleted", "tasks", total, "idempotency_keys", keys)
 	}
 	return total, nil
 }

@@ -47,6 +47,9 @@ type Options struct {
 
 // Store is a task.Store kept in a bbolt file. It is safe for concurrent use; only one Store
 // (in one process) can have a file open at a time.
+//
+// A task's Request never changes, so the tasks a Store returns share their Request.DeviceIDs
+// with each other and with the store's cache: callers must not modify them in place.
 type Store struct {
 	db    *bolt.DB
 	now   func() time.Time
@@ -98,7 +101,7 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("localstore: open %s: %w", path, err)
 	}
 	s := &Store{db: db, now: opts.Now, log: opts.Logger, lists: newListCache(maxCachedDeviceIDs)}
-	s.log.Info("store opened", "path", path)
+	s.log.Debug("store opened", "path", path)
 	return s, nil
 }
 

@@ -251,3 +251,33 @@ func TestListTasksEndsOnAFullLastPage(t *testing.T) {
 		t.Errorf("a device cursor given to ListTasks: err = %v, want invalid", err)
 	}
 }
+
+// TestApplyRechecksInTheWriteTransaction drives the write path directly, as a writer that lost
+// a race to another one would reach it after the read-only check: duplicates and updates to a
+// task that has just ended must still change nothing.
+func TestApplyRechecksInTheWriteTransaction(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	clock := storetest.NewClock(time.Date(2030, 5, 6, 7, 8, 9, 0, time.UTC))
+	s := open(t, filepath.Join(t.TempDir(), "fleetrun.db"), clock.Now)
+	if _, _, err := s.CreateTask(ctx, newTask("t1", "alice", clock.Now(), "a", "b"), nil); err != nil {
+		t.Fatal(err)
+	}
+	done := task.DeviceUpdate{DeviceID: "a", Status: task.DeviceSucceeded, At: clock.Now()}
+	first, n, err := s.apply("t1", []task.DeviceUpdate{done}, clock.Now())
+	if err != nil || n != 1 || first.Version != 2 {
+		t.Fatalf("first apply = version %v, %d, %v; want version 2, 1 applied", first, n, err)
+	}
+	again, n, err := s.apply("t1", []task.DeviceUpdate{done, {DeviceID: "a", Status: task.DeviceRunning}}, clock.Now())
+	if err != nil || n != 0 || again.Version != first.Version || again.Counts != first.Counts {
+		t.Errorf("duplicate apply = %+v, %d, %v; want nothing applied and version %d", again, n, err, first.Version)
+	}
+	if _, err := s.Transition(ctx, task.Transition{TaskID: "t1", From: task.StatusPending, Version: 2,
+		To: task.StatusCancelled, At: clock.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	ended, n, err := s.apply("t1", []task.DeviceUpdate{{DeviceID: "b", Status: task.DeviceSucceeded}}, clock.Now())
+	if err != nil || n != 0 || ended.Version != 3 || ended.Counts.Pending != 1 {
+		t.Errorf("apply to a cancelled task = %+v, %d, %v; want nothing applied at version 3", ended, n, err)
+	}
+}

@@ -15,6 +15,8 @@ import (
 
 // CreateTask implements task.Store. The task, its device ids, its index entries and the
 // idempotency record are written in one transaction, which is on disk when CreateTask returns.
+// A second create with the same key waits for the first to commit and then replays it, so this
+// store never answers ErrInProgress.
 func (s *Store) CreateTask(ctx context.Context, t *task.Task, idem *task.IdempotencyRecord) (*task.Task, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, false, err

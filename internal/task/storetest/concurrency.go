@@ -4,13 +4,12 @@ import (
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
-	"testing"
 	"time"
 
 	"github.com/fleetrun/fleetrun/internal/task"
 )
 
-func testConcurrency(t *testing.T, e *env) {
+func testConcurrency(e *env) {
 	e.run("duplicated and reordered updates from many writers", func(e *env) {
 		const devices, copies, writers, readers = 150, 3, 100, 3
 		tk := e.move(e.create(e.newTask(e.id("owner"), deviceNames(devices))), task.StatusRunning, 0)

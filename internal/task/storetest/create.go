@@ -3,13 +3,12 @@ package storetest
 import (
 	"fmt"
 	"slices"
-	"testing"
 	"time"
 
 	"github.com/fleetrun/fleetrun/internal/task"
 )
 
-func testCreateTask(t *testing.T, e *env) {
+func testCreateTask(e *env) {
 	e.run("stores a pending task", func(e *env) {
 		owner := e.id("owner")
 		want := e.newTask(owner, deviceNames(3))
@@ -124,7 +123,7 @@ func testCreateTask(t *testing.T, e *env) {
 	})
 }
 
-func testGetTask(t *testing.T, e *env) {
+func testGetTask(e *env) {
 	e.run("round-trips every field of a large task", func(e *env) {
 		ids := make([]string, task.MaxDevices)
 		for i := range ids {

@@ -7,7 +7,7 @@ import (
 	"github.com/fleetrun/fleetrun/internal/task"
 )
 
-func testApplyDeviceUpdates(t *testing.T, e *env) {
+func testApplyDeviceUpdates(e *env) {
 	e.run("a device keeps every field it is given", func(e *env) {
 		tk := e.move(e.create(e.newTask(e.id("owner"), deviceNames(3))), task.StatusRunning, 0)
 		d0, d1 := tk.Request.DeviceIDs[0], tk.Request.DeviceIDs[1]

@@ -2,7 +2,6 @@ package storetest
 
 import (
 	"slices"
-	"testing"
 	"time"
 
 	"github.com/fleetrun/fleetrun/internal/task"
@@ -12,7 +11,7 @@ import (
 // sweeping this window never removes a task another group (sharing the table) still needs.
 var expiryEpoch = epoch.AddDate(-10, 0, 0)
 
-func testDeleteExpired(t *testing.T, e *env) {
+func testDeleteExpired(e *env) {
 	e.run("removes expired tasks with their devices and keys", func(e *env) {
 		base := expiryEpoch
 		e.clock.Set(base)

@@ -3,13 +3,12 @@ package storetest
 import (
 	"cmp"
 	"slices"
-	"testing"
 	"time"
 
 	"github.com/fleetrun/fleetrun/internal/task"
 )
 
-func testListTasks(t *testing.T, e *env) {
+func testListTasks(e *env) {
 	e.run("newest first, ties by id, one owner only", func(e *env) {
 		a, b := e.id("owner-a"), e.id("owner-b")
 		base := e.clock.Now()

@@ -2,12 +2,11 @@ package storetest
 
 import (
 	"slices"
-	"testing"
 
 	"github.com/fleetrun/fleetrun/internal/task"
 )
 
-func testListDevices(t *testing.T, e *env) {
+func testListDevices(e *env) {
 	// One task with devices in every status serves the tests that only read.
 	tk := e.move(e.create(e.newTask(e.id("owner"), deviceNames(12))), task.StatusRunning, 0)
 	ids := tk.Request.DeviceIDs

@@ -13,8 +13,10 @@
 //     one per applied update, but never by more than the number applied) and never otherwise.
 //   - An idempotency record past its ExpiresAt no longer matches, and the next create with its
 //     key replaces it.
+//   - Transition stamps UpdatedAt, StartedAt and CompletedAt with the transition's At, and a
+//     device update's At likewise stamps the device.
 //   - Listings may end with an empty page (a store that cannot tell that nothing follows), but
-//     otherwise pages are full.
+//     otherwise pages are full. A malformed cursor is an ErrInvalid error.
 //
 // The suite never assumes that the store is empty: task ids and owners are unique to each run,
 // so a store may share one table between calls of open.
@@ -33,10 +35,11 @@ import (
 	"github.com/fleetrun/fleetrun/internal/task"
 )
 
-// OpenFunc returns a store for a group of tests. The store reads time from now, which the suite
-// controls so that it can test expiry without waiting. The store may hold data written by
-// earlier calls, but nothing else may write to it while the group runs; open registers its own
-// cleanup with t.
+// OpenFunc returns a store for a group of tests; it registers its own cleanup with t. The store
+// reads time from now, which the suite controls so that it can test expiry without waiting.
+// The store may hold data of earlier calls, or share a table with the other groups: each group
+// uses ids and owners of its own, and the expiry tests count what DeleteExpired removes in a
+// window of time that no other group writes into.
 type OpenFunc func(t *testing.T, now func() time.Time) task.Store
 
 // Run runs the whole conformance suite against the stores that open returns. It calls open once
@@ -45,7 +48,7 @@ type OpenFunc func(t *testing.T, now func() time.Time) task.Store
 func Run(t *testing.T, open func(t *testing.T, now func() time.Time) task.Store) {
 	groups := []struct {
 		name string
-		run  func(t *testing.T, e *env)
+		run  func(e *env)
 	}{
 		{"CreateTask", testCreateTask},
 		{"GetTask", testGetTask},
@@ -59,7 +62,7 @@ func Run(t *testing.T, open func(t *testing.T, now func() time.Time) task.Store)
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
 			t.Parallel()
-			g.run(t, newEnv(t, open))
+			g.run(newEnv(t, open))
 		})
 	}
 }

@@ -2,13 +2,12 @@ package storetest
 
 import (
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/fleetrun/fleetrun/internal/task"
 )
 
-func testTransition(t *testing.T, e *env) {
+func testTransition(e *env) {
 	e.run("applies when status and version match", func(e *env) {
 		want := e.create(e.newTask(e.id("owner"), deviceNames(3)))
 		e.clock.Advance(time.Second)
