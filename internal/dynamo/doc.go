@@ -6,10 +6,30 @@
 // The SAM template must define exactly this table (CreateTableInput builds the same thing in
 // code, for tests and local use):
 //
-//	KeySchema:            pk (S, HASH), sk (S, RANGE)
-//	BillingMode:          PAY_PER_REQUEST
-//	GlobalSecondaryIndex: gsi1 — gsi1pk (S, HASH), gsi1sk (S, RANGE), Projection ALL
-//	TimeToLive:           AttributeName ttl, Enabled
+//	Type: AWS::DynamoDB::Table
+//	Properties:
+//	  BillingMode: PAY_PER_REQUEST
+//	  AttributeDefinitions:
+//	    - {AttributeName: pk, AttributeType: S}
+//	    - {AttributeName: sk, AttributeType: S}
+//	    - {AttributeName: gsi1pk, AttributeType: S}
+//	    - {AttributeName: gsi1sk, AttributeType: S}
+//	  KeySchema:
+//	    - {AttributeName: pk, KeyType: HASH}
+//	    - {AttributeName: sk, KeyType: RANGE}
+//	  GlobalSecondaryIndexes:
+//	    - IndexName: gsi1
+//	      KeySchema:
+//	        - {AttributeName: gsi1pk, KeyType: HASH}
+//	        - {AttributeName: gsi1sk, KeyType: RANGE}
+//	      Projection: {ProjectionType: ALL}
+//	  TimeToLiveSpecification: {AttributeName: ttl, Enabled: true}
+//
+// The store calls GetItem, BatchGetItem, Query (on the table and on gsi1), UpdateItem,
+// TransactWriteItems (whose Put, Update and ConditionCheck actions need dynamodb:PutItem,
+// dynamodb:UpdateItem and dynamodb:ConditionCheckItem) and BatchWriteItem (to stamp the expiry
+// of a finished task's items); DeleteExpired alone adds Scan and deletes through
+// BatchWriteItem. SAM's DynamoDBCrudPolicy covers all of these.
 //
 // Every item has a "type" attribute naming its kind. The items are:
 //
