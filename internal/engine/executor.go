@@ -275,7 +275,7 @@ func (e *Engine) fail(ctx context.Context, t *task.Task, reason string) (*task.T
 		}
 		failed, err := e.cfg.Store.Transition(ctx, task.Transition{TaskID: t.ID, From: t.Status, Version: t.Version,
 			To: to, At: e.cfg.Now().UTC(), Step: "failed",
-			Result: &task.Result{SucceededDevices: []string{}, FailedDevices: []string{}, CancelledDevices: []string{}, Reason: reason},
+			Result:    &task.Result{SucceededDevices: []string{}, FailedDevices: []string{}, CancelledDevices: []string{}, Reason: reason},
 			ExpiresAt: e.expiry(to)})
 		if task.IsCode(err, task.ErrConflict) && attempt < 10 {
 			if t, err = e.cfg.Store.GetTask(ctx, t.ID); err != nil {
@@ -311,4 +311,3 @@ func errorMessage(err error) string {
 	}
 	return err.Error()
 }
-
