@@ -49,6 +49,14 @@ func (c *Client) do(ctx context.Context, cl call) (*http.Response, error) {
 			if isAPI {
 				return nil, apiErr
 			}
+			// *url.Error repeats the method and URL; say them once.
+			var uerr *url.Error
+			if errors.As(err, &uerr) {
+				err = uerr.Err
+			}
+			if attempt > 1 {
+				return nil, fmt.Errorf("client: %s %s: %w (after %d attempts)", cl.method, c.describe(cl), err, attempt)
+			}
 			return nil, fmt.Errorf("client: %s %s: %w", cl.method, c.describe(cl), err)
 		}
 		delay := c.backoff(attempt)
@@ -131,7 +139,12 @@ func (c *Client) target(cl call) *url.URL {
 	return &u
 }
 
-func (c *Client) describe(cl call) string { return cl.path }
+// describe names cl's target in errors: the URL without its query.
+func (c *Client) describe(cl call) string {
+	u := c.target(cl)
+	u.RawQuery = ""
+	return u.String()
+}
 
 // retryableStatus reports whether an error answer may succeed if the call is sent again.
 func retryableStatus(cl call, e *Error) bool {

@@ -42,8 +42,8 @@ func printProblem(w io.Writer, e *client.Error) {
 	for _, f := range e.Errors {
 		fmt.Fprintf(w, "  %s: %s\n", f.Pointer, f.Detail)
 	}
-	if e.TaskStatus != "" {
-		fmt.Fprintf(w, "  the task is %s\n", e.TaskStatus)
+	if e.TaskStatus != "" && !strings.Contains(e.Detail, e.TaskStatus) {
+		fmt.Fprintf(w, "  task status: %s\n", e.TaskStatus)
 	}
 	if e.RequestID != "" {
 		fmt.Fprintf(w, "  request id: %s\n", e.RequestID)

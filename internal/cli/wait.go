@@ -55,7 +55,7 @@ func (a *app) newProgress(json bool) progress {
 func (a *app) interrupted(ctx context.Context, c *client.Client, id string, o followOptions) int {
 	cancel := o.cancelOnInterrupt
 	if !cancel && a.isTerminal(a.stdin) {
-		cancel = a.confirm(fmt.Sprintf("\nCancel task %s? [y/N] ", id))
+		cancel = a.confirm(fmt.Sprintf("Cancel task %s? [y/N] ", id))
 	}
 	if !cancel {
 		fmt.Fprintf(a.stderr, "fleetrun: stopped waiting; task %s goes on (\"fleetrun wait %s\" follows it again)\n", id, id)
