@@ -46,9 +46,13 @@ func anyReason(reasons []types.CancellationReason, codes ...string) bool {
 // device ids are compressed into the task item), and no device item is written.
 //
 // When the record's condition fails the earlier record decides: the same request hash returns
-// the earlier task with created false, another hash is ErrIdempotencyMismatch, and a record
-// whose task cannot be read yet, or a transaction conflict with a concurrent submit, is
-// ErrInProgress. A transaction refused for throttling is tried again with backoff.
+// the earlier task with created false, another hash is ErrIdempotencyMismatch, and a
+// transaction conflict with a concurrent submit of the same key is ErrInProgress. A record
+// whose task no longer lives (it expired, or TTL deleted it, before the key) frees the key, as
+// in the embedded store: the record is replaced, on the condition that it still names the
+// dead task, and the new task created. A task item cannot be missing because its write is
+// still in flight: both items commit in one transaction, and GetItem is serializable with
+// transactions. A transaction refused for throttling is tried again with backoff.
 func (s *Store) CreateTask(ctx context.Context, t *task.Task, idem *task.IdempotencyRecord) (*task.Task, bool, error) {
 	item, parts, err := encodeTask(t)
 	if err != nil {
@@ -59,6 +63,7 @@ func (s *Store) CreateTask(ctx context.Context, t *task.Task, idem *task.Idempot
 		return nil, false, fmt.Errorf("dynamo: create task %s: %w", t.ID, err)
 	}
 	now := s.clock()
+	var idemPut *types.Put
 	actions := []types.TransactWriteItem{{Put: &types.Put{
 		TableName:                aws.String(s.table),
 		Item:                     item,
@@ -83,6 +88,7 @@ func (s *Store) CreateTask(ctx context.Context, t *task.Task, idem *task.Idempot
 			ExpressionAttributeValues:           map[string]types.AttributeValue{":now": num(now.UnixNano())},
 			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 		}})
+		idemPut = actions[len(actions)-1].Put
 	}
 	for i, p := range parts {
 		actions = append(actions, types.TransactWriteItem{Put: &types.Put{
@@ -109,7 +115,19 @@ func (s *Store) CreateTask(ctx context.Context, t *task.Task, idem *task.Idempot
 		reasons := cancelled.CancellationReasons
 		switch {
 		case idem != nil && reasonCode(reasons, 1) == reasonConditionFailed:
-			return s.replay(ctx, idem, reasons[1].Item)
+			earlier, dead, err := s.replay(ctx, idem, reasons[1].Item)
+			if dead == "" {
+				return earlier, false, err
+			}
+			if attempt+1 >= s.maxAttempts {
+				return nil, false, fmt.Errorf("dynamo: create task %s: %w", t.ID,
+					task.Errorf(task.ErrInProgress, "the Idempotency-Key is changing hands; try again"))
+			}
+			// Take the key over from the dead task, unless someone else does first.
+			idemPut.ConditionExpression = aws.String("attribute_not_exists(#pk) OR #exp <= :now OR #taskId = :dead")
+			idemPut.ExpressionAttributeNames["#taskId"] = "taskId"
+			idemPut.ExpressionAttributeValues[":dead"] = str(dead)
+			continue
 		case reasonCode(reasons, 0) == reasonConditionFailed:
 			return nil, false, fmt.Errorf("dynamo: create task %s: %w", t.ID,
 				task.Errorf(task.ErrConflict, "a task with id %s already exists", t.ID))
@@ -130,8 +148,10 @@ func (s *Store) CreateTask(ctx context.Context, t *task.Task, idem *task.Idempot
 }
 
 // replay answers a submit whose Idempotency-Key is already taken, from the record that holds
-// it (as returned by the failed condition, or read again when it was not).
-func (s *Store) replay(ctx context.Context, idem *task.IdempotencyRecord, item map[string]types.AttributeValue) (*task.Task, bool, error) {
+// it (as returned by the failed condition, or read again when it was not). When the record
+// matches but its task no longer lives, it returns that task's id as dead instead, so that the
+// caller may take the key over.
+func (s *Store) replay(ctx context.Context, idem *task.IdempotencyRecord, item map[string]types.AttributeValue) (earlier *task.Task, dead string, err error) {
 	pk := idemPK(idem.Owner, idem.Key)
 	if item == nil {
 		err := s.call(ctx, "GetItem", func(ctx context.Context) error {
@@ -143,29 +163,29 @@ func (s *Store) replay(ctx context.Context, idem *task.IdempotencyRecord, item m
 			return err
 		})
 		if err != nil {
-			return nil, false, fmt.Errorf("dynamo: read idempotency record: %w", err)
+			return nil, "", fmt.Errorf("dynamo: read idempotency record: %w", err)
 		}
 	}
-	inProgress := task.Errorf(task.ErrInProgress, "a request with the same Idempotency-Key is being processed; try again")
 	if item == nil {
 		// The record went away between the write and the read (it expired and was deleted):
 		// the caller's retry will find the key free.
-		return nil, false, fmt.Errorf("dynamo: idempotency record: %w", inProgress)
+		return nil, "", fmt.Errorf("dynamo: idempotency record: %w",
+			task.Errorf(task.ErrInProgress, "the Idempotency-Key is changing hands; try again"))
 	}
 	var rec idempotencyItem
 	if err := attributevalue.UnmarshalMap(item, &rec); err != nil {
-		return nil, false, fmt.Errorf("dynamo: decode idempotency record: %w", err)
+		return nil, "", fmt.Errorf("dynamo: decode idempotency record: %w", err)
 	}
 	if rec.RequestHash != idem.RequestHash {
-		return nil, false, fmt.Errorf("dynamo: idempotency record for task %s: %w", rec.TaskID,
+		return nil, "", fmt.Errorf("dynamo: idempotency record for task %s: %w", rec.TaskID,
 			task.Errorf(task.ErrIdempotencyMismatch, "the Idempotency-Key was used with a different request"))
 	}
 	t, err := s.GetTask(ctx, rec.TaskID)
 	if task.IsCode(err, task.ErrNotFound) {
-		return nil, false, fmt.Errorf("dynamo: idempotency record for task %s: %w", rec.TaskID, inProgress)
+		return nil, rec.TaskID, err
 	}
 	if err != nil {
-		return nil, false, err
+		return nil, "", err
 	}
-	return t, false, nil
+	return t, "", nil
 }

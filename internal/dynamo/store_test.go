@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -196,23 +197,54 @@ func TestCreateTaskIdempotencyEdges(t *testing.T) {
 		return &task.IdempotencyRecord{Owner: "owner", Key: key, RequestHash: hash, ExpiresAt: clk.Now().Add(time.Hour)}
 	}
 
-	// A record whose task is not there: the concurrent write has not landed, as far as a
-	// reader can tell.
+	// A record whose task is gone (TTL deleted it before the key) frees the key for the same
+	// body, as in the embedded store; another body is still refused.
 	rec, err := attributevalue.MarshalMap(idempotencyItem{PK: idemPK("owner", "orphan"), SK: skIdempotency, Type: kindIdempotency,
-		Owner: "owner", Key: "orphan", TaskID: "not-written", RequestHash: "h", Exp: clk.Now().Add(time.Hour).UnixNano()})
+		Owner: "owner", Key: "orphan", TaskID: "deleted", RequestHash: "h", Exp: clk.Now().Add(time.Hour).UnixNano()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := tt.client.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(tt.name), Item: rec}); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = s.CreateTask(ctx, newTask("t1", "owner", ids("d", 2), clk.Now()), idem("orphan", "h"))
-	if !task.IsCode(err, task.ErrInProgress) {
-		t.Errorf("CreateTask with a key whose task is not written = %v, want in_progress", err)
-	}
-	_, _, err = s.CreateTask(ctx, newTask("t2", "owner", ids("d", 2), clk.Now()), idem("orphan", "other"))
+	_, _, err = s.CreateTask(ctx, newTask("t0", "owner", ids("d", 2), clk.Now()), idem("orphan", "other"))
 	if !task.IsCode(err, task.ErrIdempotencyMismatch) {
-		t.Errorf("CreateTask with that key and another body = %v, want idempotency_mismatch", err)
+		t.Errorf("CreateTask with a dead task's key and another body = %v, want idempotency_mismatch", err)
+	}
+	got, created, err := s.CreateTask(ctx, newTask("t1", "owner", ids("d", 2), clk.Now()), idem("orphan", "h"))
+	if err != nil || !created || got.ID != "t1" {
+		t.Errorf("CreateTask with a deleted task's key = %v, %v, %v; want t1 created", got, created, err)
+	}
+	if got, created, err := s.CreateTask(ctx, newTask("t1-again", "owner", ids("d", 2), clk.Now()), idem("orphan", "h")); err != nil || created || got.ID != "t1" {
+		t.Errorf("replay after the takeover = %v, %v, %v; want t1", got, created, err)
+	}
+
+	// The same for a task that expired (retention shorter than the key's) but is not deleted
+	// yet; two submits race for the key and both end with the same new task.
+	short := newTask("short-lived", "owner", ids("d", 1), clk.Now())
+	if _, _, err := s.CreateTask(ctx, short, idem("expiring", "h")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Transition(ctx, task.Transition{TaskID: short.ID, From: task.StatusPending, Version: 1,
+		To: task.StatusCancelled, At: clk.Now(), ExpiresAt: clk.Now().Add(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(2 * time.Minute)
+	var wg sync.WaitGroup
+	results := make([]*task.Task, 2)
+	for i := range results {
+		wg.Go(func() {
+			got, _, err := s.CreateTask(ctx, newTask(fmt.Sprintf("racer-%d", i), "owner", ids("d", 1), clk.Now()), idem("expiring", "h"))
+			if err != nil {
+				t.Errorf("racer %d: %v", i, err)
+				return
+			}
+			results[i] = got
+		})
+	}
+	wg.Wait()
+	if results[0] == nil || results[1] == nil || results[0].ID != results[1].ID {
+		t.Errorf("the racers for an expired task's key got %v and %v, want the same new task", results[0], results[1])
 	}
 
 	// A transaction conflict is a concurrent submit with the same key.
@@ -224,7 +256,7 @@ func TestCreateTaskIdempotencyEdges(t *testing.T) {
 	// Throttling is retried, and the submit goes through.
 	tt.faults.add(&fault{op: "TransactWriteItems", n: 2, err: cancel(reasonThrottled, reasonNone)})
 	tt.faults.add(&fault{op: "TransactWriteItems", n: 2, err: throughputExceeded})
-	got, created, err := s.CreateTask(ctx, newTask("t3", "owner", ids("d", 2), clk.Now()), idem("racing", "h"))
+	got, created, err = s.CreateTask(ctx, newTask("t3", "owner", ids("d", 2), clk.Now()), idem("racing", "h"))
 	if err != nil || !created || got.ID != "t3" {
 		t.Errorf("CreateTask after throttling = %v, %v, %v; want t3 created", got, created, err)
 	}
