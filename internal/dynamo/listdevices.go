@@ -5,21 +5,18 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/fleetrun/fleetrun/internal/task"
 )
 
 // ListDevices pages through a task's devices in request order. The order and the set come
 // from the task item; the state of each device from its item, or pending when it has none.
+// The cursor is the position in the request's device list.
 //
-// Without a status filter a page is one BatchGetItem per 100 devices of the page. With one,
-// the store first learns every stored device's status from a Query of the task's device items
-// that projects only the status (paged, strongly consistent), picks the page from that, and
-// then reads the full items of the page; a device that moved in between and no longer matches
-// is left out. The cursor is the position in the request's device list.
+// Without a status filter a page is one BatchGetItem per 100 devices of the page. With one, the
+// store walks the list from the cursor in blocks of 100 (one BatchGetItem each) until the page
+// is full, so that paging through a whole task reads each device once, however large its
+// output; a Query of the task's partition would read every device item for every page.
 func (s *Store) ListDevices(ctx context.Context, taskID string, q task.DeviceQuery) (*task.DevicePage, error) {
 	t, err := s.readTask(ctx, taskID)
 	if err != nil {
@@ -38,64 +35,36 @@ func (s *Store) ListDevices(ctx context.Context, taskID string, q task.DeviceQue
 		}
 	}
 	page := &task.DevicePage{Devices: []*task.Device{}}
-	var selected []string
-	if len(q.Statuses) == 0 {
-		end := min(offset+limit, len(ids))
-		selected = ids[offset:end]
-		if end < len(ids) {
-			page.Next = encodeCursor("d1", strconv.Itoa(end))
+	for i := offset; i < len(ids) && page.Next == ""; {
+		n := batchGetMax
+		if len(q.Statuses) == 0 {
+			n = limit - len(page.Devices) // exactly the page, and no read past it
 		}
-	} else {
-		statuses, err := s.deviceStatuses(ctx, taskID)
+		block := ids[i:min(i+n, len(ids))]
+		stored, err := s.readDevices(ctx, taskID, block)
 		if err != nil {
 			return nil, fmt.Errorf("dynamo: list devices of %s: %w", taskID, err)
 		}
-		for i := offset; i < len(ids); i++ {
-			st, ok := statuses[ids[i]]
-			if !ok {
-				st = task.DevicePending
+		for j, id := range block {
+			d := stored[id]
+			if d == nil {
+				d = &task.Device{TaskID: taskID, ID: id, Status: task.DevicePending}
 			}
-			if !slices.Contains(q.Statuses, st) {
+			if len(q.Statuses) > 0 && !slices.Contains(q.Statuses, d.Status) {
 				continue
 			}
-			if len(selected) == limit {
-				page.Next = encodeCursor("d1", strconv.Itoa(i))
+			if len(page.Devices) == limit {
+				page.Next = encodeCursor("d1", strconv.Itoa(i+j))
 				break
 			}
-			selected = append(selected, ids[i])
+			page.Devices = append(page.Devices, d)
 		}
-	}
-	stored, err := s.readDevices(ctx, taskID, selected)
-	if err != nil {
-		return nil, fmt.Errorf("dynamo: list devices of %s: %w", taskID, err)
-	}
-	for _, id := range selected {
-		d := stored[id]
-		if d == nil {
-			d = &task.Device{TaskID: taskID, ID: id, Status: task.DevicePending}
+		i += len(block)
+		if len(q.Statuses) == 0 && len(page.Devices) == limit && i < len(ids) {
+			page.Next = encodeCursor("d1", strconv.Itoa(i))
 		}
-		if len(q.Statuses) > 0 && !slices.Contains(q.Statuses, d.Status) {
-			continue
-		}
-		page.Devices = append(page.Devices, d)
 	}
 	return page, nil
-}
-
-// deviceStatuses returns the status of every device of a task that has an item.
-func (s *Store) deviceStatuses(ctx context.Context, taskID string) (map[string]task.DeviceStatus, error) {
-	in := s.partitionQuery(taskID, prefixDevice)
-	in.ProjectionExpression = aws.String("#sk, #status")
-	in.ExpressionAttributeNames["#status"] = attrStatus
-	items, err := s.queryAll(ctx, in)
-	if err != nil {
-		return nil, err
-	}
-	statuses := make(map[string]task.DeviceStatus, len(items))
-	for _, item := range items {
-		statuses[strings.TrimPrefix(itemString(item, attrSK), prefixDevice)] = task.DeviceStatus(itemString(item, attrStatus))
-	}
-	return statuses, nil
 }
 
 // GetDevice reads the task and the device in one BatchGetItem: the task says whether the
