@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -180,8 +179,4 @@ func ids(prefix string, n int) []string {
 		out[i] = fmt.Sprintf("%s-%05d", prefix, i)
 	}
 	return out
-}
-
-func shortName(t *testing.T) string {
-	return strings.ReplaceAll(t.Name(), "/", "-")
 }
