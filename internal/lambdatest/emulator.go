@@ -1,0 +1,221 @@
+package lambdatest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Emulator is one aws-lambda-rie running one bootstrap. Like Lambda's own execution
+// environment it takes one invocation at a time; Invoke serialises callers.
+type Emulator struct {
+	// URL is the emulator's invoke endpoint.
+	URL  string
+	name string
+	cmd  *exec.Cmd
+	out  *logBuffer
+	mu   sync.Mutex // one invocation at a time
+}
+
+// Start runs bootstrap under the emulator with exactly the environment env (plus PATH), on
+// free loopback ports, and waits until it accepts invocations. The emulator and the bootstrap
+// it started are stopped when the test ends. name labels the emulator's log lines.
+func Start(t testing.TB, name, bootstrap string, env map[string]string) *Emulator {
+	t.Helper()
+	invokeAddr, apiAddr := freeAddr(t), freeAddr(t)
+	cmd := exec.Command(RIE(t), "--runtime-interface-emulator-address", invokeAddr,
+		"--runtime-api-address", apiAddr, "--log-level", "error", bootstrap)
+	cmd.Dir = filepath.Dir(bootstrap)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "AWS_LAMBDA_FUNCTION_NAME=" + name}
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	e := &Emulator{URL: "http://" + invokeAddr + "/2015-03-31/functions/function/invocations", name: name,
+		cmd: cmd, out: &logBuffer{}}
+	cmd.Stdout, cmd.Stderr = e.out, e.out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start aws-lambda-rie for %s: %v", name, err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		e.stop()
+		<-exited
+		if t.Failed() || os.Getenv("FLEETRUN_LAMBDA_LOG") != "" {
+			t.Logf("%s emulator log:\n%s", name, e.Logs())
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", invokeAddr, time.Second)
+		if err == nil {
+			c.Close()
+			return e
+		}
+		select {
+		case <-exited:
+			t.Fatalf("aws-lambda-rie for %s exited at start:\n%s", name, e.Logs())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("aws-lambda-rie for %s did not listen on %s: %v\n%s", name, invokeAddr, err, e.Logs())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// stop kills the emulator and the runtime process it started. The emulator puts the runtime in
+// a process group of its own, so the runtime's pid is read from the emulator's children first.
+func (e *Emulator) stop() {
+	if e.cmd.Process == nil {
+		return
+	}
+	pid := e.cmd.Process.Pid
+	children := childPIDs(pid)
+	_ = syscall.Kill(-pid, syscall.SIGKILL)
+	for _, c := range children {
+		_ = syscall.Kill(c, syscall.SIGKILL)
+	}
+}
+
+// childPIDs lists the direct children of process pid, from /proc.
+func childPIDs(pid int) []int {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	var out []int
+	for _, f := range tasks {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, field := range strings.Fields(string(data)) {
+			if n, err := strconv.Atoi(field); err == nil {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
+
+// FunctionError is an invocation the function failed: it returned an error, panicked, or
+// timed out.
+type FunctionError struct {
+	Type    string `json:"errorType"`
+	Message string `json:"errorMessage"`
+}
+
+func (e *FunctionError) Error() string {
+	return fmt.Sprintf("%s: %s: %s", errFunction, e.Type, e.Message)
+}
+
+// Invoke sends one event and returns the function's response. A function error is returned as
+// a *FunctionError.
+func (e *Emulator) Invoke(ctx context.Context, event []byte) ([]byte, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.URL, bytes.NewReader(event))
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("invoke %s: %w", e.name, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("invoke %s: read the response: %w", e.name, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("invoke %s: emulator answered %s: %s", e.name, resp.Status, body)
+	}
+	var fe FunctionError
+	if json.Unmarshal(body, &fe) == nil && fe.Type != "" && fe.Message != "" {
+		return nil, &fe
+	}
+	if strings.HasPrefix(string(body), "Task timed out") {
+		return nil, &FunctionError{Type: "Timeout", Message: string(body)}
+	}
+	return body, nil
+}
+
+// InvokeJSON invokes with v encoded as JSON and decodes the response into out (when not nil).
+func (e *Emulator) InvokeJSON(ctx context.Context, v, out any) error {
+	event, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	body, err := e.Invoke(ctx, event)
+	if err != nil {
+		return err
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return fmt.Errorf("invoke %s: decode %s: %w", e.name, body, err)
+	}
+	return nil
+}
+
+var initDuration = regexp.MustCompile(`REPORT RequestId: \S+\s+Init Duration: ([0-9.]+) ms`)
+
+// InitDuration returns the Init Duration of the emulator's first REPORT line: how long the
+// bootstrap took from exec to asking for its first event, Lambda's measure of a cold start.
+func (e *Emulator) InitDuration() (time.Duration, bool) {
+	m := initDuration.FindStringSubmatch(e.Logs())
+	if m == nil {
+		return 0, false
+	}
+	ms, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		return 0, false
+	}
+	return time.Duration(ms * float64(time.Millisecond)), true
+}
+
+// Logs returns everything the emulator and the function wrote so far.
+func (e *Emulator) Logs() string { return e.out.String() }
+
+// logBuffer is an io.Writer safe for the emulator's concurrent writers.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// freeAddr returns a loopback address whose port was free a moment ago.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}

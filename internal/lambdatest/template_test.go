@@ -1,0 +1,280 @@
+package lambdatest_test
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/fleetrun/fleetrun/internal/awsapp"
+	"github.com/fleetrun/fleetrun/internal/dynamo"
+	"github.com/fleetrun/fleetrun/internal/lambdatest"
+)
+
+func loadTemplate(t *testing.T) *lambdatest.Template {
+	t.Helper()
+	tpl, err := lambdatest.LoadTemplate(filepath.Join(lambdatest.RepoRoot(t), "template.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tpl
+}
+
+// wantFunctions are the functions PRODUCT.md names; the template must define exactly these,
+// each with its directory under functions/.
+var wantFunctions = map[string]string{
+	"CancelFunction":   "cancel",
+	"ExecutorFunction": "executor",
+	"ProgressFunction": "progress",
+	"StatusFunction":   "status",
+	"SubmitFunction":   "submit",
+}
+
+func TestTemplateFunctions(t *testing.T) {
+	t.Parallel()
+	tpl := loadTemplate(t)
+	root := lambdatest.RepoRoot(t)
+	makefile, err := os.ReadFile(filepath.Join(root, "Makefile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := tpl.Functions()
+	if len(got) != len(wantFunctions) {
+		t.Errorf("template functions %v, want %d: %v", got, len(wantFunctions), wantFunctions)
+	}
+	for _, id := range got {
+		dir, ok := wantFunctions[id]
+		if !ok {
+			t.Errorf("unexpected function %s", id)
+			continue
+		}
+		checks := map[string]any{"Runtime": "provided.al2023", "Handler": "bootstrap", "Architectures": []any{"arm64"}}
+		for prop, want := range checks {
+			if got := tpl.FunctionProperty(id, prop); !equalJSON(got, want) {
+				t.Errorf("%s %s = %v, want %v", id, prop, got, want)
+			}
+		}
+		if bm := tpl.Resources[id].Metadata["BuildMethod"]; bm != "makefile" {
+			t.Errorf("%s Metadata.BuildMethod = %v, want makefile", id, bm)
+		}
+		target := "build-" + id + ":\n\t$(call lambda," + dir + ")"
+		if !strings.Contains(string(makefile), target) {
+			t.Errorf("Makefile has no %q", target)
+		}
+		if _, err := os.Stat(filepath.Join(root, "functions", dir, "main.go")); err != nil {
+			t.Errorf("%s: %v", id, err)
+		}
+	}
+}
+
+func TestTemplateEnvironmentIsWhatTheFunctionsRead(t *testing.T) {
+	t.Parallel()
+	tpl := loadTemplate(t)
+	refs := fakeRefs(tpl)
+	want := []string{awsapp.EnvAllowedScriptBuckets, awsapp.EnvDocumentName, awsapp.EnvEventBusName,
+		awsapp.EnvLogLevel, awsapp.EnvQueueURL, awsapp.EnvTableName, awsapp.EnvTaskRetentionDays}
+	for _, id := range tpl.Functions() {
+		env, err := tpl.FunctionEnvironment(id, refs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var keys []string
+		for k := range env {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		if !slices.Equal(keys, want) {
+			t.Errorf("%s environment %v, want %v", id, keys, want)
+		}
+		// The configuration the template produces must load.
+		lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+		if _, err := awsapp.Load(lookup, awsapp.EnvTableName, awsapp.EnvQueueURL, awsapp.EnvAllowedScriptBuckets); err != nil {
+			t.Errorf("%s: %v", id, err)
+		}
+	}
+}
+
+// fakeRefs gives every parameter its default (AllowedScriptBuckets a sample) and every
+// resource and attribute the tests look up a recognisable value.
+func fakeRefs(tpl *lambdatest.Template) map[string]string {
+	refs := map[string]string{"AWS::StackName": "fleetrun", "AllowedScriptBuckets": "example-fleetrun-scripts"}
+	for name, p := range tpl.Parameters {
+		if _, ok := refs[name]; !ok && p.Default != nil {
+			refs[name], _ = lambdatest.ResolveString(p.Default, nil)
+		}
+	}
+	for id := range tpl.Resources {
+		refs[id] = "ref-" + id
+		for _, attr := range []string{"Arn", "QueueName"} {
+			refs[id+"."+attr] = "arn:aws:test:::" + id + "/" + attr
+		}
+	}
+	return refs
+}
+
+func TestTemplateTableIsTheStoresSchema(t *testing.T) {
+	t.Parallel()
+	tpl := loadTemplate(t)
+	table := tpl.Resources["Table"]
+	if table.Type != "AWS::DynamoDB::Table" {
+		t.Fatalf("Table is %q", table.Type)
+	}
+	got, err := lambdatest.CreateTableInput(table, "tasks", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := dynamo.CreateTableInput("tasks")
+	sortDefinitions := func(in *dynamodb.CreateTableInput) {
+		slices.SortFunc(in.AttributeDefinitions, func(a, b types.AttributeDefinition) int {
+			return strings.Compare(aws.ToString(a.AttributeName), aws.ToString(b.AttributeName))
+		})
+	}
+	sortDefinitions(got)
+	sortDefinitions(want)
+	if !equalJSON(got, want) {
+		gj, _ := json.Marshal(got)
+		wj, _ := json.Marshal(want)
+		t.Errorf("template table:\n%s\nstore's table:\n%s", gj, wj)
+	}
+	if ttl := dig(table.Properties, "TimeToLiveSpecification"); !equalJSON(ttl, map[string]any{"AttributeName": dynamo.TTLAttribute, "Enabled": true}) {
+		t.Errorf("TimeToLiveSpecification = %v, want %s enabled", ttl, dynamo.TTLAttribute)
+	}
+	if pitr := dig(table.Properties, "PointInTimeRecoverySpecification", "PointInTimeRecoveryEnabled"); pitr != true {
+		t.Errorf("point-in-time recovery = %v", pitr)
+	}
+}
+
+func TestTemplateQueue(t *testing.T) {
+	t.Parallel()
+	tpl := loadTemplate(t)
+	timeout, _ := tpl.FunctionProperty("ExecutorFunction", "Timeout").(int)
+	visibility, _ := dig(tpl.Resources["Queue"].Properties, "VisibilityTimeout").(int)
+	if timeout <= 0 || visibility < 6*timeout {
+		t.Errorf("queue visibility timeout %d s, executor timeout %d s: want at least six times", visibility, timeout)
+	}
+	redrive := dig(tpl.Resources["Queue"].Properties, "RedrivePolicy", "deadLetterTargetArn")
+	if !equalJSON(redrive, map[string]any{"Fn::GetAtt": []any{"DeadLetterQueue", "Arn"}}) {
+		t.Errorf("redrive target = %v, want the dead-letter queue", redrive)
+	}
+	sqsEvent := dig(tpl.Resources["ExecutorFunction"].Properties, "Events", "Queue", "Properties")
+	if !equalJSON(dig(sqsEvent, "FunctionResponseTypes"), []any{"ReportBatchItemFailures"}) ||
+		!equalJSON(dig(sqsEvent, "Queue"), map[string]any{"Fn::GetAtt": []any{"Queue", "Arn"}}) {
+		t.Errorf("executor's SQS event = %v", sqsEvent)
+	}
+	alarm := tpl.Resources["DeadLetterAlarm"].Properties
+	if !equalJSON(dig(alarm, "Dimensions"), []any{map[string]any{"Name": "QueueName",
+		"Value": map[string]any{"Fn::GetAtt": []any{"DeadLetterQueue", "QueueName"}}}}) {
+		t.Errorf("the alarm does not watch the dead-letter queue: %v", dig(alarm, "Dimensions"))
+	}
+}
+
+func TestTemplatePoliciesAreScoped(t *testing.T) {
+	t.Parallel()
+	tpl := loadTemplate(t)
+	for _, id := range tpl.Functions() {
+		policies, _ := tpl.Resources[id].Properties["Policies"].([]any)
+		for _, p := range policies {
+			statements, _ := dig(p, "Statement").([]any)
+			for _, s := range statements {
+				actions := dig(s, "Action")
+				list, ok := actions.([]any)
+				if !ok {
+					list = []any{actions}
+				}
+				star := equalJSON(dig(s, "Resource"), "*")
+				for _, a := range list {
+					action, _ := a.(string)
+					service, _, _ := strings.Cut(action, ":")
+					if star && (service == "dynamodb" || service == "sqs" || action == "ssm:SendCommand" || action == "events:PutEvents") {
+						t.Errorf("%s grants %s on every resource", id, action)
+					}
+					if strings.HasSuffix(action, "*") {
+						t.Errorf("%s grants the wildcard action %s", id, action)
+					}
+				}
+			}
+		}
+	}
+}
+
+func TestResolve(t *testing.T) {
+	t.Parallel()
+	refs := map[string]string{"Table": "tasks", "Queue.Arn": "arn:aws:sqs:us-east-1:123456789012:q", "AWS::StackName": "s"}
+	tests := []struct {
+		name    string
+		in      any
+		want    any
+		wantErr bool
+	}{
+		{"ref", map[string]any{"Ref": "Table"}, "tasks", false},
+		{"pseudo", map[string]any{"Ref": "AWS::Region"}, "us-east-1", false},
+		{"getatt", map[string]any{"Fn::GetAtt": []any{"Queue", "Arn"}}, "arn:aws:sqs:us-east-1:123456789012:q", false},
+		{"sub", map[string]any{"Fn::Sub": "${AWS::StackName}-tasks/${Table}/${Queue.Arn}"}, "s-tasks/tasks/arn:aws:sqs:us-east-1:123456789012:q", false},
+		{"sub with variables", map[string]any{"Fn::Sub": []any{"${A}-${Table}", map[string]any{"A": map[string]any{"Ref": "AWS::Partition"}}}}, "aws-tasks", false},
+		{"join", map[string]any{"Fn::Join": []any{",", []any{"a", map[string]any{"Ref": "Table"}}}}, "a,tasks", false},
+		{"nested", map[string]any{"Name": map[string]any{"Ref": "Table"}, "List": []any{1, map[string]any{"Ref": "Table"}}},
+			map[string]any{"Name": "tasks", "List": []any{1, "tasks"}}, false},
+		{"unknown ref", map[string]any{"Ref": "Nope"}, nil, true},
+		{"unevaluated function", map[string]any{"Fn::If": []any{"C", "a", "b"}}, nil, true},
+	}
+	for _, tt := range tests {
+		got, err := lambdatest.Resolve(tt.in, refs)
+		if tt.wantErr {
+			if err == nil {
+				t.Errorf("%s: Resolve = %v, want an error", tt.name, got)
+			}
+			continue
+		}
+		if err != nil || !equalJSON(got, tt.want) {
+			t.Errorf("%s: Resolve = %v, %v; want %v", tt.name, got, err, tt.want)
+		}
+	}
+}
+
+func TestLoadTemplateReadsShortForms(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "t.yaml")
+	src := "Resources:\n  R:\n    Type: X\n    Properties:\n      A: !Ref P\n      B: !GetAtt Q.Arn\n      C: !Sub \"${P}-x\"\n      D: !If [C, !Ref P, !Ref AWS::NoValue]\n"
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tpl, err := lambdatest.LoadTemplate(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{
+		"A": map[string]any{"Ref": "P"},
+		"B": map[string]any{"Fn::GetAtt": []any{"Q", "Arn"}},
+		"C": map[string]any{"Fn::Sub": "${P}-x"},
+		"D": map[string]any{"Fn::If": []any{"C", map[string]any{"Ref": "P"}, map[string]any{"Ref": "AWS::NoValue"}}},
+	}
+	if got := tpl.Resources["R"].Properties; !equalJSON(got, want) {
+		t.Errorf("properties = %v, want %v", got, want)
+	}
+}
+
+// equalJSON compares two values by their JSON encodings, which ignores the difference between
+// the SDK's pointer fields and the template's plain values.
+func equalJSON(a, b any) bool {
+	aj, err1 := json.Marshal(a)
+	bj, err2 := json.Marshal(b)
+	return err1 == nil && err2 == nil && string(aj) == string(bj)
+}
+
+// dig walks nested maps by key.
+func dig(v any, keys ...string) any {
+	for _, k := range keys {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = m[k]
+	}
+	return v
+}
