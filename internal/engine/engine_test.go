@@ -408,3 +408,20 @@ func TestCancelOfAPolledTaskQueuesAPoll(t *testing.T) {
 		t.Fatalf("status %s after the poll, want cancelled", got.Status)
 	}
 }
+
+func TestResumeFinishesATaskWhoseDevicesAllFinished(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	tk := b.submit(t, "a")
+	b.handle(t, engine.ActionDispatch, tk.ID)
+	// The device's last update is written, but the process stops before the task is finished:
+	// apply it straight to the store, as if the engine had died before finishing.
+	if _, _, err := b.store.ApplyDeviceUpdates(context.Background(), tk.ID, []task.DeviceUpdate{
+		{DeviceID: "a", Status: task.DeviceSucceeded, At: b.clock.Now()}}); err != nil {
+		t.Fatal(err)
+	}
+	b.handle(t, engine.ActionDispatch, tk.ID) // the resume after a restart
+	if got, _ := b.eng.Get(context.Background(), "alice", tk.ID); got.Status != task.StatusCompleted {
+		t.Fatalf("status %s after the resume, want completed", got.Status)
+	}
+}

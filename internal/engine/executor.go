@@ -90,7 +90,14 @@ func (e *Engine) dispatch(ctx context.Context, t *task.Task) error {
 	if _, ok := e.cfg.Runner.(Poller); ok {
 		return e.cfg.Queue.Send(ctx, Message{Version: MessageVersion, Action: ActionPoll, TaskID: t.ID}, e.cfg.PollInterval)
 	}
-	return nil
+	// A resumed task may have nothing left to run: its last device finished just before the
+	// process that was running it stopped, so no further report will come to finish it.
+	fresh, err := e.cfg.Store.GetTask(ctx, t.ID)
+	if err != nil {
+		return err
+	}
+	_, err = e.finishIfDone(ctx, fresh)
+	return err
 }
 
 // poll asks a Poller runner for progress, applies it, enforces the deadline, and schedules the
