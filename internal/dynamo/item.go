@@ -36,8 +36,9 @@ type taskItem struct {
 	DeviceIDs   []byte `dynamodbav:"deviceIds,omitempty"`
 	// IDParts is how many "ids" items hold the device list when it was too large to inline.
 	IDParts int    `dynamodbav:"idParts,omitempty"`
-	Step    string `dynamodbav:"step,omitempty"`
-	Result  []byte `dynamodbav:"result,omitempty"`
+	Step      string `dynamodbav:"step,omitempty"`
+	Result    []byte `dynamodbav:"result,omitempty"`
+	Published bool   `dynamodbav:"published,omitempty"`
 
 	Total         int `dynamodbav:"c_total"`
 	Pending       int `dynamodbav:"c_pending"`
@@ -234,7 +235,7 @@ func decodeTask(item map[string]types.AttributeValue, parts [][]byte) (*task.Tas
 	}
 	t := &task.Task{
 		ID: ti.ID, Owner: ti.Owner, Status: task.Status(ti.Status), Version: ti.Version,
-		CurrentStep: ti.Step,
+		CurrentStep: ti.Step, Published: ti.Published,
 		Counts: task.Counts{Total: ti.Total, Pending: ti.Pending, Running: ti.Running,
 			Succeeded: ti.Succeeded, Failed: ti.Failed, TimedOut: ti.TimedOut,
 			Cancelled: ti.Cancelled, Undeliverable: ti.Undeliverable},

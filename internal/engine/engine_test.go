@@ -86,13 +86,18 @@ func (q *queue) actions() []engine.Action {
 }
 
 type publisher struct {
-	mu   sync.Mutex
-	sent []task.Notification
+	mu       sync.Mutex
+	sent     []task.Notification
+	failures int // the next failures calls fail, as an EventBridge outage would
 }
 
 func (p *publisher) Publish(_ context.Context, n task.Notification) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.failures > 0 {
+		p.failures--
+		return errors.New("event bus unavailable")
+	}
 	p.sent = append(p.sent, n)
 	return nil
 }
@@ -423,5 +428,41 @@ func TestResumeFinishesATaskWhoseDevicesAllFinished(t *testing.T) {
 	b.handle(t, engine.ActionDispatch, tk.ID) // the resume after a restart
 	if got, _ := b.eng.Get(context.Background(), "alice", tk.ID); got.Status != task.StatusCompleted {
 		t.Fatalf("status %s after the resume, want completed", got.Status)
+	}
+}
+
+func TestANotificationThatFailsIsRetriedByTheExecutor(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, nil)
+	tk := b.submit(t, "a")
+	b.handle(t, engine.ActionDispatch, tk.ID)
+	b.pub.failures = 2
+
+	// The device's last report finishes the task, but the bus is down: the task stays
+	// finished and a message is queued to retry the notification.
+	before := len(b.queue.actions())
+	done := b.report(t, tk.ID, task.DeviceSucceeded, "a")
+	if done.Status != task.StatusCompleted || len(b.pub.all()) != 0 {
+		t.Fatalf("status %s, published %d", done.Status, len(b.pub.all()))
+	}
+	if got := b.queue.actions(); len(got) != before+1 {
+		t.Fatalf("queued %v, want one retry message", got)
+	}
+	if stored, _ := b.eng.Get(ctx, "alice", tk.ID); stored.Published {
+		t.Fatal("the task is marked published though nothing was")
+	}
+	// The first delivery fails again (the message goes back to the queue); the second publishes.
+	err := b.eng.Handle(ctx, engine.Message{Version: engine.MessageVersion, Action: engine.ActionDispatch, TaskID: tk.ID})
+	if err == nil {
+		t.Fatal("a failed publish was not reported to the queue")
+	}
+	b.handle(t, engine.ActionDispatch, tk.ID)
+	b.handle(t, engine.ActionDispatch, tk.ID) // a duplicate delivery publishes nothing more
+	if n := b.pub.all(); len(n) != 1 || n[0].Status != task.StatusCompleted {
+		t.Fatalf("published %+v, want exactly one completed notification", n)
+	}
+	if stored, _ := b.eng.Get(ctx, "alice", tk.ID); !stored.Published {
+		t.Fatal("the task is not marked published")
 	}
 }

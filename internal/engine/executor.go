@@ -33,6 +33,10 @@ func (e *Engine) Handle(ctx context.Context, m Message) error {
 	if err != nil {
 		return err
 	}
+	if t.Status.Terminal() {
+		// Nothing is left to do for a finished task but to make sure its notification went out.
+		return e.ensurePublished(ctx, t)
+	}
 	switch m.Action {
 	case ActionDispatch:
 		return e.dispatch(ctx, t)
@@ -220,8 +224,7 @@ func (e *Engine) finishIfDone(ctx context.Context, t *task.Task) (*task.Task, er
 		e.log.InfoContext(ctx, "task finished", "task_id", done.ID, "status", done.Status,
 			"succeeded", done.Counts.Succeeded, "errors", done.Counts.Errors(), "cancelled", done.Counts.Cancelled)
 		e.notify(done)
-		e.publish(ctx, done)
-		return done, nil
+		return done, e.publish(ctx, done)
 	}
 }
 
@@ -295,20 +298,44 @@ func (e *Engine) fail(ctx context.Context, t *task.Task, reason string) (*task.T
 		}
 		e.log.WarnContext(ctx, "task failed", "task_id", t.ID, "reason", reason)
 		e.notify(failed)
-		e.publish(ctx, failed)
-		return failed, nil
+		return failed, e.publish(ctx, failed)
 	}
 }
 
-// publish sends the terminal notification. A failure is logged, not returned: the transition is
-// already written, and retrying the whole message would not re-publish it.
-func (e *Engine) publish(ctx context.Context, t *task.Task) {
-	if e.cfg.Publisher == nil {
-		return
+// publish is called by the writer that moved t to its terminal state. When the notification
+// cannot go out now, it queues a message for the executor, whose handling of any finished,
+// unpublished task is to publish it (see Handle), so the queue's retries carry it.
+func (e *Engine) publish(ctx context.Context, t *task.Task) error {
+	err := e.ensurePublished(ctx, t)
+	if err == nil {
+		return nil
+	}
+	m := Message{Version: MessageVersion, Action: ActionDispatch, TaskID: t.ID}
+	if qerr := e.cfg.Queue.Send(context.WithoutCancel(ctx), m, e.cfg.PollInterval); qerr != nil {
+		return errors.Join(err, qerr)
+	}
+	return nil
+}
+
+// ensurePublished publishes the notification of a finished task unless the store says it went
+// out already, then records that it did. This is an outbox: the terminal write comes first, and
+// an error here leaves the task unpublished, so the next message for it (the redelivery of this
+// one) publishes again. A consumer may therefore see a notification twice, never zero times;
+// the notification id is the same both times.
+func (e *Engine) ensurePublished(ctx context.Context, t *task.Task) error {
+	if e.cfg.Publisher == nil || t.Published {
+		return nil
 	}
 	if err := e.cfg.Publisher.Publish(ctx, task.NotificationFor(t)); err != nil {
-		e.log.ErrorContext(ctx, "publish failed", "task_id", t.ID, "status", t.Status, "err", err)
+		e.log.ErrorContext(ctx, "publish failed; it is retried with the next message for the task",
+			"task_id", t.ID, "status", t.Status, "err", err)
+		return fmt.Errorf("engine: publish %s of %s: %w", t.Status, t.ID, err)
 	}
+	if err := e.cfg.Store.MarkPublished(ctx, t.ID); err != nil {
+		return fmt.Errorf("engine: mark %s published: %w", t.ID, err)
+	}
+	t.Published = true
+	return nil
 }
 
 func errorMessage(err error) string {

@@ -166,7 +166,10 @@ func (e *Engine) Cancel(ctx context.Context, owner, id string) (*task.Task, erro
 			e.log.InfoContext(ctx, "task cancel", "task_id", t.ID, "status", t.Status)
 			e.notify(t)
 			if t.Status.Terminal() {
-				e.publish(ctx, t)
+				if err := e.publish(ctx, t); err != nil {
+					// The cancel stands; only its notification is late.
+					e.log.ErrorContext(ctx, "the cancel's notification could not be published or queued", "task_id", t.ID, "err", err)
+				}
 			}
 		}
 		if t.Status == task.StatusCancelling {

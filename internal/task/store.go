@@ -47,6 +47,11 @@ type Store interface {
 	// GetDevice returns one device of a task, ErrNotFound if the task has no such device.
 	GetDevice(ctx context.Context, taskID, deviceID string) (*Device, error)
 
+	// MarkPublished records that the notification of a terminal task has been published. It
+	// does not change the version. ErrConflict if the task is not terminal, ErrNotFound if
+	// there is no such task; marking a task twice is not an error.
+	MarkPublished(ctx context.Context, id string) error
+
 	// DeleteExpired removes the tasks (with their devices) that expired before now and the
 	// idempotency records past their own expiry, and returns how many tasks it removed.
 	DeleteExpired(ctx context.Context, now time.Time) (int, error)

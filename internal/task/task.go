@@ -133,6 +133,10 @@ type Task struct {
 	Counts      Counts    `json:"counts"`
 	CurrentStep string    `json:"currentStep"`
 	Result      *Result   `json:"result,omitempty"`
+	// Published is set once the notification of the task's terminal transition has been
+	// published. Until then any executor message for the task publishes it again, so a
+	// notification is never lost to a crash or an outage between the write and the publish.
+	Published bool `json:"published,omitempty"`
 }
 
 // Deadline is when the task times out, or zero before it has started.

@@ -43,7 +43,7 @@ import (
 type OpenFunc func(t *testing.T, now func() time.Time) task.Store
 
 // Run runs the whole conformance suite against the stores that open returns. It calls open once
-// for each group of tests (create, get, list, transition, devices, concurrency, expiry); the
+// for each group of tests (create, get, list, transition, devices, concurrency, expiry, publishing); the
 // groups run in parallel and the tests within a group one after another.
 func Run(t *testing.T, open func(t *testing.T, now func() time.Time) task.Store) {
 	groups := []struct {
@@ -58,6 +58,7 @@ func Run(t *testing.T, open func(t *testing.T, now func() time.Time) task.Store)
 		{"ListDevices", testListDevices},
 		{"Concurrency", testConcurrency},
 		{"DeleteExpired", testDeleteExpired},
+		{"MarkPublished", testMarkPublished},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
