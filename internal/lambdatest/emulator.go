@@ -172,20 +172,48 @@ func (e *Emulator) InvokeJSON(ctx context.Context, v, out any) error {
 	return nil
 }
 
-var initDuration = regexp.MustCompile(`REPORT RequestId: \S+\s+Init Duration: ([0-9.]+) ms`)
+var reportLine = regexp.MustCompile(`REPORT RequestId: \S+\s+(?:Init Duration: ([0-9.]+) ms\s+)?Duration: ([0-9.]+) ms`)
 
-// InitDuration returns the Init Duration of the emulator's first REPORT line: how long the
-// bootstrap took from exec to asking for its first event, Lambda's measure of a cold start.
-func (e *Emulator) InitDuration() (time.Duration, bool) {
-	m := initDuration.FindStringSubmatch(e.Logs())
-	if m == nil {
-		return 0, false
+// Report is one REPORT line of the emulator: how long an invocation took, and for the first
+// one, the Init Duration the emulator measured.
+type Report struct {
+	InitDuration time.Duration
+	Duration     time.Duration
+}
+
+// Reports returns the REPORT lines printed so far, in order. The emulator starts the runtime
+// without waiting for it to be ready, so its Init Duration covers little of the bootstrap's
+// own start; that time falls into the first invocation's Duration instead.
+func (e *Emulator) Reports() []Report {
+	var out []Report
+	for _, m := range reportLine.FindAllStringSubmatch(e.Logs(), -1) {
+		out = append(out, Report{InitDuration: millis(m[1]), Duration: millis(m[2])})
 	}
-	ms, err := strconv.ParseFloat(m[1], 64)
+	return out
+}
+
+// WaitReports waits until the emulator has printed n REPORT lines and returns them: it prints
+// each one just after the invocation's response has been sent.
+func (e *Emulator) WaitReports(n int, within time.Duration) ([]Report, error) {
+	deadline := time.Now().Add(within)
+	for {
+		r := e.Reports()
+		if len(r) >= n {
+			return r, nil
+		}
+		if time.Now().After(deadline) {
+			return r, fmt.Errorf("%s printed %d REPORT lines in %v, want %d", e.name, len(r), within, n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func millis(s string) time.Duration {
+	ms, err := strconv.ParseFloat(s, 64)
 	if err != nil {
-		return 0, false
+		return 0
 	}
-	return time.Duration(ms * float64(time.Millisecond)), true
+	return time.Duration(ms * float64(time.Millisecond))
 }
 
 // Logs returns everything the emulator and the function wrote so far.

@@ -1,0 +1,48 @@
+package lambdatest_test
+
+import (
+	"debug/elf"
+	"os"
+	"testing"
+
+	"github.com/fleetrun/fleetrun/internal/lambdatest"
+)
+
+// TestMakeBuildsArm64Bootstraps holds the Makefile to the contract `sam build` relies on: for
+// every function the template defines, `make build-<LogicalId> ARTIFACTS_DIR=<dir>` writes
+// <dir>/bootstrap, a static, stripped linux/arm64 executable.
+func TestMakeBuildsArm64Bootstraps(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds every function with make; skipped under -short")
+	}
+	tpl := loadTemplate(t)
+	for _, id := range tpl.Functions() {
+		t.Run(id, func(t *testing.T) {
+			bin := lambdatest.Build(t, id, "arm64")
+			f, err := elf.Open(bin)
+			if err != nil {
+				t.Fatalf("%s is not an ELF file: %v", bin, err)
+			}
+			defer f.Close()
+			if f.Machine != elf.EM_AARCH64 || f.Class != elf.ELFCLASS64 || f.Type != elf.ET_EXEC {
+				t.Errorf("bootstrap is %v %v %v, want EM_AARCH64 ELFCLASS64 ET_EXEC", f.Machine, f.Class, f.Type)
+			}
+			if f.Section(".symtab") != nil {
+				t.Error("bootstrap has a symbol table: it was not stripped (-ldflags -s)")
+			}
+			for _, p := range f.Progs {
+				if p.Type == elf.PT_INTERP {
+					t.Error("bootstrap asks for a dynamic loader: it was not built with CGO_ENABLED=0")
+				}
+			}
+			fi, err := os.Stat(bin)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fi.Mode()&0o111 == 0 {
+				t.Errorf("bootstrap is not executable: %v", fi.Mode())
+			}
+			t.Logf("%s: linux/arm64 bootstrap, %.1f MiB", id, float64(fi.Size())/(1<<20))
+		})
+	}
+}
