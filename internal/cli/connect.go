@@ -25,7 +25,7 @@ func (a *app) connect(ctx context.Context, c *common) (*client.Client, error) {
 		return nil, fmt.Errorf("--endpoint %q is not an http(s) URL", endpoint)
 	}
 	opts := []client.Option{client.WithUserAgent("fleetrun-cli")}
-	token := first(c.token, a.env("FLEETRUN_TOKEN"))
+	token := bearer(first(c.token, a.env("FLEETRUN_TOKEN")))
 	sigv4 := c.sigv4 || (executeAPIRegion(u.Hostname()) != "" && c.token == "")
 	switch {
 	case sigv4 && c.token != "":
@@ -69,4 +69,16 @@ func first(s ...string) string {
 		}
 	}
 	return ""
+}
+
+// bearer turns a token in any form `fleetrun serve --token` accepts (SECRET, OWNER=SECRET, or a
+// comma-separated list of them, as FLEETRUN_TOKEN may hold for the server) into the secret to
+// send: the first one's. So one FLEETRUN_TOKEN serves the server and the client alike.
+func bearer(token string) string {
+	token, _, _ = strings.Cut(token, ",")
+	token = strings.TrimSpace(token)
+	if _, secret, ok := strings.Cut(token, "="); ok {
+		return secret
+	}
+	return token
 }
