@@ -24,7 +24,7 @@ func main() {
 }
 
 func realMain(ctx context.Context) error {
-	cfg, err := awsapp.Load(os.LookupEnv, awsapp.EnvTableName)
+	cfg, err := awsapp.Load(os.LookupEnv, awsapp.EnvTableName, awsapp.EnvQueueURL)
 	if err != nil {
 		return err
 	}
