@@ -128,7 +128,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(baseURL s
 		"auth", len(cfg.Tokens) > 0)
 
 	sweepDone := make(chan struct{})
-	go func() { defer close(sweepDone); sweep(ctx, store, log) }()
+	go func() { defer close(sweepDone); sweep(ctx, store, runner, log) }()
 
 	select {
 	case err = <-served:
@@ -172,8 +172,16 @@ func resume(ctx context.Context, store *localstore.Store, q *localqueue.Queue, l
 	return nil
 }
 
-// sweep deletes expired tasks every minute until ctx ends.
-func sweep(ctx context.Context, store *localstore.Store, log *slog.Logger) {
+// sweep deletes expired tasks every minute until ctx ends, and then the files (working
+// directories and kept output) of every task the store no longer has.
+func sweep(ctx context.Context, store *localstore.Store, runner *localrun.Runner, log *slog.Logger) {
+	exists := func(ctx context.Context, id string) (bool, error) {
+		_, err := store.GetTask(ctx, id)
+		if task.IsCode(err, task.ErrNotFound) {
+			return false, nil
+		}
+		return err == nil, err
+	}
 	tick := time.NewTicker(time.Minute)
 	defer tick.Stop()
 	for {
@@ -181,6 +189,11 @@ func sweep(ctx context.Context, store *localstore.Store, log *slog.Logger) {
 			log.Error("deleting expired tasks", "err", err)
 		} else if n > 0 {
 			log.Info("deleted expired tasks", "count", n)
+		}
+		if n, err := runner.Prune(ctx, exists); err != nil && ctx.Err() == nil {
+			log.Error("removing the files of expired tasks", "err", err)
+		} else if n > 0 {
+			log.Info("removed the files of expired tasks", "count", n)
 		}
 		select {
 		case <-ctx.Done():
