@@ -283,14 +283,6 @@ func startGroup(t *testing.T, env ...string) (*exec.Cmd, <-chan struct{}) {
 	return cmd, done
 }
 
-// running reports whether r holds a run of task id.
-func (r *Runner) running(id string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	_, ok := r.runs[id]
-	return ok
-}
-
 // errorTrap is a slog handler that keeps error records, so a test fails if the runner logs an
 // error where nothing should go wrong.
 type errorTrap struct {
