@@ -127,6 +127,28 @@ func TestLocalInvoke(t *testing.T) {
 		t.Fatalf("after a poll: %s with %+v", got.Status, got.Progress.Devices)
 	}
 
+	// A long-poll on the running task, answered by a write from another function: the status
+	// function re-reads the store until the task changes.
+	running := call(t, statusFn, forTask(apiEvent(t, "status.json"), t1.ID), nil)
+	if running.Headers["Etag"] == "" {
+		t.Fatalf("GET /tasks/%s has no ETag: %v", t1.ID, running.Headers)
+	}
+	waitEv := forTask(apiEvent(t, "status.json"), t1.ID)
+	waitEv.Headers["prefer"], waitEv.Headers["if-none-match"] = "wait=15", running.Headers["Etag"]
+	type answer struct {
+		resp events.APIGatewayV2HTTPResponse
+		took time.Duration
+		err  error
+	}
+	longPoll := make(chan answer, 1)
+	go func() {
+		var a answer
+		start := time.Now()
+		a.err = statusFn.InvokeJSON(t.Context(), waitEv, &a.resp)
+		a.took = time.Since(start)
+		longPoll <- a
+	}()
+
 	// Progress: SSM finishes the first task's invocations and sends its events. They arrive
 	// newest first, then all again: the task completes once and nothing moves backwards.
 	ssm.Settle()
@@ -144,6 +166,12 @@ func TestLocalInvoke(t *testing.T) {
 			t.Fatalf("progress: %v", err)
 		}
 	}
+	a := <-longPoll
+	if a.err != nil || a.resp.StatusCode != 200 || a.resp.Headers["Etag"] == running.Headers["Etag"] ||
+		a.resp.Headers["Preference-Applied"] != "wait=15" || a.took >= 15*time.Second {
+		t.Errorf("long-poll: %v after %v: %d %v", a.err, a.took, a.resp.StatusCode, a.resp.Headers)
+	}
+	t.Logf("long-poll with If-None-Match %s answered %s after %v", running.Headers["Etag"], a.resp.Headers["Etag"], a.took.Round(time.Millisecond))
 	done := getTask(t, statusFn, t1.ID)
 	if done.Status != api.StatusCompleted || done.Progress.Devices.Succeeded != len(sampleDevices) ||
 		done.Progress.Percentage != 100 || done.Result == nil || len(done.Result.SucceededDevices) != len(sampleDevices) {
@@ -163,6 +191,15 @@ func TestLocalInvoke(t *testing.T) {
 	if resp := call(t, statusFn, devEv, &dev); resp.StatusCode != 200 || dev.Status != api.DeviceSucceeded ||
 		dev.Stdout != "patched 3 packages\n" || dev.ExitCode == nil || *dev.ExitCode != 0 {
 		t.Errorf("device %s: %d %+v", sampleDevices[0], resp.StatusCode, dev)
+	}
+
+	// The event stream of a finished task: behind API Gateway one response, the final state.
+	streamEv := forTask(apiEvent(t, "status.json"), t1.ID)
+	streamEv.RouteKey, streamEv.RawPath = "GET /tasks/{id}/events", "/tasks/"+t1.ID+"/events"
+	streamEv.Headers["accept"] = "text/event-stream"
+	if resp := call(t, statusFn, streamEv, nil); resp.StatusCode != 200 || resp.Headers["Content-Type"] != "text/event-stream" ||
+		!strings.Contains(resp.Body, "event: task") || !strings.Contains(resp.Body, `"status":"completed"`) {
+		t.Errorf("event stream: %d %v %q", resp.StatusCode, resp.Headers, resp.Body)
 	}
 
 	// Cancel the second task while its devices run.
