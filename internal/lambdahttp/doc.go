@@ -18,7 +18,7 @@
 //   - Its module requires the Gin, Echo, Fiber, Iris and Chi adapters and their dependencies.
 //
 // aws-lambda-go itself only has the event types, which this package uses. The adapter below
-// is about two hundred lines with table tests of its own.
+// is about four hundred lines with table tests of its own.
 //
 // # Paths, stages and custom domains
 //

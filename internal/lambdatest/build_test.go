@@ -8,6 +8,9 @@ import (
 	"github.com/fleetrun/fleetrun/internal/lambdatest"
 )
 
+// minimalFunction is the smallest aws-lambda-go function, built beside ours for comparison.
+const minimalFunction = "./internal/lambdatest/testdata/minimal"
+
 // TestMakeBuildsArm64Bootstraps holds the Makefile to the contract `sam build` relies on: for
 // every function the template defines, `make build-<LogicalId> ARTIFACTS_DIR=<dir>` writes
 // <dir>/bootstrap, a static, stripped linux/arm64 executable.
@@ -16,6 +19,11 @@ func TestMakeBuildsArm64Bootstraps(t *testing.T) {
 		t.Skip("builds every function with make; skipped under -short")
 	}
 	tpl := loadTemplate(t)
+	minimal, err := os.Stat(lambdatest.BuildPackage(t, minimalFunction, "arm64"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("minimal aws-lambda-go function: linux/arm64 bootstrap, %.1f MiB", float64(minimal.Size())/(1<<20))
 	for _, id := range tpl.Functions() {
 		t.Run(id, func(t *testing.T) {
 			bin := lambdatest.Build(t, id, "arm64")

@@ -376,7 +376,7 @@ func measureColdStart(t *testing.T, name, bin string, env map[string]string, eve
 
 // logColdStarts prints each function's cold start beside a minimal aws-lambda-go function's.
 func logColdStarts(t *testing.T, cold []coldStart) {
-	bin := lambdatest.BuildPackage(t, "./internal/lambdatest/testdata/minimal")
+	bin := lambdatest.BuildPackage(t, minimalFunction, runtime.GOARCH)
 	minimal := measureColdStart(t, "minimal aws-lambda-go", bin, map[string]string{"AWS_LAMBDA_FUNCTION_TIMEOUT": "10"}, []byte(`{}`))
 	var b strings.Builder
 	fmt.Fprintf(&b, "cold starts under aws-lambda-rie (%s/%s host build, stripped):\n", runtime.GOOS, runtime.GOARCH)

@@ -128,13 +128,13 @@ func Build(t testing.TB, logicalID, goarch string) string {
 }
 
 // BuildPackage builds the Go package pkg (relative to the repository) as a bootstrap the way
-// the Makefile builds functions, for the host, into a temporary directory.
-func BuildPackage(t testing.TB, pkg string) string {
+// the Makefile builds functions, for linux/goarch, into a temporary directory.
+func BuildPackage(t testing.TB, pkg, goarch string) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "bootstrap")
 	cmd := exec.Command("go", "build", "-tags", "lambda.norpc", "-trimpath", "-ldflags", "-s -w", "-o", bin, pkg)
 	cmd.Dir = RepoRoot(t)
-	cmd.Env = append(hostEnv(), "CGO_ENABLED=0")
+	cmd.Env = append(hostEnv(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+goarch)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
 	}
