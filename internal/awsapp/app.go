@@ -90,13 +90,19 @@ func (a *App) HTTP() func(context.Context, events.APIGatewayV2HTTPRequest) (even
 // retries only them and moves a message that keeps failing to the dead-letter queue. It
 // never sleeps: a poll that is not due yet is a message sent with a delay.
 func (a *App) Executor() func(context.Context, events.SQSEvent) (events.SQSEventResponse, error) {
+	return executor(a.Engine.Handle, a.Log)
+}
+
+// executor is Executor's handler around handle: each batch runs under a deadline
+// ExecutorReserve before the function's own.
+func executor(handle func(context.Context, engine.Message) error, log *slog.Logger) func(context.Context, events.SQSEvent) (events.SQSEventResponse, error) {
 	return func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
 		if deadline, ok := ctx.Deadline(); ok {
 			var cancel context.CancelFunc
 			ctx, cancel = context.WithDeadline(ctx, deadline.Add(-ExecutorReserve))
 			defer cancel()
 		}
-		return sqsqueue.HandleBatch(ctx, ev, a.Engine.Handle, a.Log), nil
+		return sqsqueue.HandleBatch(ctx, ev, handle, log), nil
 	}
 }
 
