@@ -1,6 +1,7 @@
 package lambdatest_test
 
 import (
+	"debug/buildinfo"
 	"debug/elf"
 	"os"
 	"testing"
@@ -42,6 +43,25 @@ func TestMakeBuildsArm64Bootstraps(t *testing.T) {
 				if p.Type == elf.PT_INTERP {
 					t.Error("bootstrap asks for a dynamic loader: it was not built with CGO_ENABLED=0")
 				}
+			}
+			info, err := buildinfo.ReadFile(bin)
+			if err != nil {
+				t.Fatalf("no build information in the bootstrap: %v", err)
+			}
+			settings := map[string]string{}
+			for _, s := range info.Settings {
+				settings[s.Key] = s.Value
+			}
+			// -trimpath keeps -ldflags out of the build information; .symtab above shows -s took.
+			wantSettings := map[string]string{"-tags": "lambda.norpc", "-trimpath": "true",
+				"CGO_ENABLED": "0", "GOOS": "linux", "GOARCH": "arm64"}
+			for k, v := range wantSettings {
+				if settings[k] != v {
+					t.Errorf("built with %s=%q, want %q", k, settings[k], v)
+				}
+			}
+			if want := "github.com/fleetrun/fleetrun/functions/" + wantFunctions[id]; info.Path != want {
+				t.Errorf("bootstrap is %s, want %s", info.Path, want)
 			}
 			fi, err := os.Stat(bin)
 			if err != nil {
