@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/fleetrun/fleetrun/api"
 	"github.com/fleetrun/fleetrun/internal/awstest"
@@ -69,6 +71,8 @@ func TestLocalInvoke(t *testing.T) {
 	submitFn, statusFn, cancelFn := fns["SubmitFunction"], fns["StatusFunction"], fns["CancelFunction"]
 	executorFn, progressFn := fns["ExecutorFunction"], fns["ProgressFunction"]
 	q := &queue{c: sqs.NewFromConfig(sdk), url: stack.Refs["Queue"], arn: stack.Refs["Queue.Arn"]}
+
+	deadLetter(t, q, executorFn, stack.Refs["DeadLetterQueue"])
 
 	// Submit: events/submit.json as API Gateway sends it, and a second task on other devices.
 	var t1, t2 api.Task
@@ -389,3 +393,43 @@ func logColdStarts(t *testing.T, cold []coldStart) {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// deadLetter sends a malformed message to the queue and plays the event source mapping: each
+// delivery goes to the executor, which reports it failed, and it becomes visible again. After
+// the redrive policy's maxReceiveCount deliveries SQS moves it to the dead-letter queue; the
+// code never drops it and never retries it for ever.
+func deadLetter(t *testing.T, q *queue, executorFn *lambdatest.Emulator, dlqURL string) {
+	t.Helper()
+	const body = `{"v":1,"action":"dispatch"}`
+	if _, err := q.c.SendMessage(t.Context(), &sqs.SendMessageInput{QueueUrl: &q.url, MessageBody: aws.String(body)}); err != nil {
+		t.Fatal(err)
+	}
+	deliveries := 0
+	for range 10 {
+		out, err := q.c.ReceiveMessage(t.Context(), &sqs.ReceiveMessageInput{QueueUrl: &q.url, WaitTimeSeconds: 1,
+			MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameAll}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out.Messages) == 0 {
+			break
+		}
+		m := out.Messages[0]
+		rec := events.SQSMessage{MessageId: aws.ToString(m.MessageId), ReceiptHandle: aws.ToString(m.ReceiptHandle),
+			Body: aws.ToString(m.Body), Attributes: m.Attributes, EventSource: "aws:sqs", EventSourceARN: q.arn}
+		if failed := execute(t, executorFn, rec); !slices.Equal(failed, []string{rec.MessageId}) {
+			t.Fatalf("delivery %d of a malformed message: failures %v, want it reported", deliveries+1, failed)
+		}
+		deliveries++
+		// What a visibility timeout would do, at once.
+		if _, err := q.c.ChangeMessageVisibility(t.Context(), &sqs.ChangeMessageVisibilityInput{QueueUrl: &q.url,
+			ReceiptHandle: m.ReceiptHandle, VisibilityTimeout: 0}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dlq := &queue{c: q.c, url: dlqURL}
+	moved := dlq.receive(t, 2)
+	if deliveries != 5 || len(moved) != 1 || moved[0].Body != body {
+		t.Fatalf("a malformed message was delivered %d times and the dead-letter queue holds %v; want 5 and the message", deliveries, moved)
+	}
+}
