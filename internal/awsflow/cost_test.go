@@ -130,13 +130,3 @@ func TestRequestCounts(t *testing.T) {
 	checkBatches(t, tk.ID, big)
 	f.noDeadLetters(t)
 }
-
-// handleOnly delivers the next batch and checks it was exactly one message with action a, and
-// that the executor handled it.
-func (f *flow) handleOnly(t *testing.T, a engine.Action) {
-	t.Helper()
-	msgs := f.deliverNext(t).messages(t)
-	if len(msgs) != 1 || msgs[0].Action != a || msgs[0].Failed {
-		t.Fatalf("delivered %+v; want one %s message, handled", msgs, a)
-	}
-}

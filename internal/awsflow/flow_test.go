@@ -52,21 +52,30 @@ var unsafeName = regexp.MustCompile(`[^a-zA-Z0-9-]+`)
 // the delay recorder; the test's own calls (creating resources, receiving messages, reading
 // the table to check it) go through base, so they are neither counted nor faulted.
 type flow struct {
-	seq                                   int64
-	name                                  string
+	seq  int64
+	name string
+
+	// The test's resources.
 	table, bus, rule                      string
 	queueURL, queueARN, dlqURL, eventsURL string
-	base, sdk                             aws.Config
-	count                                 *awstest.Counter
-	faults                                *faults
-	sent                                  *sentLog
-	sqs                                   *sqs.Client
-	reader                                *dynamo.Store
-	log                                   *slog.Logger
-	engine                                *engine.Engine
-	executor                              func(context.Context, events.SQSEvent) (events.SQSEventResponse, error)
-	deliveries                            []delivery
-	submits, nextDevice                   int
+
+	// base is the SDK configuration of the test's own calls; sdk is the app's.
+	base, sdk aws.Config
+	count     *awstest.Counter
+	faults    *faults
+	sent      *sentLog
+
+	// sqs and reader make the test's own calls: receiving messages, reading the table.
+	sqs    *sqs.Client
+	reader *dynamo.Store
+	log    *slog.Logger
+
+	// The app under test, and what the pump has delivered to its executor.
+	engine     *engine.Engine
+	executor   func(context.Context, events.SQSEvent) (events.SQSEventResponse, error)
+	deliveries []delivery
+
+	submits, nextDevice int
 }
 
 // newFlow creates the test's resources on moto and deletes them when the test ends. The app is

@@ -97,6 +97,7 @@ func (d delivery) messages(t *testing.T) []deliveredMessage {
 	return out
 }
 
+// deliveredMessage is one message the pump delivered, as the executor saw it.
 type deliveredMessage struct {
 	engine.Message
 	Failed       bool
@@ -180,6 +181,16 @@ func (f *flow) deliverNext(t *testing.T) delivery {
 	}
 }
 
+// handleOnly delivers the next batch and checks it was exactly one message with action a, and
+// that the executor handled it.
+func (f *flow) handleOnly(t *testing.T, a engine.Action) {
+	t.Helper()
+	msgs := f.deliverNext(t).messages(t)
+	if len(msgs) != 1 || msgs[0].Action != a || msgs[0].Failed {
+		t.Fatalf("delivered %+v; want one %s message, handled", msgs, a)
+	}
+}
+
 // runUntil delivers batches until the task satisfies done, and returns it. It fails the test
 // when the queue runs dry first or after maxBatches batches.
 func (f *flow) runUntil(t *testing.T, id string, maxBatches int, done func(*task.Task) bool) *task.Task {
@@ -195,6 +206,18 @@ func (f *flow) runUntil(t *testing.T, id string, maxBatches int, done func(*task
 		t.Fatalf("after %d batches the task is %s with %+v", maxBatches, tk.Status, tk.Counts)
 	}
 	return tk
+}
+
+// drain delivers batches until the executor queue is empty, which it is once every task it
+// carries is finished: a finished task's messages send nothing further.
+func (f *flow) drain(t *testing.T) {
+	t.Helper()
+	for range 50 {
+		if len(f.deliver(t).records) == 0 {
+			return
+		}
+	}
+	t.Fatalf("the executor queue did not drain in 50 batches")
 }
 
 // terminal is a condition for runUntil.
