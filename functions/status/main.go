@@ -11,28 +11,15 @@ import (
 	"os"
 
 	"github.com/aws/aws-lambda-go/lambda"
-	"github.com/aws/aws-sdk-go-v2/config"
 
 	"github.com/fleetrun/fleetrun/internal/awsapp"
 )
 
 func main() {
-	if err := realMain(context.Background()); err != nil {
+	app, err := awsapp.Setup(context.Background(), awsapp.EnvTableName)
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "status:", err)
 		os.Exit(1)
 	}
-}
-
-func realMain(ctx context.Context) error {
-	cfg, err := awsapp.Load(os.LookupEnv, awsapp.EnvTableName)
-	if err != nil {
-		return err
-	}
-	sdk, err := config.LoadDefaultConfig(ctx)
-	if err != nil {
-		return fmt.Errorf("load the AWS configuration: %w", err)
-	}
-	app := awsapp.New(cfg, sdk, awsapp.NewLogger(os.Stdout, cfg.LogLevel))
 	lambda.Start(app.HTTP())
-	return nil
 }

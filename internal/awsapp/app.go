@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	awseventbridge "github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -115,3 +117,19 @@ func (noQueue) Send(_ context.Context, m engine.Message, _ time.Duration) error 
 }
 
 var errNoQueue = errors.New("this function has no QUEUE_URL")
+
+// Setup is what every function's main does before lambda.Start: read the configuration from
+// the environment (the variables named in required must be set), load the SDK configuration as
+// production does (config.LoadDefaultConfig, which honours AWS_ENDPOINT_URL and
+// AWS_ENDPOINT_URL_<SERVICE>), and wire the App with a JSON logger on stdout.
+func Setup(ctx context.Context, required ...string) (*App, error) {
+	cfg, err := Load(os.LookupEnv, required...)
+	if err != nil {
+		return nil, err
+	}
+	sdk, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load the AWS configuration: %w", err)
+	}
+	return New(cfg, sdk, NewLogger(os.Stdout, cfg.LogLevel)), nil
+}
