@@ -111,8 +111,9 @@ func TestDispatchRecoversFromALostSendCommandAnswer(t *testing.T) {
 		t.Errorf("dispatch messages sent: %+v; want one, undelayed", ds)
 	}
 	polls := f.sent.of(engine.ActionPoll)
-	if len(polls) < 4 || polls[0].DelaySeconds != 5 {
-		t.Fatalf("poll messages sent: %+v; want at least 4, the first delayed 5 s", polls)
+	// How many polls it takes depends on when the slow devices settle; two show the backoff.
+	if len(polls) < 2 || polls[0].DelaySeconds != 5 {
+		t.Fatalf("poll messages sent: %+v; want at least 2, the first delayed 5 s", polls)
 	}
 	for i := 1; i < len(polls); i++ {
 		if polls[i].DelaySeconds < polls[i-1].DelaySeconds || polls[i].Attempt != polls[i-1].Attempt+1 {
