@@ -201,8 +201,10 @@ func TestApplyStopsWhenTheTaskFinishes(t *testing.T) {
 	if err != nil || n != 0 || got.Status != task.StatusFailed || got.Counts.Running != 0 {
 		t.Errorf("ApplyDeviceUpdates = %+v, %d, %v; want the failed task, nothing applied", got, n, err)
 	}
-	if d, err := s.GetDevice(ctx, tk.ID, "d-00000"); err != nil || d.Status != task.DevicePending {
-		t.Errorf("device = %+v, %v; want pending", d, err)
+	// The update was not applied: the device never started, so the finished task counts it
+	// cancelled (task.Task.Unstarted).
+	if d, err := s.GetDevice(ctx, tk.ID, "d-00000"); err != nil || d.Status != task.DeviceCancelled {
+		t.Errorf("device = %+v, %v; want cancelled, never started", d, err)
 	}
 }
 

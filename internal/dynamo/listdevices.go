@@ -48,7 +48,7 @@ func (s *Store) ListDevices(ctx context.Context, taskID string, q task.DeviceQue
 		for j, id := range block {
 			d := stored[id]
 			if d == nil {
-				d = &task.Device{TaskID: taskID, ID: id, Status: task.DevicePending}
+				d = t.Unstarted(id)
 			}
 			if len(q.Statuses) > 0 && !slices.Contains(q.Statuses, d.Status) {
 				continue
@@ -95,5 +95,5 @@ func (s *Store) GetDevice(ctx context.Context, taskID, deviceID string) (*task.D
 		}
 		return d, nil
 	}
-	return &task.Device{TaskID: taskID, ID: deviceID, Status: task.DevicePending}, nil
+	return t.Unstarted(deviceID), nil
 }

@@ -48,6 +48,10 @@ func (s *Store) Transition(ctx context.Context, tr task.Transition) (*task.Task,
 	if tr.To.Terminal() {
 		names["#completedAt"] = "completedAt"
 		sets = append(sets, "#completedAt = if_not_exists(#completedAt, :at)")
+		// Devices that never started count as cancelled once the task has ended (Task.Unstarted).
+		names["#pending"], names["#cancelled"] = counterAttr(task.DevicePending), counterAttr(task.DeviceCancelled)
+		values[":zero"] = num(0)
+		sets = append(sets, "#cancelled = #cancelled + #pending", "#pending = :zero")
 		if !tr.ExpiresAt.IsZero() {
 			exp, ttl := expiry(tr.ExpiresAt)
 			names["#ttl"] = attrTTL

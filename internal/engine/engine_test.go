@@ -325,6 +325,13 @@ func TestStartRefusedAsInvalidFailsTheTask(t *testing.T) {
 	if got.Status != task.StatusFailed || got.Result == nil || got.Result.Reason == "" {
 		t.Fatalf("status %s result %+v, want failed with a reason", got.Status, got.Result)
 	}
+	// The device never started: it is cancelled, in the counts, the result and its own state.
+	if got.Counts.Cancelled != 1 || got.Counts.Pending != 0 || !slices.Equal(got.Result.CancelledDevices, []string{"a"}) {
+		t.Fatalf("counts %+v result %+v, want the device cancelled", got.Counts, got.Result)
+	}
+	if d, err := b.eng.Device(context.Background(), "alice", tk.ID, "a"); err != nil || d.Status != task.DeviceCancelled {
+		t.Fatalf("device = %+v, %v; want cancelled", d, err)
+	}
 }
 
 func TestPollingEnforcesTheDeadline(t *testing.T) {

@@ -283,10 +283,14 @@ func (e *Engine) fail(ctx context.Context, t *task.Task, reason string) (*task.T
 		if err != nil {
 			return t, nil // already finished or cancelled: nothing to fail
 		}
+		// The devices that never started are listed as cancelled, as the store counts them.
+		result, err := e.result(ctx, t)
+		if err != nil {
+			return nil, err
+		}
+		result.Reason = reason
 		failed, err := e.cfg.Store.Transition(ctx, task.Transition{TaskID: t.ID, From: t.Status, Version: t.Version,
-			To: to, At: e.cfg.Now().UTC(), Step: "failed",
-			Result:    &task.Result{SucceededDevices: []string{}, FailedDevices: []string{}, CancelledDevices: []string{}, Reason: reason},
-			ExpiresAt: e.expiry(to)})
+			To: to, At: e.cfg.Now().UTC(), Step: "failed", Result: result, ExpiresAt: e.expiry(to)})
 		if task.IsCode(err, task.ErrConflict) && attempt < 10 {
 			if t, err = e.cfg.Store.GetTask(ctx, t.ID); err != nil {
 				return nil, err

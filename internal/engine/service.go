@@ -143,19 +143,16 @@ func (e *Engine) Cancel(ctx context.Context, owner, id string) (*task.Task, erro
 				Message: fmt.Sprintf("the task is %s and can no longer be cancelled", t.Status)}
 		}
 		if next != t.Status {
-			step := "cancelling devices"
-			var expires = e.expiry(next)
-			if next == task.StatusCancelled {
-				step = "cancelled before start"
-			}
-			var result *task.Result
+			tr := task.Transition{TaskID: t.ID, From: t.Status, Version: t.Version, To: next,
+				At: e.cfg.Now().UTC(), Step: "cancelling devices"}
 			if next.Terminal() {
-				result = &task.Result{SucceededDevices: []string{}, FailedDevices: []string{},
+				// Only a pending task is cancelled at once, so none of its devices ever started.
+				tr.Step, tr.ExpiresAt = "cancelled before start", e.expiry(next)
+				tr.Result = &task.Result{SucceededDevices: []string{}, FailedDevices: []string{},
 					CancelledDevices: capped(t.Request.DeviceIDs), Truncated: len(t.Request.DeviceIDs) > task.ResultListCap,
 					Reason: "cancelled before any device started"}
 			}
-			t2, err := e.cfg.Store.Transition(ctx, task.Transition{TaskID: t.ID, From: t.Status, Version: t.Version,
-				To: next, At: e.cfg.Now().UTC(), Step: step, Result: result, ExpiresAt: expires})
+			t2, err := e.cfg.Store.Transition(ctx, tr)
 			if task.IsCode(err, task.ErrConflict) && attempt < 10 {
 				continue // the task changed under us; decide again on its new state
 			}

@@ -90,7 +90,7 @@ func (s *Store) unchanged(taskID string, updates []task.DeviceUpdate, now time.T
 				if _, ok := list.index[u.DeviceID]; !ok {
 					continue
 				}
-				d, err := loadDevice(devices, deviceKey(taskID, u.DeviceID), taskID, u.DeviceID)
+				d, err := loadDevice(devices, deviceKey(taskID, u.DeviceID), rec.Task, u.DeviceID)
 				if err != nil || d.Status.CanMove(u.Status) {
 					return err
 				}
@@ -115,7 +115,7 @@ func applyUpdates(tx *bolt.Tx, t *task.Task, list *deviceList, updates []task.De
 			continue
 		}
 		key := deviceKey(t.ID, u.DeviceID)
-		d, err := loadDevice(devices, key, t.ID, u.DeviceID)
+		d, err := loadDevice(devices, key, t, u.DeviceID)
 		if err != nil {
 			return 0, err
 		}
@@ -170,11 +170,12 @@ func merge(d *task.Device, u task.DeviceUpdate, now time.Time) {
 	}
 }
 
-// loadDevice reads a device's record, or a pending device when it has none yet.
-func loadDevice(devices *bolt.Bucket, key []byte, taskID, deviceID string) (*task.Device, error) {
+// loadDevice reads a device's record, or t.Unstarted when it has none yet.
+func loadDevice(devices *bolt.Bucket, key []byte, t *task.Task, deviceID string) (*task.Device, error) {
+	taskID := t.ID
 	raw := devices.Get(key)
 	if raw == nil {
-		return &task.Device{TaskID: taskID, ID: deviceID, Status: task.DevicePending}, nil
+		return t.Unstarted(deviceID), nil
 	}
 	var d task.Device
 	if err := json.Unmarshal(raw, &d); err != nil {
@@ -215,7 +216,7 @@ func (s *Store) ListDevices(ctx context.Context, taskID string, q task.DeviceQue
 		devices := tx.Bucket(bucketDevices)
 		for i := start; i < len(list.ids); i++ {
 			id := list.ids[i]
-			d, err := loadDevice(devices, deviceKey(taskID, id), taskID, id)
+			d, err := loadDevice(devices, deviceKey(taskID, id), rec.Task, id)
 			if err != nil {
 				return err
 			}
@@ -255,7 +256,7 @@ func (s *Store) GetDevice(ctx context.Context, taskID, deviceID string) (*task.D
 		if _, ok := list.index[deviceID]; !ok {
 			return task.Errorf(task.ErrNotFound, "task %s has no device %s", taskID, deviceID)
 		}
-		d, err = loadDevice(tx.Bucket(bucketDevices), deviceKey(taskID, deviceID), taskID, deviceID)
+		d, err = loadDevice(tx.Bucket(bucketDevices), deviceKey(taskID, deviceID), rec.Task, deviceID)
 		return err
 	})
 	return d, err

@@ -277,7 +277,7 @@ func TestApplyRechecksInTheWriteTransaction(t *testing.T) {
 		t.Fatal(err)
 	}
 	ended, n, err := s.apply("t1", []task.DeviceUpdate{{DeviceID: "b", Status: task.DeviceSucceeded}}, clock.Now())
-	if err != nil || n != 0 || ended.Version != 3 || ended.Counts.Pending != 1 {
+	if err != nil || n != 0 || ended.Version != 3 || ended.Counts.Pending != 0 || ended.Counts.Cancelled != 1 {
 		t.Errorf("apply to a cancelled task = %+v, %d, %v; want nothing applied at version 3", ended, n, err)
 	}
 }

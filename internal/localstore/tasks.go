@@ -252,6 +252,9 @@ func (s *Store) Transition(ctx context.Context, tr task.Transition) (*task.Task,
 // takes the task out of the active index.
 func (s *Store) finish(tx *bolt.Tx, t *task.Task, at time.Time, tr task.Transition) error {
 	t.CompletedAt = new(at)
+	// Devices that never started count as cancelled once the task has ended (Task.Unstarted).
+	t.Counts.Cancelled += t.Counts.Pending
+	t.Counts.Pending = 0
 	if tr.Result != nil {
 		t.Result = tr.Result
 	}

@@ -28,7 +28,8 @@ type Store interface {
 
 	// Transition changes a task's status if it is still in tr.From at tr.Version, sets
 	// StartedAt when it becomes running and CompletedAt when it becomes terminal, bumps the
-	// version, and returns the task as written. Otherwise it returns ErrConflict (or
+	// version, and returns the task as written. A terminal transition counts the devices still
+	// pending as cancelled (see Task.Unstarted). Otherwise it returns ErrConflict (or
 	// ErrNotFound) and writes nothing.
 	Transition(ctx context.Context, tr Transition) (*Task, error)
 
@@ -41,7 +42,8 @@ type Store interface {
 	ApplyDeviceUpdates(ctx context.Context, taskID string, updates []DeviceUpdate) (*Task, int, error)
 
 	// ListDevices returns a task's devices in the order of the request, filtered by q.Statuses
-	// when set. Devices with no stored record are pending.
+	// when set. Devices with no stored record are Task.Unstarted: pending, or cancelled once
+	// the task has ended.
 	ListDevices(ctx context.Context, taskID string, q DeviceQuery) (*DevicePage, error)
 
 	// GetDevice returns one device of a task, ErrNotFound if the task has no such device.

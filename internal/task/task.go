@@ -153,6 +153,17 @@ func (t *Task) Expired(now time.Time) bool {
 	return !t.ExpiresAt.IsZero() && !now.Before(t.ExpiresAt)
 }
 
+// Unstarted returns the device of t that has no stored record: pending while the task is not
+// finished, and cancelled, with a reason, once it is — a device that never started never will.
+// Stores use it for every device they have no record of.
+func (t *Task) Unstarted(deviceID string) *Device {
+	d := &Device{TaskID: t.ID, ID: deviceID, Status: DevicePending}
+	if t.Status.Terminal() {
+		d.Status, d.Reason = DeviceCancelled, "never started: the task ended first"
+	}
+	return d
+}
+
 // Device is the state of one device of a task.
 type Device struct {
 	TaskID          string       `json:"taskId"`

@@ -101,7 +101,7 @@ func testApplyDeviceUpdates(e *env) {
 		}
 		sameTask(e.t, "the cancelled task after ignored updates", got, tk)
 		sameTask(e.t, "GetTask of the cancelled task", e.get(tk.ID), tk)
-		e.wantDevice(tk.ID, &task.Device{TaskID: tk.ID, ID: d[1], Status: task.DevicePending})
+		e.wantDevice(tk.ID, &task.Device{TaskID: tk.ID, ID: d[1], Status: task.DeviceCancelled, Reason: tk.Unstarted(d[1]).Reason})
 	})
 
 	e.run("unknown task is not found", func(e *env) {

@@ -59,6 +59,7 @@ func Run(t *testing.T, open func(t *testing.T, now func() time.Time) task.Store)
 		{"Concurrency", testConcurrency},
 		{"DeleteExpired", testDeleteExpired},
 		{"MarkPublished", testMarkPublished},
+		{"UnstartedDevices", testUnstartedDevices},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

@@ -62,6 +62,7 @@ func testTransition(e *env) {
 				}
 				if to.Terminal() {
 					want.CompletedAt, want.Result, want.ExpiresAt = new(at), tr.Result, tr.ExpiresAt
+					want.Counts.Cancelled, want.Counts.Pending = want.Counts.Cancelled+want.Counts.Pending, 0
 				}
 				sameTask(e.t, "returned task "+string(to), got, want)
 				sameTask(e.t, "GetTask "+string(to), e.get(want.ID), want)
@@ -124,4 +125,46 @@ func testTransition(e *env) {
 			e.t.Errorf("version after the race = %d, want %d", got.Version, tk.Version+1)
 		}
 	})
+}
+
+func testUnstartedDevices(e *env) {
+	e.run("devices that never started are cancelled once their task ends", func(e *env) {
+		tk := e.create(e.newTask(e.id("owner"), deviceNames(4)))
+		d := tk.Request.DeviceIDs
+		tk = e.move(tk, task.StatusRunning, 0)
+		tk, _ = e.apply(tk.ID, task.DeviceUpdate{DeviceID: d[0], Status: task.DeviceSucceeded, At: e.clock.Now()},
+			task.DeviceUpdate{DeviceID: d[1], Status: task.DeviceFailed, At: e.clock.Now(), ExitCode: new(2)})
+		if page := e.listDevices(tk.ID, task.DeviceQuery{Statuses: []task.DeviceStatus{task.DevicePending}}); len(page) != 2 {
+			e.t.Fatalf("%d pending devices before the end, want 2", len(page))
+		}
+		done := e.move(tk, task.StatusFailed, time.Hour)
+		want := task.Counts{Total: 4, Succeeded: 1, Failed: 1, Cancelled: 2}
+		if done.Counts != want || e.get(tk.ID).Counts != want {
+			e.t.Fatalf("counts after the end = %+v, want %+v", done.Counts, want)
+		}
+		if got := e.listDevices(tk.ID, task.DeviceQuery{Statuses: []task.DeviceStatus{task.DevicePending}}); len(got) != 0 {
+			e.t.Errorf("%d devices still pending after the end", len(got))
+		}
+		got := e.listDevices(tk.ID, task.DeviceQuery{Statuses: []task.DeviceStatus{task.DeviceCancelled}})
+		if len(got) != 2 || got[0].ID != d[2] || got[1].ID != d[3] || got[0].Reason == "" {
+			e.t.Fatalf("cancelled devices = %+v, want %s and %s with a reason", got, d[2], d[3])
+		}
+		e.wantDevice(tk.ID, &task.Device{TaskID: tk.ID, ID: d[3], Status: task.DeviceCancelled, Reason: got[1].Reason})
+	})
+}
+
+// listDevices lists every device of a task that q selects, across pages.
+func (e *env) listDevices(taskID string, q task.DeviceQuery) []*task.Device {
+	e.t.Helper()
+	var all []*task.Device
+	for {
+		page, err := e.store.ListDevices(e.ctx, taskID, q)
+		if err != nil {
+			e.t.Fatalf("ListDevices = %v", err)
+		}
+		all = append(all, page.Devices...)
+		if q.Cursor = page.Next; q.Cursor == "" {
+			return all
+		}
+	}
 }
