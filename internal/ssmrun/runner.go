@@ -157,7 +157,9 @@ func parseComment(comment, taskID string) (int, bool) {
 }
 
 // Start sends every batch of t that has no command yet. It returns engine.ErrIncomplete when
-// its context's deadline came within Margin; the next Start continues.
+// its context's deadline came within Margin; the next Start continues. Each Start sends at
+// least one batch before it looks at the deadline, so a function whose timeout is shorter than
+// Margin still makes progress instead of handing the same dispatch on forever.
 func (r *Runner) Start(ctx context.Context, t *task.Task) error {
 	if err := r.check(t.Request.ScriptURL); err != nil {
 		return &task.Error{Code: task.ErrInvalid, Message: "scriptUrl: " + err.Error()}
@@ -168,6 +170,7 @@ func (r *Runner) Start(ctx context.Context, t *task.Task) error {
 	if err != nil {
 		return err
 	}
+	sentNow := 0
 	for n, ids := range batches {
 		if _, ok := sent[n]; ok {
 			continue
@@ -175,7 +178,7 @@ func (r *Runner) Start(ctx context.Context, t *task.Task) error {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("ssmrun: dispatch %s: %w", t.ID, err)
 		}
-		if deadline, ok := ctx.Deadline(); ok && deadline.Sub(r.cfg.Now()) < r.cfg.Margin {
+		if deadline, ok := ctx.Deadline(); ok && sentNow > 0 && deadline.Sub(r.cfg.Now()) < r.cfg.Margin {
 			r.log.InfoContext(ctx, "dispatch paused near the deadline", "task_id", t.ID, "batches_sent", len(sent), "batches", len(batches))
 			return fmt.Errorf("ssmrun: dispatch %s: %d of %d batches sent: %w", t.ID, len(sent), len(batches), engine.ErrIncomplete)
 		}
@@ -184,6 +187,7 @@ func (r *Runner) Start(ctx context.Context, t *task.Task) error {
 			return err
 		}
 		sent[n] = id
+		sentNow++
 	}
 	return nil
 }

@@ -172,6 +172,29 @@ func TestStartStopsNearTheDeadlineAndResumes(t *testing.T) {
 	checkSent(t, b, tk)
 }
 
+func TestStartMakesProgressEvenInsideTheMargin(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	tk := b.runningTask("01JTASKSHORTTIMEOUT0000000", devices(120))
+	// A function whose whole timeout is shorter than the margin: every Start must still send
+	// a batch, or the dispatch would be handed on forever without sending anything.
+	for want := 1; want <= 3; want++ {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		err := b.runner.Start(ctx, tk)
+		cancel()
+		if want < 3 && !errors.Is(err, engine.ErrIncomplete) {
+			t.Fatalf("Start %d: %v, want ErrIncomplete", want, err)
+		}
+		if want == 3 && err != nil {
+			t.Fatalf("Start %d: %v, want done", want, err)
+		}
+		if n := len(b.srv.Commands()); n != want {
+			t.Fatalf("after Start %d: %d commands sent, want %d", want, n, want)
+		}
+	}
+	checkSent(t, b, tk)
+}
+
 func TestStartSurvivesThrottling(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
