@@ -193,25 +193,37 @@ func (e *Engine) Report(ctx context.Context, taskID string, updates []task.Devic
 // finishIfDone moves a running or cancelling task whose devices are all in a terminal state to
 // its terminal status, stores its result, and publishes the notification.
 func (e *Engine) finishIfDone(ctx context.Context, t *task.Task) (*task.Task, error) {
-	for attempt := 0; ; attempt++ {
-		if t.Status != task.StatusRunning && t.Status != task.StatusCancelling {
-			return t, nil
-		}
-		if t.Counts.Done() < t.Counts.Total {
-			return t, nil
+	return e.end(ctx, t, "finished", func(t *task.Task) (task.Event, string, bool) {
+		if t.Status != task.StatusRunning && t.Status != task.StatusCancelling || t.Counts.Done() < t.Counts.Total {
+			return "", "", false
 		}
 		event, reason := e.outcome(t)
+		return event, reason, true
+	})
+}
+
+// end moves t to a terminal state with one conditional write that stores its result, then
+// publishes the notification. decide says, for the task as it now is, which event ends it and
+// why, or false when it is not to end. A write that loses a race re-reads the task and decides
+// again, so only one writer ever ends a task.
+func (e *Engine) end(ctx context.Context, t *task.Task, step string, decide func(*task.Task) (task.Event, string, bool)) (*task.Task, error) {
+	for attempt := 0; ; attempt++ {
+		event, reason, ok := decide(t)
+		if !ok {
+			return t, nil
+		}
 		to, err := t.Status.Next(event)
 		if err != nil {
 			return nil, err
 		}
+		// Devices that never started are listed as cancelled, as the store counts them.
 		result, err := e.result(ctx, t)
 		if err != nil {
 			return nil, err
 		}
 		result.Reason = reason
 		done, err := e.cfg.Store.Transition(ctx, task.Transition{TaskID: t.ID, From: t.Status, Version: t.Version,
-			To: to, At: e.cfg.Now().UTC(), Step: "finished", Result: result, ExpiresAt: e.expiry(to)})
+			To: to, At: e.cfg.Now().UTC(), Step: step, Result: result, ExpiresAt: e.expiry(to)})
 		if task.IsCode(err, task.ErrConflict) && attempt < 10 {
 			if t, err = e.cfg.Store.GetTask(ctx, t.ID); err != nil {
 				return nil, err
@@ -221,7 +233,7 @@ func (e *Engine) finishIfDone(ctx context.Context, t *task.Task) (*task.Task, er
 		if err != nil {
 			return nil, err
 		}
-		e.log.InfoContext(ctx, "task finished", "task_id", done.ID, "status", done.Status,
+		e.log.InfoContext(ctx, "task ended", "task_id", done.ID, "status", done.Status, "reason", reason,
 			"succeeded", done.Counts.Succeeded, "errors", done.Counts.Errors(), "cancelled", done.Counts.Cancelled)
 		e.notify(done)
 		return done, e.publish(ctx, done)
@@ -276,34 +288,12 @@ func (e *Engine) result(ctx context.Context, t *task.Task) (*task.Result, error)
 	}
 }
 
-// fail ends a task that cannot run.
+// fail ends a task that cannot run; a task that has already ended is returned as it is.
 func (e *Engine) fail(ctx context.Context, t *task.Task, reason string) (*task.Task, error) {
-	for attempt := 0; ; attempt++ {
-		to, err := t.Status.Next(task.EventFail)
-		if err != nil {
-			return t, nil // already finished or cancelled: nothing to fail
-		}
-		// The devices that never started are listed as cancelled, as the store counts them.
-		result, err := e.result(ctx, t)
-		if err != nil {
-			return nil, err
-		}
-		result.Reason = reason
-		failed, err := e.cfg.Store.Transition(ctx, task.Transition{TaskID: t.ID, From: t.Status, Version: t.Version,
-			To: to, At: e.cfg.Now().UTC(), Step: "failed", Result: result, ExpiresAt: e.expiry(to)})
-		if task.IsCode(err, task.ErrConflict) && attempt < 10 {
-			if t, err = e.cfg.Store.GetTask(ctx, t.ID); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		e.log.WarnContext(ctx, "task failed", "task_id", t.ID, "reason", reason)
-		e.notify(failed)
-		return failed, e.publish(ctx, failed)
-	}
+	return e.end(ctx, t, "failed", func(t *task.Task) (task.Event, string, bool) {
+		_, err := t.Status.Next(task.EventFail)
+		return task.EventFail, reason, err == nil
+	})
 }
 
 // publish is called by the writer that moved t to its terminal state. When the notification
