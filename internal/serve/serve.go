@@ -74,23 +74,20 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(baseURL s
 	}
 	defer store.Close()
 
-	var eng *engine.Engine
 	runner, err := localrun.New(localrun.Config{
 		ScriptRoot: root,
 		DataDir:    cfg.DataDir,
-		Reporter: reporterFunc(func(ctx context.Context, id string, u []task.DeviceUpdate) (*task.Task, error) {
-			return eng.Report(ctx, id, u)
-		}),
-		Devices: store,
-		Grace:   cfg.Grace,
-		Logger:  log,
+		Devices:    store,
+		Grace:      cfg.Grace,
+		Logger:     log,
 	})
 	if err != nil {
 		return err
 	}
 	broker := watch.NewBroker()
-	var queue *localqueue.Queue
-	queue = localqueue.New(func(ctx context.Context, m engine.Message) error { return eng.Handle(ctx, m) },
+	// The engine and its queue refer to each other; nothing is queued before the engine exists.
+	var eng *engine.Engine
+	queue := localqueue.New(func(ctx context.Context, m engine.Message) error { return eng.Handle(ctx, m) },
 		localqueue.Options{Logger: log})
 	eng = engine.New(engine.Config{
 		Store:     store,
@@ -102,8 +99,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(baseURL s
 		Retention: cfg.Retention,
 		Logger:    log,
 	})
+	runner.SetReporter(eng)
 
 	if err := resume(ctx, store, queue, log); err != nil {
+		queue.Close()
 		return err
 	}
 
@@ -116,6 +115,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(baseURL s
 	})
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
+		queue.Close()
 		return err
 	}
 	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
@@ -201,12 +201,6 @@ func sweep(ctx context.Context, store *localstore.Store, runner *localrun.Runner
 		case <-tick.C:
 		}
 	}
-}
-
-type reporterFunc func(ctx context.Context, id string, u []task.DeviceUpdate) (*task.Task, error)
-
-func (f reporterFunc) Report(ctx context.Context, id string, u []task.DeviceUpdate) (*task.Task, error) {
-	return f(ctx, id, u)
 }
 
 // logPublisher is the local stand-in for EventBridge: terminal notifications go to the log
