@@ -49,7 +49,7 @@ type App struct {
 // New wires an App from cfg and the SDK configuration sdk (config.LoadDefaultConfig, which
 // honours AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE>). It makes no AWS call.
 func New(cfg Config, sdk aws.Config, log *slog.Logger) *App {
-	store := dynamo.New(dynamodb.NewFromConfig(sdk), cfg.TableName, dynamo.Options{Logger: log})
+	store := dynamo.New(dynamodb.NewFromConfig(sdk), cfg.TableName, dynamo.Options{Logger: log, Retention: cfg.Retention})
 	runner := ssmrun.New(ssmrun.Config{
 		API:            ssm.NewFromConfig(sdk),
 		Log:            store,

@@ -90,7 +90,7 @@ func (s *Store) ApplyDeviceUpdates(ctx context.Context, taskID string, updates [
 				return nil, applied, fmt.Errorf("dynamo: apply device updates to %s: %w", taskID, err)
 			}
 		}
-		plans, err := planDevices(taskID, todo, current, byDevice, now)
+		plans, err := planDevices(taskID, todo, current, byDevice, now, s.deviceExpiry(t))
 		if err != nil {
 			return nil, applied, fmt.Errorf("dynamo: apply device updates to %s: %w", taskID, err)
 		}
@@ -192,7 +192,7 @@ func (s *Store) readItems(ctx context.Context, taskID string, withTask bool, ids
 
 // planDevices folds each device's updates onto its current state and returns the writes for
 // the devices that move.
-func planDevices(taskID string, ids []string, current map[string]*task.Device, updates map[string][]task.DeviceUpdate, now time.Time) ([]devicePlan, error) {
+func planDevices(taskID string, ids []string, current map[string]*task.Device, updates map[string][]task.DeviceUpdate, now, expires time.Time) ([]devicePlan, error) {
 	var plans []devicePlan
 	for _, id := range ids {
 		d := task.Device{TaskID: taskID, ID: id, Status: task.DevicePending}
@@ -209,7 +209,7 @@ func planDevices(taskID string, ids []string, current map[string]*task.Device, u
 		if n == 0 {
 			continue
 		}
-		item, err := encodeDevice(taskID, &d, now)
+		item, err := encodeDevice(taskID, &d, now, expires)
 		if err != nil {
 			return nil, fmt.Errorf("encode device %s: %w", id, err)
 		}
@@ -358,4 +358,17 @@ func (s *Store) writeChunk(ctx context.Context, taskID string, chunk []devicePla
 		return chunkContended, nil, nil
 	}
 	return 0, nil, err
+}
+
+// deviceExpiry bounds how long the device items of running task t are kept: past the task's
+// deadline by the retention and a day, so they outlast the task itself, which ends by its
+// deadline and is kept for the retention. Zero when the store has no retention or the task
+// has not started; those devices get the task's expiry when it ends (stampExpiry), as do any
+// whose bound falls short because the task ended late.
+func (s *Store) deviceExpiry(t *task.Task) time.Time {
+	deadline := t.Deadline()
+	if s.retention <= 0 || deadline.IsZero() {
+		return time.Time{}
+	}
+	return deadline.Add(s.retention + 24*time.Hour)
 }

@@ -57,9 +57,13 @@
 //
 // # Expiry
 //
-// A finished task, and when its terminal transition is written its device, command and
-// command-mapping items, carry "ttl" (Unix seconds, rounded up, for DynamoDB's TTL) and "exp"
-// (Unix nanoseconds, for exact comparisons). Idempotency records carry both from the start.
+// A finished task, and when its terminal transition is written its command and command-mapping
+// items, carry "ttl" (Unix seconds, rounded up, for DynamoDB's TTL) and "exp" (Unix
+// nanoseconds, for exact comparisons). Idempotency records carry both from the start. Device
+// items carry both from their first write when the store knows the retention
+// (Options.Retention): the task's deadline plus the retention and a day, which outlasts the
+// task, so finishing a 10,000-device task does not rewrite 10,000 items; a device item whose
+// bound would fall short of its task's expiry is given the task's at the end, like the rest.
 // DynamoDB deletes expired items up to days late, so every read treats an item whose exp has
 // passed as absent, and an expired idempotency record may be overwritten. DeleteExpired does
 // the deletion itself; it exists for emulators, which never run TTL, and as a safety net.

@@ -12,7 +12,8 @@ import (
 )
 
 // stampExpiry gives every other item of a finished task (devices, commands, device id parts)
-// and the task's command mappings the task's expiry, so that TTL deletes them with it. No
+// and the task's command mappings the task's expiry, so that TTL deletes them with it. Device
+// items written with an expiry that already outlasts the task's are left as they are. No
 // other writer touches these items once the task is terminal: device writes are conditioned
 // on the task not being terminal.
 func (s *Store) stampExpiry(ctx context.Context, taskID string, at time.Time) error {
@@ -29,6 +30,9 @@ func (s *Store) stampExpiry(ctx context.Context, taskID string, at time.Time) er
 	for _, item := range items {
 		if itemString(item, attrSK) == skTask {
 			continue
+		}
+		if itemString(item, attrType) == kindDevice && itemExp(item) >= exp {
+			continue // written with a bound that already outlasts the task (Options.Retention)
 		}
 		if itemString(item, attrType) == kindCommand {
 			put(commandTaskItem(itemString(item, "commandId"), taskID))

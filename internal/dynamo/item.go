@@ -306,8 +306,9 @@ func itemString(item map[string]types.AttributeValue, name string) string {
 	return ""
 }
 
-func encodeDevice(taskID string, d *task.Device, now time.Time) (map[string]types.AttributeValue, error) {
-	di := deviceItem{
+func encodeDevice(taskID string, d *task.Device, now, expires time.Time) (map[string]types.AttributeValue, error) {
+	exp, ttl := expiry(expires)
+	di := deviceItem{Exp: exp, TTL: ttl,
 		PK: taskPK(taskID), SK: deviceSK(d.ID), Type: kindDevice, TaskID: taskID, DeviceID: d.ID,
 		Status: string(d.Status), ExitCode: d.ExitCode, Stdout: d.Stdout, Stderr: d.Stderr,
 		StdoutTruncated: d.StdoutTruncated, StderrTruncated: d.StderrTruncated,

@@ -39,6 +39,10 @@ type Options struct {
 	// full jitter, up to MaxDelay (2 s when zero).
 	BaseDelay time.Duration
 	MaxDelay  time.Duration
+	// Retention is how long finished tasks are kept (the engine's retention). When set, device
+	// items are written with a TTL that outlasts their task — its deadline plus Retention and a
+	// day — so finishing a task need not rewrite every device to give it the task's expiry.
+	Retention time.Duration
 }
 
 // Store is task.Store on one DynamoDB table; the package documentation describes the schema.
@@ -51,6 +55,7 @@ type Store struct {
 	maxAttempts int
 	baseDelay   time.Duration
 	maxDelay    time.Duration
+	retention   time.Duration
 }
 
 var _ task.Store = (*Store)(nil)
@@ -58,7 +63,7 @@ var _ task.Store = (*Store)(nil)
 // New returns a store on table, which must have the schema of CreateTableInput.
 func New(client API, table string, opts Options) *Store {
 	s := &Store{db: client, table: table, now: opts.Now, log: opts.Logger,
-		maxAttempts: opts.MaxAttempts, baseDelay: opts.BaseDelay, maxDelay: opts.MaxDelay}
+		maxAttempts: opts.MaxAttempts, baseDelay: opts.BaseDelay, maxDelay: opts.MaxDelay, retention: opts.Retention}
 	if s.now == nil {
 		s.now = time.Now
 	}

@@ -408,3 +408,57 @@ func TestEnsureTableIsIdempotent(t *testing.T) {
 		t.Errorf("indexes = %+v, want %s", gsis, IndexByOwner)
 	}
 }
+
+func TestDeviceItemsOutlastTheirTaskWithoutRestamping(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	clk := newClock()
+	tt := newTable(t)
+	s := New(tt.client, tt.name, Options{Now: clk.Now, BaseDelay: time.Millisecond, MaxDelay: 20 * time.Millisecond,
+		Retention: 24 * time.Hour})
+	tk := running(t, s, "bounded-devices", ids("d", 60), clk.Now())
+	var done []task.DeviceUpdate
+	for _, id := range tk.Request.DeviceIDs {
+		done = append(done, task.DeviceUpdate{DeviceID: id, Status: task.DeviceSucceeded, At: clk.Now()})
+	}
+	if _, n, err := s.ApplyDeviceUpdates(ctx, tk.ID, done); err != nil || n != 60 {
+		t.Fatalf("ApplyDeviceUpdates = %d, %v", n, err)
+	}
+	tk, err := s.GetTask(ctx, tk.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tt.count.Reset()
+	end := clk.Now()
+	if _, err := s.Transition(ctx, task.Transition{TaskID: tk.ID, From: task.StatusRunning, Version: tk.Version,
+		To: task.StatusCompleted, At: end, ExpiresAt: end.Add(24 * time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if n := tt.count.Count("BatchWriteItem"); n != 0 {
+		t.Errorf("finishing rewrote device items in %d BatchWriteItem calls, want none: they were written with a bound", n)
+	}
+	// Every device item expires no sooner than its task, so TTL never removes a device first.
+	items, err := s.queryAll(ctx, s.partitionQuery(tk.ID, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var taskExp int64
+	for _, it := range items {
+		if itemString(it, attrSK) == skTask {
+			taskExp = itemExp(it)
+		}
+	}
+	devices := 0
+	for _, it := range items {
+		if itemString(it, attrType) != kindDevice {
+			continue
+		}
+		devices++
+		if got := itemExp(it); got < taskExp {
+			t.Errorf("device %s expires at %d, before its task at %d", itemString(it, "deviceId"), got, taskExp)
+		}
+	}
+	if devices != 60 || taskExp == 0 {
+		t.Fatalf("found %d device items and task expiry %d", devices, taskExp)
+	}
+}

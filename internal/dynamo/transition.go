@@ -21,8 +21,9 @@ import (
 // a missing or expired task (ErrNotFound) from one that moved on (ErrConflict, with its
 // current status).
 //
-// A transition into a terminal state with an ExpiresAt then stamps the task's device and
-// command items with the same expiry, so DynamoDB's TTL removes them with the task. That
+// A transition into a terminal state with an ExpiresAt then stamps the task's command items
+// (and any device item that was not written with a bound outlasting the task, see
+// Options.Retention) with the same expiry, so DynamoDB's TTL removes them with the task. That
 // stamping is best effort: the task is already written, a failure is logged, and reads never
 // show the devices of an expired task anyway.
 func (s *Store) Transition(ctx context.Context, tr task.Transition) (*task.Task, error) {
