@@ -170,12 +170,15 @@ func decodeSubmit(body []byte) (api.SubmitRequest, error) {
 		case "scriptUrl":
 			req.ScriptURL = decodeString(value, pointer, bad)
 		case "maxConcurrency":
-			req.MaxConcurrency = decodeString(value, pointer, bad)
+			req.MaxConcurrency = decodeSetting(value, pointer, bad)
 		case "maxErrors":
-			req.MaxErrors = decodeString(value, pointer, bad)
+			req.MaxErrors = decodeSetting(value, pointer, bad)
 		case "timeoutSeconds":
+			// The domain fills in a default for a zero; a zero the caller sent is an error.
 			if err := json.Unmarshal(value, &req.TimeoutSeconds); err != nil || isNull(value) {
 				bad(pointer, "must be a whole number of seconds")
+			} else if req.TimeoutSeconds == 0 {
+				bad(pointer, fmt.Sprintf("must be between 1 and %d; leave it out for the default", task.MaxTimeoutSeconds))
 			}
 		default:
 			bad(pointer, "unknown field")
@@ -185,6 +188,16 @@ func decodeSubmit(body []byte) (api.SubmitRequest, error) {
 		return req, invalid(errs)
 	}
 	return req, nil
+}
+
+// decodeSetting decodes a string whose absence means "the default": an empty one the caller
+// sent is an error rather than a silent default.
+func decodeSetting(value json.RawMessage, pointer string, bad func(pointer, detail string)) string {
+	s := decodeString(value, pointer, bad)
+	if s == "" && !isNull(value) && string(value) == `""` {
+		bad(pointer, "must not be empty; leave it out for the default")
+	}
+	return s
 }
 
 func decodeString(value json.RawMessage, pointer string, bad func(pointer, detail string)) string {

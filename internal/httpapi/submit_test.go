@@ -89,6 +89,8 @@ func TestSubmitRejects(t *testing.T) {
 		{"device ids not an array", req{body: `{"deviceIds":"web-1","scriptUrl":"scripts/x"}`}, 422, api.ProblemValidation, []string{"/deviceIds"}},
 		{"timeout not a number", req{body: `{"deviceIds":["web-1"],"scriptUrl":"scripts/x","timeoutSeconds":"60"}`}, 422, api.ProblemValidation, []string{"/timeoutSeconds"}},
 		{"timeout fractional", req{body: `{"deviceIds":["web-1"],"scriptUrl":"scripts/x","timeoutSeconds":1.5}`}, 422, api.ProblemValidation, []string{"/timeoutSeconds"}},
+		{"timeout zero", req{body: `{"deviceIds":["web-1"],"scriptUrl":"scripts/x","timeoutSeconds":0}`}, 422, api.ProblemValidation, []string{"/timeoutSeconds"}},
+		{"empty settings", req{body: `{"deviceIds":["web-1"],"scriptUrl":"scripts/x","maxConcurrency":"","maxErrors":""}`}, 422, api.ProblemValidation, []string{"/maxConcurrency", "/maxErrors"}},
 		{"max errors a number", req{body: `{"deviceIds":["web-1"],"scriptUrl":"scripts/x","maxErrors":0}`}, 422, api.ProblemValidation, []string{"/maxErrors"}},
 		{"unknown fields", req{body: `{"deviceIds":["web-1"],"scriptUrl":"scripts/x","a/b":1,"priority":2}`}, 422, api.ProblemValidation, []string{"/a~1b", "/priority"}},
 		{"no devices", req{body: `{"deviceIds":[],"scriptUrl":"scripts/x"}`}, 422, api.ProblemValidation, []string{"/deviceIds"}},
