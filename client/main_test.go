@@ -1,10 +1,8 @@
 package client_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -59,41 +57,21 @@ func startServer() (stop func(), err error) {
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	pr, pw := io.Pipe()
 	var logs strings.Builder
-	exited := make(chan int, 1)
-	go func() {
-		code := serve.Main(ctx, []string{"--addr", "127.0.0.1:0", "--data", filepath.Join(dir, "data"),
-			"--script-root", scripts, "--grace", "1s", "--log-level", "error"}, pw, &logs)
-		pw.Close()
-		exited <- code
-	}()
-	listening := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			if addr, ok := strings.CutPrefix(sc.Text(), "listening on "); ok {
-				listening <- strings.TrimSpace(addr)
-			}
-		}
-		io.Copy(io.Discard, pr)
-	}()
-	stop = func() {
+	url, done, err := serve.Start(ctx, []string{"--addr", "127.0.0.1:0", "--data", filepath.Join(dir, "data"),
+		"--script-root", scripts, "--grace", "1s", "--log-level", "error"}, &logs)
+	if err != nil {
+		cancel()
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("%w: %s", err, logs.String())
+	}
+	endpoint = url
+	return func() {
 		cancel()
 		select {
-		case <-exited:
+		case <-done:
 		case <-time.After(20 * time.Second):
 		}
 		os.RemoveAll(dir)
-	}
-	select {
-	case endpoint = <-listening:
-		return stop, nil
-	case code := <-exited:
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("exited %d before listening: %s", code, logs.String())
-	case <-time.After(20 * time.Second):
-		stop()
-		return nil, fmt.Errorf("not listening after 20s")
-	}
+	}, nil
 }

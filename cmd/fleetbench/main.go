@@ -50,7 +50,7 @@ func realMain(ctx context.Context) error {
 		}
 		srvCtx, stopServer := context.WithCancel(ctx)
 		addr, done, err := serve.Start(srvCtx, []string{"--addr", "127.0.0.1:0", "--data", filepath.Join(dir, "data"),
-			"--script-root", scripts, "--log-level", "error"})
+			"--script-root", scripts, "--log-level", "error"}, os.Stderr)
 		if err != nil {
 			stopServer()
 			return err

@@ -4,11 +4,9 @@ package cli
 // on a free loopback port, running real scripts.
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -52,7 +50,7 @@ type fleet struct {
 	client  *client.Client
 }
 
-// startServe runs serve.Main on a free port with a fresh data directory and the test scripts,
+// startServe runs fleetrun serve (serve.Start) on a free port with a fresh data directory and the test scripts,
 // and stops it when the test ends.
 func startServe(t *testing.T) *fleet {
 	t.Helper()
@@ -63,28 +61,17 @@ func startServe(t *testing.T) *fleet {
 		}
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	pr, pw := io.Pipe()
-	exited := make(chan int, 1)
-	go func() {
-		code := serve.Main(ctx, []string{"--addr", "127.0.0.1:0", "--data", t.TempDir(), "--script-root", f.scripts,
-			"--grace", "1s", "--log-level", "warn"}, pw, f.logs)
-		pw.Close()
-		exited <- code
-	}()
-	listening := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			if addr, ok := strings.CutPrefix(sc.Text(), "listening on "); ok {
-				listening <- strings.TrimSpace(addr)
-			}
-		}
-		io.Copy(io.Discard, pr)
-	}()
+	url, done, err := serve.Start(ctx, []string{"--addr", "127.0.0.1:0", "--data", t.TempDir(), "--script-root", f.scripts,
+		"--grace", "1s", "--log-level", "warn"}, f.logs)
+	if err != nil {
+		stop()
+		t.Fatalf("fleetrun serve did not start: %v: %s", err, f.logs.String())
+	}
+	f.url = url
 	t.Cleanup(func() {
 		stop()
 		select {
-		case <-exited:
+		case <-done:
 		case <-time.After(20 * time.Second):
 			t.Errorf("fleetrun serve did not stop within 20s")
 		}
@@ -92,16 +79,6 @@ func startServe(t *testing.T) *fleet {
 			t.Logf("server log:\n%s", f.logs.String())
 		}
 	})
-	select {
-	case f.url = <-listening:
-	case code := <-exited:
-		t.Fatalf("fleetrun serve exited %d before listening: %s", code, f.logs.String())
-	case <-time.After(20 * time.Second):
-		t.Fatalf("fleetrun serve did not listen within 20s: %s", f.logs.String())
-	}
-	if !strings.HasPrefix(f.url, "http://") {
-		f.url = "http://" + f.url
-	}
 	c, err := client.New(f.url)
 	if err != nil {
 		t.Fatal(err)

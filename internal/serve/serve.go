@@ -214,10 +214,10 @@ func (p logPublisher) Publish(ctx context.Context, n task.Notification) error {
 	return nil
 }
 
-// Start runs `fleetrun serve` with args in the background until ctx ends, with logs at the
-// level --log-level names written to stderr. It returns the server's base URL once it accepts
+// Start runs `fleetrun serve` with args in the background until ctx ends, writing its logs
+// (at the level --log-level names) to logs. It returns the server's base URL once it accepts
 // connections, and a channel that yields Run's error when the server has stopped.
-func Start(ctx context.Context, args []string) (baseURL string, done <-chan error, err error) {
+func Start(ctx context.Context, args []string, logs io.Writer) (baseURL string, done <-chan error, err error) {
 	cfg, err := parseConfig(args, os.Getenv, io.Discard)
 	if err != nil {
 		return "", nil, err
@@ -225,7 +225,7 @@ func Start(ctx context.Context, args []string) (baseURL string, done <-chan erro
 	urls := make(chan string, 1)
 	errs := make(chan error, 1)
 	go func() {
-		errs <- Run(ctx, cfg, newLogger(os.Stderr, cfg.LogLevel), func(u string) { urls <- u })
+		errs <- Run(ctx, cfg, newLogger(logs, cfg.LogLevel), func(u string) { urls <- u })
 	}()
 	select {
 	case u := <-urls:
