@@ -116,12 +116,6 @@ func New(cfg Config) *Engine {
 	return &Engine{cfg: cfg, log: cfg.Logger}
 }
 
-// Now returns the engine's clock reading.
-func (e *Engine) Now() time.Time { return e.cfg.Now() }
-
-// Store returns the engine's store.
-func (e *Engine) Store() task.Store { return e.cfg.Store }
-
 func (e *Engine) notify(t *task.Task) {
 	if e.cfg.Notifier != nil && t != nil {
 		e.cfg.Notifier.Notify(t)
