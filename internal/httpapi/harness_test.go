@@ -110,6 +110,8 @@ func setup(t *testing.T, opts ...bundleOptions) *testBundle {
 		served = o.wrap(b.handler)
 	}
 	b.srv = httptest.NewServer(served)
+	// A redirect is an answer to check, not to follow: it may lead off this server.
+	b.srv.Client().CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	t.Cleanup(b.srv.Close)
 	return b
 }
@@ -327,14 +329,25 @@ func (o *fakeOutput) put(taskID, deviceID, stream, text string) {
 	o.files[taskID+"/"+deviceID+"/"+stream] = text
 }
 
-func (o *fakeOutput) OpenOutput(taskID, deviceID, stream string) (io.ReadCloser, error) {
+// redirect makes the output of a device be served from url instead, as an output too large
+// to answer with is.
+func (o *fakeOutput) redirect(taskID, deviceID, stream, url string) {
+	o.put(taskID, deviceID, stream, redirectPrefix+url)
+}
+
+const redirectPrefix = "redirect:"
+
+func (o *fakeOutput) OpenOutput(_ context.Context, d *task.Device, stream string) (Output, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	text, ok := o.files[taskID+"/"+deviceID+"/"+stream]
+	text, ok := o.files[d.TaskID+"/"+d.ID+"/"+stream]
 	if !ok {
-		return nil, task.Errorf(task.ErrNotFound, "no %s output for device %s", stream, deviceID)
+		return Output{}, task.Errorf(task.ErrNotFound, "no %s output for device %s", stream, d.ID)
 	}
-	return io.NopCloser(strings.NewReader(text)), nil
+	if url, ok := strings.CutPrefix(text, redirectPrefix); ok {
+		return Output{Redirect: url}, nil
+	}
+	return Output{Body: io.NopCloser(strings.NewReader(text))}, nil
 }
 
 // signalWatcher tells the test when a request has started waiting, so a test can make its

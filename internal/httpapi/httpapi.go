@@ -15,6 +15,7 @@ import (
 
 	"github.com/fleetrun/fleetrun/api"
 	"github.com/fleetrun/fleetrun/internal/engine"
+	"github.com/fleetrun/fleetrun/internal/task"
 )
 
 // Watcher blocks until task id has a version newer than version, or ctx ends (then it returns
@@ -23,10 +24,29 @@ type Watcher interface {
 	Wait(ctx context.Context, id string, version int64) error
 }
 
-// OutputStore opens the full output of one device of a task; stream is "stdout" or "stderr".
-// A missing output is an error with code task.ErrNotFound.
+// OutputStore serves the full output of the devices of a task.
 type OutputStore interface {
-	OpenOutput(taskID, deviceID, stream string) (io.ReadCloser, error)
+	// OpenOutput returns one stream ("stdout" or "stderr") of device d's full output. d has
+	// left pending. A missing output is an error with code task.ErrNotFound.
+	OpenOutput(ctx context.Context, d *task.Device, stream string) (Output, error)
+}
+
+// Output is one stream of a device's output as an OutputStore serves it: Body, to be sent as
+// the answer, or, for an output too large to answer with, Redirect: a URL that serves it to
+// whoever holds the URL (a presigned S3 URL), sent as 303 See Other.
+type Output struct {
+	Body     io.ReadCloser
+	Redirect string
+}
+
+// OutputReader adapts a function that opens a device's output as a stream, such as the local
+// runner's OpenOutput, to an OutputStore.
+type OutputReader func(taskID, deviceID, stream string) (io.ReadCloser, error)
+
+// OpenOutput implements OutputStore.
+func (f OutputReader) OpenOutput(_ context.Context, d *task.Device, stream string) (Output, error) {
+	rc, err := f(d.TaskID, d.ID, stream)
+	return Output{Body: rc}, err
 }
 
 // Config wires the HTTP API. Engine, Owner and Watcher are required.

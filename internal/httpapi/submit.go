@@ -62,12 +62,13 @@ func (h *handler) submit(w http.ResponseWriter, r *http.Request, owner string) {
 	t, created, err := h.cfg.Engine.Submit(r.Context(), engine.Submission{
 		Owner: owner,
 		Request: task.Request{
-			DeviceIDs:      req.DeviceIDs,
-			ScriptURL:      req.ScriptURL,
-			Args:           req.Args,
-			TimeoutSeconds: req.TimeoutSeconds,
-			MaxConcurrency: req.MaxConcurrency,
-			MaxErrors:      req.MaxErrors,
+			DeviceIDs:              req.DeviceIDs,
+			ScriptURL:              req.ScriptURL,
+			Args:                   req.Args,
+			TimeoutSeconds:         req.TimeoutSeconds,
+			DeliveryTimeoutSeconds: req.DeliveryTimeoutSeconds,
+			MaxConcurrency:         req.MaxConcurrency,
+			MaxErrors:              req.MaxErrors,
 		},
 		IdempotencyKey: key,
 		RequestHash:    requestHash(req),
@@ -174,12 +175,9 @@ func decodeSubmit(body []byte) (api.SubmitRequest, error) {
 		case "maxErrors":
 			req.MaxErrors = decodeSetting(value, pointer, bad)
 		case "timeoutSeconds":
-			// The domain fills in a default for a zero; a zero the caller sent is an error.
-			if err := json.Unmarshal(value, &req.TimeoutSeconds); err != nil || isNull(value) {
-				bad(pointer, "must be a whole number of seconds")
-			} else if req.TimeoutSeconds == 0 {
-				bad(pointer, fmt.Sprintf("must be between 1 and %d; leave it out for the default", task.MaxTimeoutSeconds))
-			}
+			req.TimeoutSeconds = decodeSeconds(value, pointer, fmt.Sprint(task.MaxTimeoutSeconds), bad)
+		case "deliveryTimeoutSeconds":
+			req.DeliveryTimeoutSeconds = decodeSeconds(value, pointer, "the task's timeoutSeconds", bad)
 		default:
 			bad(pointer, "unknown field")
 		}
@@ -188,6 +186,18 @@ func decodeSubmit(body []byte) (api.SubmitRequest, error) {
 		return req, invalid(errs)
 	}
 	return req, nil
+}
+
+// decodeSeconds decodes a whole number of seconds. The domain fills in a default for a zero,
+// so a zero the caller sent is an error rather than a silent default.
+func decodeSeconds(value json.RawMessage, pointer, upper string, bad func(pointer, detail string)) int {
+	var n int
+	if err := json.Unmarshal(value, &n); err != nil || isNull(value) {
+		bad(pointer, "must be a whole number of seconds")
+	} else if n == 0 {
+		bad(pointer, fmt.Sprintf("must be between 1 and %s; leave it out for the default", upper))
+	}
+	return n
 }
 
 // decodeSetting decodes a string whose absence means "the default": an empty one the caller

@@ -387,10 +387,31 @@ func TestDevicesAndOutput(t *testing.T) {
 			t.Errorf("output%s: %d %q %q", stream, r.StatusCode, r.Header.Get("Content-Type"), r.body)
 		}
 	}
+	// A device that has not started has no output, and no link to one.
+	if pending := seen[0]; pending.Status != api.DevicePending || pending.Links.Output != "" {
+		t.Errorf("pending device %+v has an output link", pending)
+	}
 	wantProblem(t, b.do(req{method: "GET", path: created.Links.Devices + "/web-1/output", token: aliceToken}), http.StatusNotFound, api.ProblemNotFound)
 
+	// An output too large to answer with is a 303 to where it lives.
+	const big = "https://out.s3.amazonaws.com/fleetrun/big?X-Amz-Signature=abc"
+	b.report(created.ID, task.DeviceUpdate{DeviceID: "web-3", Status: task.DeviceSucceeded, ExitCode: new(0)})
+	b.output.redirect(created.ID, "web-3", "stdout", big)
+	r = b.do(req{method: "GET", path: created.Links.Devices + "/web-3/output", token: aliceToken})
+	if r.StatusCode != http.StatusSeeOther || r.Header.Get("Location") != big || r.Header.Get("Cache-Control") != "no-store" {
+		t.Errorf("large output: %d Location %q Cache-Control %q", r.StatusCode, r.Header.Get("Location"), r.Header.Get("Cache-Control"))
+	}
+
+	// Without an output store, no link leads to output, and the route says why.
 	noOutput := setup(t, bundleOptions{noOutput: true})
 	other := noOutput.submit("web-1")
+	noOutput.deliver()
+	noOutput.report(other.ID, task.DeviceUpdate{DeviceID: "web-1", Status: task.DeviceSucceeded, ExitCode: new(0)})
+	d := decode[api.Device](t, noOutput.do(req{method: "GET", path: other.Links.Devices + "/web-1", token: aliceToken}))
+	res := decode[api.Result](t, noOutput.do(req{method: "GET", path: other.Links.Result, token: aliceToken}))
+	if d.Status != api.DeviceSucceeded || d.Links.Output != "" || res.Status != api.StatusCompleted || res.Links.Output != "" {
+		t.Errorf("without an output store: device %+v, result links %+v; want no output links", d, res.Links)
+	}
 	wantProblem(t, noOutput.do(req{method: "GET", path: other.Links.Devices + "/web-1/output", token: aliceToken}), http.StatusNotFound, api.ProblemNotFound)
 }
 

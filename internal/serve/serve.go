@@ -110,7 +110,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(baseURL s
 		Engine:  eng,
 		Owner:   httpapi.BearerTokens(cfg.Tokens, "local"),
 		Watcher: broker,
-		Output:  runner,
+		Output:  httpapi.OutputReader(runner.OpenOutput),
 		Logger:  log,
 	})
 	ln, err := net.Listen("tcp", cfg.Addr)

@@ -16,6 +16,10 @@ type Request struct {
 	// TimeoutSeconds bounds the whole task: at startedAt + TimeoutSeconds every device still
 	// working is stopped and the task ends timed_out.
 	TimeoutSeconds int `json:"timeoutSeconds"`
+	// DeliveryTimeoutSeconds bounds how long a device may stay undelivered: a device that has
+	// not picked the script up by then is undeliverable (on AWS it is SSM's delivery timeout).
+	// The local runner starts every device itself, so there it has no effect.
+	DeliveryTimeoutSeconds int `json:"deliveryTimeoutSeconds,omitempty"`
 	// MaxConcurrency is how many devices run at once: a count ("10") or a share ("10%").
 	MaxConcurrency string `json:"maxConcurrency"`
 	// MaxErrors is how many device errors are tolerated before the remaining devices are not
@@ -145,6 +149,25 @@ func (t *Task) Deadline() time.Time {
 		return time.Time{}
 	}
 	return t.StartedAt.Add(time.Duration(t.Request.TimeoutSeconds) * time.Second)
+}
+
+// EstimatedCompletion extrapolates when a running task will finish from how fast its devices
+// have finished so far: the time from its start to its last update (the last device that
+// moved), scaled by total devices over finished ones, and never later than its deadline. It is
+// nil while no device has finished and whenever the task is not running. It depends on the
+// stored task alone, so a task read twice at one version gives the same estimate.
+func (t *Task) EstimatedCompletion() *time.Time {
+	done := t.Counts.Done()
+	if t.Status != StatusRunning || t.StartedAt == nil || done == 0 || t.Counts.Total == 0 {
+		return nil
+	}
+	elapsed := max(t.UpdatedAt.Sub(*t.StartedAt), 0)
+	at := t.StartedAt.Add(time.Duration(float64(elapsed) * float64(t.Counts.Total) / float64(done)))
+	if deadline := t.Deadline(); !deadline.IsZero() && at.After(deadline) {
+		at = deadline
+	}
+	at = at.UTC()
+	return &at
 }
 
 // Expired reports whether a finished task is past its retention at time now. Stores filter

@@ -9,12 +9,15 @@ import (
 
 // Submit limits.
 const (
-	MaxDevices         = 10000
-	MaxArgs            = 100
-	MaxArgLength       = 4096
-	MaxTimeoutSeconds  = 172800 // 48 h, SSM's longest execution timeout
-	DefaultTimeout     = 3600
-	DefaultConcurrency = "50"
+	MaxDevices        = 10000
+	MaxArgs           = 100
+	MaxArgLength      = 4096
+	MaxTimeoutSeconds = 172800 // 48 h, SSM's longest execution timeout
+	DefaultTimeout    = 3600
+	// DefaultDeliveryTimeout is how long a device may take to pick a task up when the request
+	// does not say, or the task's timeout when that is shorter.
+	DefaultDeliveryTimeout = 600
+	DefaultConcurrency     = "50"
 	// DefaultMaxErrors lets every device run to the end: a task with failed devices completes
 	// and its result names them. Set maxErrors to stop early instead.
 	DefaultMaxErrors = "100%"
@@ -95,6 +98,13 @@ func (r Rules) Validate(req *Request) error {
 	}
 	if req.TimeoutSeconds < 1 || req.TimeoutSeconds > MaxTimeoutSeconds {
 		bad("/timeoutSeconds", "must be between 1 and %d", MaxTimeoutSeconds)
+	}
+
+	switch {
+	case req.DeliveryTimeoutSeconds == 0:
+		req.DeliveryTimeoutSeconds = min(DefaultDeliveryTimeout, max(req.TimeoutSeconds, 1))
+	case req.DeliveryTimeoutSeconds < 1 || req.DeliveryTimeoutSeconds > max(req.TimeoutSeconds, 1):
+		bad("/deliveryTimeoutSeconds", "must be between 1 and the task's timeoutSeconds (%d)", req.TimeoutSeconds)
 	}
 
 	if req.MaxConcurrency == "" {

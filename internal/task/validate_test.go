@@ -89,6 +89,10 @@ func TestValidateReportsEveryBadField(t *testing.T) {
 			[]field{{"/timeoutSeconds", "between 1 and 172800"}}},
 		{"timeout over 48 h", localRules, func(r *task.Request) { r.TimeoutSeconds = 172801 },
 			[]field{{"/timeoutSeconds", "between 1 and 172800"}}},
+		{"negative delivery timeout", localRules, func(r *task.Request) { r.DeliveryTimeoutSeconds = -5 },
+			[]field{{"/deliveryTimeoutSeconds", "between 1 and the task's timeoutSeconds (60)"}}},
+		{"delivery timeout beyond the task's timeout", awsRules, func(r *task.Request) { r.DeliveryTimeoutSeconds = 61 },
+			[]field{{"/deliveryTimeoutSeconds", "between 1 and the task's timeoutSeconds (60)"}}},
 		{"concurrency 0", localRules, func(r *task.Request) { r.MaxConcurrency = "0" },
 			[]field{{"/maxConcurrency", "at least 1"}}},
 		{"concurrency 0%", localRules, func(r *task.Request) { r.MaxConcurrency = "0%" },
@@ -171,6 +175,8 @@ func TestValidateAcceptsTheLimits(t *testing.T) {
 		}},
 		{"timeout of 1 s", localRules, func(r *task.Request) { r.TimeoutSeconds = 1 }},
 		{"timeout of 48 h", localRules, func(r *task.Request) { r.TimeoutSeconds = 172800 }},
+		{"delivery timeout of 1 s", awsRules, func(r *task.Request) { r.DeliveryTimeoutSeconds = 1 }},
+		{"delivery timeout equal to the task's", awsRules, func(r *task.Request) { r.DeliveryTimeoutSeconds = r.TimeoutSeconds }},
 		{"concurrency 1", localRules, func(r *task.Request) { r.MaxConcurrency = "1" }},
 		{"concurrency 1%", localRules, func(r *task.Request) { r.MaxConcurrency = "1%" }},
 		{"concurrency 100%", localRules, func(r *task.Request) { r.MaxConcurrency = "100%" }},
@@ -203,6 +209,9 @@ func TestValidateFillsInDefaults(t *testing.T) {
 	if req.TimeoutSeconds != 3600 {
 		t.Errorf("TimeoutSeconds = %d, want 3600", req.TimeoutSeconds)
 	}
+	if req.DeliveryTimeoutSeconds != 600 {
+		t.Errorf("DeliveryTimeoutSeconds = %d, want 600", req.DeliveryTimeoutSeconds)
+	}
 	if req.MaxConcurrency != "50" {
 		t.Errorf("MaxConcurrency = %q, want 50", req.MaxConcurrency)
 	}
@@ -211,6 +220,12 @@ func TestValidateFillsInDefaults(t *testing.T) {
 	}
 	if req.Args == nil || len(req.Args) != 0 {
 		t.Errorf("Args = %#v, want an empty non-nil slice", req.Args)
+	}
+
+	// A task shorter than the default delivery timeout gets its own timeout as the default.
+	short := task.Request{DeviceIDs: []string{"web-1"}, ScriptURL: "hello.sh", TimeoutSeconds: 120}
+	if err := localRules.Validate(&short); err != nil || short.DeliveryTimeoutSeconds != 120 {
+		t.Errorf("a 120 s task: DeliveryTimeoutSeconds = %d, %v; want 120", short.DeliveryTimeoutSeconds, err)
 	}
 
 	// Values that were given are kept.
