@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	awseventbridge "github.com/aws/aws-sdk-go-v2/service/eventbridge"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/fleetrun/fleetrun/internal/eventbridge"
 	"github.com/fleetrun/fleetrun/internal/httpapi"
 	"github.com/fleetrun/fleetrun/internal/lambdahttp"
+	"github.com/fleetrun/fleetrun/internal/s3output"
 	"github.com/fleetrun/fleetrun/internal/sqsqueue"
 	"github.com/fleetrun/fleetrun/internal/ssmrun"
 	"github.com/fleetrun/fleetrun/internal/task"
@@ -44,6 +46,8 @@ type App struct {
 	Store  *dynamo.Store
 	Engine *engine.Engine
 	Runner *ssmrun.Runner
+	// Output serves full device output from Config.OutputBucket; nil without one.
+	Output *s3output.Store
 }
 
 // New wires an App from cfg and the SDK configuration sdk (config.LoadDefaultConfig, which
@@ -55,6 +59,7 @@ func New(cfg Config, sdk aws.Config, log *slog.Logger) *App {
 		Log:            store,
 		DocumentName:   cfg.DocumentName,
 		AllowedBuckets: cfg.AllowedScriptBuckets,
+		OutputBucket:   cfg.OutputBucket,
 		Logger:         log,
 	})
 	var queue engine.Queue = noQueue{}
@@ -70,20 +75,29 @@ func New(cfg Config, sdk aws.Config, log *slog.Logger) *App {
 		Retention: cfg.Retention,
 		Logger:    log,
 	})
-	return &App{Config: cfg, Log: log, Store: store, Engine: eng, Runner: runner}
+	app := &App{Config: cfg, Log: log, Store: store, Engine: eng, Runner: runner}
+	if cfg.OutputBucket != "" {
+		client := s3.NewFromConfig(sdk)
+		app.Output = s3output.New(client, s3.NewPresignClient(client), cfg.OutputBucket, s3output.Options{Key: runner.OutputKey})
+	}
+	return app
 }
 
 // HTTP returns the handler of the API functions (SubmitFunction, StatusFunction,
 // CancelFunction): the same httpapi handler `fleetrun serve` uses, behind the payload 2.0
 // adapter. The caller is the authorizer's identity; long-polls re-read the store.
 func (a *App) HTTP() func(context.Context, events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
-	h := httpapi.New(httpapi.Config{
+	cfg := httpapi.Config{
 		Engine:  a.Engine,
 		Owner:   lambdahttp.Owner,
 		Watcher: watch.Poller{Store: a.Store, Interval: StatusPollInterval},
 		BaseURL: lambdahttp.BaseURL,
 		Logger:  a.Log,
-	})
+	}
+	if a.Output != nil {
+		cfg.Output = a.Output
+	}
+	h := httpapi.New(cfg)
 	return lambdahttp.Handler(h, lambdahttp.Options{Logger: a.Log})
 }
 

@@ -25,6 +25,7 @@ const (
 	EnvDocumentName         = "DOCUMENT_NAME"
 	EnvTaskRetentionDays    = "TASK_RETENTION_DAYS"
 	EnvLogLevel             = "LOG_LEVEL"
+	EnvOutputBucket         = "OUTPUT_BUCKET"
 )
 
 // Defaults for the optional settings.
@@ -45,6 +46,9 @@ type Config struct {
 	AllowedScriptBuckets []string
 	// DocumentName is the SSM document that downloads and runs the script.
 	DocumentName string
+	// OutputBucket is the S3 bucket SSM writes every device's full output to, and the status
+	// function serves it from; empty keeps no output beyond the devices' inline copies.
+	OutputBucket string
 	// Retention is how long a finished task is kept.
 	Retention time.Duration
 	// LogLevel is the level of the JSON log.
@@ -74,6 +78,7 @@ func Load(lookup LookupFunc, required ...string) (Config, error) {
 		QueueURL:     get(EnvQueueURL),
 		EventBusName: get(EnvEventBusName),
 		DocumentName: get(EnvDocumentName),
+		OutputBucket: get(EnvOutputBucket),
 		Retention:    DefaultRetentionDays * 24 * time.Hour,
 	}
 	if cfg.DocumentName == "" {
