@@ -85,11 +85,14 @@ func New(cfg Config, sdk aws.Config, log *slog.Logger) *App {
 
 // HTTP returns the handler of the API functions (SubmitFunction, StatusFunction,
 // CancelFunction): the same httpapi handler `fleetrun serve` uses, behind the payload 2.0
-// adapter. The caller is the authorizer's identity; long-polls re-read the store.
+// adapter. The owner is the part of the authorizer's identity that Config.OwnerScope names,
+// AdminPrincipals see every task, and long-polls re-read the store.
 func (a *App) HTTP() func(context.Context, events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
+	id := lambdahttp.Identity{Scope: a.Config.OwnerScope, Admins: a.Config.AdminPrincipals}
 	cfg := httpapi.Config{
 		Engine:  a.Engine,
-		Owner:   lambdahttp.Owner,
+		Owner:   id.Owner,
+		Admin:   id.Admin,
 		Watcher: watch.Poller{Store: a.Store, Interval: StatusPollInterval},
 		BaseURL: lambdahttp.BaseURL,
 		Logger:  a.Log,

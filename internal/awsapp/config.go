@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/fleetrun/fleetrun/internal/lambdahttp"
 )
 
 // The environment variables the functions read. The SAM template sets them from its resources
@@ -26,6 +28,8 @@ const (
 	EnvTaskRetentionDays    = "TASK_RETENTION_DAYS"
 	EnvLogLevel             = "LOG_LEVEL"
 	EnvOutputBucket         = "OUTPUT_BUCKET"
+	EnvOwnerScope           = "OWNER_SCOPE"
+	EnvAdminPrincipals      = "ADMIN_PRINCIPALS"
 )
 
 // Defaults for the optional settings.
@@ -51,6 +55,10 @@ type Config struct {
 	OutputBucket string
 	// Retention is how long a finished task is kept.
 	Retention time.Duration
+	// OwnerScope says which part of an IAM caller's identity owns its tasks (role by default).
+	OwnerScope lambdahttp.Scope
+	// AdminPrincipals may read and cancel the tasks of every owner (see lambdahttp.Identity).
+	AdminPrincipals []string
 	// LogLevel is the level of the JSON log.
 	LogLevel slog.Level
 }
@@ -84,11 +92,13 @@ func Load(lookup LookupFunc, required ...string) (Config, error) {
 	if cfg.DocumentName == "" {
 		cfg.DocumentName = DefaultDocumentName
 	}
-	for b := range strings.SplitSeq(get(EnvAllowedScriptBuckets), ",") {
-		if b = strings.TrimSpace(b); b != "" {
-			cfg.AllowedScriptBuckets = append(cfg.AllowedScriptBuckets, b)
-		}
+	cfg.AllowedScriptBuckets = list(get(EnvAllowedScriptBuckets))
+	cfg.AdminPrincipals = list(get(EnvAdminPrincipals))
+	scope, err := lambdahttp.ParseScope(get(EnvOwnerScope))
+	if err != nil {
+		errs = append(errs, fmt.Errorf("%s: %w", EnvOwnerScope, err))
 	}
+	cfg.OwnerScope = scope
 	if s := get(EnvTaskRetentionDays); s != "" {
 		days, err := strconv.Atoi(s)
 		if err != nil || days < 1 || days > 3650 {
@@ -106,4 +116,15 @@ func Load(lookup LookupFunc, required ...string) (Config, error) {
 		return Config{}, fmt.Errorf("awsapp: configuration: %w", err)
 	}
 	return cfg, nil
+}
+
+// list splits a comma-separated value, dropping blanks.
+func list(v string) []string {
+	var out []string
+	for s := range strings.SplitSeq(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }

@@ -77,7 +77,7 @@ func TestRequestCounts(t *testing.T) {
 	}
 
 	c = f.measure(t, "status", func() {
-		got, err := f.engine.Get(ctx, owner, tk.ID)
+		got, err := f.engine.Get(ctx, caller, tk.ID)
 		if err != nil || got.Status != task.StatusPending {
 			t.Fatalf("Get = %+v, %v", got, err)
 		}

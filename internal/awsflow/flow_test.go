@@ -40,6 +40,9 @@ const (
 	maxReceiveCount = 5
 )
 
+// caller is owner making a request.
+var caller = task.Caller{Owner: owner}
+
 var flowSeq atomic.Int64
 
 var unsafeName = regexp.MustCompile(`[^a-zA-Z0-9-]+`)

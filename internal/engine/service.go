@@ -74,13 +74,14 @@ func (e *Engine) Submit(ctx context.Context, s Submission) (t *task.Task, create
 	return stored, true, nil
 }
 
-// Get returns owner's task id. Another owner's task is not found.
-func (e *Engine) Get(ctx context.Context, owner, id string) (*task.Task, error) {
+// Get returns task id as caller may see it. Another owner's task is not found, unless caller
+// is an administrator.
+func (e *Engine) Get(ctx context.Context, caller task.Caller, id string) (*task.Task, error) {
 	t, err := e.cfg.Store.GetTask(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	if t.Owner != owner {
+	if !caller.Sees(t) {
 		return nil, task.Errorf(task.ErrNotFound, "no task %s", id)
 	}
 	return t, nil
@@ -96,30 +97,31 @@ func (e *Engine) List(ctx context.Context, q task.ListQuery) (*task.TaskPage, er
 	return e.cfg.Store.ListTasks(ctx, q)
 }
 
-// Devices returns a page of the devices of owner's task id.
-func (e *Engine) Devices(ctx context.Context, owner, id string, q task.DeviceQuery) (*task.DevicePage, error) {
+// Devices returns a page of the devices of task id, which caller must see.
+func (e *Engine) Devices(ctx context.Context, caller task.Caller, id string, q task.DeviceQuery) (*task.DevicePage, error) {
 	for _, s := range q.Statuses {
 		if !s.Valid() {
 			return nil, &task.Error{Code: task.ErrInvalid, Message: "unknown device status",
 				Fields: []task.FieldError{{Pointer: "/status", Detail: fmt.Sprintf("%q is not a device status", s)}}}
 		}
 	}
-	if _, err := e.Get(ctx, owner, id); err != nil {
+	if _, err := e.Get(ctx, caller, id); err != nil {
 		return nil, err
 	}
 	q.Limit = task.PageSize(q.Limit)
 	return e.cfg.Store.ListDevices(ctx, id, q)
 }
 
-// Device returns one device of owner's task id.
-func (e *Engine) Device(ctx context.Context, owner, id, deviceID string) (*task.Device, error) {
-	if _, err := e.Get(ctx, owner, id); err != nil {
+// Device returns one device of task id, which caller must see.
+func (e *Engine) Device(ctx context.Context, caller task.Caller, id, deviceID string) (*task.Device, error) {
+	if _, err := e.Get(ctx, caller, id); err != nil {
 		return nil, err
 	}
 	return e.cfg.Store.GetDevice(ctx, id, deviceID)
 }
 
-// Cancel cancels owner's task id and returns it as it now is. Cancel is idempotent:
+// Cancel cancels task id, which caller must see (its owner, or an administrator), and returns
+// it as it now is. Cancel is idempotent:
 //
 //   - pending becomes cancelled at once; no device was started, and a dispatch that arrives
 //     later finds the task cancelled and does nothing.
@@ -131,9 +133,9 @@ func (e *Engine) Device(ctx context.Context, owner, id, deviceID string) (*task.
 //     cancelling, in case the first was lost).
 //   - completed, failed and timed_out cannot be cancelled: an ErrConflict error carries the
 //     current status.
-func (e *Engine) Cancel(ctx context.Context, owner, id string) (*task.Task, error) {
+func (e *Engine) Cancel(ctx context.Context, caller task.Caller, id string) (*task.Task, error) {
 	for attempt := 0; ; attempt++ {
-		t, err := e.Get(ctx, owner, id)
+		t, err := e.Get(ctx, caller, id)
 		if err != nil {
 			return nil, err
 		}

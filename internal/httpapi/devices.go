@@ -10,7 +10,7 @@ import (
 
 // listDevices is GET /tasks/{id}/devices: a page of a task's devices in the order they were
 // submitted, optionally filtered by status.
-func (h *handler) listDevices(w http.ResponseWriter, r *http.Request, owner string) {
+func (h *handler) listDevices(w http.ResponseWriter, r *http.Request, caller task.Caller) {
 	q := r.URL.Query()
 	var errs queryErrors
 	statuses := errs.deviceStatuses(q)
@@ -20,7 +20,7 @@ func (h *handler) listDevices(w http.ResponseWriter, r *http.Request, owner stri
 		return
 	}
 	id := r.PathValue("id")
-	page, err := h.cfg.Engine.Devices(r.Context(), owner, id, task.DeviceQuery{Statuses: statuses, Limit: limit, Cursor: cursor})
+	page, err := h.cfg.Engine.Devices(r.Context(), caller, id, task.DeviceQuery{Statuses: statuses, Limit: limit, Cursor: cursor})
 	if task.IsCode(err, task.ErrInvalid) {
 		h.badCursor(w, r, err)
 		return
@@ -43,9 +43,9 @@ func (h *handler) listDevices(w http.ResponseWriter, r *http.Request, owner stri
 }
 
 // getDevice is GET /tasks/{id}/devices/{deviceId}.
-func (h *handler) getDevice(w http.ResponseWriter, r *http.Request, owner string) {
+func (h *handler) getDevice(w http.ResponseWriter, r *http.Request, caller task.Caller) {
 	id := r.PathValue("id")
-	d, err := h.cfg.Engine.Device(r.Context(), owner, id, r.PathValue("deviceId"))
+	d, err := h.cfg.Engine.Device(r.Context(), caller, id, r.PathValue("deviceId"))
 	if err != nil {
 		h.error(w, r, err)
 		return
@@ -58,7 +58,7 @@ func (h *handler) getDevice(w http.ResponseWriter, r *http.Request, owner string
 // output, where the device resource holds only a truncated copy. The owner and the device are
 // checked through the engine before any output is opened. An output too large to answer with
 // is a 303 to where it can be fetched (see OutputStore).
-func (h *handler) output(w http.ResponseWriter, r *http.Request, owner string) {
+func (h *handler) output(w http.ResponseWriter, r *http.Request, caller task.Caller) {
 	q := r.URL.Query()
 	var errs queryErrors
 	stream := "stdout"
@@ -73,7 +73,7 @@ func (h *handler) output(w http.ResponseWriter, r *http.Request, owner string) {
 		return
 	}
 	id, deviceID := r.PathValue("id"), r.PathValue("deviceId")
-	d, err := h.cfg.Engine.Device(r.Context(), owner, id, deviceID)
+	d, err := h.cfg.Engine.Device(r.Context(), caller, id, deviceID)
 	if err != nil {
 		h.error(w, r, err)
 		return

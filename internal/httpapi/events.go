@@ -21,14 +21,14 @@ import (
 //
 // Waits last at most keepAlive each: the in-process broker forgets tasks nobody has touched for
 // a minute, and proxies drop silent connections, so each quiet round ends with a comment.
-func (h *handler) events(w http.ResponseWriter, r *http.Request, owner string) {
+func (h *handler) events(w http.ResponseWriter, r *http.Request, caller task.Caller) {
 	last, err := lastEventID(r)
 	if err != nil {
 		h.badQuery(w, r, queryErrors{{Pointer: "/lastEventId", Detail: err.Error()}})
 		return
 	}
 	id := r.PathValue("id")
-	t, err := h.cfg.Engine.Get(r.Context(), owner, id)
+	t, err := h.cfg.Engine.Get(r.Context(), caller, id)
 	if err != nil {
 		h.error(w, r, err)
 		return
@@ -80,7 +80,7 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request, owner string) {
 			err = werr
 			continue
 		}
-		if t, err = h.cfg.Engine.Get(r.Context(), owner, id); err != nil {
+		if t, err = h.cfg.Engine.Get(r.Context(), caller, id); err != nil {
 			break
 		}
 		if t.Version > last {

@@ -55,6 +55,10 @@ type Config struct {
 	// Owner identifies the caller; an error answers 401 with WWW-Authenticate: Bearer. Locally
 	// it checks bearer tokens (BearerTokens); on Lambda it reads the authorizer's identity.
 	Owner func(r *http.Request) (string, error)
+	// Admin reports whether the caller is an administrator, who may read and cancel the tasks
+	// of every owner; nil means nobody is. It is asked only once Owner has identified the
+	// caller.
+	Admin func(r *http.Request) bool
 	// Watcher wakes long-polls and event streams when a task changes.
 	Watcher Watcher
 	// Output serves full device output; nil answers 404 for every output request.
@@ -183,7 +187,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // authed resolves the caller before fn runs, answering 401 when it cannot.
-func (h *handler) authed(fn func(w http.ResponseWriter, r *http.Request, owner string)) http.HandlerFunc {
+func (h *handler) authed(fn func(w http.ResponseWriter, r *http.Request, caller task.Caller)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		owner, err := h.cfg.Owner(r)
 		if err != nil || owner == "" {
@@ -193,7 +197,7 @@ func (h *handler) authed(fn func(w http.ResponseWriter, r *http.Request, owner s
 				"a valid bearer token is required"))
 			return
 		}
-		fn(w, r, owner)
+		fn(w, r, task.Caller{Owner: owner, Admin: h.cfg.Admin != nil && h.cfg.Admin(r)})
 	}
 }
 

@@ -78,7 +78,7 @@ func (eb *engineBundle) submit(t *testing.T, ids []string) *task.Task {
 
 func (eb *engineBundle) devices(t *testing.T, id string) map[string]*task.Device {
 	t.Helper()
-	page, err := eb.engine.Devices(t.Context(), "alice", id, task.DeviceQuery{Limit: task.MaxPageSize})
+	page, err := eb.engine.Devices(t.Context(), task.Caller{Owner: "alice"}, id, task.DeviceQuery{Limit: task.MaxPageSize})
 	if err != nil {
 		t.Fatalf("Devices: %v", err)
 	}
@@ -98,14 +98,14 @@ func TestEngineTimesOutADeviceThatNeverFinishes(t *testing.T) {
 
 	eb.queue.deliver(t, eb.engine, engine.ActionDispatch)
 	eb.queue.deliver(t, eb.engine, engine.ActionPoll)
-	got, err := eb.engine.Get(t.Context(), "alice", tk.ID)
+	got, err := eb.engine.Get(t.Context(), task.Caller{Owner: "alice"}, tk.ID)
 	if err != nil || got.Status != task.StatusRunning || got.Counts.Succeeded != 1 || got.Counts.Running != 1 {
 		t.Fatalf("after the first poll: %+v %v", got, err)
 	}
 
 	eb.clock.Add(601 * time.Second)
 	eb.queue.deliver(t, eb.engine, engine.ActionPoll)
-	got, err = eb.engine.Get(t.Context(), "alice", tk.ID)
+	got, err = eb.engine.Get(t.Context(), task.Caller{Owner: "alice"}, tk.ID)
 	if err != nil || got.Status != task.StatusTimedOut {
 		t.Fatalf("after the deadline: %+v %v, want timed_out", got, err)
 	}
@@ -130,7 +130,7 @@ func TestEngineCancelEndsCancelled(t *testing.T) {
 
 	eb.queue.deliver(t, eb.engine, engine.ActionDispatch)
 	eb.queue.deliver(t, eb.engine, engine.ActionPoll)
-	got, err := eb.engine.Cancel(t.Context(), "alice", tk.ID)
+	got, err := eb.engine.Cancel(t.Context(), task.Caller{Owner: "alice"}, tk.ID)
 	if err != nil || got.Status != task.StatusCancelling {
 		t.Fatalf("Cancel: %+v %v, want cancelling", got, err)
 	}
@@ -139,7 +139,7 @@ func TestEngineCancelEndsCancelled(t *testing.T) {
 		t.Fatalf("CancelCommand called %d times, want 1", n)
 	}
 	eb.queue.deliver(t, eb.engine, engine.ActionPoll)
-	got, err = eb.engine.Get(t.Context(), "alice", tk.ID)
+	got, err = eb.engine.Get(t.Context(), task.Caller{Owner: "alice"}, tk.ID)
 	if err != nil || got.Status != task.StatusCancelled || got.Counts.Cancelled != 3 {
 		t.Fatalf("after the devices confirmed: %+v %v, want cancelled with 3 cancelled devices", got, err)
 	}

@@ -143,6 +143,18 @@ type Task struct {
 	Published bool `json:"published,omitempty"`
 }
 
+// Caller is who makes a request: the owner whose tasks it submits and lists, and whether it
+// is an administrator, who may read and cancel the tasks of every owner.
+type Caller struct {
+	Owner string
+	Admin bool
+}
+
+// Sees reports whether c may read and cancel t. To anyone else t does not exist.
+func (c Caller) Sees(t *Task) bool {
+	return c.Admin || t.Owner == c.Owner
+}
+
 // Deadline is when the task times out, or zero before it has started.
 func (t *Task) Deadline() time.Time {
 	if t.StartedAt == nil || t.Request.TimeoutSeconds <= 0 {
