@@ -208,7 +208,7 @@ func (f *flow) wireWithClock(t *testing.T, now func() time.Time) {
 			ctx, cancel = context.WithDeadline(ctx, deadline.Add(-awsapp.ExecutorReserve))
 			defer cancel()
 		}
-		return sqsqueue.HandleBatch(ctx, ev, f.engine.Handle, f.log), nil
+		return sqsqueue.HandleBatch(ctx, ev, f.engine.Handle, f.log, nil), nil
 	}
 }
 

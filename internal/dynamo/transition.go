@@ -42,6 +42,7 @@ func (s *Store) Transition(ctx context.Context, tr task.Transition) (*task.Task,
 		":from": str(string(tr.From)), ":to": str(string(tr.To)), ":ver": num(tr.Version),
 		":next": num(tr.Version + 1), ":at": str(formatTime(at)), ":now": num(now.UnixNano())}
 	sets := []string{"#status = :to", "#version = :next", "#updatedAt = :at"}
+	var removes []string
 	if tr.To == task.StatusRunning {
 		names["#startedAt"] = "startedAt"
 		sets = append(sets, "#startedAt = if_not_exists(#startedAt, :at)")
@@ -53,6 +54,9 @@ func (s *Store) Transition(ctx context.Context, tr task.Transition) (*task.Task,
 		names["#pending"], names["#cancelled"] = counterAttr(task.DevicePending), counterAttr(task.DeviceCancelled)
 		values[":zero"] = num(0)
 		sets = append(sets, "#cancelled = #cancelled + #pending", "#pending = :zero")
+		// A finished task leaves the index of unfinished ones: the sweep is done with it.
+		names["#gsi2pk"], names["#gsi2sk"], names["#lease"] = attrGSI2PK, attrGSI2SK, attrLease
+		removes = append(removes, "#gsi2pk", "#gsi2sk", "#lease")
 		if !tr.ExpiresAt.IsZero() {
 			exp, ttl := expiry(tr.ExpiresAt)
 			names["#ttl"] = attrTTL
@@ -79,7 +83,7 @@ func (s *Store) Transition(ctx context.Context, tr task.Transition) (*task.Task,
 		out, err = s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 			TableName:                           aws.String(s.table),
 			Key:                                 key(taskPK(tr.TaskID), skTask),
-			UpdateExpression:                    aws.String("SET " + strings.Join(sets, ", ")),
+			UpdateExpression:                    aws.String(updateExpression(sets, removes)),
 			ConditionExpression:                 aws.String("attribute_exists(#pk) AND #status = :from AND #version = :ver AND (attribute_not_exists(#exp) OR #exp > :now)"),
 			ExpressionAttributeNames:            names,
 			ExpressionAttributeValues:           values,
@@ -122,4 +126,13 @@ func (s *Store) refused(tr task.Transition, old map[string]types.AttributeValue,
 	}
 	return &task.Error{Code: task.ErrConflict, Status: task.Status(cur.Status),
 		Message: fmt.Sprintf("the task is %s at version %d, not %s at version %d", cur.Status, cur.Version, tr.From, tr.Version)}
+}
+
+// updateExpression joins SET and REMOVE clauses.
+func updateExpression(sets, removes []string) string {
+	expr := "SET " + strings.Join(sets, ", ")
+	if len(removes) > 0 {
+		expr += " REMOVE " + strings.Join(removes, ", ")
+	}
+	return expr
 }

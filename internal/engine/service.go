@@ -41,6 +41,9 @@ func (e *Engine) Submit(ctx context.Context, s Submission) (t *task.Task, create
 		Counts:      task.Counts{Total: len(req.DeviceIDs), Pending: len(req.DeviceIDs)},
 		CurrentStep: "queued",
 	}
+	if e.cfg.Leases != nil {
+		t.Lease = now.Add(e.cfg.DispatchGrace)
+	}
 	var idem *task.IdempotencyRecord
 	if s.IdempotencyKey != "" {
 		idem = &task.IdempotencyRecord{
@@ -64,7 +67,7 @@ func (e *Engine) Submit(ctx context.Context, s Submission) (t *task.Task, create
 	e.log.InfoContext(ctx, "task submitted", "task_id", stored.ID, "owner", stored.Owner,
 		"devices", stored.Counts.Total, "script", stored.Request.ScriptURL)
 	e.notify(stored)
-	if err := e.cfg.Queue.Send(ctx, Message{Version: MessageVersion, Action: ActionDispatch, TaskID: stored.ID}, 0); err != nil {
+	if err := e.cfg.Queue.Send(ctx, Message{Version: MessageVersion, Action: ActionDispatch, TaskID: stored.ID, Lease: e.lease(stored)}, 0); err != nil {
 		e.log.ErrorContext(ctx, "queue dispatch failed", "task_id", stored.ID, "err", err)
 		if failed, ferr := e.fail(ctx, stored, "the task could not be queued"); ferr == nil {
 			e.notify(failed)
@@ -172,7 +175,7 @@ func (e *Engine) Cancel(ctx context.Context, caller task.Caller, id string) (*ta
 			}
 		}
 		if t.Status == task.StatusCancelling {
-			if err := e.cfg.Queue.Send(ctx, Message{Version: MessageVersion, Action: ActionCancel, TaskID: t.ID}, 0); err != nil {
+			if err := e.cfg.Queue.Send(ctx, Message{Version: MessageVersion, Action: ActionCancel, TaskID: t.ID, Lease: e.lease(t)}, 0); err != nil {
 				return nil, fmt.Errorf("engine: queue cancel of %s: %w", t.ID, err)
 			}
 		}

@@ -298,7 +298,7 @@ func invokeEveryEvent(t *testing.T, fns map[string]*lambdatest.Emulator, firstTa
 		t.Fatal(err)
 	}
 	target := map[string]string{"submit": "SubmitFunction", "status": "StatusFunction", "list": "StatusFunction",
-		"cancel": "CancelFunction", "executor": "ExecutorFunction", "progress": "ProgressFunction"}
+		"cancel": "CancelFunction", "executor": "ExecutorFunction", "progress": "ProgressFunction", "sweeper": "SweeperFunction"}
 	for _, e := range entries {
 		prefix, _, _ := strings.Cut(strings.TrimSuffix(e.Name(), ".json"), "-")
 		fn := fns[target[prefix]]
@@ -335,6 +335,10 @@ func idleEvent(t *testing.T, id string) []byte {
 		ev = events.SQSEvent{Records: []events.SQSMessage{}}
 	case "ProgressFunction":
 		ev = events.EventBridgeEvent{Version: "0", ID: "idle", Source: "aws.ec2", DetailType: "EC2 Instance State-change Notification",
+			Detail: json.RawMessage(`{}`)}
+	case "SweeperFunction":
+		// A sweep with nothing due: one Query of the index of unfinished tasks.
+		ev = events.EventBridgeEvent{Version: "0", ID: "idle", Source: "aws.events", DetailType: "Scheduled Event",
 			Detail: json.RawMessage(`{}`)}
 	default:
 		health := apiEvent(t, "list.json")

@@ -36,6 +36,7 @@ var wantFunctions = map[string]string{
 	"ProgressFunction": "progress",
 	"StatusFunction":   "status",
 	"SubmitFunction":   "submit",
+	"SweeperFunction":  "sweeper",
 }
 
 func TestTemplateFunctions(t *testing.T) {

@@ -137,6 +137,9 @@ type Task struct {
 	Counts      Counts    `json:"counts"`
 	CurrentStep string    `json:"currentStep"`
 	Result      *Result   `json:"result,omitempty"`
+	// Lease is when the sweeper looks at an unfinished task unless the executor has renewed
+	// it first (see engine.Sweep); zero where no sweeper runs (the embedded store).
+	Lease time.Time `json:"lease,omitzero"`
 	// Published is set once the notification of the task's terminal transition has been
 	// published. Until then any executor message for the task publishes it again, so a
 	// notification is never lost to a crash or an outage between the write and the publish.
