@@ -98,9 +98,9 @@ type Config struct {
 	// DeadlineGrace is how long past its deadline Sweep leaves a task to the executor before it
 	// ends the task itself (30 s by default).
 	DeadlineGrace time.Duration
-	Now             func() time.Time
-	NewID           func() string
-	Logger          *slog.Logger
+	Now           func() time.Time
+	NewID         func() string
+	Logger        *slog.Logger
 }
 
 // Engine is the service layer. It is safe for concurrent use.

@@ -50,6 +50,10 @@ type bundleOptions struct {
 	maxBodyBytes int64
 	keepAlive    time.Duration
 	noOutput     bool
+	// polled makes the runner one the executor polls, as SSM is.
+	polled bool
+	// adminToken, when set, is a token whose caller is an administrator.
+	adminToken string
 	// wrap, when set, wraps the API in the test server.
 	wrap func(http.Handler) http.Handler
 }
@@ -77,10 +81,14 @@ func setup(t *testing.T, opts ...bundleOptions) *testBundle {
 	}
 	broker := watch.NewBroker()
 	b.watcher = &signalWatcher{Watcher: broker, waiting: make(chan string, 100)}
+	var runner engine.Runner = b.runner
+	if o.polled {
+		runner = polledRunner{b.runner}
+	}
 	b.engine = engine.New(engine.Config{
 		Store:    b.store,
 		Queue:    b.queue,
-		Runner:   b.runner,
+		Runner:   runner,
 		Notifier: broker,
 		Rules: task.Rules{DeviceID: task.LocalDeviceID, CheckScript: func(url string) error {
 			if !strings.HasPrefix(url, "scripts/") {
@@ -100,6 +108,10 @@ func setup(t *testing.T, opts ...bundleOptions) *testBundle {
 	}
 	if o.noOutput {
 		cfg.Output = nil
+	}
+	if o.adminToken != "" {
+		cfg.Owner = BearerTokens(map[string]string{aliceToken: "alice", bobToken: "bob", o.adminToken: "admin"}, "")
+		cfg.Admin = func(r *http.Request) bool { return r.Header.Get("Authorization") == "Bearer "+o.adminToken }
 	}
 	b.handler = newHandler(cfg)
 	if o.keepAlive > 0 {
@@ -317,6 +329,11 @@ func (r *fakeRunner) Cancel(context.Context, *task.Task) error {
 	return nil
 }
 
+// polledRunner is a fakeRunner the executor polls; the polls report nothing.
+type polledRunner struct{ *fakeRunner }
+
+func (polledRunner) Poll(context.Context, *task.Task) ([]task.DeviceUpdate, error) { return nil, nil }
+
 // fakeOutput serves full output from a map keyed "task/device/stream".
 type fakeOutput struct {
 	mu    sync.Mutex
@@ -406,6 +423,13 @@ func (c *fakeClock) Now() time.Time {
 	defer c.mu.Unlock()
 	c.now = c.now.Add(time.Second)
 	return c.now
+}
+
+// Advance moves the clock on by d.
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
 }
 
 type syncBuffer struct {

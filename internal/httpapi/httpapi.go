@@ -69,8 +69,9 @@ type Config struct {
 	BaseURL func(r *http.Request) string
 	// MaxBodyBytes bounds a request body; the default, 2 MiB, fits 10,000 ids of 128 chars.
 	MaxBodyBytes int64
-	// RetryAfter is how soon a client should look again at a task that is not finished; it is
-	// sent in whole seconds, at least 1. The default is 1 s.
+	// RetryAfter is how soon a client should look again at a task that is not finished when
+	// the engine has no better answer (Engine.RetryAfter: on AWS, the executor's poll cadence);
+	// it is sent in whole seconds, at least 1. The default is 1 s.
 	RetryAfter time.Duration
 	Logger     *slog.Logger
 }
@@ -115,7 +116,7 @@ func newHandler(cfg Config) *handler {
 	h := &handler{
 		cfg:        cfg,
 		log:        cfg.Logger,
-		retryAfter: strconv.Itoa(max(1, int(math.Ceil(cfg.RetryAfter.Seconds())))),
+		retryAfter: seconds(cfg.RetryAfter),
 		keepAlive:  keepAliveInterval,
 		mux:        http.NewServeMux(),
 	}
@@ -207,6 +208,20 @@ func (h *handler) methodNotAllowed(allow string) http.HandlerFunc {
 		h.problem(w, r, problemFor(http.StatusMethodNotAllowed, api.ProblemMethodNotAllowed,
 			r.Method+" is not allowed here; allowed: "+allow))
 	}
+}
+
+// retryAfterFor is the Retry-After of unfinished task t: the engine's, when it follows a
+// cadence, else the configured one.
+func (h *handler) retryAfterFor(t *task.Task) string {
+	if d := h.cfg.Engine.RetryAfter(t); d > 0 {
+		return seconds(d)
+	}
+	return h.retryAfter
+}
+
+// seconds formats d as whole seconds, rounded up, at least 1.
+func seconds(d time.Duration) string {
+	return strconv.Itoa(max(1, int(math.Ceil(d.Seconds()))))
 }
 
 func (h *handler) healthz(w http.ResponseWriter, r *http.Request) {

@@ -42,7 +42,7 @@ func (h *handler) getTask(w http.ResponseWriter, r *http.Request, caller task.Ca
 	w.Header().Set("ETag", etag(t.Version))
 	w.Header().Set("Cache-Control", "no-cache")
 	if !t.Status.Terminal() {
-		w.Header().Set("Retry-After", h.retryAfter)
+		w.Header().Set("Retry-After", h.retryAfterFor(t))
 	}
 	if matched {
 		w.WriteHeader(http.StatusNotModified)
@@ -108,7 +108,7 @@ func (h *handler) cancel(w http.ResponseWriter, r *http.Request, caller task.Cal
 	if !t.Status.Terminal() {
 		status = http.StatusAccepted
 		w.Header().Set("Location", l.task(t.ID))
-		w.Header().Set("Retry-After", h.retryAfter)
+		w.Header().Set("Retry-After", h.retryAfterFor(t))
 	}
 	writeJSON(w, status, l.renderTask(t))
 }
