@@ -73,6 +73,10 @@ type flow struct {
 	reader *dynamo.Store
 	log    *slog.Logger
 
+	// ssm, when set before the app is wired, is an SSM test server of this test's own, used
+	// instead of the shared one (a test that moves its clock or stages an outage).
+	ssm *ssmtest.Server
+
 	// The app under test, and what the pump has delivered to its executor.
 	engine     *engine.Engine
 	executor   func(context.Context, events.SQSEvent) (events.SQSEventResponse, error)
@@ -184,12 +188,16 @@ func (f *flow) wireApp(t *testing.T) *awsapp.App {
 // wireWithClock wires the same adapters as awsapp.New, with the same configuration, and the
 // executor as App.Executor does, except that every clock (engine, store, runner, publisher)
 // reads now. awsapp.New takes no clock, since production has one; tests that move time past a
-// deadline need this copy of its wiring.
+// deadline need this copy of its wiring. The engine's Sweep is SweeperFunction's.
 func (f *flow) wireWithClock(t *testing.T, now func() time.Time) {
 	t.Helper()
 	cfg := f.config(t)
 	store := dynamo.New(dynamodb.NewFromConfig(f.sdk), cfg.TableName, dynamo.Options{Logger: f.log, Now: now, Retention: cfg.Retention})
-	runner := ssmrun.New(ssmrun.Config{API: ssm.NewFromConfig(f.sdk), Log: store, DocumentName: cfg.DocumentName,
+	ssmClient := ssm.NewFromConfig(f.sdk)
+	if f.ssm != nil {
+		ssmClient = ssm.NewFromConfig(f.sdk, func(o *ssm.Options) { o.BaseEndpoint = aws.String(f.ssm.URL) })
+	}
+	runner := ssmrun.New(ssmrun.Config{API: ssmClient, Log: store, DocumentName: cfg.DocumentName,
 		AllowedBuckets: cfg.AllowedScriptBuckets, Logger: f.log, Now: now})
 	f.engine = engine.New(engine.Config{
 		Store:  store,
@@ -199,6 +207,7 @@ func (f *flow) wireWithClock(t *testing.T, now func() time.Time) {
 			eventbridge.WithLogger(f.log), eventbridge.WithClock(now)),
 		Rules:     task.Rules{DeviceID: task.ManagedNodeID, CheckScript: ssmrun.CheckScript(cfg.AllowedScriptBuckets)},
 		Retention: cfg.Retention,
+		Leases:    store,
 		Logger:    f.log,
 		Now:       now,
 	})
@@ -269,10 +278,23 @@ func (f *flow) deviceStates(t *testing.T, id string) map[string]*task.Device {
 	}
 }
 
-// commands returns the commands the SSM server accepted for a task, in the order sent.
+// server is the SSM server the app talks to: the test's own, or the shared one.
+func (f *flow) server() *ssmtest.Server {
+	if f.ssm != nil {
+		return f.ssm
+	}
+	return ssmServer
+}
+
+// commands returns the commands the shared SSM server accepted for a task, in the order sent.
 func commands(taskID string) []ssmtest.Command {
+	return commandsOn(ssmServer, taskID)
+}
+
+// commandsOn returns the commands srv accepted for a task, in the order sent.
+func commandsOn(srv *ssmtest.Server, taskID string) []ssmtest.Command {
 	var out []ssmtest.Command
-	for _, c := range ssmServer.Commands() {
+	for _, c := range srv.Commands() {
 		if strings.HasPrefix(c.Comment, "fleetrun task "+taskID+" batch ") {
 			out = append(out, c)
 		}

@@ -56,6 +56,7 @@ type Server struct {
 	byID     map[string]*command
 	calls    map[string]int
 	faults   map[string][]fault
+	outages  map[string]outage
 	events   []json.RawMessage
 	seq      int
 
@@ -81,6 +82,12 @@ type fault struct {
 	accept bool
 }
 
+// outage fails every call of an operation until a time on the server's clock.
+type outage struct {
+	until time.Time
+	fault fault
+}
+
 // NewServer starts a server on a free loopback port. Close stops it.
 func NewServer() *Server {
 	s := &Server{
@@ -90,6 +97,7 @@ func NewServer() *Server {
 		byID:     map[string]*command{},
 		calls:    map[string]int{},
 		faults:   map[string][]fault{},
+		outages:  map[string]outage{},
 	}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serveHTTP))
 	s.URL = s.srv.URL
@@ -205,6 +213,15 @@ func (s *Server) FailNext(op string, status int, code, message string, n int) {
 	for range n {
 		s.faults[op] = append(s.faults[op], fault{status: status, code: code, msg: message})
 	}
+}
+
+// FailUntil makes every call of op fail with the given HTTP status and error code, without
+// doing anything, until the server's clock (SetNow) reaches until: an outage of SSM, or a
+// permission missing for a while, measured on a clock a test controls.
+func (s *Server) FailUntil(op string, until time.Time, status int, code, message string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.outages[op] = outage{until: until, fault: fault{status: status, code: code, msg: message}}
 }
 
 // Calls returns how many requests for op reached the server, failed ones included.
@@ -348,7 +365,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.calls[op]++
 	var f *fault
-	if q := s.faults[op]; len(q) > 0 {
+	if o, ok := s.outages[op]; ok && s.now().Before(o.until) {
+		f = &o.fault
+	} else if q := s.faults[op]; len(q) > 0 {
 		if q[0].code != "" {
 			f = &q[0]
 		}

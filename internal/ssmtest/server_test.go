@@ -419,3 +419,33 @@ func TestOutputIsWrittenWhereTheAgentWritesIt(t *testing.T) {
 		t.Errorf("upload errors: %v", errs)
 	}
 }
+
+// TestFailUntil checks an outage measured on the server's clock: every call fails until the
+// clock reaches the end of the outage, and none after.
+func TestFailUntil(t *testing.T) {
+	t.Parallel()
+	srv := ssmtest.Start(t)
+	start := time.Date(2030, 1, 2, 3, 0, 0, 0, time.UTC)
+	now := start
+	srv.SetNow(func() time.Time { return now })
+	srv.FailUntil(ssmtest.OpSendCommand, start.Add(10*time.Minute), 400, "ThrottlingException", "Rate exceeded")
+	c := srv.Client(func(o *ssm.Options) { o.RetryMaxAttempts = 1 })
+	sendAt := func(d time.Duration) error {
+		now = start.Add(d)
+		_, err := c.SendCommand(t.Context(), &ssm.SendCommandInput{DocumentName: aws.String(ssmtest.RemoteScriptDocument),
+			InstanceIds: []string{instance(1)}, Parameters: remoteScript()})
+		return err
+	}
+	for _, d := range []time.Duration{0, 5 * time.Minute, 10*time.Minute - time.Second} {
+		var api smithy.APIError
+		if err := sendAt(d); !errors.As(err, &api) || api.ErrorCode() != "ThrottlingException" {
+			t.Errorf("at +%v: %v, want ThrottlingException", d, err)
+		}
+	}
+	if err := sendAt(10 * time.Minute); err != nil {
+		t.Errorf("after the outage: %v", err)
+	}
+	if n := len(srv.Commands()); n != 1 {
+		t.Errorf("%d commands accepted, want the one after the outage", n)
+	}
+}
