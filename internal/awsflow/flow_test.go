@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -159,8 +160,8 @@ func (f *flow) createQueue(t *testing.T, name string, attrs map[string]string) (
 }
 
 // config reads the functions' configuration from the environment the SAM template would give
-// ExecutorFunction, through the functions' own loader.
-func (f *flow) config(t *testing.T) awsapp.Config {
+// ExecutorFunction, through the functions' own loader; more adds or replaces variables.
+func (f *flow) config(t *testing.T, more ...map[string]string) awsapp.Config {
 	t.Helper()
 	env := map[string]string{
 		awsapp.EnvTableName:            f.table,
@@ -168,6 +169,9 @@ func (f *flow) config(t *testing.T) awsapp.Config {
 		awsapp.EnvEventBusName:         f.bus,
 		awsapp.EnvAllowedScriptBuckets: scriptBucket,
 		awsapp.EnvDocumentName:         ssmtest.RemoteScriptDocument,
+	}
+	for _, m := range more {
+		maps.Copy(env, m)
 	}
 	cfg, err := awsapp.Load(func(k string) (string, bool) { v, ok := env[k]; return v, ok },
 		awsapp.EnvTableName, awsapp.EnvQueueURL, awsapp.EnvAllowedScriptBuckets)
