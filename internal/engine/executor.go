@@ -55,7 +55,7 @@ func (e *Engine) dispatch(ctx context.Context, t *task.Task) error {
 	switch t.Status {
 	case task.StatusPending:
 		running, err := e.cfg.Store.Transition(ctx, task.Transition{TaskID: t.ID, From: task.StatusPending,
-			Version: t.Version, To: task.StatusRunning, At: e.cfg.Now().UTC(), Step: "running on devices"})
+			Version: t.Version, To: task.StatusRunning, At: e.cfg.Now().UTC(), Step: stepRunning})
 		if task.IsCode(err, task.ErrConflict) {
 			// Someone else moved it first (a cancel, or a duplicate dispatch): decide again.
 			fresh, gerr := e.cfg.Store.GetTask(ctx, t.ID)
@@ -102,6 +102,40 @@ func (e *Engine) dispatch(ctx context.Context, t *task.Task) error {
 	}
 	_, err = e.finishIfDone(ctx, fresh)
 	return err
+}
+
+// stepRunning is the step of a task whose devices are running, or waiting only for the
+// task's own maxConcurrency.
+const stepRunning = "running on devices"
+
+// SetStep records what a running task is doing when its runner knows more than the status
+// says, such as that its devices wait for a free slot on the server; an empty step restores
+// stepRunning. It is a conditional write of the step alone: the status stays, and the version
+// rises so that long-polls and event streams see the change. A task that is no longer running,
+// or already has that step, is left as it is.
+func (e *Engine) SetStep(ctx context.Context, taskID, step string) error {
+	if step == "" {
+		step = stepRunning
+	}
+	for attempt := 0; ; attempt++ {
+		t, err := e.cfg.Store.GetTask(ctx, taskID)
+		if err != nil {
+			return err
+		}
+		if t.Status != task.StatusRunning || t.CurrentStep == step {
+			return nil
+		}
+		t, err = e.cfg.Store.Transition(ctx, task.Transition{TaskID: taskID, From: task.StatusRunning,
+			Version: t.Version, To: task.StatusRunning, At: e.cfg.Now().UTC(), Step: step})
+		if task.IsCode(err, task.ErrConflict) && attempt < 10 {
+			continue // a device update moved the version on: look again
+		}
+		if err != nil {
+			return fmt.Errorf("engine: set the step of %s: %w", taskID, err)
+		}
+		e.notify(t)
+		return nil
+	}
 }
 
 // poll asks a Poller runner for progress, applies it, enforces the deadline, and schedules the

@@ -228,7 +228,7 @@ func (s *Store) Transition(ctx context.Context, tr task.Transition) (*task.Task,
 		if tr.Step != "" {
 			t.CurrentStep = tr.Step
 		}
-		if tr.To == task.StatusRunning {
+		if tr.To == task.StatusRunning && tr.From != task.StatusRunning {
 			t.StartedAt = new(at)
 		}
 		if tr.To.Terminal() {

@@ -28,7 +28,8 @@ type Store interface {
 
 	// Transition changes a task's status if it is still in tr.From at tr.Version, sets
 	// StartedAt when it becomes running and CompletedAt when it becomes terminal, bumps the
-	// version, and returns the task as written. A terminal transition counts the devices still
+	// version, and returns the task as written. From and To may both be running: that writes
+	// the step alone and keeps StartedAt. A terminal transition counts the devices still
 	// pending as cancelled (see Task.Unstarted). Otherwise it returns ErrConflict (or
 	// ErrNotFound) and writes nothing.
 	Transition(ctx context.Context, tr Transition) (*Task, error)

@@ -35,6 +35,20 @@ func testTransition(e *env) {
 		sameTask(e.t, "GetTask of the cancelling task", e.get(want.ID), want)
 	})
 
+	e.run("running to running writes the step and keeps startedAt", func(e *env) {
+		want := e.move(e.create(e.newTask(e.id("owner"), deviceNames(2))), task.StatusRunning, 0)
+		e.clock.Advance(time.Second)
+		at := e.clock.Now()
+		got, err := e.store.Transition(e.ctx, task.Transition{TaskID: want.ID, From: task.StatusRunning,
+			Version: want.Version, To: task.StatusRunning, At: at, Step: "waiting for a free slot"})
+		if err != nil {
+			e.t.Fatalf("Transition running→running = %v", err)
+		}
+		want.Version, want.UpdatedAt, want.CurrentStep = want.Version+1, at, "waiting for a free slot"
+		sameTask(e.t, "task after a step write", got, want)
+		sameTask(e.t, "GetTask after a step write", e.get(want.ID), want)
+	})
+
 	e.run("a terminal transition stores completedAt, result and expiry", func(e *env) {
 		for _, path := range [][]task.Status{
 			{task.StatusPending, task.StatusCancelled},
