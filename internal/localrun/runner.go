@@ -43,6 +43,13 @@ type Reporter interface {
 	Report(ctx context.Context, taskID string, updates []task.DeviceUpdate) (*task.Task, error)
 }
 
+// Stepper is told what a task is doing when the runner knows more than the task's status says:
+// that devices wait for a free slot under the server's cap, and that they no longer do (an
+// empty step). *engine.Engine satisfies it; a Reporter that is also a Stepper is told.
+type Stepper interface {
+	SetStep(ctx context.Context, taskID, step string) error
+}
+
 // DeviceLister reads a task's devices as stored; a task.Store satisfies it.
 type DeviceLister interface {
 	ListDevices(ctx context.Context, taskID string, q task.DeviceQuery) (*task.DevicePage, error)
@@ -66,6 +73,20 @@ type Config struct {
 	Devices DeviceLister
 	// Grace is how long a script has to exit after SIGTERM before its group gets SIGKILL.
 	Grace time.Duration
+	// MaxProcs caps the scripts running at once across every task, shared fairly between the
+	// tasks that wait (a task's maxConcurrency is then an upper bound, not a promise). Zero
+	// means DefaultMaxProcs().
+	MaxProcs int
+	// Subreaper makes this process a child subreaper (PR_SET_CHILD_SUBREAPER): a process that
+	// a script leaves behind when its parent exits, setsid or not, becomes the server's child
+	// instead of init's, and is killed once its device has finished. The runner then reaps
+	// every child it did not start itself, so only a process whose children are all the
+	// runner's may set it, as `fleetrun serve` does; tests in a shared process leave it off.
+	Subreaper bool
+	// NoCgroups runs scripts without a cgroup each even where this process may create cgroups.
+	// By default every script runs in a cgroup v2 of its own where the kernel and permissions
+	// allow it (see cgroups), and only its process group otherwise.
+	NoCgroups bool
 	// Now is the clock; it is read when a run starts to know how long is left until the
 	// task's deadline.
 	Now    func() time.Time
@@ -80,6 +101,18 @@ type Runner struct {
 	// ctx outlives every request: runs and their reports use it, and Shutdown ends it.
 	ctx    context.Context
 	cancel context.CancelFunc
+
+	pool     *pool
+	maxProcs int
+	// identity is this process's envServerID, the mark on every script it starts.
+	identity string
+	// cg holds the scripts' cgroups; nil where the runner cannot use cgroups.
+	cg *cgroups
+	// children guards leaders, the scripts started and not yet reaped by os/exec, which the
+	// reaper must leave alone.
+	children sync.Mutex
+	leaders  map[int]bool
+	reaper   *reaper // nil unless Config.Subreaper
 
 	mu       sync.Mutex
 	reporter Reporter
@@ -115,9 +148,40 @@ func New(cfg Config) (*Runner, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.MaxProcs <= 0 {
+		cfg.MaxProcs = DefaultMaxProcs()
+	}
+	identity, err := processIdentity(os.Getpid())
+	if err != nil {
+		return nil, fmt.Errorf("localrun: identify this process: %w", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Runner{cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel,
-		reporter: cfg.Reporter, runs: make(map[string]*run)}, nil
+	r := &Runner{cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel, pool: newPool(cfg.MaxProcs),
+		maxProcs: cfg.MaxProcs, identity: identity, leaders: make(map[int]bool),
+		reporter: cfg.Reporter, runs: make(map[string]*run)}
+	if !cfg.NoCgroups {
+		if r.cg, err = openCgroups(identity); err != nil {
+			r.log.Info("scripts run without cgroups: a script that leaves its process group is stopped only through the child subreaper",
+				"reason", err.Error())
+		}
+	}
+	if cfg.Subreaper {
+		if err := r.startReaper(); err != nil {
+			r.close()
+			cancel()
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// Contained reports how this runner keeps a script's processes together: "cgroup" when each
+// script has a cgroup v2 of its own, "process group" otherwise.
+func (r *Runner) Contained() string {
+	if r.cg != nil {
+		return "cgroup"
+	}
+	return "process group"
 }
 
 // SetReporter sets where device updates go. Wiring builds the runner, then the engine with the
@@ -257,6 +321,7 @@ func (r *Runner) Shutdown(ctx context.Context) error {
 	select {
 	case <-done:
 		r.cancel()
+		r.close()
 		return nil
 	case <-ctx.Done():
 		for _, ru := range runs {
@@ -264,7 +329,19 @@ func (r *Runner) Shutdown(ctx context.Context) error {
 		}
 		r.cancel()
 		<-done
+		r.close()
 		return fmt.Errorf("localrun: shutdown: %w", ctx.Err())
+	}
+}
+
+// close kills what the scripts left behind, in their cgroups and among this process's adopted
+// children, and removes the runner's cgroups.
+func (r *Runner) close() {
+	if r.reaper != nil {
+		r.reaper.stop()
+	}
+	if r.cg != nil {
+		r.cg.close()
 	}
 }
 
