@@ -50,6 +50,9 @@ type bundleOptions struct {
 	maxBodyBytes int64
 	keepAlive    time.Duration
 	noOutput     bool
+	bodyTimeout  time.Duration
+	// maxStreams and maxStreamsPerOwner cap event streams and long-polls.
+	maxStreams, maxStreamsPerOwner int
 	// wrap, when set, wraps the API in the test server.
 	wrap func(http.Handler) http.Handler
 }
@@ -91,12 +94,15 @@ func setup(t *testing.T, opts ...bundleOptions) *testBundle {
 		Now: clock.Now,
 	})
 	cfg := Config{
-		Engine:       b.engine,
-		Owner:        BearerTokens(map[string]string{aliceToken: "alice", bobToken: "bob"}, ""),
-		Watcher:      b.watcher,
-		Output:       b.output,
-		MaxBodyBytes: o.maxBodyBytes,
-		Logger:       slog.New(slog.NewTextHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		MaxStreamsPerOwner: o.maxStreamsPerOwner,
+		Engine:             b.engine,
+		Owner:              BearerTokens(map[string]string{aliceToken: "alice", bobToken: "bob"}, ""),
+		Watcher:            b.watcher,
+		Output:             b.output,
+		MaxBodyBytes:       o.maxBodyBytes,
+		BodyTimeout:        o.bodyTimeout,
+		MaxStreams:         o.maxStreams,
+		Logger:             slog.New(slog.NewTextHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	if o.noOutput {
 		cfg.Output = nil
@@ -366,6 +372,18 @@ func (b *testBundle) awaitWait(id string, version int64) {
 		case <-deadline:
 			b.t.Fatalf("no request waited on %s", want)
 		}
+	}
+}
+
+// waitUntil polls cond until it holds, or fails the test after 10 s.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

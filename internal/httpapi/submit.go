@@ -11,8 +11,10 @@ import (
 	"maps"
 	"mime"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/fleetrun/fleetrun/api"
 	"github.com/fleetrun/fleetrun/internal/engine"
@@ -39,11 +41,15 @@ func (h *handler) submit(w http.ResponseWriter, r *http.Request, owner string) {
 		h.problem(w, r, tooLarge)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
+	body, err := h.readBody(w, r)
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &mbe):
 		h.problem(w, r, tooLarge)
+		return
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		h.problem(w, r, problemFor(http.StatusRequestTimeout, api.ProblemTimeout,
+			fmt.Sprintf("the body did not arrive within %s", h.cfg.BodyTimeout)))
 		return
 	case err != nil:
 		h.problem(w, r, problemFor(http.StatusBadRequest, api.ProblemMalformed, "the body could not be read"))
@@ -83,6 +89,20 @@ func (h *handler) submit(w http.ResponseWriter, r *http.Request, owner string) {
 		w.Header().Set("Idempotent-Replayed", "true")
 	}
 	writeJSON(w, http.StatusAccepted, l.renderTask(t))
+}
+
+// readBody reads a request body of at most MaxBodyBytes within BodyTimeout. The deadline is
+// the connection's, so it is lifted again once the body is in: the server goes on reading the
+// connection to notice a client that leaves, and a deadline left behind would end the request
+// then.
+func (h *handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	if h.cfg.BodyTimeout > 0 {
+		rc := http.NewResponseController(w)
+		if err := rc.SetReadDeadline(time.Now().Add(h.cfg.BodyTimeout)); err == nil {
+			defer rc.SetReadDeadline(time.Time{})
+		}
+	}
+	return io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
 }
 
 // idempotencyKey returns the request's Idempotency-Key, "" when none was sent. A key is 1 to

@@ -1,10 +1,15 @@
 package httpapi
 
 import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fleetrun/fleetrun/api"
 )
@@ -140,6 +145,37 @@ func TestSubmitTooLargeWithoutContentLength(t *testing.T) {
 	}
 }
 
+func TestSubmitSlowBodyIsARequestTimeout(t *testing.T) {
+	t.Parallel()
+	b := setup(t, bundleOptions{bodyTimeout: 200 * time.Millisecond})
+	addr := strings.TrimPrefix(b.srv.URL, "http://")
+	body := submitBody("web-1")
+	// The headers promise a body; half of it comes, then nothing.
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(conn, "POST /tasks HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+		addr, aliceToken, len(body), body[:len(body)/2])
+	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	wantProblem(t, resp{res, data}, http.StatusRequestTimeout, api.ProblemTimeout)
+	if stored := b.storedTasks("alice"); len(stored) != 0 {
+		t.Errorf("stored %d tasks", len(stored))
+	}
+
+	// A body that arrives in time is read as usual, and the deadline does not outlive it.
+	if r := b.do(req{method: "POST", path: "/tasks", token: aliceToken, body: body}); r.StatusCode != http.StatusAccepted {
+		t.Fatalf("a prompt body: %d %s", r.StatusCode, r.body)
+	}
+}
+
 func TestSubmitIdempotency(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -215,5 +251,38 @@ func TestDecodeSubmitHashIgnoresLayout(t *testing.T) {
 	}
 	if requestHash(a) == requestHash(c) {
 		t.Error("devices in another order hash the same")
+	}
+}
+
+func TestSubmitIsRefusedBeforeItsBodyArrives(t *testing.T) {
+	t.Parallel()
+	b := setup(t) // no body timeout: only the answer's Connection: close lets it go out
+	addr := strings.TrimPrefix(b.srv.URL, "http://")
+	for _, tc := range []struct {
+		name, auth, ctype string
+		status            int
+	}{
+		{"no credentials", "", "application/json", http.StatusUnauthorized},
+		{"a wrong token", "Authorization: Bearer wrong-secret\r\n", "application/json", http.StatusUnauthorized},
+		{"a wrong media type", "Authorization: Bearer " + aliceToken + "\r\n", "text/plain", http.StatusUnsupportedMediaType},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+			// A body of a megabyte is promised and never sent.
+			fmt.Fprintf(conn, "POST /tasks HTTP/1.1\r\nHost: %s\r\n%sContent-Type: %s\r\nContent-Length: 1048576\r\n\r\n{", addr, tc.auth, tc.ctype)
+			res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatalf("no answer before the body: %v", err)
+			}
+			res.Body.Close()
+			if res.StatusCode != tc.status || !res.Close {
+				t.Errorf("status %d, close %v; want %d and the connection closed", res.StatusCode, res.Close, tc.status)
+			}
+		})
 	}
 }
