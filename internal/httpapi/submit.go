@@ -170,9 +170,9 @@ func decodeSubmit(body []byte) (api.SubmitRequest, error) {
 	if raw[0] != '{' {
 		return req, invalid([]task.FieldError{{Pointer: "", Detail: "the body must be a JSON object"}})
 	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &fields); err != nil {
-		return req, malformed("the body is not valid JSON: " + err.Error())
+	fields, err := objectMembers(raw)
+	if err != nil {
+		return req, err
 	}
 	var errs []task.FieldError
 	bad := func(pointer, detail string) {
@@ -208,6 +208,41 @@ func decodeSubmit(body []byte) (api.SubmitRequest, error) {
 		return req, invalid(errs)
 	}
 	return req, nil
+}
+
+// objectMembers returns the members of a JSON object by name. A name that appears twice is
+// malformed: parsers disagree on which value wins (encoding/json takes the last, many proxies
+// and validators the first), so a body that one reads as harmless could run as another.
+func objectMembers(raw json.RawMessage) (map[string]json.RawMessage, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if _, err := dec.Token(); err != nil { // the opening brace
+		return nil, malformed("the body is not valid JSON: " + err.Error())
+	}
+	fields := make(map[string]json.RawMessage)
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, malformed("the body is not valid JSON: " + err.Error())
+		}
+		name, _ := tok.(string)
+		var value json.RawMessage
+		if err := dec.Decode(&value); err != nil {
+			return nil, malformed("the body is not valid JSON: " + err.Error())
+		}
+		if _, dup := fields[name]; dup {
+			return nil, malformed(fmt.Sprintf("the body has the key %q more than once; each key may appear only once", truncateKey(name)))
+		}
+		fields[name] = value
+	}
+	return fields, nil
+}
+
+// truncateKey shortens a member name for an error message.
+func truncateKey(name string) string {
+	if len(name) > 64 {
+		return name[:64] + "…"
+	}
+	return name
 }
 
 // decodeSetting decodes a string whose absence means "the default": an empty one the caller

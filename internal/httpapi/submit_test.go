@@ -85,6 +85,8 @@ func TestSubmitRejects(t *testing.T) {
 		{"cut short", req{body: `{"deviceIds":["web-1"]`}, 400, api.ProblemMalformed, nil},
 		{"trailing garbage", req{body: valid + `x`}, 400, api.ProblemMalformed, nil},
 		{"two values", req{body: valid + ` {}`}, 400, api.ProblemMalformed, nil},
+		{"a key twice", req{body: `{"scriptUrl":"../../etc/passwd","deviceIds":["web-1"],"scriptUrl":"scripts/x"}`}, 400, api.ProblemMalformed, nil},
+		{"a key twice, once escaped", req{body: `{"deviceIds":["web-1"],"scriptUrl":"scripts/x","script\u0055rl":"/etc/passwd"}`}, 400, api.ProblemMalformed, nil},
 		{"idempotency key too long", req{body: valid, header: http.Header{"Idempotency-Key": {strings.Repeat("k", 256)}}}, 400, api.ProblemMalformed, nil},
 		{"idempotency key not ascii", req{body: valid, header: http.Header{"Idempotency-Key": {"clé"}}}, 400, api.ProblemMalformed, nil},
 		{"idempotency key twice", req{body: valid, header: http.Header{"Idempotency-Key": {"a", "b"}}}, 400, api.ProblemMalformed, nil},
@@ -142,6 +144,17 @@ func TestSubmitTooLargeWithoutContentLength(t *testing.T) {
 	}
 	if stored := b.storedTasks("alice"); len(stored) != 0 {
 		t.Errorf("stored %d tasks", len(stored))
+	}
+}
+
+func TestSubmitDuplicateKeyIsNamed(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	r := b.do(req{method: "POST", path: "/tasks", token: aliceToken,
+		body: `{"scriptUrl":"../../etc/passwd","deviceIds":["web-1"],"scriptUrl":"scripts/x"}`})
+	p := wantProblem(t, r, http.StatusBadRequest, api.ProblemMalformed)
+	if !strings.Contains(p.Detail, `"scriptUrl"`) {
+		t.Errorf("detail %q does not name the key", p.Detail)
 	}
 }
 
