@@ -74,6 +74,8 @@ type Config struct {
 	Runner    Runner
 	Publisher Publisher
 	Notifier  Notifier
+	// Admission, when set, bounds the work queued behind the deployment (see Backlog).
+	Admission Admission
 	Rules     task.Rules
 	// Retention is how long a finished task is kept.
 	Retention time.Duration
