@@ -20,8 +20,25 @@ const (
 	DefaultMaxErrors = "100%"
 )
 
-// LocalDeviceID is the device id rule of the local runner.
+// LocalDeviceID is the pattern of device ids of the local runner. "." and ".." match it but are
+// never device ids (see ValidLocalID).
 var LocalDeviceID = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+
+// ValidLocalID reports whether s is a valid id of the local runner: it matches LocalDeviceID
+// and is not "." or "..". The runner makes every device id, and every task id, one element of a
+// path under its data directory, so this one rule decides both which device ids a submit may
+// name and which names the runner may use as directories.
+func ValidLocalID(s string) bool {
+	return LocalDeviceID.MatchString(s) && !dotName(s)
+}
+
+// dotName reports whether s is "." or "..": names of directories on every system, which no
+// device may take, wherever it runs.
+func dotName(s string) bool { return s == "." || s == ".." }
+
+// MaxDeviceIDErrors bounds the device ids a validation error lists one by one; the rest are
+// counted, so that 10,000 bad ids make a short answer.
+const MaxDeviceIDErrors = 100
 
 // ManagedNodeID is the device id rule on AWS: an SSM managed node (EC2 instance or hybrid node).
 var ManagedNodeID = regexp.MustCompile(`^(i|mi)-[0-9a-f]{8,17}$`)
@@ -55,17 +72,27 @@ func (r Rules) Validate(req *Request) error {
 		bad("/deviceIds", "at most %d devices per task, got %d", MaxDevices, n)
 	default:
 		seen := make(map[string]int, n)
+		badIDs := 0
+		badID := func(i int, format string, args ...any) {
+			if badIDs++; badIDs <= MaxDeviceIDErrors {
+				bad(fmt.Sprintf("/deviceIds/%d", i), format, args...)
+			}
+		}
 		for i, id := range req.DeviceIDs {
-			p := fmt.Sprintf("/deviceIds/%d", i)
-			if r.DeviceID != nil && !r.DeviceID.MatchString(id) {
-				bad(p, "%q is not a valid device id (must match %s)", truncate(id, 140), r.DeviceID)
-				continue
+			switch first, dup := seen[id]; {
+			case r.DeviceID != nil && !r.DeviceID.MatchString(id):
+				badID(i, "%q is not a valid device id (must match %s)", truncate(id, 140), r.DeviceID)
+			case dotName(id):
+				badID(i, "%q is not a valid device id (\".\" and \"..\" name directories)", id)
+			case dup:
+				badID(i, "%q is a duplicate of /deviceIds/%d", id, first)
+			default:
+				seen[id] = i
 			}
-			if first, dup := seen[id]; dup {
-				bad(p, "%q is a duplicate of /deviceIds/%d", id, first)
-				continue
-			}
-			seen[id] = i
+		}
+		if badIDs > MaxDeviceIDErrors {
+			bad("/deviceIds", "%d more device ids are invalid or duplicated; only the first %d are listed",
+				badIDs-MaxDeviceIDErrors, MaxDeviceIDErrors)
 		}
 	}
 
