@@ -5,6 +5,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Submit limits.
@@ -99,6 +101,12 @@ func (r Rules) Validate(req *Request) error {
 	switch {
 	case strings.TrimSpace(req.ScriptURL) == "":
 		bad("/scriptUrl", "scriptUrl is required")
+	case !utf8.ValidString(req.ScriptURL):
+		bad("/scriptUrl", "scriptUrl must be valid UTF-8")
+	case strings.IndexFunc(req.ScriptURL, hidden) >= 0:
+		c, _ := utf8.DecodeRuneInString(req.ScriptURL[strings.IndexFunc(req.ScriptURL, hidden):])
+		bad("/scriptUrl", "scriptUrl may not contain control or formatting characters such as %U: "+
+			"they make what a log or a screen shows of it differ from what runs", c)
 	case r.CheckScript != nil:
 		if err := r.CheckScript(req.ScriptURL); err != nil {
 			bad("/scriptUrl", "%s", err.Error())
@@ -177,6 +185,13 @@ func resolve(spec string, total int, roundUp bool) int {
 	}
 	n, _ := strconv.Atoi(spec)
 	return n
+}
+
+// hidden reports whether r is a control character or an invisible formatting one (bidi
+// overrides, zero-width spaces, the byte order mark): characters that make a scriptUrl read
+// differently from what runs.
+func hidden(r rune) bool {
+	return unicode.IsControl(r) || unicode.Is(unicode.Cf, r)
 }
 
 func truncate(s string, n int) string {
