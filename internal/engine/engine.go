@@ -92,6 +92,8 @@ type Config struct {
 type Engine struct {
 	cfg Config
 	log *slog.Logger
+	// publishing serialises the publishing of each task's notification (see ensurePublished).
+	publishing keyedMutex
 }
 
 // New returns an Engine for cfg, filling in defaults.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/fleetrun/fleetrun/internal/task"
 )
@@ -350,8 +351,20 @@ func (e *Engine) publish(ctx context.Context, t *task.Task) error {
 // an error here leaves the task unpublished, so the next message for it (the redelivery of this
 // one) publishes again. A consumer may therefore see a notification twice, never zero times;
 // the notification id is the same both times.
+//
+// Within one process, the publishing of one task is serialised and the task read again first:
+// the writer that ended the task and the handlers of messages that arrive meanwhile (the cancel
+// messages of repeated DELETEs) would otherwise each find it unpublished and each publish it. So
+// a notification goes out once per terminal transition, but when a process dies between the
+// publish and its record, or two processes (Lambdas) race.
 func (e *Engine) ensurePublished(ctx context.Context, t *task.Task) error {
 	if e.cfg.Publisher == nil || t.Published {
+		return nil
+	}
+	unlock := e.publishing.lock(t.ID)
+	defer unlock()
+	if fresh, err := e.cfg.Store.GetTask(ctx, t.ID); err == nil && fresh.Published {
+		t.Published = true
 		return nil
 	}
 	if err := e.cfg.Publisher.Publish(ctx, task.NotificationFor(t)); err != nil {
@@ -364,6 +377,41 @@ func (e *Engine) ensurePublished(ctx context.Context, t *task.Task) error {
 	}
 	t.Published = true
 	return nil
+}
+
+// keyedMutex is a mutex per key, held only while someone needs it.
+type keyedMutex struct {
+	mu   sync.Mutex
+	keys map[string]*keyLock
+}
+
+type keyLock struct {
+	sync.Mutex
+	users int
+}
+
+// lock locks key and returns its unlock.
+func (k *keyedMutex) lock(key string) (unlock func()) {
+	k.mu.Lock()
+	if k.keys == nil {
+		k.keys = make(map[string]*keyLock)
+	}
+	l := k.keys[key]
+	if l == nil {
+		l = &keyLock{}
+		k.keys[key] = l
+	}
+	l.users++
+	k.mu.Unlock()
+	l.Lock()
+	return func() {
+		l.Unlock()
+		k.mu.Lock()
+		if l.users--; l.users == 0 {
+			delete(k.keys, key)
+		}
+		k.mu.Unlock()
+	}
 }
 
 func errorMessage(err error) string {
