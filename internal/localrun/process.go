@@ -68,6 +68,8 @@ func (r *Runner) runDevice(ru *run, path, deviceID string) {
 // to wait on, and recorded as a child this runner reaps itself (see reaper). It returns the
 // command, the script's cgroup ("" without) and the pidfd (-1 where the kernel has none).
 func (r *Runner) start(taskID, deviceID, path string, args []string) (*exec.Cmd, string, int, error) {
+	r.starting.Lock()
+	defer r.starting.Unlock()
 	cmd, err := r.command(taskID, deviceID, path, args)
 	if err != nil {
 		return nil, "", -1, err

@@ -113,6 +113,10 @@ type Runner struct {
 	children sync.Mutex
 	leaders  map[int]bool
 	reaper   *reaper // nil unless Config.Subreaper
+	// starting lets one script at a time be prepared and started. Forks are serialised by the
+	// runtime anyway; the directories, files and cgroup made before each are blocking system
+	// calls, and hundreds at once would each take an OS thread for nothing.
+	starting sync.Mutex
 
 	mu       sync.Mutex
 	reporter Reporter
