@@ -166,12 +166,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(baseURL s
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(netutil.LimitListener(ln, cfg.MaxConns)) }()
-	if ready != nil {
-		ready("http://" + ln.Addr().String())
-	}
 	log.Info("fleetrun serving", "addr", ln.Addr().String(), "data", cfg.DataDir, "script_root", root,
 		"auth", len(cfg.Tokens) > 0, "max_procs", cfg.MaxProcs, "max_pending", cfg.MaxPending,
 		"max_conns", cfg.MaxConns, "containment", runner.Contained(), "public_url", cfg.PublicURL)
+	if ready != nil {
+		ready("http://" + ln.Addr().String())
+	}
 
 	sweepDone := make(chan struct{})
 	go func() { defer close(sweepDone); sweep(ctx, store, runner, log) }()
