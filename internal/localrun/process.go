@@ -40,18 +40,19 @@ func (r *Runner) runDevice(ru *run, path, deviceID string) {
 	}
 
 	if err := waitExit(pgid, pidfd); err != nil {
-		// Waiting without reaping failed, which should not happen: fall back on Wait alone.
+		// Waiting on the pidfd failed, which should not happen: wait with a thread instead.
 		r.log.Error("waiting for a script to exit failed", "task_id", ru.id, "device_id", deviceID, "err", err)
+		_ = waitExitBlocking(pgid)
 	}
 	signalled, quiet := ru.exited(deviceID, p)
 	// The leader has exited but is not reaped yet, so its group id cannot have been reused:
 	// whatever the script left running in its group, or anywhere in its cgroup, is killed
 	// before the id is freed.
 	p.kill()
-	if err := cmd.Wait(); err != nil && cmd.ProcessState == nil {
+	if err := r.reap(cmd); err != nil && cmd.ProcessState == nil {
 		r.log.Error("reaping a script failed", "task_id", ru.id, "device_id", deviceID, "err", err)
 	}
-	r.reaped(pgid, cgroup)
+	r.cleanUp(cgroup)
 	if quiet {
 		return
 	}
@@ -104,12 +105,20 @@ func (r *Runner) start(taskID, deviceID, path string, args []string) (*exec.Cmd,
 	return cmd, cgroup, pidfd, nil
 }
 
-// reaped forgets a script's leader once os/exec has reaped it, removes its cgroup once the
-// processes killed in it have gone, and has the reaper look for what the script left behind.
-func (r *Runner) reaped(pid int, cgroup string) {
+// reap reaps a script's leader, which has exited, and forgets it as one. Both happen under the
+// lock that start holds while it forks, so that no new child can take the freed pid before
+// it is forgotten.
+func (r *Runner) reap(cmd *exec.Cmd) error {
 	r.children.Lock()
-	delete(r.leaders, pid)
-	r.children.Unlock()
+	defer r.children.Unlock()
+	err := cmd.Wait() // the leader has exited: this does not block
+	delete(r.leaders, cmd.Process.Pid)
+	return err
+}
+
+// cleanUp removes a finished script's cgroup once the processes killed in it have gone, and
+// has the reaper look for what the script left behind.
+func (r *Runner) cleanUp(cgroup string) {
 	if cgroup != "" {
 		go removeCgroup(cgroup, 10*time.Second)
 	}
