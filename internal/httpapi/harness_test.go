@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -128,6 +130,29 @@ type req struct {
 	header http.Header
 	body   string
 	ctype  string // Content-Type; defaults to application/json when there is a body; "-" sends none
+	// stall sends the request on a connection of its own, with all of the body but its last
+	// byte, and then nothing (see stalledDo).
+	stall bool
+}
+
+// stalledDo sends r with a body that never ends and reads the answer. A Go client cannot send
+// such a request: it writes a body whole before it reads an answer.
+func (b *testBundle) stalledDo(r req) *http.Response {
+	b.t.Helper()
+	addr := strings.TrimPrefix(b.srv.URL, "http://")
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	b.t.Cleanup(func() { conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(conn, "%s %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s",
+		r.method, r.path, addr, r.token, api.MediaJSON, len(r.body), r.body[:len(r.body)-1])
+	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		b.t.Fatalf("%s %s with a stalled body: %v", r.method, r.path, err)
+	}
+	return res
 }
 
 // resp is a response with its body read.

@@ -161,21 +161,9 @@ func TestSubmitDuplicateKeyIsNamed(t *testing.T) {
 func TestSubmitSlowBodyIsARequestTimeout(t *testing.T) {
 	t.Parallel()
 	b := setup(t, bundleOptions{bodyTimeout: 200 * time.Millisecond})
-	addr := strings.TrimPrefix(b.srv.URL, "http://")
 	body := submitBody("web-1")
-	// The headers promise a body; half of it comes, then nothing.
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	fmt.Fprintf(conn, "POST /tasks HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
-		addr, aliceToken, len(body), body[:len(body)/2])
-	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The headers promise a body; all but its last byte comes, then nothing.
+	res := b.stalledDo(req{method: "POST", path: "/tasks", token: aliceToken, body: body})
 	data, _ := io.ReadAll(res.Body)
 	res.Body.Close()
 	wantProblem(t, resp{res, data}, http.StatusRequestTimeout, api.ProblemTimeout)
