@@ -2,24 +2,15 @@ package engine_test
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/fleetrun/fleetrun/internal/engine"
-	"github.com/fleetrun/fleetrun/internal/localstore"
 	"github.com/fleetrun/fleetrun/internal/task"
-	"github.com/fleetrun/fleetrun/internal/task/storetest"
 )
 
 func TestBacklogRefusesSubmitsPastItsBoundAndStoresNothing(t *testing.T) {
 	t.Parallel()
-	clock := storetest.NewClock(time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC))
-	store, err := localstore.Open(filepath.Join(t.TempDir(), "db"), localstore.Options{Now: clock.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
+	store, clock := openStore(t)
 	backlog := engine.NewBacklog(5, nil)
 	q := &queue{}
 	runner := &fakeRunner{}

@@ -127,7 +127,8 @@ type bundle struct {
 	clock  *storetest.Clock
 }
 
-func setup(t *testing.T, runner engine.Runner) *bundle {
+// openStore opens a fresh embedded store on a clock of its own.
+func openStore(t *testing.T) (*localstore.Store, *storetest.Clock) {
 	t.Helper()
 	clock := storetest.NewClock(time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC))
 	store, err := localstore.Open(filepath.Join(t.TempDir(), "db"), localstore.Options{Now: clock.Now})
@@ -135,6 +136,12 @@ func setup(t *testing.T, runner engine.Runner) *bundle {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
+	return store, clock
+}
+
+func setup(t *testing.T, runner engine.Runner) *bundle {
+	t.Helper()
+	store, clock := openStore(t)
 	b := &bundle{store: store, queue: &queue{}, pub: &publisher{}, clock: clock}
 	if runner == nil {
 		b.runner = &fakeRunner{}
@@ -546,12 +553,7 @@ func (p *gatedPublisher) Publish(ctx context.Context, n task.Notification) error
 
 func TestConcurrentCancelsPublishTheTerminalNotificationOnce(t *testing.T) {
 	t.Parallel()
-	clock := storetest.NewClock(time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC))
-	store, err := localstore.Open(filepath.Join(t.TempDir(), "db"), localstore.Options{Now: clock.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
+	store, clock := openStore(t)
 	pub := &gatedPublisher{started: make(chan struct{}), gate: make(chan struct{})}
 	q := &queue{}
 	reads := &countingStore{Store: store}
