@@ -44,28 +44,28 @@ func TestEscapedGrandchildrenAreStopped(t *testing.T) {
 				t.Log("this system gives the server no cgroups: auto runs as off does, with the subreaper only")
 			}
 
+			// cancel runs script on device and cancels it once the grandchild has escaped.
+			cancel := func(t *testing.T, device, script string) (api.Task, int) {
+				task := s.submit(api.SubmitRequest{DeviceIDs: []string{device}, ScriptURL: script})
+				escaped := readPids(t, s.pids, device+".escaped")[0]
+				s.waitFor(task.ID, "running", func(t api.Task) bool { return t.Progress.Devices.Running == 1 })
+				if r := s.do(http.MethodDelete, "/tasks/"+task.ID, nil); r.status >= 300 {
+					t.Fatalf("cancel: %d %s", r.status, r.body)
+				}
+				s.waitStatus(task.ID, api.StatusCancelled)
+				return task, escaped
+			}
+
 			t.Run("cancel, the environment cleared", func(t *testing.T) {
 				if len(cgroups) == 0 {
 					t.Skip("without cgroups, a process that clears its environment and leaves its session cannot be told from any other")
 				}
-				task := s.submit(api.SubmitRequest{DeviceIDs: []string{"e1"}, ScriptURL: "unmarked.sh"})
-				escaped := readPids(t, s.pids, "e1.escaped")[0]
-				s.waitFor(task.ID, "running", func(t api.Task) bool { return t.Progress.Devices.Running == 1 })
-				if r := s.do(http.MethodDelete, "/tasks/"+task.ID, nil); r.status >= 300 {
-					t.Fatalf("cancel: %d %s", r.status, r.body)
-				}
-				s.waitStatus(task.ID, api.StatusCancelled)
+				_, escaped := cancel(t, "e1", "unmarked.sh")
 				waitGone(t, escaped)
 			})
 
 			t.Run("cancel", func(t *testing.T) {
-				task := s.submit(api.SubmitRequest{DeviceIDs: []string{"c1"}, ScriptURL: "escaper.sh"})
-				escaped := readPids(t, s.pids, "c1.escaped")[0]
-				s.waitFor(task.ID, "running", func(t api.Task) bool { return t.Progress.Devices.Running == 1 })
-				if r := s.do(http.MethodDelete, "/tasks/"+task.ID, nil); r.status >= 300 {
-					t.Fatalf("cancel: %d %s", r.status, r.body)
-				}
-				s.waitStatus(task.ID, api.StatusCancelled)
+				task, escaped := cancel(t, "c1", "escaper.sh")
 				waitGone(t, escaped)
 				waitNoMarked(t, task.ID)
 			})
