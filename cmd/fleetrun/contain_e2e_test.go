@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/fleetrun/fleetrun/api"
 )
 
@@ -82,12 +84,14 @@ func TestEscapedGrandchildrenAreStopped(t *testing.T) {
 				task := s.submit(api.SubmitRequest{DeviceIDs: []string{"k1"}, ScriptURL: "escaper.sh"})
 				escaped := readPids(t, s.pids, "k1.escaped")[0]
 				s.waitFor(task.ID, "running", func(t api.Task) bool { return t.Progress.Devices.Running == 1 })
-				s.kill()
-				// The script dies with the server; what it left behind does not.
-				if !alive(escaped) {
-					t.Fatal("the escaped process died with the server: the test shows nothing")
+				// It leads a session of its own, so no signal to the script's group reaches it,
+				// and the parent-death signal reaches only the script.
+				if sid, err := unix.Getsid(escaped); err != nil || sid != escaped {
+					t.Fatalf("the grandchild %d is in session %d (%v), not one of its own", escaped, sid, err)
 				}
-				// The next server, on another data directory, stops it.
+				s.kill()
+				// The next server, on another data directory, stops it. (Any server that starts
+				// on this machine meanwhile, another test's, may stop it first.)
 				startServer(t, t.TempDir(), scripts, "--cgroups", mode)
 				waitGone(t, escaped)
 				waitNoMarked(t, task.ID)
