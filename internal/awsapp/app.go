@@ -52,7 +52,7 @@ func New(cfg Config, sdk aws.Config, log *slog.Logger) *App {
 	store := dynamo.New(dynamodb.NewFromConfig(sdk), cfg.TableName, dynamo.Options{Logger: log, Retention: cfg.Retention})
 	runner := ssmrun.New(ssmrun.Config{
 		API:            ssm.NewFromConfig(sdk),
-		Log:            store,
+		CommandLog:     store,
 		DocumentName:   cfg.DocumentName,
 		AllowedBuckets: cfg.AllowedScriptBuckets,
 		Logger:         log,

@@ -47,7 +47,7 @@ func TestNeverFinishingDeviceTimesOutAtTheDeadline(t *testing.T) {
 	ssmServer.Script(ids[1], ssmtest.Script{Outcome: ssmtest.Never})
 	ssmServer.Script(ids[2], ssmtest.Script{Outcome: ssmtest.Never})
 	const timeout = 900
-	tk := f.submit(t, ids, func(r *task.Request) { r.TimeoutSeconds = timeout })
+	tk := f.submit(t, ids, func(r *task.Draft) { r.TimeoutSeconds = new(timeout) })
 
 	f.handleOnly(t, engine.ActionDispatch)
 	started := f.task(t, tk.ID).StartedAt

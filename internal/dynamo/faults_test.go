@@ -13,6 +13,7 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/fleetrun/fleetrun/internal/task"
+	"github.com/fleetrun/fleetrun/internal/task/storetest"
 )
 
 // cancel returns a TransactionCanceledException with one reason per action, as DynamoDB sends.
@@ -102,7 +103,7 @@ func TestApplyDeviceUpdatesSurvivesFaults(t *testing.T) {
 }
 
 // TestRetriesAreBounded checks that a store facing endless throttling gives up with
-// ErrUnavailable after MaxAttempts, writes nothing, and applies the updates once when asked
+// CodeUnavailable after MaxAttempts, writes nothing, and applies the updates once when asked
 // again after the storm.
 func TestRetriesAreBounded(t *testing.T) {
 	t.Parallel()
@@ -114,7 +115,7 @@ func TestRetriesAreBounded(t *testing.T) {
 
 	storm := &fault{op: "GetItem", n: 1000, err: throughputExceeded}
 	tt.faults.add(storm)
-	if _, err := s.GetTask(ctx, tk.ID); !task.IsCode(err, task.ErrUnavailable) {
+	if _, err := s.GetTask(ctx, tk.ID); !task.IsCode(err, task.CodeUnavailable) {
 		t.Errorf("GetTask in a storm = %v, want unavailable", err)
 	}
 	if n := tt.faults.hit("GetItem"); n != 4 {
@@ -125,7 +126,7 @@ func TestRetriesAreBounded(t *testing.T) {
 	tt.faults.add(&fault{op: "TransactWriteItems", n: 1000, err: cancel(reasonConflict, reasonNone)})
 	up := []task.DeviceUpdate{{DeviceID: "d-00001", Status: task.DeviceFailed, At: clk.Now(), ExitCode: new(2)}}
 	_, n, err := s.ApplyDeviceUpdates(ctx, tk.ID, up)
-	if !task.IsCode(err, task.ErrUnavailable) || n != 0 {
+	if !task.IsCode(err, task.CodeUnavailable) || n != 0 {
 		t.Errorf("ApplyDeviceUpdates in endless conflicts = %d, %v; want 0, unavailable", n, err)
 	}
 	if n := tt.faults.hit("TransactWriteItems"); n != 16 {
@@ -192,8 +193,11 @@ func TestApplyStopsWhenTheTaskFinishes(t *testing.T) {
 	ctx := t.Context()
 	tk := running(t, s, "finished-under-us", ids("d", 2), clk.Now())
 	tt.faults.add(&fault{op: "TransactWriteItems", n: 1, before: func(ctx context.Context, _ any) {
-		if _, err := s.Transition(ctx, task.Transition{TaskID: tk.ID, From: task.StatusRunning, Version: tk.Version,
-			To: task.StatusFailed, At: clk.Now(), ExpiresAt: clk.Now().Add(time.Hour)}); err != nil {
+		tr, err := storetest.Move(tk, task.StatusFailed, clk.Now(), clk.Now().Add(time.Hour))
+		if err == nil {
+			_, err = s.Transition(ctx, tr)
+		}
+		if err != nil {
 			t.Errorf("the finishing transition: %v", err)
 		}
 	}})

@@ -110,7 +110,7 @@ func throttled(err error) bool {
 }
 
 // call runs fn, trying again with backoff while DynamoDB throttles it. When the attempts run
-// out it returns an ErrUnavailable error that wraps the last one. what names the call in logs;
+// out it returns an CodeUnavailable error that wraps the last one. what names the call in logs;
 // callers add their own context to the error.
 func (s *Store) call(ctx context.Context, what string, fn func(context.Context) error) error {
 	for attempt := 0; ; attempt++ {
@@ -119,7 +119,7 @@ func (s *Store) call(ctx context.Context, what string, fn func(context.Context) 
 			return err
 		}
 		if attempt+1 >= s.maxAttempts {
-			return fmt.Errorf("%w: %w", task.Errorf(task.ErrUnavailable, "the task store is overloaded; try again"), err)
+			return fmt.Errorf("%w: %w", task.Errorf(task.CodeUnavailable, "the task store is overloaded; try again"), err)
 		}
 		s.log.DebugContext(ctx, "dynamodb throttled; retrying", "call", what, "attempt", attempt+1, "err", err)
 		if err := s.backoff(ctx, attempt); err != nil {
@@ -146,5 +146,5 @@ func (s *Store) backoff(ctx context.Context, attempt int) error {
 }
 
 func notFound(format string, args ...any) error {
-	return task.Errorf(task.ErrNotFound, format, args...)
+	return task.Errorf(task.CodeNotFound, format, args...)
 }

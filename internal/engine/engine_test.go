@@ -44,7 +44,7 @@ func (r *fakeRunner) count(list *[]string) int {
 	return len(*list)
 }
 
-// pollingRunner is a fakeRunner that is also an engine.Poller, as SSM is.
+// pollingRunner is a fakeRunner that is also an engine.PolledRunner, as SSM is.
 type pollingRunner struct{ fakeRunner }
 
 func (r *pollingRunner) Poll(context.Context, *task.Task) ([]task.DeviceUpdate, error) {
@@ -138,7 +138,7 @@ func setup(t *testing.T, runner engine.Runner) *bundle {
 func (b *bundle) submit(t *testing.T, devices ...string) *task.Task {
 	t.Helper()
 	tk, created, err := b.eng.Submit(context.Background(), engine.Submission{Owner: "alice",
-		Request: task.Request{DeviceIDs: devices, ScriptURL: "hello.sh"}})
+		Draft: task.Draft{DeviceIDs: devices, ScriptURL: "hello.sh"}})
 	if err != nil || !created {
 		t.Fatalf("submit: %v (created %v)", err, created)
 	}
@@ -169,9 +169,9 @@ func TestSubmitValidatesBeforeStoringOrQueueing(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
 	_, _, err := b.eng.Submit(context.Background(), engine.Submission{Owner: "alice",
-		Request: task.Request{DeviceIDs: []string{"a", "a"}, ScriptURL: ""}})
+		Draft: task.Draft{DeviceIDs: []string{"a", "a"}, ScriptURL: ""}})
 	var te *task.Error
-	if !errors.As(err, &te) || te.Code != task.ErrInvalid || len(te.Fields) != 2 {
+	if !errors.As(err, &te) || te.Code != task.CodeInvalid || len(te.Fields) != 2 {
 		t.Fatalf("err = %v, want invalid with 2 fields", err)
 	}
 	page, err := b.store.ListTasks(context.Background(), task.ListQuery{Owner: "alice", Limit: 10})
@@ -185,8 +185,8 @@ func TestSubmitThatCannotBeQueuedFailsTheTask(t *testing.T) {
 	b := setup(t, nil)
 	b.queue.err = errors.New("queue down")
 	_, _, err := b.eng.Submit(context.Background(), engine.Submission{Owner: "alice",
-		Request: task.Request{DeviceIDs: []string{"a"}, ScriptURL: "hello.sh"}})
-	if !task.IsCode(err, task.ErrUnavailable) {
+		Draft: task.Draft{DeviceIDs: []string{"a"}, ScriptURL: "hello.sh"}})
+	if !task.IsCode(err, task.CodeUnavailable) {
 		t.Fatalf("err = %v, want unavailable", err)
 	}
 	page, _ := b.store.ListTasks(context.Background(), task.ListQuery{Owner: "alice", Limit: 10})
@@ -240,7 +240,7 @@ func TestMaxErrorsExceededFailsTheTask(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
 	tk, _, err := b.eng.Submit(context.Background(), engine.Submission{Owner: "alice",
-		Request: task.Request{DeviceIDs: []string{"a", "b", "c"}, ScriptURL: "x.sh", MaxErrors: "1"}})
+		Draft: task.Draft{DeviceIDs: []string{"a", "b", "c"}, ScriptURL: "x.sh", MaxErrors: new("1")}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,12 +298,12 @@ func TestCancelSemantics(t *testing.T) {
 	b.report(t, f.ID, task.DeviceSucceeded, "a")
 	_, err = b.eng.Cancel(ctx, "alice", f.ID)
 	var te *task.Error
-	if !errors.As(err, &te) || te.Code != task.ErrConflict || te.Status != task.StatusCompleted {
+	if !errors.As(err, &te) || te.Code != task.CodeConflict || te.Status != task.StatusCompleted {
 		t.Fatalf("cancel completed: %v", err)
 	}
 
 	// Another owner's task does not exist for the caller.
-	if _, err := b.eng.Cancel(ctx, "mallory", f.ID); !task.IsCode(err, task.ErrNotFound) {
+	if _, err := b.eng.Cancel(ctx, "mallory", f.ID); !task.IsCode(err, task.CodeNotFound) {
 		t.Fatalf("cancel by another owner: %v", err)
 	}
 	statuses := map[task.Status]int{}
@@ -318,7 +318,7 @@ func TestCancelSemantics(t *testing.T) {
 func TestStartRefusedAsInvalidFailsTheTask(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
-	b.runner.startErr = task.Errorf(task.ErrInvalid, "script vanished")
+	b.runner.startErr = task.Errorf(task.CodeInvalid, "script vanished")
 	tk := b.submit(t, "a")
 	b.handle(t, engine.ActionDispatch, tk.ID)
 	got, _ := b.eng.Get(context.Background(), "alice", tk.ID)
@@ -339,7 +339,7 @@ func TestPollingEnforcesTheDeadline(t *testing.T) {
 	runner := &pollingRunner{}
 	b := setup(t, runner)
 	tk, _, err := b.eng.Submit(context.Background(), engine.Submission{Owner: "alice",
-		Request: task.Request{DeviceIDs: []string{"fast", "never"}, ScriptURL: "x.sh", TimeoutSeconds: 60}})
+		Draft: task.Draft{DeviceIDs: []string{"fast", "never"}, ScriptURL: "x.sh", TimeoutSeconds: new(60)}})
 	if err != nil {
 		t.Fatal(err)
 	}

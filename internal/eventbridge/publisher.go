@@ -135,7 +135,7 @@ func (p *Publisher) Publish(ctx context.Context, n task.Notification) error {
 // under MaxEntrySize. Only terminal notifications become events.
 func (p *Publisher) Entry(n task.Notification) (types.PutEventsRequestEntry, error) {
 	if n.TaskID == "" || !n.Status.Terminal() {
-		return types.PutEventsRequestEntry{}, task.Errorf(task.ErrInvalid,
+		return types.PutEventsRequestEntry{}, task.Errorf(task.CodeInvalid,
 			"a notification needs a task id and a terminal status, not %q for %q", n.Status, n.TaskID)
 	}
 	d := NewDetail(n)

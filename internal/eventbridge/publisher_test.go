@@ -172,7 +172,7 @@ func TestEntryRefusesNonTerminal(t *testing.T) {
 	} {
 		n := notification(task.StatusCompleted, 1, 0)
 		n.TaskID, n.Status = c.taskID, c.status
-		if _, err := New(nil, "").Entry(n); !task.IsCode(err, task.ErrInvalid) {
+		if _, err := New(nil, "").Entry(n); !task.IsCode(err, task.CodeInvalid) {
 			t.Errorf("%s: err = %v, want invalid", c.name, err)
 		}
 	}

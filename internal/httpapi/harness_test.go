@@ -332,7 +332,7 @@ func (o *fakeOutput) OpenOutput(taskID, deviceID, stream string) (io.ReadCloser,
 	defer o.mu.Unlock()
 	text, ok := o.files[taskID+"/"+deviceID+"/"+stream]
 	if !ok {
-		return nil, task.Errorf(task.ErrNotFound, "no %s output for device %s", stream, deviceID)
+		return nil, task.Errorf(task.CodeNotFound, "no %s output for device %s", stream, deviceID)
 	}
 	return io.NopCloser(strings.NewReader(text)), nil
 }

@@ -30,6 +30,20 @@ func open(t *testing.T, path string, now func() time.Time) *Store {
 	return s
 }
 
+// moveTo writes the transition of tk to status to, failing the test on any error.
+func moveTo(t *testing.T, s *Store, tk *task.Task, to task.Status, at, expiresAt time.Time) *task.Task {
+	t.Helper()
+	tr, err := storetest.Move(tk, to, at, expiresAt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved, err := s.Transition(t.Context(), tr)
+	if err != nil {
+		t.Fatalf("Transition(%s → %s) = %v", tk.ID, to, err)
+	}
+	return moved
+}
+
 // newTask builds a pending task like the engine's Submit does.
 func newTask(id, owner string, created time.Time, devices ...string) *task.Task {
 	return &task.Task{ID: id, Owner: owner, Status: task.StatusPending, Version: 1, CreatedAt: created,
@@ -74,13 +88,7 @@ func TestReopenKeepsEverything(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			tr := task.Transition{TaskID: id, From: cur.Status, Version: cur.Version, To: to, At: clock.Now()}
-			if to.Terminal() {
-				tr.ExpiresAt = base.Add(time.Hour)
-			}
-			if _, err := s.Transition(ctx, tr); err != nil {
-				t.Fatalf("Transition(%s → %s) = %v", id, to, err)
-			}
+			moveTo(t, s, cur, to, clock.Now(), base.Add(time.Hour))
 		}
 	}
 	move("t-running", task.StatusRunning)
@@ -190,10 +198,11 @@ func TestDeleteExpiredLeavesNothingBehind(t *testing.T) {
 		if _, _, err := s.ApplyDeviceUpdates(ctx, id, []task.DeviceUpdate{{DeviceID: "d1", Status: task.DeviceCancelled, At: base}}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.Transition(ctx, task.Transition{TaskID: id, From: task.StatusPending, Version: 2,
-			To: task.StatusCancelled, At: base, ExpiresAt: base.Add(time.Hour)}); err != nil {
+		cur, err := s.GetTask(ctx, id)
+		if err != nil {
 			t.Fatal(err)
 		}
+		moveTo(t, s, cur, task.StatusCancelled, base, base.Add(time.Hour))
 	}
 	n, err := s.DeleteExpired(ctx, base.Add(2*time.Hour))
 	if err != nil || n != 3*sweepChunk+5 {
@@ -234,7 +243,7 @@ func TestListTasksEndsOnAFullLastPage(t *testing.T) {
 	}
 	// A cursor of one owner's listing is refused for another's.
 	_, err = s.ListTasks(ctx, task.ListQuery{Owner: "bob", Cursor: first.Next})
-	if !task.IsCode(err, task.ErrInvalid) {
+	if !task.IsCode(err, task.CodeInvalidQuery) {
 		t.Errorf("another owner's cursor: err = %v, want invalid", err)
 	}
 	// Devices end on a full last page too, and a device cursor is no task cursor.
@@ -247,7 +256,7 @@ func TestListTasksEndsOnAFullLastPage(t *testing.T) {
 		t.Errorf("last device page = %+v, %v; want one device and no cursor", last, err)
 	}
 	_, err = s.ListTasks(ctx, task.ListQuery{Owner: "alice", Cursor: devs.Next})
-	if !task.IsCode(err, task.ErrInvalid) {
+	if !task.IsCode(err, task.CodeInvalidQuery) {
 		t.Errorf("a device cursor given to ListTasks: err = %v, want invalid", err)
 	}
 }
@@ -272,10 +281,7 @@ func TestApplyRechecksInTheWriteTransaction(t *testing.T) {
 	if err != nil || n != 0 || again.Version != first.Version || again.Counts != first.Counts {
 		t.Errorf("duplicate apply = %+v, %d, %v; want nothing applied and version %d", again, n, err, first.Version)
 	}
-	if _, err := s.Transition(ctx, task.Transition{TaskID: "t1", From: task.StatusPending, Version: 2,
-		To: task.StatusCancelled, At: clock.Now()}); err != nil {
-		t.Fatal(err)
-	}
+	moveTo(t, s, first, task.StatusCancelled, clock.Now(), time.Time{})
 	ended, n, err := s.apply("t1", []task.DeviceUpdate{{DeviceID: "b", Status: task.DeviceSucceeded}}, clock.Now())
 	if err != nil || n != 0 || ended.Version != 3 || ended.Counts.Pending != 0 || ended.Counts.Cancelled != 1 {
 		t.Errorf("apply to a cancelled task = %+v, %d, %v; want nothing applied at version 3", ended, n, err)

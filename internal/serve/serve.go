@@ -177,7 +177,7 @@ func resume(ctx context.Context, store *localstore.Store, q *localqueue.Queue, l
 func sweep(ctx context.Context, store *localstore.Store, runner *localrun.Runner, log *slog.Logger) {
 	exists := func(ctx context.Context, id string) (bool, error) {
 		_, err := store.GetTask(ctx, id)
-		if task.IsCode(err, task.ErrNotFound) {
+		if task.IsCode(err, task.CodeNotFound) {
 			return false, nil
 		}
 		return err == nil, err

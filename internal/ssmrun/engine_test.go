@@ -68,8 +68,8 @@ func setupEngine(t *testing.T) *engineBundle {
 
 func (eb *engineBundle) submit(t *testing.T, ids []string) *task.Task {
 	t.Helper()
-	tk, _, err := eb.engine.Submit(t.Context(), engine.Submission{Owner: "alice", Request: task.Request{
-		DeviceIDs: ids, ScriptURL: "s3://fleet-scripts/patch.sh", TimeoutSeconds: 600}})
+	tk, _, err := eb.engine.Submit(t.Context(), engine.Submission{Owner: "alice", Draft: task.Draft{
+		DeviceIDs: ids, ScriptURL: "s3://fleet-scripts/patch.sh", TimeoutSeconds: new(600)}})
 	if err != nil {
 		t.Fatalf("Submit: %v", err)
 	}

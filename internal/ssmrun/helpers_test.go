@@ -41,7 +41,7 @@ func setup(t *testing.T, tweak ...func(*ssmrun.Config)) *bundle {
 	t.Helper()
 	b := &bundle{srv: ssmtest.Start(t), log: ssmrun.NewMemoryLog(), clock: &clock{t: time.Now().UTC().Truncate(time.Second)}}
 	b.srv.SetNow(b.clock.Now)
-	cfg := ssmrun.Config{API: b.srv.Client(), Log: b.log, AllowedBuckets: []string{"fleet-scripts"}, Now: b.clock.Now}
+	cfg := ssmrun.Config{API: b.srv.Client(), CommandLog: b.log, AllowedBuckets: []string{"fleet-scripts"}, Now: b.clock.Now}
 	for _, f := range tweak {
 		f(&cfg)
 	}

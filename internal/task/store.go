@@ -15,11 +15,11 @@ type Store interface {
 	// CreateTask stores a new pending task, and when idem is not nil its idempotency record, in
 	// one atomic write. If the owner already used idem.Key and that record has not expired, it
 	// stores nothing and returns the earlier task with created false when idem.RequestHash
-	// matches, or an ErrIdempotencyMismatch error when it does not. ErrInProgress means a
+	// matches, or an CodeIdempotencyMismatch error when it does not. CodeInProgress means a
 	// concurrent request with the same key has not finished writing.
 	CreateTask(ctx context.Context, t *Task, idem *IdempotencyRecord) (stored *Task, created bool, err error)
 
-	// GetTask returns the task with id. It returns ErrNotFound when there is none or it has
+	// GetTask returns the task with id. It returns CodeNotFound when there is none or it has
 	// expired. Owner checks belong to the caller.
 	GetTask(ctx context.Context, id string) (*Task, error)
 
@@ -29,8 +29,8 @@ type Store interface {
 	// Transition changes a task's status if it is still in tr.From at tr.Version, sets
 	// StartedAt when it becomes running and CompletedAt when it becomes terminal, bumps the
 	// version, and returns the task as written. A terminal transition counts the devices still
-	// pending as cancelled (see Task.Unstarted). Otherwise it returns ErrConflict (or
-	// ErrNotFound) and writes nothing.
+	// pending as cancelled (see Task.Unstarted). Otherwise it returns CodeConflict (or
+	// CodeNotFound) and writes nothing.
 	Transition(ctx context.Context, tr Transition) (*Task, error)
 
 	// ApplyDeviceUpdates applies the updates for one task. Each is applied only when its device
@@ -46,11 +46,11 @@ type Store interface {
 	// the task has ended.
 	ListDevices(ctx context.Context, taskID string, q DeviceQuery) (*DevicePage, error)
 
-	// GetDevice returns one device of a task, ErrNotFound if the task has no such device.
+	// GetDevice returns one device of a task, CodeNotFound if the task has no such device.
 	GetDevice(ctx context.Context, taskID, deviceID string) (*Device, error)
 
 	// MarkPublished records that the notification of a terminal task has been published. It
-	// does not change the version. ErrConflict if the task is not terminal, ErrNotFound if
+	// does not change the version. CodeConflict if the task is not terminal, CodeNotFound if
 	// there is no such task; marking a task twice is not an error.
 	MarkPublished(ctx context.Context, id string) error
 

@@ -16,7 +16,7 @@
 //   - Transition stamps UpdatedAt, StartedAt and CompletedAt with the transition's At, and a
 //     device update's At likewise stamps the device.
 //   - Listings may end with an empty page (a store that cannot tell that nothing follows), but
-//     otherwise pages are full. A malformed cursor is an ErrInvalid error.
+//     otherwise pages are full. A malformed cursor is a CodeInvalidQuery error (task.BadCursor).
 //
 // The suite never assumes that the store is empty: task ids and owners are unique to each run,
 // so a store may share one table between calls of open.
@@ -184,15 +184,38 @@ func (e *env) get(id string) *task.Task {
 	return tk
 }
 
+// Move builds the transition of tk to status to at time at with the constructors of package
+// task, choosing the first event of task.Events that leads there: tests name the status they
+// want, not the event. A transition that ends the task gets an empty result and expires at
+// expiresAt. It fails when no event leads from tk's status to to.
+func Move(tk *task.Task, to task.Status, at, expiresAt time.Time) (task.Transition, error) {
+	for _, ev := range task.Events() {
+		if next, err := tk.Status.Next(ev); err != nil || next != to {
+			continue
+		}
+		if to.Terminal() && !tk.Status.Terminal() {
+			return task.End(tk, ev, at, &task.Result{SucceededDevices: []string{}, FailedDevices: []string{},
+				CancelledDevices: []string{}, Reason: "test"}, expiresAt)
+		}
+		switch ev {
+		case task.EventDispatch:
+			return task.Dispatch(tk, at)
+		case task.EventCancel:
+			return task.Cancel(tk, at)
+		}
+	}
+	return task.Transition{}, fmt.Errorf("storetest: no event moves a %s task to %s", tk.Status, to)
+}
+
 // move makes a transition of tk to status to at the clock's time, failing the test on error.
 // A terminal status is given a result and an expiry of expiresIn from now.
 func (e *env) move(tk *task.Task, to task.Status, expiresIn time.Duration) *task.Task {
 	e.t.Helper()
-	tr := task.Transition{TaskID: tk.ID, From: tk.Status, Version: tk.Version, To: to, At: e.clock.Now(), Step: "step " + string(to)}
-	if to.Terminal() {
-		tr.Result = &task.Result{SucceededDevices: []string{}, FailedDevices: []string{}, CancelledDevices: []string{}, Reason: "test"}
-		tr.ExpiresAt = e.clock.Now().Add(expiresIn)
+	tr, err := Move(tk, to, e.clock.Now(), e.clock.Now().Add(expiresIn))
+	if err != nil {
+		e.t.Fatal(err)
 	}
+	tr.Step = "step " + string(to)
 	moved, err := e.store.Transition(e.ctx, tr)
 	if err != nil {
 		e.t.Fatalf("Transition(%s %s→%s) = %v", tk.ID, tk.Status, to, err)
