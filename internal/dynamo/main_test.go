@@ -16,6 +16,7 @@ import (
 	"github.com/aws/smithy-go/middleware"
 
 	"github.com/fleetrun/fleetrun/internal/awstest"
+	"github.com/fleetrun/fleetrun/internal/clocktest"
 )
 
 func TestMain(m *testing.M) { awstest.Main(m) }
@@ -153,24 +154,9 @@ func (f *faults) register(stack *middleware.Stack) error {
 		}), middleware.Before)
 }
 
-// clock is a test clock that moves only when told to.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *clock { return &clock{now: time.Date(2031, 5, 6, 7, 8, 9, 987654321, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
+// newClock is the clock of a store test, with nanoseconds so that rounding is caught.
+func newClock() *clocktest.Clock {
+	return clocktest.New(time.Date(2031, 5, 6, 7, 8, 9, 987654321, time.UTC))
 }
 
 func ids(prefix string, n int) []string {

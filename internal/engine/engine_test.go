@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetrun/fleetrun/internal/clocktest"
 	"github.com/fleetrun/fleetrun/internal/engine"
 	"github.com/fleetrun/fleetrun/internal/localstore"
 	"github.com/fleetrun/fleetrun/internal/task"
-	"github.com/fleetrun/fleetrun/internal/task/storetest"
 )
 
 // fakeRunner records what the engine asks of it; devices move only when a test reports them.
@@ -114,12 +114,12 @@ type bundle struct {
 	runner *fakeRunner
 	queue  *queue
 	pub    *publisher
-	clock  *storetest.Clock
+	clock  *clocktest.Clock
 }
 
 func setup(t *testing.T, runner engine.Runner) *bundle {
 	t.Helper()
-	clock := storetest.NewClock(time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC))
+	clock := clocktest.New(time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC))
 	store, err := localstore.Open(filepath.Join(t.TempDir(), "db"), localstore.Options{Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -214,13 +214,20 @@ func TestDispatchIsIdempotentAndFinishesOnce(t *testing.T) {
 
 	b.report(t, tk.ID, task.DeviceRunning, "a", "b", "c")
 	b.report(t, tk.ID, task.DeviceSucceeded, "a", "c")
-	// The failure is reported twice, concurrently, as duplicated deliveries would.
+	// The failure is reported four times, concurrently, as duplicated deliveries would. The
+	// goroutines only collect their errors: a test may fail only from its own goroutine.
+	errs := make([]error, 4)
 	var wg sync.WaitGroup
-	for range 4 {
-		wg.Add(1)
-		go func() { defer wg.Done(); b.report(t, tk.ID, task.DeviceFailed, "b") }()
+	for i := range errs {
+		wg.Go(func() {
+			_, errs[i] = b.eng.Report(context.Background(), tk.ID,
+				[]task.DeviceUpdate{{DeviceID: "b", Status: task.DeviceFailed, At: b.clock.Now()}})
+		})
 	}
 	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatalf("a duplicated report failed: %v", err)
+	}
 	done, _ := b.eng.Get(context.Background(), "alice", tk.ID)
 	if done.Status != task.StatusCompleted {
 		t.Fatalf("status = %s, want completed (maxErrors defaults to 100%%)", done.Status)

@@ -9,6 +9,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/fleetrun/fleetrun/internal/clocktest"
 	"github.com/fleetrun/fleetrun/internal/task"
 	"github.com/fleetrun/fleetrun/internal/task/storetest"
 )
@@ -56,7 +57,7 @@ func newTask(id, owner string, created time.Time, devices ...string) *task.Task 
 func TestReopenKeepsEverything(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	clock := storetest.NewClock(time.Date(2030, 5, 6, 7, 8, 9, 0, time.UTC))
+	clock := clocktest.New(time.Date(2030, 5, 6, 7, 8, 9, 0, time.UTC))
 	path := filepath.Join(t.TempDir(), "fleetrun.db")
 	s, err := Open(path, Options{Now: clock.Now})
 	if err != nil {
@@ -185,7 +186,7 @@ func TestOpenRefusesAnotherLayout(t *testing.T) {
 func TestDeleteExpiredLeavesNothingBehind(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	clock := storetest.NewClock(time.Date(2030, 5, 6, 7, 8, 9, 0, time.UTC))
+	clock := clocktest.New(time.Date(2030, 5, 6, 7, 8, 9, 0, time.UTC))
 	s := open(t, filepath.Join(t.TempDir(), "fleetrun.db"), clock.Now)
 	base := clock.Now()
 	for i := range 3*sweepChunk + 5 { // several transactions' worth
@@ -225,7 +226,7 @@ func TestDeleteExpiredLeavesNothingBehind(t *testing.T) {
 func TestListTasksEndsOnAFullLastPage(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	clock := storetest.NewClock(time.Date(2030, 5, 6, 7, 8, 9, 0, time.UTC))
+	clock := clocktest.New(time.Date(2030, 5, 6, 7, 8, 9, 0, time.UTC))
 	s := open(t, filepath.Join(t.TempDir(), "fleetrun.db"), clock.Now)
 	for i := range 4 {
 		tk := newTask("t"+string(rune('0'+i)), "alice", clock.Now().Add(time.Duration(i)*time.Second), "d", "e")
@@ -267,7 +268,7 @@ func TestListTasksEndsOnAFullLastPage(t *testing.T) {
 func TestApplyRechecksInTheWriteTransaction(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	clock := storetest.NewClock(time.Date(2030, 5, 6, 7, 8, 9, 0, time.UTC))
+	clock := clocktest.New(time.Date(2030, 5, 6, 7, 8, 9, 0, time.UTC))
 	s := open(t, filepath.Join(t.TempDir(), "fleetrun.db"), clock.Now)
 	if _, _, err := s.CreateTask(ctx, newTask("t1", "alice", clock.Now(), "a", "b"), nil); err != nil {
 		t.Fatal(err)

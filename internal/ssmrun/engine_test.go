@@ -103,7 +103,7 @@ func TestEngineTimesOutADeviceThatNeverFinishes(t *testing.T) {
 		t.Fatalf("after the first poll: %+v %v", got, err)
 	}
 
-	eb.clock.Add(601 * time.Second)
+	eb.clock.Advance(601 * time.Second)
 	eb.queue.deliver(t, eb.engine, engine.ActionPoll)
 	got, err = eb.engine.Get(t.Context(), "alice", tk.ID)
 	if err != nil || got.Status != task.StatusTimedOut {

@@ -81,7 +81,7 @@ func TestPollMapsOutcomes(t *testing.T) {
 
 	last := map[string]task.DeviceUpdate{}
 	for range 4 {
-		b.clock.Add(5 * time.Second)
+		b.clock.Advance(5 * time.Second)
 		updates, err := b.runner.Poll(t.Context(), tk)
 		if err != nil {
 			t.Fatalf("Poll: %v", err)

@@ -98,7 +98,7 @@ func TestStartPassesPercentagesAndOutput(t *testing.T) {
 	b := setup(t, func(c *ssmrun.Config) { c.OutputBucket = "fleet-output" })
 	tk := b.runningTask("01JTASKPERCENT000000000000", devices(60))
 	tk.Request.MaxConcurrency, tk.Request.MaxErrors = "25%", "10%"
-	b.clock.Add(590 * time.Second) // 10 s before the deadline: the delivery timeout floor applies
+	b.clock.Advance(590 * time.Second) // 10 s before the deadline: the delivery timeout floor applies
 	if err := b.runner.Start(t.Context(), tk); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
@@ -132,7 +132,7 @@ func TestStartRecoversCommandAcceptedBeforeACrash(t *testing.T) {
 	}
 
 	// The executor retries the message.
-	b.clock.Add(30 * time.Second)
+	b.clock.Advance(30 * time.Second)
 	if err := b.runner.Start(t.Context(), tk); err != nil {
 		t.Fatalf("retried Start: %v", err)
 	}

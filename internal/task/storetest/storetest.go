@@ -27,11 +27,11 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/fleetrun/fleetrun/internal/clocktest"
 	"github.com/fleetrun/fleetrun/internal/task"
 )
 
@@ -69,38 +69,6 @@ func Run(t *testing.T, open func(t *testing.T, now func() time.Time) task.Store)
 	}
 }
 
-// Clock is a clock that moves only when told to. It is safe for concurrent use.
-type Clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-// NewClock returns a Clock that reads start.
-func NewClock(start time.Time) *Clock {
-	return &Clock{now: start}
-}
-
-// Now returns the clock's time.
-func (c *Clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-// Advance moves the clock forward by d.
-func (c *Clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-// Set moves the clock to t.
-func (c *Clock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
-}
-
 // epoch is where every group's clock starts. It has nanoseconds so that a store that rounds
 // times is caught.
 var epoch = time.Date(2030, 1, 2, 3, 4, 5, 123456789, time.UTC)
@@ -119,11 +87,11 @@ type env struct {
 	t     *testing.T
 	ctx   context.Context
 	store task.Store
-	clock *Clock
+	clock *clocktest.Clock
 }
 
 func newEnv(t *testing.T, open OpenFunc) *env {
-	clock := NewClock(epoch)
+	clock := clocktest.New(epoch)
 	return &env{t: t, ctx: t.Context(), store: open(t, clock.Now), clock: clock}
 }
 
