@@ -193,7 +193,7 @@ func (f *flow) wireWithClock(t *testing.T, now func() time.Time) {
 		Queue:  sqsqueue.New(sqs.NewFromConfig(f.sdk), cfg.QueueURL),
 		Runner: runner,
 		Publisher: eventbridge.New(awseventbridge.NewFromConfig(f.sdk), cfg.EventBusName,
-			eventbridge.WithLogger(f.log), eventbridge.WithClock(now)),
+			eventbridge.Options{Logger: f.log, Now: now}),
 		Rules:     task.Rules{DeviceID: task.ManagedNodeID, CheckScript: ssmrun.CheckScript(cfg.AllowedScriptBuckets)},
 		Retention: cfg.Retention,
 		Logger:    f.log,

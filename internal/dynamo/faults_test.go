@@ -7,11 +7,11 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/fleetrun/fleetrun/internal/awsretry"
 	"github.com/fleetrun/fleetrun/internal/task"
 	"github.com/fleetrun/fleetrun/internal/task/storetest"
 )
@@ -35,10 +35,6 @@ func throttlingException() error {
 	return &smithy.GenericAPIError{Code: "ThrottlingException", Message: "injected"}
 }
 
-func quotaExceeded() error {
-	return ratelimit.QuotaExceededError{Available: 0, Requested: 5}
-}
-
 // TestApplyDeviceUpdatesSurvivesFaults injects each kind of failure DynamoDB answers under
 // load or contention into a report of five devices, and checks that the store retries and
 // applies every update exactly once.
@@ -50,7 +46,6 @@ func TestApplyDeviceUpdatesSurvivesFaults(t *testing.T) {
 	}{
 		{"throttled reads", []*fault{{op: "BatchGetItem", n: 3, err: throughputExceeded}}},
 		{"throttled transaction", []*fault{{op: "TransactWriteItems", n: 2, err: throttlingException}}},
-		{"retry quota spent", []*fault{{op: "TransactWriteItems", n: 2, err: quotaExceeded}}},
 		{"transaction cancelled for throttling", []*fault{{op: "TransactWriteItems", n: 2,
 			err: cancel(reasonThrottled, reasonNone, reasonNone, reasonNone, reasonNone, reasonNone)}}},
 		{"transaction conflicts", []*fault{{op: "TransactWriteItems", n: 3,
@@ -103,8 +98,9 @@ func TestApplyDeviceUpdatesSurvivesFaults(t *testing.T) {
 }
 
 // TestRetriesAreBounded checks that a store facing endless throttling gives up with
-// CodeUnavailable after MaxAttempts, writes nothing, and applies the updates once when asked
-// again after the storm.
+// CodeUnavailable once the SDK's retryer has made its attempts, that endless transaction
+// conflicts end after MaxAttempts rounds of re-planning, that nothing is written, and that the
+// updates apply once when asked again after the storm.
 func TestRetriesAreBounded(t *testing.T) {
 	t.Parallel()
 	tt := newTable(t)
@@ -118,8 +114,8 @@ func TestRetriesAreBounded(t *testing.T) {
 	if _, err := s.GetTask(ctx, tk.ID); !task.IsCode(err, task.CodeUnavailable) {
 		t.Errorf("GetTask in a storm = %v, want unavailable", err)
 	}
-	if n := tt.faults.hit("GetItem"); n != 4 {
-		t.Errorf("GetTask tried %d times, want 4", n)
+	if n := tt.faults.hit("GetItem"); n != awsretry.DefaultMaxAttempts {
+		t.Errorf("GetTask tried %d times, want the retryer's %d", n, awsretry.DefaultMaxAttempts)
 	}
 	storm.n = 0
 

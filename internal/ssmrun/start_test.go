@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fleetrun/fleetrun/internal/engine"
+	"github.com/fleetrun/fleetrun/internal/awsretry"
 	"github.com/fleetrun/fleetrun/internal/ssmrun"
 	"github.com/fleetrun/fleetrun/internal/ssmtest"
 	"github.com/fleetrun/fleetrun/internal/task"
@@ -212,7 +213,7 @@ func TestStartSurvivesThrottling(t *testing.T) {
 	// Throttling that outlasts the SDK's attempts surfaces as unavailable, and the next
 	// dispatch carries on without duplicates.
 	tk2 := b.runningTask("01JTASKTHROTTLE20000000000", devices(10))
-	b.srv.ThrottleNext(ssmtest.OpSendCommand, 3)
+	b.srv.ThrottleNext(ssmtest.OpSendCommand, awsretry.DefaultMaxAttempts)
 	err := b.runner.Start(t.Context(), tk2)
 	if !task.IsCode(err, task.CodeUnavailable) {
 		t.Fatalf("Start under lasting throttling: %v, want CodeUnavailable", err)
