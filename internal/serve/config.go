@@ -21,6 +21,9 @@ type Config struct {
 	Retention time.Duration
 	Grace     time.Duration
 	LogLevel  string
+	// Now is the clock of the store, the runner, the engine and the sweeper; time.Now when
+	// nil. Flags do not set it: tests do.
+	Now func() time.Time
 }
 
 // tokenFlags collects repeated --token values.
