@@ -139,12 +139,6 @@ func (r Rules) Validate(d Draft) (Request, error) {
 	return req, nil
 }
 
-// Draft returns r as a draft with every setting present, as a caller that sends them all.
-func (r Request) Draft() Draft {
-	return Draft{DeviceIDs: r.DeviceIDs, ScriptURL: r.ScriptURL, Args: r.Args,
-		TimeoutSeconds: &r.TimeoutSeconds, MaxConcurrency: &r.MaxConcurrency, MaxErrors: &r.MaxErrors}
-}
-
 // Concurrency resolves a task's maxConcurrency to a number of devices, at least 1.
 func (r Request) Concurrency() int {
 	n := resolve(r.MaxConcurrency, len(r.DeviceIDs), true)
