@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -118,6 +119,18 @@ func (noQueue) Send(_ context.Context, m engine.Message, _ time.Duration) error 
 }
 
 var errNoQueue = errors.New("this function has no QUEUE_URL")
+
+// Start is a function's whole main: Setup, then lambda.Start with the handler handler picks from
+// the App. A configuration error is printed on stderr, prefixed with name, and ends the process
+// with status 1, before any invocation.
+func Start(name string, handler func(*App) any, required ...string) {
+	app, err := Setup(context.Background(), required...)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, name+":", err)
+		os.Exit(1)
+	}
+	lambda.Start(handler(app))
+}
 
 // Setup is what every function's main does before lambda.Start: read the configuration from
 // the environment (the variables named in required must be set), load the SDK configuration

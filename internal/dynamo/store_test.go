@@ -35,21 +35,7 @@ func running(t *testing.T, s *Store, id string, devices []string, now time.Time)
 	if err != nil {
 		t.Fatalf("CreateTask: %v", err)
 	}
-	return moveTo(t, s, tk, task.StatusRunning, now, time.Time{})
-}
-
-// moveTo writes the transition of tk to status to, failing the test on any error.
-func moveTo(t *testing.T, s *Store, tk *task.Task, to task.Status, at, expiresAt time.Time) *task.Task {
-	t.Helper()
-	tr, err := storetest.Move(tk, to, at, expiresAt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	moved, err := s.Transition(t.Context(), tr)
-	if err != nil {
-		t.Fatalf("Transition(%s → %s) = %v", tk.ID, to, err)
-	}
-	return moved
+	return storetest.MoveTo(t, s, tk, task.StatusRunning, now, time.Time{})
 }
 
 func managedNodes(n int) []string {
@@ -183,7 +169,7 @@ func TestOversizedDeviceList(t *testing.T) {
 	if got, err = s.GetTask(ctx, tk.ID); err != nil {
 		t.Fatal(err)
 	}
-	moveTo(t, s, got, task.StatusFailed, clk.Now(), clk.Now().Add(time.Hour))
+	storetest.MoveTo(t, s, got, task.StatusFailed, clk.Now(), clk.Now().Add(time.Hour))
 	if n, err := s.DeleteExpired(ctx, clk.Now().Add(2*time.Hour)); err != nil || n != 1 {
 		t.Fatalf("DeleteExpired = %d, %v", n, err)
 	}
@@ -239,7 +225,7 @@ func TestCreateTaskIdempotencyEdges(t *testing.T) {
 	if _, _, err := s.CreateTask(ctx, short, idem("expiring", "h")); err != nil {
 		t.Fatal(err)
 	}
-	moveTo(t, s, short, task.StatusCancelled, clk.Now(), clk.Now().Add(time.Minute))
+	storetest.MoveTo(t, s, short, task.StatusCancelled, clk.Now(), clk.Now().Add(time.Minute))
 	clk.Advance(2 * time.Minute)
 	var wg sync.WaitGroup
 	results := make([]*task.Task, 2)
@@ -356,7 +342,7 @@ func TestFinishedTaskItemsExpireTogether(t *testing.T) {
 	}
 
 	expires := clk.Now().Add(90*time.Minute + 500*time.Millisecond)
-	moveTo(t, s, tk, task.StatusCompleted, clk.Now(), expires)
+	storetest.MoveTo(t, s, tk, task.StatusCompleted, clk.Now(), expires)
 	wantTTL := strconv.FormatInt(expires.Unix()+1, 10)
 	stamped := 0
 	for _, item := range scanAll(t, tt) {
@@ -438,7 +424,7 @@ func TestDeviceItemsOutlastTheirTaskWithoutRestamping(t *testing.T) {
 	}
 	tt.count.Reset()
 	end := clk.Now()
-	moveTo(t, s, tk, task.StatusCompleted, end, end.Add(24*time.Hour))
+	storetest.MoveTo(t, s, tk, task.StatusCompleted, end, end.Add(24*time.Hour))
 	if n := tt.count.Count("BatchWriteItem"); n != 0 {
 		t.Errorf("finishing rewrote device items in %d BatchWriteItem calls, want none: they were written with a bound", n)
 	}

@@ -39,11 +39,7 @@ func (s *Store) apply(taskID string, updates []task.DeviceUpdate, now time.Time)
 	// Batch may run this function more than once, so it starts from scratch each time.
 	err := s.db.Batch(func(tx *bolt.Tx) error {
 		out, applied = nil, 0
-		rec, err := loadLive(tx, taskID, now)
-		if err != nil {
-			return err
-		}
-		list, err := s.deviceList(tx, rec)
+		rec, list, err := s.liveList(tx, taskID, now)
 		if err != nil {
 			return err
 		}
@@ -75,11 +71,7 @@ func (s *Store) apply(taskID string, updates []task.DeviceUpdate, now time.Time)
 func (s *Store) unchanged(taskID string, updates []task.DeviceUpdate, now time.Time) (*task.Task, error) {
 	var out *task.Task
 	err := s.db.View(func(tx *bolt.Tx) error {
-		rec, err := loadLive(tx, taskID, now)
-		if err != nil {
-			return err
-		}
-		list, err := s.deviceList(tx, rec)
+		rec, list, err := s.liveList(tx, taskID, now)
 		if err != nil {
 			return err
 		}
@@ -136,6 +128,19 @@ func applyUpdates(tx *bolt.Tx, t *task.Task, list *deviceList, updates []task.De
 	return applied, nil
 }
 
+// liveList reads the record of task id, as loadLive does, with its device list.
+func (s *Store) liveList(tx *bolt.Tx, id string, now time.Time) (*record, *deviceList, error) {
+	rec, err := loadLive(tx, id, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	list, err := s.deviceList(tx, rec)
+	if err != nil {
+		return nil, nil, err
+	}
+	return rec, list, nil
+}
+
 // loadDevice reads a device's record, or t.Unstarted when it has none yet.
 func loadDevice(devices *bolt.Bucket, key []byte, t *task.Task, deviceID string) (*task.Device, error) {
 	taskID := t.ID
@@ -168,11 +173,7 @@ func (s *Store) ListDevices(ctx context.Context, taskID string, q task.DeviceQue
 	now := s.now()
 	page := &task.DevicePage{Devices: []*task.Device{}}
 	err := s.db.View(func(tx *bolt.Tx) error {
-		rec, err := loadLive(tx, taskID, now)
-		if err != nil {
-			return err
-		}
-		list, err := s.deviceList(tx, rec)
+		rec, list, err := s.liveList(tx, taskID, now)
 		if err != nil {
 			return err
 		}
@@ -211,11 +212,7 @@ func (s *Store) GetDevice(ctx context.Context, taskID, deviceID string) (*task.D
 	now := s.now()
 	var d *task.Device
 	err := s.db.View(func(tx *bolt.Tx) error {
-		rec, err := loadLive(tx, taskID, now)
-		if err != nil {
-			return err
-		}
-		list, err := s.deviceList(tx, rec)
+		rec, list, err := s.liveList(tx, taskID, now)
 		if err != nil {
 			return err
 		}

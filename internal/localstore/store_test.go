@@ -31,20 +31,6 @@ func open(t *testing.T, path string, now func() time.Time) *Store {
 	return s
 }
 
-// moveTo writes the transition of tk to status to, failing the test on any error.
-func moveTo(t *testing.T, s *Store, tk *task.Task, to task.Status, at, expiresAt time.Time) *task.Task {
-	t.Helper()
-	tr, err := storetest.Move(tk, to, at, expiresAt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	moved, err := s.Transition(t.Context(), tr)
-	if err != nil {
-		t.Fatalf("Transition(%s → %s) = %v", tk.ID, to, err)
-	}
-	return moved
-}
-
 // newTask builds a pending task like the engine's Submit does.
 func newTask(id, owner string, created time.Time, devices ...string) *task.Task {
 	return &task.Task{ID: id, Owner: owner, Status: task.StatusPending, Version: 1, CreatedAt: created,
@@ -89,7 +75,7 @@ func TestReopenKeepsEverything(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			moveTo(t, s, cur, to, clock.Now(), base.Add(time.Hour))
+			storetest.MoveTo(t, s, cur, to, clock.Now(), base.Add(time.Hour))
 		}
 	}
 	move("t-running", task.StatusRunning)
@@ -203,7 +189,7 @@ func TestDeleteExpiredLeavesNothingBehind(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		moveTo(t, s, cur, task.StatusCancelled, base, base.Add(time.Hour))
+		storetest.MoveTo(t, s, cur, task.StatusCancelled, base, base.Add(time.Hour))
 	}
 	n, err := s.DeleteExpired(ctx, base.Add(2*time.Hour))
 	if err != nil || n != 3*sweepChunk+5 {
@@ -282,7 +268,7 @@ func TestApplyRechecksInTheWriteTransaction(t *testing.T) {
 	if err != nil || n != 0 || again.Version != first.Version || again.Counts != first.Counts {
 		t.Errorf("duplicate apply = %+v, %d, %v; want nothing applied and version %d", again, n, err, first.Version)
 	}
-	moveTo(t, s, first, task.StatusCancelled, clock.Now(), time.Time{})
+	storetest.MoveTo(t, s, first, task.StatusCancelled, clock.Now(), time.Time{})
 	ended, n, err := s.apply("t1", []task.DeviceUpdate{{DeviceID: "b", Status: task.DeviceSucceeded}}, clock.Now())
 	if err != nil || n != 0 || ended.Version != 3 || ended.Counts.Pending != 0 || ended.Counts.Cancelled != 1 {
 		t.Errorf("apply to a cancelled task = %+v, %d, %v; want nothing applied at version 3", ended, n, err)

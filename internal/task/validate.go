@@ -114,22 +114,26 @@ func (r Rules) Validate(d Draft) (Request, error) {
 			bad("/timeoutSeconds", "must be between 1 and %d; leave it out for the default (%d)", MaxTimeoutSeconds, DefaultTimeout)
 		}
 	}
-	if d.MaxConcurrency != nil {
-		req.MaxConcurrency = *d.MaxConcurrency
+	for _, set := range []struct {
+		pointer string
+		given   *string
+		value   *string
+		rule    *regexp.Regexp
+		explain string
+	}{
+		{"/maxConcurrency", d.MaxConcurrency, &req.MaxConcurrency, concurrencyRule,
+			`must be a count of at least 1 ("10") or a percentage from 1% to 100% ("10%")`},
+		{"/maxErrors", d.MaxErrors, &req.MaxErrors, maxErrorsRule,
+			`must be a count ("0") or a percentage from 0% to 100% ("10%")`},
+	} {
 		switch {
-		case req.MaxConcurrency == "":
-			bad("/maxConcurrency", "must not be empty; leave it out for the default (%q)", DefaultConcurrency)
-		case !concurrencyRule.MatchString(req.MaxConcurrency):
-			bad("/maxConcurrency", "must be a count of at least 1 (\"10\") or a percentage from 1%% to 100%% (\"10%%\")")
-		}
-	}
-	if d.MaxErrors != nil {
-		req.MaxErrors = *d.MaxErrors
-		switch {
-		case req.MaxErrors == "":
-			bad("/maxErrors", "must not be empty; leave it out for the default (%q)", DefaultMaxErrors)
-		case !maxErrorsRule.MatchString(req.MaxErrors):
-			bad("/maxErrors", "must be a count (\"0\") or a percentage from 0%% to 100%% (\"10%%\")")
+		case set.given == nil:
+		case *set.given == "":
+			bad(set.pointer, "must not be empty; leave it out for the default (%q)", *set.value)
+		case !set.rule.MatchString(*set.given):
+			bad(set.pointer, "%s", set.explain)
+		default:
+			*set.value = *set.given
 		}
 	}
 

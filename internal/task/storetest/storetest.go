@@ -175,6 +175,21 @@ func Move(tk *task.Task, to task.Status, at, expiresAt time.Time) (task.Transiti
 	return task.Transition{}, fmt.Errorf("storetest: no event moves a %s task to %s", tk.Status, to)
 }
 
+// MoveTo writes the transition of tk to status to (see Move) in store, failing the test on
+// any error, and returns the task as written.
+func MoveTo(t *testing.T, store task.Store, tk *task.Task, to task.Status, at, expiresAt time.Time) *task.Task {
+	t.Helper()
+	tr, err := Move(tk, to, at, expiresAt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved, err := store.Transition(t.Context(), tr)
+	if err != nil {
+		t.Fatalf("Transition(%s %s→%s) = %v", tk.ID, tk.Status, to, err)
+	}
+	return moved
+}
+
 // move makes a transition of tk to status to at the clock's time, failing the test on error.
 // A terminal status is given a result and an expiry of expiresIn from now.
 func (e *env) move(tk *task.Task, to task.Status, expiresIn time.Duration) *task.Task {
