@@ -26,17 +26,17 @@ type Store interface {
 	// ListTasks returns q.Owner's tasks newest first, filtered by q.Status when set.
 	ListTasks(ctx context.Context, q ListQuery) (*TaskPage, error)
 
-	// Transition changes a task's status if it is still in tr.From at tr.Version, sets
-	// StartedAt when it becomes running and CompletedAt when it becomes terminal, bumps the
-	// version, and returns the task as written. A terminal transition counts the devices still
-	// pending as cancelled (see Task.Unstarted). Otherwise it returns CodeConflict (or
-	// CodeNotFound) and writes nothing.
+	// Transition changes a task's status if the state machine allows tr (tr.Check) and the
+	// task is still in tr.From at tr.Version; it sets StartedAt when the task starts and, when
+	// it ends, CompletedAt, the result, the expiry and tr.Counts (which count the devices still
+	// pending as UnstartedAtEnd), bumps the version, and returns the task as written. Otherwise
+	// it returns CodeConflict (or CodeNotFound) and writes nothing.
 	Transition(ctx context.Context, tr Transition) (*Task, error)
 
-	// ApplyDeviceUpdates applies the updates for one task. Each is applied only when its device
-	// can move from its current status to the new one (DeviceStatus.CanMove), atomically with the
-	// task's counts and version; the rest are ignored, so a duplicated or reordered update is
-	// never counted twice and never moves a device backwards. An update for a device that is not
+	// ApplyDeviceUpdates applies the updates for one task, each with Device.Apply: only a move
+	// the device may make (or a longer output for an ended device) is written, atomically with
+	// the task's counts and version; the rest are ignored, so a duplicated or reordered update
+	// is never counted twice and never moves a device backwards. An update for a device that is not
 	// part of the task is ignored too. It returns the task after the updates and how many were
 	// applied. Updates to a task in a terminal state are ignored.
 	ApplyDeviceUpdates(ctx context.Context, taskID string, updates []DeviceUpdate) (*Task, int, error)
