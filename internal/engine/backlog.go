@@ -96,7 +96,7 @@ func (b *Backlog) Admit(devices int) (func(), error) {
 	defer b.mu.Unlock()
 	queued := b.pending + b.reserved
 	if queued > 0 && queued+devices > b.max {
-		return nil, task.Errorf(task.ErrUnavailable,
+		return nil, task.Errorf(task.CodeUnavailable,
 			"the server has %d devices waiting to run and queues at most %d; retry later", queued, b.max)
 	}
 	b.reserved += devices

@@ -18,7 +18,7 @@ func TestBacklogRefusesSubmitsPastItsBoundAndStoresNothing(t *testing.T) {
 		Rules: task.Rules{DeviceID: task.LocalDeviceID}, Now: clock.Now})
 	ctx := context.Background()
 	submit := func(devices ...string) (*task.Task, error) {
-		tk, _, err := eng.Submit(ctx, engine.Submission{Owner: "alice", Request: task.Request{DeviceIDs: devices, ScriptURL: "x.sh"}})
+		tk, _, err := eng.Submit(ctx, engine.Submission{Owner: "alice", Draft: task.Draft{DeviceIDs: devices, ScriptURL: "x.sh"}})
 		return tk, err
 	}
 
@@ -33,7 +33,7 @@ func TestBacklogRefusesSubmitsPastItsBoundAndStoresNothing(t *testing.T) {
 		t.Fatalf("pending %d, want 5", n)
 	}
 	_, err = submit("f")
-	if !task.IsCode(err, task.ErrUnavailable) {
+	if !task.IsCode(err, task.CodeUnavailable) {
 		t.Fatalf("a submit past the bound = %v, want unavailable", err)
 	}
 	page, err := store.ListTasks(ctx, task.ListQuery{Owner: "alice", Limit: 10})
@@ -70,7 +70,7 @@ func TestBacklogAdmitsAnOversizedTaskIntoAnEmptyQueue(t *testing.T) {
 	if err != nil {
 		t.Fatalf("a task larger than the bound, nothing queued: %v", err)
 	}
-	if _, err := b.Admit(1); !task.IsCode(err, task.ErrUnavailable) {
+	if _, err := b.Admit(1); !task.IsCode(err, task.CodeUnavailable) {
 		t.Errorf("while it is being stored, another submit = %v, want unavailable", err)
 	}
 	release()

@@ -27,7 +27,9 @@ import (
 func (h *handler) events(w http.ResponseWriter, r *http.Request, owner string) {
 	last, err := lastEventID(r)
 	if err != nil {
-		h.badQuery(w, r, queryErrors{{Pointer: "/lastEventId", Detail: err.Error()}})
+		var p task.QueryParser
+		p.Bad("lastEventId", "%s", err.Error())
+		h.error(w, r, p.Err())
 		return
 	}
 	id := r.PathValue("id")
@@ -127,7 +129,7 @@ func lastEventID(r *http.Request) (int64, error) {
 // tooManyStreams answers an event stream or long-poll past the caps of Config.MaxStreams and
 // Config.MaxStreamsPerOwner.
 func (h *handler) tooManyStreams(w http.ResponseWriter, r *http.Request) {
-	h.error(w, r, task.Errorf(task.ErrUnavailable,
+	h.error(w, r, task.Errorf(task.CodeUnavailable,
 		"too many event streams and long-polls are open; retry later, or poll without Prefer: wait"))
 }
 

@@ -38,7 +38,7 @@ func FuzzDecodeSubmit(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		req, err := decodeSubmit(body)
+		_, draft, err := decodeSubmit(body)
 		var m malformed
 		var te *task.Error
 		switch {
@@ -48,18 +48,16 @@ func FuzzDecodeSubmit(f *testing.F) {
 			}
 			return
 		case errors.As(err, &te):
-			if te.Code != task.ErrInvalid || len(te.Fields) == 0 || len(te.Fields) > maxShapeErrors {
+			if te.Code != task.CodeInvalid || len(te.Fields) == 0 || len(te.Fields) > maxShapeErrors {
 				t.Fatalf("shape error %+v: want invalid with 1 to %d fields", te, maxShapeErrors)
 			}
 			return
 		case err != nil:
 			t.Fatalf("decodeSubmit returned %T %v, want a malformed or a task error", err, err)
 		}
-		r := task.Request{DeviceIDs: req.DeviceIDs, ScriptURL: req.ScriptURL, Args: req.Args,
-			TimeoutSeconds: req.TimeoutSeconds, MaxConcurrency: req.MaxConcurrency, MaxErrors: req.MaxErrors}
-		err = fuzzRules.Validate(&r)
+		r, err := fuzzRules.Validate(draft)
 		if err != nil {
-			if !errors.As(err, &te) || te.Code != task.ErrInvalid || len(te.Fields) == 0 {
+			if !errors.As(err, &te) || te.Code != task.CodeInvalid || len(te.Fields) == 0 {
 				t.Fatalf("Validate = %v, want invalid with fields", err)
 			}
 			if n := len(te.Fields); n > task.MaxDeviceIDErrors+10 {
@@ -104,17 +102,21 @@ func FuzzQueryParameters(f *testing.F) {
 		if err != nil {
 			return // the server answers such a query 400 before any handler
 		}
-		var errs queryErrors
-		status := errs.taskStatus(q)
-		limit, cursor := errs.page(q)
-		statuses := errs.deviceStatuses(q)
+		// As the listings read them: GET /tasks one task status, GET …/devices device statuses.
+		var p task.QueryParser
+		var status task.Status
+		if s, ok := single(&p, q, "status"); ok {
+			status = p.Status(s)
+		}
+		limit, cursor := pageParams(&p, q)
+		statuses := p.DeviceStatuses(q["status"])
 		if status != "" && !status.Valid() {
 			t.Fatalf("task status %q", status)
 		}
 		if limit < 0 || limit > task.MaxPageSize {
 			t.Fatalf("limit %d", limit)
 		}
-		if cursor != "" && !validCursor(cursor) {
+		if cursor != "" && strings.IndexFunc(cursor, func(r rune) bool { return r <= ' ' || r > '~' }) >= 0 {
 			t.Fatalf("cursor %q", cursor)
 		}
 		seen := map[task.DeviceStatus]bool{}
@@ -124,9 +126,16 @@ func FuzzQueryParameters(f *testing.F) {
 			}
 			seen[s] = true
 		}
-		for _, e := range errs {
-			if !strings.HasPrefix(e.Pointer, "/") || e.Detail == "" {
-				t.Fatalf("query error %+v", e)
+		err = p.Err()
+		var te *task.Error
+		if err != nil && (!errors.As(err, &te) || te.Code != task.CodeInvalidQuery || len(te.Fields) == 0) {
+			t.Fatalf("Err = %v, want an invalid query naming its parameters", err)
+		}
+		if te != nil {
+			for _, e := range te.Fields {
+				if !strings.HasPrefix(e.Pointer, "/") || e.Detail == "" {
+					t.Fatalf("query error %+v", e)
+				}
 			}
 		}
 	})

@@ -53,6 +53,9 @@ type Config struct {
 	// a server started in a test's process (Start) does not, since the test's other children
 	// are not the runner's.
 	Subreaper bool
+	// Now is the clock of the store, the runner, the engine and the sweeper; time.Now when
+	// nil. Flags do not set it: tests do.
+	Now func() time.Time
 }
 
 // Defaults of the limits that are not derived from the machine.

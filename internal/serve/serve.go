@@ -30,9 +30,9 @@ import (
 
 // Main runs `fleetrun serve` with args (the words after "serve") until ctx ends, and returns the
 // process exit code. It prints "listening on http://ADDR" to stdout once the server accepts
-// connections.
-func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	cfg, err := parseConfig(args, os.Getenv, stderr)
+// connections. getenv reads the environment (os.Getenv in the binary).
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	cfg, err := parseConfig(args, getenv, stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -68,6 +68,9 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 //
 // ready, when not nil, is called with the server's base URL once it accepts connections.
 func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(baseURL string)) error {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
 	}
@@ -80,7 +83,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(baseURL s
 	} else if n > 0 {
 		log.Warn("killed what servers that died left running", "count", n)
 	}
-	store, err := localstore.Open(filepath.Join(cfg.DataDir, "fleetrun.db"), localstore.Options{Logger: log})
+	store, err := localstore.Open(filepath.Join(cfg.DataDir, "fleetrun.db"), localstore.Options{Now: cfg.Now, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -98,6 +101,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(baseURL s
 		MaxProcs:   cfg.MaxProcs,
 		Subreaper:  cfg.Subreaper,
 		NoCgroups:  cfg.Cgroups == "off",
+		Now:        cfg.Now,
 		Logger:     log,
 	})
 	if err != nil {
@@ -118,6 +122,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(baseURL s
 		Admission: backlog,
 		Rules:     task.Rules{DeviceID: task.LocalDeviceID, CheckScript: localrun.CheckScript(root)},
 		Retention: cfg.Retention,
+		Now:       cfg.Now,
 		Logger:    log,
 	})
 	runner.SetReporter(eng)
@@ -174,7 +179,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(baseURL s
 	}
 
 	sweepDone := make(chan struct{})
-	go func() { defer close(sweepDone); sweep(ctx, store, runner, log) }()
+	go func() { defer close(sweepDone); sweep(ctx, store, runner, cfg.Now, log) }()
 
 	select {
 	case err = <-served:
@@ -216,10 +221,10 @@ func resume(ctx context.Context, active []*task.Task, q *localqueue.Queue, log *
 
 // sweep deletes expired tasks every minute until ctx ends, and then the files (working
 // directories and kept output) of every task the store no longer has.
-func sweep(ctx context.Context, store *localstore.Store, runner *localrun.Runner, log *slog.Logger) {
+func sweep(ctx context.Context, store *localstore.Store, runner *localrun.Runner, now func() time.Time, log *slog.Logger) {
 	exists := func(ctx context.Context, id string) (bool, error) {
 		_, err := store.GetTask(ctx, id)
-		if task.IsCode(err, task.ErrNotFound) {
+		if task.IsCode(err, task.CodeNotFound) {
 			return false, nil
 		}
 		return err == nil, err
@@ -227,7 +232,7 @@ func sweep(ctx context.Context, store *localstore.Store, runner *localrun.Runner
 	tick := time.NewTicker(time.Minute)
 	defer tick.Stop()
 	for {
-		if n, err := store.DeleteExpired(ctx, time.Now()); err != nil && ctx.Err() == nil {
+		if n, err := store.DeleteExpired(ctx, now()); err != nil && ctx.Err() == nil {
 			log.Error("deleting expired tasks", "err", err)
 		} else if n > 0 {
 			log.Info("deleted expired tasks", "count", n)
@@ -258,9 +263,11 @@ func (p logPublisher) Publish(ctx context.Context, n task.Notification) error {
 
 // Start runs `fleetrun serve` with args in the background until ctx ends, writing its logs
 // (at the level --log-level names) to logs. It returns the server's base URL once it accepts
-// connections, and a channel that yields Run's error when the server has stopped.
+// connections, and a channel that yields Run's error when the server has stopped. It reads no
+// environment: everything comes from args, so a test is not configured by the shell that runs
+// it.
 func Start(ctx context.Context, args []string, logs io.Writer) (baseURL string, done <-chan error, err error) {
-	cfg, err := parseConfig(args, os.Getenv, io.Discard)
+	cfg, err := parseConfig(args, func(string) string { return "" }, io.Discard)
 	if err != nil {
 		return "", nil, err
 	}
