@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/fleetrun/fleetrun/api"
+	"github.com/fleetrun/fleetrun/internal/clocktest"
 )
 
 func TestTenThousandDevicesRunUnderMaxProcs(t *testing.T) {
@@ -58,10 +59,6 @@ func TestTenThousandDevicesRunUnderMaxProcs(t *testing.T) {
 	if !strings.Contains(full.Progress.CurrentStep, "waiting for a free slot") || full.Progress.Devices.Pending != len(ids)-maxProcs {
 		t.Errorf("at the cap: step %q, %d pending; want it to say devices wait, with %d pending",
 			full.Progress.CurrentStep, full.Progress.Devices.Pending, len(ids)-maxProcs)
-	}
-	for range 10 {
-		sample()
-		time.Sleep(100 * time.Millisecond)
 	}
 	// No thread per script: a waiting script costs a goroutine, not an OS thread.
 	threadsAtCap := threads(t, s.cmd.Process.Pid)
@@ -315,21 +312,18 @@ func (h *health) stop() time.Duration {
 	return h.slowest
 }
 
-// waitForSampling is waitFor, calling sample between polls.
+// waitForSampling waits, up to 90 s, until task id meets cond, calling sample between reads.
 func (s *server) waitForSampling(id, what string, sample func(), cond func(api.Task) bool) api.Task {
 	s.t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	for {
+	var task api.Task
+	clocktest.Eventually(s.t, 90*time.Second, func() error {
 		sample()
-		task := s.get(id)
-		if cond(task) {
-			return task
+		if task = s.get(id); !cond(task) {
+			return fmt.Errorf("task %s is not %s: %+v", id, what, task.Progress)
 		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("task %s never became %s; last: %+v\nserver log:\n%s", id, what, task.Progress, tail(s.logs.String(), 4000))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
+	return task
 }
 
 // markedProcesses returns the live processes started for task id, by the FLEETRUN_TASK_ID in
@@ -358,20 +352,17 @@ func markedProcesses(t *testing.T, id string) []int {
 // waitNoMarked waits until no process of task id is left.
 func waitNoMarked(t *testing.T, id string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		pids := markedProcesses(t, id)
-		if len(pids) == 0 {
-			return
+	t.Cleanup(func() {
+		for _, pid := range markedProcesses(t, id) {
+			_ = syscall.Kill(pid, syscall.SIGKILL) // what a failed test leaves behind
 		}
-		if time.Now().After(deadline) {
-			for _, pid := range pids {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
-			t.Fatalf("%d processes of task %s are still running: %v", len(pids), id, pids[:min(len(pids), 10)])
+	})
+	clocktest.Eventually(t, 20*time.Second, func() error {
+		if pids := markedProcesses(t, id); len(pids) > 0 {
+			return fmt.Errorf("%d processes of task %s are still running: %v", len(pids), id, pids[:min(len(pids), 10)])
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // threads returns the number of threads of process pid.
@@ -427,12 +418,4 @@ func writeScript(t *testing.T, dir, name, body string) {
 	if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o755); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// tail returns the end of s, at most n bytes.
-func tail(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return "…" + s[len(s)-n:]
 }

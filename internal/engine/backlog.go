@@ -53,11 +53,24 @@ type backlogEntry struct {
 // backlogMemory is how long a finished task is remembered.
 const backlogMemory = 10 * time.Minute
 
-// NewBacklog returns a Backlog of at most max pending devices that starts with the unfinished
-// tasks active (a server's store after a restart).
-func NewBacklog(max int, active []*task.Task) *Backlog {
-	b := &Backlog{max: max, now: time.Now, tasks: make(map[string]backlogEntry)}
-	for _, t := range active {
+// BacklogConfig configures a Backlog.
+type BacklogConfig struct {
+	// MaxPending is the most devices that may wait to run across every task; it is required.
+	MaxPending int
+	// Active are the unfinished tasks to start from (a server's store after a restart); none
+	// when nil.
+	Active []*task.Task
+	// Now is the clock that ages the memory of finished tasks; time.Now when nil.
+	Now func() time.Time
+}
+
+// NewBacklog returns a Backlog for cfg.
+func NewBacklog(cfg BacklogConfig) *Backlog {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	b := &Backlog{max: cfg.MaxPending, now: cfg.Now, tasks: make(map[string]backlogEntry)}
+	for _, t := range cfg.Active {
 		b.Notify(t)
 	}
 	return b

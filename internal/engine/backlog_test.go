@@ -11,7 +11,7 @@ import (
 func TestBacklogRefusesSubmitsPastItsBoundAndStoresNothing(t *testing.T) {
 	t.Parallel()
 	store, clock := openStore(t)
-	backlog := engine.NewBacklog(5, nil)
+	backlog := engine.NewBacklog(engine.BacklogConfig{MaxPending: 5, Now: clock.Now})
 	q := &queue{}
 	runner := &fakeRunner{}
 	eng := engine.New(engine.Config{Store: store, Queue: q, Runner: runner, Notifier: backlog, Admission: backlog,
@@ -65,7 +65,7 @@ func TestBacklogRefusesSubmitsPastItsBoundAndStoresNothing(t *testing.T) {
 
 func TestBacklogAdmitsAnOversizedTaskIntoAnEmptyQueue(t *testing.T) {
 	t.Parallel()
-	b := engine.NewBacklog(10, nil)
+	b := engine.NewBacklog(engine.BacklogConfig{MaxPending: 10})
 	release, err := b.Admit(50)
 	if err != nil {
 		t.Fatalf("a task larger than the bound, nothing queued: %v", err)
@@ -83,7 +83,7 @@ func TestBacklogAdmitsAnOversizedTaskIntoAnEmptyQueue(t *testing.T) {
 func TestBacklogIgnoresStaleNotifications(t *testing.T) {
 	t.Parallel()
 	running := &task.Task{ID: "T", Status: task.StatusRunning, Version: 3, Counts: task.Counts{Total: 4, Pending: 2, Running: 2}}
-	b := engine.NewBacklog(100, []*task.Task{running})
+	b := engine.NewBacklog(engine.BacklogConfig{MaxPending: 100, Active: []*task.Task{running}})
 	stale := *running
 	stale.Version, stale.Counts.Pending = 2, 4
 	b.Notify(&stale)

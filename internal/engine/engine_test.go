@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -605,10 +606,12 @@ func TestConcurrentCancelsPublishTheTerminalNotificationOnce(t *testing.T) {
 		})
 	}
 	// Every handler and cancel has read the finished, not yet published, task.
-	deadline := time.Now().Add(10 * time.Second)
-	for reads.gets.Load() < before+16 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	clocktest.Eventually(t, 10*time.Second, func() error {
+		if n := reads.gets.Load() - before; n < 16 {
+			return fmt.Errorf("%d of 16 reads", n)
+		}
+		return nil
+	})
 	close(pub.gate)
 	wg.Wait()
 	if n := pub.all(); len(n) != 1 || n[0].Status != task.StatusCancelled {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fleetrun/fleetrun/api"
+	"github.com/fleetrun/fleetrun/internal/clocktest"
 	"github.com/fleetrun/fleetrun/internal/task"
 )
 
@@ -310,11 +312,12 @@ func TestStreamsAndLongPollsAreCapped(t *testing.T) {
 
 	// Closing a stream frees its place.
 	cancel()
-	waitUntil(t, "a stream's place to be freed", func() bool {
+	clocktest.Eventually(t, 10*time.Second, func() error {
 		release, ok := b.handler.streams.acquire("alice")
-		if ok {
-			release()
+		if !ok {
+			return errors.New("the closed stream still holds its place")
 		}
-		return ok
+		release()
+		return nil
 	})
 }

@@ -402,18 +402,6 @@ func (b *testBundle) awaitWait(id string, version int64) {
 	}
 }
 
-// waitUntil polls cond until it holds, or fails the test after 10 s.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // faultyStore fails every read when broken, to show how internal errors are answered.
 type faultyStore struct {
 	task.Store

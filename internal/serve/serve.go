@@ -108,7 +108,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(baseURL s
 		return err
 	}
 	broker := watch.NewBroker()
-	backlog := engine.NewBacklog(cfg.MaxPending, active)
+	backlog := engine.NewBacklog(engine.BacklogConfig{MaxPending: cfg.MaxPending, Active: active, Now: cfg.Now})
 	// The engine and its queue refer to each other; nothing is queued before the engine exists.
 	var eng *engine.Engine
 	queue := localqueue.New(func(ctx context.Context, m engine.Message) error { return eng.Handle(ctx, m) },
