@@ -2,25 +2,33 @@
 // a child process of the server and reports each device's progress to the engine.
 //
 // A device here is a name, not a machine: every device runs the same script on this host, in
-// its own working directory (DataDir/work/<task>/<device>), with FLEETRUN_TASK_ID and
-// FLEETRUN_DEVICE_ID added to the server's environment and the task's args passed as argv,
-// never through a shell. Its stdout and stderr are kept whole on disk
+// its own working directory (DataDir/work/<task>/<device>), with FLEETRUN_TASK_ID,
+// FLEETRUN_DEVICE_ID and FLEETRUN_SERVER_ID added to the server's environment and the task's
+// args passed as argv, never through a shell. Its stdout and stderr are kept whole on disk
 // (DataDir/output/<task>/<device>/stdout|stderr, see OpenOutput); the reported copies are cut
 // at task.StdoutInlineLimit and task.StderrInlineLimit characters.
 //
 // Each script runs in a process group of its own, recorded in the device's Ref as
 // "pgid:<n>", so that stopping a device stops everything the script started, and a restarted
 // server can find and stop what a previous life left behind. When the script exits, whatever
-// it left running in its group is killed too: no work outlives the device's report. A process
-// that moves itself to another group or session (setsid, a double-forking daemon) escapes this.
+// it left running is killed too: no work outlives the device's report. Where this process may
+// create cgroups, each script also runs in a cgroup of its own (see cgroups), which holds what
+// leaves the group or the session (setsid, a double-forking daemon) too; elsewhere, with
+// Config.Subreaper, the server adopts such a process once its parent exits and kills it when
+// its device has finished (see reaper). What a server that died left behind, the next one
+// stops (StopLeftovers).
+//
+// A script is waited for through a pidfd in the runtime's poller (see waitExit), so a running
+// script costs a goroutine, not an OS thread, and Config.MaxProcs caps how many run at once
+// across every task (see pool).
 //
 // Outcomes: exit 0 is succeeded, any other exit failed with its exit code. A script ended by a
 // signal it was not sent by the runner is failed with no exit code (nil) and the signal named
 // in the device's reason. A script the runner stopped is cancelled (Cancel) or timed_out (the
 // task's deadline) whatever its exit code, which is kept when it exited and nil when the signal
-// killed it. maxConcurrency bounds how many scripts run at once; once more devices have failed
-// or timed out than maxErrors allows, no further device starts and the rest are reported
-// cancelled.
+// killed it. maxConcurrency bounds how many scripts of a task run at once, within the server's
+// cap; once more devices have failed or timed out than maxErrors allows, no further device
+// starts and the rest are reported cancelled.
 //
 // Wiring: the engine reports for the runner and the runner is part of the engine, so build the
 // runner without a Reporter, build the engine with the runner, then call SetReporter(engine).
