@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetrun/fleetrun/internal/clocktest"
 	"github.com/fleetrun/fleetrun/internal/engine"
 	"github.com/fleetrun/fleetrun/internal/ssmrun"
 	"github.com/fleetrun/fleetrun/internal/ssmtest"
@@ -21,14 +22,14 @@ import (
 func TestOfflineNodeIsUndeliverableAtTheDeliveryTimeout(t *testing.T) {
 	t.Parallel()
 	f := newFlow(t)
-	clk := &clock{now: time.Now().UTC()}
+	clk := clocktest.New(time.Now().UTC())
 	f.ssm = ssmtest.Start(t)
 	f.ssm.SetNow(clk.Now)
 	f.wireWithClock(t, clk.Now)
 	ids := f.devices(4)
 	offline := ids[2]
 	f.ssm.Script(offline, ssmtest.Script{Outcome: ssmtest.Offline})
-	tk := f.submit(t, ids, func(r *task.Request) { r.TimeoutSeconds, r.DeliveryTimeoutSeconds = 3600, 60 })
+	tk := f.submit(t, ids, func(r *task.Draft) { r.TimeoutSeconds, r.DeliveryTimeoutSeconds = new(3600), new(60) })
 
 	f.handleOnly(t, engine.ActionDispatch)
 	started := *f.task(t, tk.ID).StartedAt

@@ -201,14 +201,14 @@ func (f *flow) wireWithClock(t *testing.T, now func() time.Time) {
 	if f.ssm != nil {
 		ssmClient = ssm.NewFromConfig(f.sdk, func(o *ssm.Options) { o.BaseEndpoint = aws.String(f.ssm.URL) })
 	}
-	runner := ssmrun.New(ssmrun.Config{API: ssmClient, Log: store, DocumentName: cfg.DocumentName,
+	runner := ssmrun.New(ssmrun.Config{API: ssmClient, CommandLog: store, DocumentName: cfg.DocumentName,
 		AllowedBuckets: cfg.AllowedScriptBuckets, Logger: f.log, Now: now})
 	f.engine = engine.New(engine.Config{
 		Store:  store,
 		Queue:  sqsqueue.New(sqs.NewFromConfig(f.sdk), cfg.QueueURL),
 		Runner: runner,
 		Publisher: eventbridge.New(awseventbridge.NewFromConfig(f.sdk), cfg.EventBusName,
-			eventbridge.WithLogger(f.log), eventbridge.WithClock(now)),
+			eventbridge.Options{Logger: f.log, Now: now}),
 		Rules:     task.Rules{DeviceID: task.ManagedNodeID, CheckScript: ssmrun.CheckScript(cfg.AllowedScriptBuckets)},
 		Retention: cfg.Retention,
 		Leases:    store,
@@ -238,14 +238,14 @@ func (f *flow) devices(n int) []string {
 
 // submit submits a task on ids with an Idempotency-Key, as the API does, after edit changes
 // the request.
-func (f *flow) submit(t *testing.T, ids []string, edit ...func(*task.Request)) *task.Task {
+func (f *flow) submit(t *testing.T, ids []string, edit ...func(*task.Draft)) *task.Task {
 	t.Helper()
-	req := task.Request{DeviceIDs: ids, ScriptURL: scriptURL, Args: []string{"--dry-run", "it's"}, TimeoutSeconds: 600}
+	req := task.Draft{DeviceIDs: ids, ScriptURL: scriptURL, Args: []string{"--dry-run", "it's"}, TimeoutSeconds: new(600)}
 	for _, e := range edit {
 		e(&req)
 	}
 	f.submits++
-	tk, created, err := f.engine.Submit(t.Context(), engine.Submission{Owner: owner, Request: req,
+	tk, created, err := f.engine.Submit(t.Context(), engine.Submission{Owner: owner, Draft: req,
 		IdempotencyKey: fmt.Sprintf("%s-%d", f.name, f.submits), RequestHash: fmt.Sprintf("hash-%d", f.submits)})
 	if err != nil || !created {
 		t.Fatalf("Submit: created %v, %v", created, err)

@@ -14,6 +14,7 @@ import (
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"github.com/fleetrun/fleetrun/internal/clocktest"
 	"github.com/fleetrun/fleetrun/internal/engine"
 	"github.com/fleetrun/fleetrun/internal/ssmtest"
 	"github.com/fleetrun/fleetrun/internal/task"
@@ -100,14 +101,14 @@ func TestSweepEndsTasksWhoseMessagesAreLost(t *testing.T) {
 	t.Parallel()
 	f := newFlow(t)
 	start := time.Now().UTC().Truncate(time.Minute)
-	clk := &clock{now: start}
+	clk := clocktest.New(start)
 	f.ssm = ssmtest.Start(t)
 	f.ssm.SetNow(clk.Now)
 	f.ssm.SetDefault(ssmtest.Script{Outcome: ssmtest.Never})
 	f.wireWithClock(t, clk.Now)
-	running := f.submit(t, f.devices(3), func(r *task.Request) { r.TimeoutSeconds = 600 })
+	running := f.submit(t, f.devices(3), func(r *task.Draft) { r.TimeoutSeconds = new(600) })
 	f.handleOnly(t, engine.ActionDispatch)
-	pending := f.submit(t, f.devices(2), func(r *task.Request) { r.TimeoutSeconds = 300 })
+	pending := f.submit(t, f.devices(2), func(r *task.Draft) { r.TimeoutSeconds = new(300) })
 	f.purge(t)
 
 	redriven := 0
@@ -151,14 +152,14 @@ func TestSweepCarriesTasksThroughASendCommandOutage(t *testing.T) {
 	t.Parallel()
 	f := newFlow(t)
 	start := time.Now().UTC().Truncate(time.Minute)
-	clk := &clock{now: start}
+	clk := clocktest.New(start)
 	f.ssm = ssmtest.Start(t)
 	f.ssm.SetNow(clk.Now)
 	f.ssm.FailUntil(ssmtest.OpSendCommand, start.Add(10*time.Minute), http.StatusInternalServerError,
 		"InternalServerError", "An error occurred on the server side.")
 	f.wireWithClock(t, clk.Now)
-	long := f.submit(t, f.devices(60), func(r *task.Request) { r.TimeoutSeconds = 1800 })
-	short := f.submit(t, f.devices(2), func(r *task.Request) { r.TimeoutSeconds = 300 })
+	long := f.submit(t, f.devices(60), func(r *task.Draft) { r.TimeoutSeconds = new(1800) })
+	short := f.submit(t, f.devices(2), func(r *task.Draft) { r.TimeoutSeconds = new(300) })
 	f.deliverUpTo(t, 20)
 
 	var completedAt time.Time
@@ -209,7 +210,7 @@ func TestSweepCostAtAThousandOpenTasks(t *testing.T) {
 	t.Parallel()
 	f := newFlow(t)
 	start := time.Now().UTC().Truncate(time.Minute)
-	clk := &clock{now: start}
+	clk := clocktest.New(start)
 	f.wireWithClock(t, clk.Now)
 	ctx := t.Context()
 	// One task is created by the store; the rest are copies of its item under ids of their own,

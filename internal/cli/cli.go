@@ -71,7 +71,9 @@ var commands []command
 func init() {
 	commands = []command{
 		{"serve", "[flags]", "run the fleetrun API on this machine (fleetrun serve --help)",
-			func(a *app, ctx context.Context, args []string) int { return serve.Main(ctx, args, a.stdout, a.stderr) }},
+			func(a *app, ctx context.Context, args []string) int {
+				return serve.Main(ctx, args, a.stdout, a.stderr, a.env)
+			}},
 		{"submit", "--devices a,b | --devices-file F --script URL [flags]", "submit a task; --wait to follow it to the end", (*app).submit},
 		{"status", "ID", "show a task", (*app).status},
 		{"wait", "ID", "follow a task to the end, showing progress", (*app).wait},

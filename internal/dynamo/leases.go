@@ -85,7 +85,7 @@ func (s *Store) Renew(ctx context.Context, id string, prev, next time.Time) erro
 		return fmt.Errorf("dynamo: renew the lease of %s: %w", id, notFound("no task %s", id))
 	case errors.As(err, &failed):
 		return fmt.Errorf("dynamo: renew the lease of %s: %w", id,
-			task.Errorf(task.ErrConflict, "the task is %s with another lease", itemString(failed.Item, attrStatus)))
+			task.Errorf(task.CodeConflict, "the task is %s with another lease", itemString(failed.Item, attrStatus)))
 	case err != nil:
 		return fmt.Errorf("dynamo: renew the lease of %s: %w", id, err)
 	}

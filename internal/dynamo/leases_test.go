@@ -61,7 +61,7 @@ func TestLeases(t *testing.T) {
 
 	// Renew from the lease the task has, not from another.
 	next := now.Add(3 * time.Minute)
-	if err := s.Renew(ctx, "late", now, next); !task.IsCode(err, task.ErrConflict) {
+	if err := s.Renew(ctx, "late", now, next); !task.IsCode(err, task.CodeConflict) {
 		t.Errorf("Renew from a lease the task does not have = %v, want conflict", err)
 	}
 	if err := s.Renew(ctx, "late", late.Lease, next); err != nil {
@@ -70,10 +70,10 @@ func TestLeases(t *testing.T) {
 	if got, _ := s.GetTask(ctx, "late"); !got.Lease.Equal(next) {
 		t.Errorf("lease after Renew = %v, want %v", got.Lease, next)
 	}
-	if err := s.Renew(ctx, "late", late.Lease, next.Add(time.Minute)); !task.IsCode(err, task.ErrConflict) {
+	if err := s.Renew(ctx, "late", late.Lease, next.Add(time.Minute)); !task.IsCode(err, task.CodeConflict) {
 		t.Errorf("a second Renew from the old lease = %v, want conflict", err)
 	}
-	if err := s.Renew(ctx, "missing", time.Time{}, next); !task.IsCode(err, task.ErrNotFound) {
+	if err := s.Renew(ctx, "missing", time.Time{}, next); !task.IsCode(err, task.CodeNotFound) {
 		t.Errorf("Renew of a missing task = %v, want not found", err)
 	}
 	// A task without a lease gets one.
@@ -92,7 +92,7 @@ func TestLeases(t *testing.T) {
 	if got := due(now); !slices.Equal(got, []string{"no-lease"}) {
 		t.Errorf("Due after a task finished = %v, want [no-lease]", got)
 	}
-	if err := s.Renew(ctx, "later", later.Lease, next); !task.IsCode(err, task.ErrConflict) {
+	if err := s.Renew(ctx, "later", later.Lease, next); !task.IsCode(err, task.CodeConflict) {
 		t.Errorf("Renew of a finished task = %v, want conflict", err)
 	}
 }

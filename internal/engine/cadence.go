@@ -14,7 +14,7 @@ import (
 // second. A task that is pending, finished, or run by a runner that reports each device as it
 // finishes has no cadence to follow.
 func (e *Engine) RetryAfter(t *task.Task) time.Duration {
-	if _, polled := e.cfg.Runner.(Poller); !polled || t.StartedAt == nil ||
+	if _, polled := e.cfg.Runner.(PolledRunner); !polled || t.StartedAt == nil ||
 		(t.Status != task.StatusRunning && t.Status != task.StatusCancelling) {
 		return 0
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/fleetrun/fleetrun/internal/task"
@@ -27,7 +28,7 @@ func (e *Engine) Handle(ctx context.Context, m Message) error {
 		return fmt.Errorf("engine: message version %d task %q: %w", m.Version, m.TaskID, ErrMalformed)
 	}
 	t, err := e.cfg.Store.GetTask(ctx, m.TaskID)
-	if task.IsCode(err, task.ErrNotFound) {
+	if task.IsCode(err, task.CodeNotFound) {
 		e.log.WarnContext(ctx, "message for an unknown or expired task dropped", "task_id", m.TaskID, "action", m.Action)
 		return nil
 	}
@@ -56,9 +57,13 @@ func (e *Engine) Handle(ctx context.Context, m Message) error {
 func (e *Engine) dispatch(ctx context.Context, t *task.Task, m Message) error {
 	switch t.Status {
 	case task.StatusPending:
-		running, err := e.cfg.Store.Transition(ctx, task.Transition{TaskID: t.ID, From: task.StatusPending,
-			Version: t.Version, To: task.StatusRunning, At: e.cfg.Now().UTC(), Step: "running on devices"})
-		if task.IsCode(err, task.ErrConflict) {
+		tr, err := task.Dispatch(t, e.cfg.Now().UTC())
+		if err != nil {
+			return err
+		}
+		tr.Step = stepRunning
+		running, err := e.cfg.Store.Transition(ctx, tr)
+		if task.IsCode(err, task.CodeConflict) {
 			// Someone else moved it first (a cancel, or a duplicate dispatch): decide again.
 			fresh, gerr := e.cfg.Store.GetTask(ctx, t.ID)
 			if gerr != nil {
@@ -87,13 +92,13 @@ func (e *Engine) dispatch(ctx context.Context, t *task.Task, m Message) error {
 			e.log.InfoContext(ctx, "dispatch continues in another message", "task_id", t.ID)
 			return e.cfg.Queue.Send(context.WithoutCancel(ctx), Message{Version: MessageVersion, Action: ActionDispatch, TaskID: t.ID, Lease: m.Lease}, 0)
 		}
-		if task.IsCode(err, task.ErrInvalid) {
+		if task.IsCode(err, task.CodeInvalid) {
 			_, ferr := e.fail(ctx, t, "the task could not start: "+errorMessage(err))
 			return ferr
 		}
 		return fmt.Errorf("engine: start %s: %w", t.ID, err)
 	}
-	if _, ok := e.cfg.Runner.(Poller); ok {
+	if _, ok := e.cfg.Runner.(PolledRunner); ok {
 		lease, ok, err := e.keepLease(ctx, t, m)
 		if err != nil || !ok {
 			return err
@@ -110,7 +115,44 @@ func (e *Engine) dispatch(ctx context.Context, t *task.Task, m Message) error {
 	return err
 }
 
-// poll asks a Poller runner for progress, applies it, enforces the deadline, and schedules the
+// stepRunning is the step of a task whose devices are running, or waiting only for the
+// task's own maxConcurrency.
+const stepRunning = "running on devices"
+
+// SetStep records what a running task is doing when its runner knows more than the status
+// says, such as that its devices wait for a free slot on the server; an empty step restores
+// stepRunning. It is a conditional write of the step alone: the status stays, and the version
+// rises so that long-polls and event streams see the change. A task that is no longer running,
+// or already has that step, is left as it is.
+func (e *Engine) SetStep(ctx context.Context, taskID, step string) error {
+	if step == "" {
+		step = stepRunning
+	}
+	for attempt := 0; ; attempt++ {
+		t, err := e.cfg.Store.GetTask(ctx, taskID)
+		if err != nil {
+			return err
+		}
+		if t.Status != task.StatusRunning || t.CurrentStep == step {
+			return nil
+		}
+		tr, err := task.Step(t, step, e.cfg.Now().UTC())
+		if err != nil {
+			return err
+		}
+		t, err = e.cfg.Store.Transition(ctx, tr)
+		if task.IsCode(err, task.CodeConflict) && attempt < 10 {
+			continue // a device update moved the version on: look again
+		}
+		if err != nil {
+			return fmt.Errorf("engine: set the step of %s: %w", taskID, err)
+		}
+		e.notify(t)
+		return nil
+	}
+}
+
+// poll asks a PolledRunner for progress, applies it, enforces the deadline, and schedules the
 // next poll with backoff while the task is not finished and m holds its lease. A poll whose
 // lease went to another message does nothing: that message's chain polls instead.
 func (e *Engine) poll(ctx context.Context, t *task.Task, m Message) error {
@@ -121,7 +163,7 @@ func (e *Engine) poll(ctx context.Context, t *task.Task, m Message) error {
 		e.log.InfoContext(ctx, "a poll whose lease went to another message ends its chain", "task_id", t.ID)
 		return nil
 	}
-	if p, ok := e.cfg.Runner.(Poller); ok {
+	if p, ok := e.cfg.Runner.(PolledRunner); ok {
 		updates, err := p.Poll(ctx, t)
 		if err != nil {
 			return fmt.Errorf("engine: poll %s: %w", t.ID, err)
@@ -163,7 +205,7 @@ func (e *Engine) stop(ctx context.Context, t *task.Task, m Message) error {
 	}
 	// A polled runner reports the stopped devices on its next poll. Queue one: a task cancelled
 	// before its dispatch finished has no poll chain yet, and would otherwise stay cancelling.
-	if _, ok := e.cfg.Runner.(Poller); ok {
+	if _, ok := e.cfg.Runner.(PolledRunner); ok {
 		lease, ok, err := e.keepLease(ctx, t, m)
 		if err != nil || !ok {
 			return err
@@ -229,19 +271,22 @@ func (e *Engine) finishIfDone(ctx context.Context, t *task.Task) (*task.Task, er
 	})
 }
 
+// maxWriteAttempts bounds how often a conditional write that lost a race is decided again on
+// a fresh read before the conflict is returned. Each loss means another writer moved the task,
+// and a task has few moves, so reaching the bound means something keeps rewriting it.
+const maxWriteAttempts = 10
+
 // end moves t to a terminal state with one conditional write that stores its result, then
 // publishes the notification. decide says, for the task as it now is, which event ends it and
 // why, or false when it is not to end. A write that loses a race re-reads the task and decides
-// again, so only one writer ever ends a task.
+// again, so only one writer ever ends a task. It returns the task as it now is; when the task
+// ended but its notification could be neither published nor queued, it returns the ended task
+// with that error.
 func (e *Engine) end(ctx context.Context, t *task.Task, step string, decide func(*task.Task) (task.Event, string, bool)) (*task.Task, error) {
-	for attempt := 0; ; attempt++ {
+	for attempt := 1; ; attempt++ {
 		event, reason, ok := decide(t)
 		if !ok {
 			return t, nil
-		}
-		to, err := t.Status.Next(event)
-		if err != nil {
-			return nil, err
 		}
 		// Devices that never started are listed as cancelled, as the store counts them.
 		result, err := e.result(ctx, t)
@@ -249,9 +294,14 @@ func (e *Engine) end(ctx context.Context, t *task.Task, step string, decide func
 			return nil, err
 		}
 		result.Reason = reason
-		done, err := e.cfg.Store.Transition(ctx, task.Transition{TaskID: t.ID, From: t.Status, Version: t.Version,
-			To: to, At: e.cfg.Now().UTC(), Step: step, Result: result, ExpiresAt: e.expiry(to)})
-		if task.IsCode(err, task.ErrConflict) && attempt < 10 {
+		now := e.cfg.Now().UTC()
+		tr, err := task.End(t, event, now, result, now.Add(e.cfg.Retention))
+		if err != nil {
+			return nil, err
+		}
+		tr.Step = step
+		done, err := e.cfg.Store.Transition(ctx, tr)
+		if task.IsCode(err, task.CodeConflict) && attempt < maxWriteAttempts {
 			if t, err = e.cfg.Store.GetTask(ctx, t.ID); err != nil {
 				return nil, err
 			}
@@ -303,7 +353,7 @@ func (e *Engine) result(ctx context.Context, t *task.Task) (*task.Result, error)
 			switch {
 			case d.Status == task.DeviceSucceeded:
 				add(&r.SucceededDevices, d.ID)
-			case d.Status.Error():
+			case d.Status.CountsAsError():
 				add(&r.FailedDevices, d.ID)
 			default:
 				add(&r.CancelledDevices, d.ID)
@@ -343,8 +393,20 @@ func (e *Engine) publish(ctx context.Context, t *task.Task) error {
 // an error here leaves the task unpublished, so the next message for it (the redelivery of this
 // one) publishes again. A consumer may therefore see a notification twice, never zero times;
 // the notification id is the same both times.
+//
+// Within one process, the publishing of one task is serialised and the task read again first:
+// the writer that ended the task and the handlers of messages that arrive meanwhile (the cancel
+// messages of repeated DELETEs) would otherwise each find it unpublished and each publish it. So
+// a notification goes out once per terminal transition, but when a process dies between the
+// publish and its record, or two processes (Lambdas) race.
 func (e *Engine) ensurePublished(ctx context.Context, t *task.Task) error {
 	if e.cfg.Publisher == nil || t.Published {
+		return nil
+	}
+	unlock := e.publishing.lock(t.ID)
+	defer unlock()
+	if fresh, err := e.cfg.Store.GetTask(ctx, t.ID); err == nil && fresh.Published {
+		t.Published = true
 		return nil
 	}
 	if err := e.cfg.Publisher.Publish(ctx, task.NotificationFor(t)); err != nil {
@@ -357,6 +419,41 @@ func (e *Engine) ensurePublished(ctx context.Context, t *task.Task) error {
 	}
 	t.Published = true
 	return nil
+}
+
+// keyedMutex is a mutex per key, held only while someone needs it.
+type keyedMutex struct {
+	mu   sync.Mutex
+	keys map[string]*keyLock
+}
+
+type keyLock struct {
+	sync.Mutex
+	users int
+}
+
+// lock locks key and returns its unlock.
+func (k *keyedMutex) lock(key string) (unlock func()) {
+	k.mu.Lock()
+	if k.keys == nil {
+		k.keys = make(map[string]*keyLock)
+	}
+	l := k.keys[key]
+	if l == nil {
+		l = &keyLock{}
+		k.keys[key] = l
+	}
+	l.users++
+	k.mu.Unlock()
+	l.Lock()
+	return func() {
+		l.Unlock()
+		k.mu.Lock()
+		if l.users--; l.users == 0 {
+			delete(k.keys, key)
+		}
+		k.mu.Unlock()
+	}
 }
 
 func errorMessage(err error) string {

@@ -44,8 +44,8 @@ type Leases interface {
 	// the longest overdue first.
 	Due(ctx context.Context, now time.Time, limit int) ([]string, error)
 	// Renew moves the lease of task id from prev (zero for a task that has none) to next. It
-	// returns an error with code task.ErrConflict, and changes nothing, when the lease is no
-	// longer prev or the task has finished, and task.ErrNotFound when there is no such task.
+	// returns an error with code task.CodeConflict, and changes nothing, when the lease is no
+	// longer prev or the task has finished, and task.CodeNotFound when there is no such task.
 	Renew(ctx context.Context, id string, prev, next time.Time) error
 }
 
@@ -90,7 +90,7 @@ func (e *Engine) Sweep(ctx context.Context) (int, error) {
 // sweep ends or re-drives one task whose lease ran out by now.
 func (e *Engine) sweep(ctx context.Context, id string, now time.Time) error {
 	t, err := e.cfg.Store.GetTask(ctx, id)
-	if task.IsCode(err, task.ErrNotFound) {
+	if task.IsCode(err, task.CodeNotFound) {
 		return nil
 	}
 	if err != nil {
@@ -113,7 +113,7 @@ func (e *Engine) sweep(ctx context.Context, id string, now time.Time) error {
 	}
 	next := e.nextLease(t, now)
 	err = e.cfg.Leases.Renew(ctx, t.ID, t.Lease, next)
-	if task.IsCode(err, task.ErrConflict) || task.IsCode(err, task.ErrNotFound) {
+	if task.IsCode(err, task.CodeConflict) || task.IsCode(err, task.CodeNotFound) {
 		return nil // renewed by a message, or finished, since it was read
 	}
 	if err != nil {
@@ -184,7 +184,7 @@ func (e *Engine) keepLease(ctx context.Context, t *task.Task, m Message) (int64,
 		return t.Lease.UnixNano(), true, nil
 	}
 	err := e.cfg.Leases.Renew(ctx, t.ID, t.Lease, next)
-	if task.IsCode(err, task.ErrConflict) {
+	if task.IsCode(err, task.CodeConflict) {
 		e.log.InfoContext(ctx, "the task's lease was renewed by another message; this one schedules nothing", "task_id", t.ID, "action", m.Action)
 		return 0, false, nil
 	}

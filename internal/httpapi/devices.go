@@ -12,19 +12,18 @@ import (
 // submitted, optionally filtered by status.
 func (h *handler) listDevices(w http.ResponseWriter, r *http.Request, caller task.Caller) {
 	q := r.URL.Query()
-	var errs queryErrors
-	statuses := errs.deviceStatuses(q)
-	limit, cursor := errs.page(q)
-	if len(errs) > 0 {
-		h.badQuery(w, r, errs)
+	var p task.QueryParser
+	var statuses []task.DeviceStatus
+	if vs, ok := q["status"]; ok {
+		statuses = p.DeviceStatuses(vs)
+	}
+	limit, cursor := pageParams(&p, q)
+	if err := p.Err(); err != nil {
+		h.error(w, r, err)
 		return
 	}
 	id := r.PathValue("id")
 	page, err := h.cfg.Engine.Devices(r.Context(), caller, id, task.DeviceQuery{Statuses: statuses, Limit: limit, Cursor: cursor})
-	if task.IsCode(err, task.ErrInvalid) {
-		h.badCursor(w, r, err)
-		return
-	}
 	if err != nil {
 		h.error(w, r, err)
 		return
@@ -60,16 +59,16 @@ func (h *handler) getDevice(w http.ResponseWriter, r *http.Request, caller task.
 // is a 303 to where it can be fetched (see OutputStore).
 func (h *handler) output(w http.ResponseWriter, r *http.Request, caller task.Caller) {
 	q := r.URL.Query()
-	var errs queryErrors
+	var p task.QueryParser
 	stream := "stdout"
-	if s, ok := errs.single(q, "stream"); ok {
+	if s, ok := single(&p, q, "stream"); ok {
 		if s != "stdout" && s != "stderr" {
-			errs.add("stream", "stream must be stdout or stderr")
+			p.Bad("stream", "stream must be stdout or stderr")
 		}
 		stream = s
 	}
-	if len(errs) > 0 {
-		h.badQuery(w, r, errs)
+	if err := p.Err(); err != nil {
+		h.error(w, r, err)
 		return
 	}
 	id, deviceID := r.PathValue("id"), r.PathValue("deviceId")
@@ -80,10 +79,10 @@ func (h *handler) output(w http.ResponseWriter, r *http.Request, caller task.Cal
 	}
 	switch {
 	case h.cfg.Output == nil:
-		h.error(w, r, task.Errorf(task.ErrNotFound, "this deployment keeps no output beyond the device's inline copy"))
+		h.error(w, r, task.Errorf(task.CodeNotFound, "this deployment keeps no output beyond the device's inline copy"))
 		return
 	case d.Status == task.DevicePending:
-		h.error(w, r, task.Errorf(task.ErrNotFound, "device %s has not started, so it has no output yet", deviceID))
+		h.error(w, r, task.Errorf(task.CodeNotFound, "device %s has not started, so it has no output yet", deviceID))
 		return
 	}
 	out, err := h.cfg.Output.OpenOutput(r.Context(), d, stream)

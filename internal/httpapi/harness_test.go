@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -18,6 +20,7 @@ import (
 	"time"
 
 	"github.com/fleetrun/fleetrun/api"
+	"github.com/fleetrun/fleetrun/internal/clocktest"
 	"github.com/fleetrun/fleetrun/internal/engine"
 	"github.com/fleetrun/fleetrun/internal/localstore"
 	"github.com/fleetrun/fleetrun/internal/task"
@@ -43,13 +46,16 @@ type testBundle struct {
 	handler *handler
 	srv     *httptest.Server
 	logs    *syncBuffer
-	clock   *fakeClock
+	clock   *clocktest.Clock
 }
 
 type bundleOptions struct {
 	maxBodyBytes int64
 	keepAlive    time.Duration
 	noOutput     bool
+	bodyTimeout  time.Duration
+	// maxStreams and maxStreamsPerOwner cap event streams and long-polls.
+	maxStreams, maxStreamsPerOwner int
 	// polled makes the runner one the executor polls, as SSM is.
 	polled bool
 	// adminToken, when set, is a token whose caller is an administrator.
@@ -64,7 +70,8 @@ func setup(t *testing.T, opts ...bundleOptions) *testBundle {
 	if len(opts) > 0 {
 		o = opts[0]
 	}
-	clock := &fakeClock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+	// Every read moves the clock on a second, so every write has its own time.
+	clock := clocktest.NewTicking(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC), time.Second)
 	store, err := localstore.Open(filepath.Join(t.TempDir(), "fleetrun.db"), localstore.Options{Now: clock.Now})
 	if err != nil {
 		t.Fatalf("open store: %v", err)
@@ -99,12 +106,15 @@ func setup(t *testing.T, opts ...bundleOptions) *testBundle {
 		Now: clock.Now,
 	})
 	cfg := Config{
-		Engine:       b.engine,
-		Owner:        BearerTokens(map[string]string{aliceToken: "alice", bobToken: "bob"}, ""),
-		Watcher:      b.watcher,
-		Output:       b.output,
-		MaxBodyBytes: o.maxBodyBytes,
-		Logger:       slog.New(slog.NewTextHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		MaxStreamsPerOwner: o.maxStreamsPerOwner,
+		Engine:             b.engine,
+		Owner:              BearerTokens(map[string]string{aliceToken: "alice", bobToken: "bob"}, ""),
+		Watcher:            b.watcher,
+		Output:             b.output,
+		MaxBodyBytes:       o.maxBodyBytes,
+		BodyTimeout:        o.bodyTimeout,
+		MaxStreams:         o.maxStreams,
+		Logger:             slog.New(slog.NewTextHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	if o.noOutput {
 		cfg.Output = nil
@@ -136,6 +146,29 @@ type req struct {
 	header http.Header
 	body   string
 	ctype  string // Content-Type; defaults to application/json when there is a body; "-" sends none
+	// stall sends the request on a connection of its own, with all of the body but its last
+	// byte, and then nothing (see stalledDo).
+	stall bool
+}
+
+// stalledDo sends r with a body that never ends and reads the answer. A Go client cannot send
+// such a request: it writes a body whole before it reads an answer.
+func (b *testBundle) stalledDo(r req) *http.Response {
+	b.t.Helper()
+	addr := strings.TrimPrefix(b.srv.URL, "http://")
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	b.t.Cleanup(func() { conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(conn, "%s %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s",
+		r.method, r.path, addr, r.token, api.MediaJSON, len(r.body), r.body[:len(r.body)-1])
+	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		b.t.Fatalf("%s %s with a stalled body: %v", r.method, r.path, err)
+	}
+	return res
 }
 
 // resp is a response with its body read.
@@ -359,7 +392,7 @@ func (o *fakeOutput) OpenOutput(_ context.Context, d *task.Device, stream string
 	defer o.mu.Unlock()
 	text, ok := o.files[d.TaskID+"/"+d.ID+"/"+stream]
 	if !ok {
-		return Output{}, task.Errorf(task.ErrNotFound, "no %s output for device %s", stream, d.ID)
+		return Output{}, task.Errorf(task.CodeNotFound, "no %s output for device %s", stream, d.ID)
 	}
 	if url, ok := strings.CutPrefix(text, redirectPrefix); ok {
 		return Output{Redirect: url}, nil
@@ -410,26 +443,6 @@ func (s *faultyStore) GetTask(ctx context.Context, id string) (*task.Task, error
 		return nil, errors.New("bolt: disk on fire at /secret/path")
 	}
 	return s.Store.GetTask(ctx, id)
-}
-
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-// Now returns the clock's time and moves it on a second, so every write has its own time.
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(time.Second)
-	return c.now
-}
-
-// Advance moves the clock on by d.
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
 }
 
 type syncBuffer struct {

@@ -11,8 +11,10 @@ import (
 	"maps"
 	"mime"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/fleetrun/fleetrun/api"
 	"github.com/fleetrun/fleetrun/internal/engine"
@@ -39,17 +41,21 @@ func (h *handler) submit(w http.ResponseWriter, r *http.Request, caller task.Cal
 		h.problem(w, r, tooLarge)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
+	body, err := h.readBody(w, r)
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &mbe):
 		h.problem(w, r, tooLarge)
 		return
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		h.problem(w, r, problemFor(http.StatusRequestTimeout, api.ProblemTimeout,
+			fmt.Sprintf("the body did not arrive within %s", h.cfg.BodyTimeout)))
+		return
 	case err != nil:
 		h.problem(w, r, problemFor(http.StatusBadRequest, api.ProblemMalformed, "the body could not be read"))
 		return
 	}
-	req, err := decodeSubmit(body)
+	req, draft, err := decodeSubmit(body)
 	var m malformed
 	if errors.As(err, &m) {
 		h.problem(w, r, problemFor(http.StatusBadRequest, api.ProblemMalformed, string(m)))
@@ -60,16 +66,8 @@ func (h *handler) submit(w http.ResponseWriter, r *http.Request, caller task.Cal
 		return
 	}
 	t, created, err := h.cfg.Engine.Submit(r.Context(), engine.Submission{
-		Owner: caller.Owner,
-		Request: task.Request{
-			DeviceIDs:              req.DeviceIDs,
-			ScriptURL:              req.ScriptURL,
-			Args:                   req.Args,
-			TimeoutSeconds:         req.TimeoutSeconds,
-			DeliveryTimeoutSeconds: req.DeliveryTimeoutSeconds,
-			MaxConcurrency:         req.MaxConcurrency,
-			MaxErrors:              req.MaxErrors,
-		},
+		Owner:          caller.Owner,
+		Draft:          draft,
 		IdempotencyKey: key,
 		RequestHash:    requestHash(req),
 	})
@@ -84,6 +82,20 @@ func (h *handler) submit(w http.ResponseWriter, r *http.Request, caller task.Cal
 		w.Header().Set("Idempotent-Replayed", "true")
 	}
 	writeJSON(w, http.StatusAccepted, l.renderTask(t))
+}
+
+// readBody reads a request body of at most MaxBodyBytes within BodyTimeout. The deadline is
+// the connection's, so it is lifted again once the body is in: the server goes on reading the
+// connection to notice a client that leaves, and a deadline left behind would end the request
+// then.
+func (h *handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	if h.cfg.BodyTimeout > 0 {
+		rc := http.NewResponseController(w)
+		if err := rc.SetReadDeadline(time.Now().Add(h.cfg.BodyTimeout)); err == nil {
+			defer rc.SetReadDeadline(time.Time{})
+		}
+	}
+	return io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
 }
 
 // idempotencyKey returns the request's Idempotency-Key, "" when none was sent. A key is 1 to
@@ -125,35 +137,40 @@ func (m malformed) Error() string { return string(m) }
 // maxShapeErrors bounds the field errors of one answer, so a hostile body cannot make it huge.
 const maxShapeErrors = 100
 
-// decodeSubmit parses a submit body. Each field is decoded on its own so that a value of the
-// wrong type is named by its exact JSON pointer ("/deviceIds/3"), which encoding/json's own
-// errors do not give, and every bad field is reported at once.
-func decodeSubmit(body []byte) (api.SubmitRequest, error) {
-	var req api.SubmitRequest
+// decodeSubmit parses a submit body into the wire request, which identifies the body for
+// idempotency, and the draft the engine validates, which knows which settings were sent. Each
+// field is decoded on its own so that a value of the wrong type is named by its exact JSON
+// pointer ("/deviceIds/3"), which encoding/json's own errors do not give, and every bad field
+// is reported at once. Only types are checked here: the rules are the domain's.
+func decodeSubmit(body []byte) (api.SubmitRequest, task.Draft, error) {
+	var (
+		req   api.SubmitRequest
+		draft task.Draft
+	)
 	dec := json.NewDecoder(bytes.NewReader(body))
 	var raw json.RawMessage
 	if err := dec.Decode(&raw); err != nil {
 		var se *json.SyntaxError
 		switch {
 		case errors.Is(err, io.EOF):
-			return req, malformed("the body is empty; it must be a JSON object")
+			return req, draft, malformed("the body is empty; it must be a JSON object")
 		case errors.As(err, &se):
-			return req, malformed(fmt.Sprintf("the body is not valid JSON: %s (at byte %d)", se, se.Offset))
+			return req, draft, malformed(fmt.Sprintf("the body is not valid JSON: %s (at byte %d)", se, se.Offset))
 		}
-		return req, malformed("the body is not valid JSON: " + err.Error())
+		return req, draft, malformed("the body is not valid JSON: " + err.Error())
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return req, malformed("the body has more data after its JSON value")
+		return req, draft, malformed("the body has more data after its JSON value")
 	}
 	invalid := func(errs []task.FieldError) error {
-		return &task.Error{Code: task.ErrInvalid, Message: "the request body has fields of the wrong type", Fields: errs}
+		return &task.Error{Code: task.CodeInvalid, Message: "the request body has fields of the wrong type", Fields: errs}
 	}
 	if raw[0] != '{' {
-		return req, invalid([]task.FieldError{{Pointer: "", Detail: "the body must be a JSON object"}})
+		return req, draft, invalid([]task.FieldError{{Pointer: "", Detail: "the body must be a JSON object"}})
 	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &fields); err != nil {
-		return req, malformed("the body is not valid JSON: " + err.Error())
+	fields, err := objectMembers(raw)
+	if err != nil {
+		return req, draft, err
 	}
 	var errs []task.FieldError
 	bad := func(pointer, detail string) {
@@ -171,43 +188,65 @@ func decodeSubmit(body []byte) (api.SubmitRequest, error) {
 		case "scriptUrl":
 			req.ScriptURL = decodeString(value, pointer, bad)
 		case "maxConcurrency":
-			req.MaxConcurrency = decodeSetting(value, pointer, bad)
+			req.MaxConcurrency = decodeString(value, pointer, bad)
+			draft.MaxConcurrency = &req.MaxConcurrency
 		case "maxErrors":
-			req.MaxErrors = decodeSetting(value, pointer, bad)
+			req.MaxErrors = decodeString(value, pointer, bad)
+			draft.MaxErrors = &req.MaxErrors
 		case "timeoutSeconds":
-			req.TimeoutSeconds = decodeSeconds(value, pointer, fmt.Sprint(task.MaxTimeoutSeconds), bad)
+			if err := json.Unmarshal(value, &req.TimeoutSeconds); err != nil || isNull(value) {
+				bad(pointer, "must be a whole number of seconds")
+			}
+			draft.TimeoutSeconds = &req.TimeoutSeconds
 		case "deliveryTimeoutSeconds":
-			req.DeliveryTimeoutSeconds = decodeSeconds(value, pointer, "the task's timeoutSeconds", bad)
+			if err := json.Unmarshal(value, &req.DeliveryTimeoutSeconds); err != nil || isNull(value) {
+				bad(pointer, "must be a whole number of seconds")
+			}
+			draft.DeliveryTimeoutSeconds = &req.DeliveryTimeoutSeconds
 		default:
 			bad(pointer, "unknown field")
 		}
 	}
 	if len(errs) > 0 {
-		return req, invalid(errs)
+		return req, draft, invalid(errs)
 	}
-	return req, nil
+	draft.DeviceIDs, draft.ScriptURL, draft.Args = req.DeviceIDs, req.ScriptURL, req.Args
+	return req, draft, nil
 }
 
-// decodeSeconds decodes a whole number of seconds. The domain fills in a default for a zero,
-// so a zero the caller sent is an error rather than a silent default.
-func decodeSeconds(value json.RawMessage, pointer, upper string, bad func(pointer, detail string)) int {
-	var n int
-	if err := json.Unmarshal(value, &n); err != nil || isNull(value) {
-		bad(pointer, "must be a whole number of seconds")
-	} else if n == 0 {
-		bad(pointer, fmt.Sprintf("must be between 1 and %s; leave it out for the default", upper))
+// objectMembers returns the members of a JSON object by name. A name that appears twice is
+// malformed: parsers disagree on which value wins (encoding/json takes the last, many proxies
+// and validators the first), so a body that one reads as harmless could run as another.
+func objectMembers(raw json.RawMessage) (map[string]json.RawMessage, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if _, err := dec.Token(); err != nil { // the opening brace
+		return nil, malformed("the body is not valid JSON: " + err.Error())
 	}
-	return n
+	fields := make(map[string]json.RawMessage)
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, malformed("the body is not valid JSON: " + err.Error())
+		}
+		name, _ := tok.(string)
+		var value json.RawMessage
+		if err := dec.Decode(&value); err != nil {
+			return nil, malformed("the body is not valid JSON: " + err.Error())
+		}
+		if _, dup := fields[name]; dup {
+			return nil, malformed(fmt.Sprintf("the body has the key %q more than once; each key may appear only once", truncateKey(name)))
+		}
+		fields[name] = value
+	}
+	return fields, nil
 }
 
-// decodeSetting decodes a string whose absence means "the default": an empty one the caller
-// sent is an error rather than a silent default.
-func decodeSetting(value json.RawMessage, pointer string, bad func(pointer, detail string)) string {
-	s := decodeString(value, pointer, bad)
-	if s == "" && !isNull(value) && string(value) == `""` {
-		bad(pointer, "must not be empty; leave it out for the default")
+// truncateKey shortens a member name for an error message.
+func truncateKey(name string) string {
+	if len(name) > 64 {
+		return name[:64] + "…"
 	}
-	return s
+	return name
 }
 
 func decodeString(value json.RawMessage, pointer string, bad func(pointer, detail string)) string {

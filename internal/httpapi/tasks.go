@@ -29,7 +29,13 @@ func (h *handler) getTask(w http.ResponseWriter, r *http.Request, caller task.Ca
 	}
 	present, matched := noneMatch(r, t.Version)
 	if wait > 0 && !t.Status.Terminal() && (!present || matched) {
+		release, ok := h.streams.acquire(caller.Owner)
+		if !ok {
+			h.tooManyStreams(w, r)
+			return
+		}
 		t, err = h.waitForChange(r, caller, t, time.Duration(wait)*time.Second)
+		release()
 		if r.Context().Err() != nil {
 			return // the client went away; nobody reads an answer
 		}
@@ -86,7 +92,7 @@ func (h *handler) getResult(w http.ResponseWriter, r *http.Request, caller task.
 		return
 	}
 	if !t.Status.Terminal() {
-		h.error(w, r, &task.Error{Code: task.ErrNotFinished, Status: t.Status,
+		h.error(w, r, &task.Error{Code: task.CodeNotFinished, Status: t.Status,
 			Message: fmt.Sprintf("the task is %s; its result is ready once it finishes", t.Status)})
 		return
 	}
@@ -116,18 +122,17 @@ func (h *handler) cancel(w http.ResponseWriter, r *http.Request, caller task.Cal
 // listTasks is GET /tasks: the caller's tasks, newest first.
 func (h *handler) listTasks(w http.ResponseWriter, r *http.Request, caller task.Caller) {
 	q := r.URL.Query()
-	var errs queryErrors
-	status := errs.taskStatus(q)
-	limit, cursor := errs.page(q)
-	if len(errs) > 0 {
-		h.badQuery(w, r, errs)
+	var p task.QueryParser
+	var status task.Status
+	if s, ok := single(&p, q, "status"); ok {
+		status = p.Status(s)
+	}
+	limit, cursor := pageParams(&p, q)
+	if err := p.Err(); err != nil {
+		h.error(w, r, err)
 		return
 	}
 	page, err := h.cfg.Engine.List(r.Context(), task.ListQuery{Owner: caller.Owner, Status: status, Limit: limit, Cursor: cursor})
-	if task.IsCode(err, task.ErrInvalid) {
-		h.badCursor(w, r, err)
-		return
-	}
 	if err != nil {
 		h.error(w, r, err)
 		return

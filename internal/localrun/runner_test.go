@@ -186,13 +186,26 @@ func TestMaxErrorsStopsStartingDevices(t *testing.T) {
 func TestUnstartableScriptFailsTheDevice(t *testing.T) {
 	t.Parallel()
 	b := setup(t, newFakeStore("d1"), nil)
-	writeExecutable(t, filepath.Join(b.root, "noshebang"), "echo hi\n")
-	if err := b.runner.Start(context.Background(), newTask("T1", "noshebang", time.Now(), "d1")); err != nil {
+	writeExecutable(t, filepath.Join(b.root, "nointerpreter"), "#!/no/such/interpreter\necho hi\n")
+	if err := b.runner.Start(context.Background(), newTask("T1", "nointerpreter", time.Now(), "d1")); err != nil {
 		t.Fatal(err)
 	}
 	d := waitStatus(t, b.store, "d1", task.DeviceFailed)
-	if d.ExitCode != nil || !strings.Contains(d.Reason, "#!") {
+	if d.ExitCode != nil || !strings.Contains(d.Reason, "could not be started") {
 		t.Errorf("exit code %v, reason %q", d.ExitCode, d.Reason)
+	}
+}
+
+func TestScriptWithoutShebangIsInvalid(t *testing.T) {
+	t.Parallel()
+	b := setup(t, newFakeStore("d1"), nil)
+	writeExecutable(t, filepath.Join(b.root, "noshebang"), "echo hi\n")
+	err := b.runner.Start(context.Background(), newTask("T1", "noshebang", time.Now(), "d1"))
+	if !task.IsCode(err, task.CodeInvalid) || !strings.Contains(err.Error(), "#!") {
+		t.Fatalf("Start = %v, want an invalid error about the #! line", err)
+	}
+	if b.store.reportCalls() != 0 {
+		t.Errorf("%d reports for a task that could not start", b.store.reportCalls())
 	}
 }
 
@@ -200,7 +213,7 @@ func TestStartWithBadScriptIsInvalid(t *testing.T) {
 	t.Parallel()
 	b := setup(t, newFakeStore("d1"), nil)
 	err := b.runner.Start(context.Background(), newTask("T1", "gone.sh", time.Now(), "d1"))
-	if !task.IsCode(err, task.ErrInvalid) || !strings.Contains(err.Error(), "does not exist") {
+	if !task.IsCode(err, task.CodeInvalid) || !strings.Contains(err.Error(), "does not exist") {
 		t.Fatalf("Start = %v, want an invalid error saying the script does not exist", err)
 	}
 	if b.store.reportCalls() != 0 {
@@ -295,7 +308,7 @@ func TestShutdownStopsScriptsAndReportsNothing(t *testing.T) {
 	if ups := b.store.updatesFor("d1"); len(ups) != 1 {
 		t.Errorf("updates after shutdown: %+v, want only running", ups)
 	}
-	if err := b.runner.Start(context.Background(), newTask("T2", name, time.Now(), "d1")); !task.IsCode(err, task.ErrUnavailable) {
+	if err := b.runner.Start(context.Background(), newTask("T2", name, time.Now(), "d1")); !task.IsCode(err, task.CodeUnavailable) {
 		t.Errorf("Start after Shutdown = %v, want unavailable", err)
 	}
 }

@@ -100,7 +100,7 @@ func (s *Store) OpenOutput(ctx context.Context, d *task.Device, stream string) (
 	case errors.As(err, &missing) && !cut:
 		return text(inline), nil
 	case errors.As(err, &missing):
-		return httpapi.Output{}, task.Errorf(task.ErrNotFound,
+		return httpapi.Output{}, task.Errorf(task.CodeNotFound,
 			"the full %s of device %s is not in the output bucket: the managed node could not write it there, or it has expired", stream, d.ID)
 	case err != nil:
 		return httpapi.Output{}, fmt.Errorf("s3output: get %s of %s/%s: %w", stream, d.TaskID, d.ID, err)

@@ -83,7 +83,7 @@ func TestOpenOutput(t *testing.T) {
 	if got := body(store.OpenOutput(ctx, large, "stderr")); got != "" {
 		t.Errorf("large stderr = %q, want the empty inline copy", got)
 	}
-	if _, err := store.OpenOutput(ctx, small, "stderr"); !task.IsCode(err, task.ErrNotFound) {
+	if _, err := store.OpenOutput(ctx, small, "stderr"); !task.IsCode(err, task.CodeNotFound) {
 		t.Errorf("a cut stream the node never wrote: %v, want not found", err)
 	}
 	// A device no command ran (undeliverable): its inline copy.

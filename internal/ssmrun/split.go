@@ -119,7 +119,7 @@ func (r *Runner) isolate(ctx context.Context, t *task.Task, obj S3Object, n int,
 		}
 	}
 	marker := splitMarker(t.ID, n, unknown)
-	if err := r.cfg.Log.RecordCommand(context.WithoutCancel(ctx), t.ID, n, marker); err != nil {
+	if err := r.cfg.CommandLog.RecordCommand(context.WithoutCancel(ctx), t.ID, n, marker); err != nil {
 		return fmt.Errorf("ssmrun: record the split of %s batch %d: %w", t.ID, n, err)
 	}
 	recorded[n] = marker

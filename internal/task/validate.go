@@ -5,6 +5,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Submit limits.
@@ -23,8 +25,25 @@ const (
 	DefaultMaxErrors = "100%"
 )
 
-// LocalDeviceID is the device id rule of the local runner.
+// LocalDeviceID is the pattern of device ids of the local runner. "." and ".." match it but are
+// never device ids (see ValidLocalID).
 var LocalDeviceID = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+
+// ValidLocalID reports whether s is a valid id of the local runner: it matches LocalDeviceID
+// and is not "." or "..". The runner makes every device id, and every task id, one element of a
+// path under its data directory, so this one rule decides both which device ids a submit may
+// name and which names the runner may use as directories.
+func ValidLocalID(s string) bool {
+	return LocalDeviceID.MatchString(s) && !dotName(s)
+}
+
+// dotName reports whether s is "." or "..": names of directories on every system, which no
+// device may take, wherever it runs.
+func dotName(s string) bool { return s == "." || s == ".." }
+
+// MaxDeviceIDErrors bounds the device ids a validation error lists one by one; the rest are
+// counted, so that 10,000 bad ids make a short answer.
+const MaxDeviceIDErrors = 100
 
 // ManagedNodeID is the device id rule on AWS: an SSM managed node (EC2 instance or hybrid node).
 var ManagedNodeID = regexp.MustCompile(`^(i|mi)-[0-9a-f]{8,17}$`)
@@ -43,48 +62,78 @@ type Rules struct {
 	CheckScript func(url string) error
 }
 
-// Validate checks a submitted request, filling in defaults, and returns an *Error with code
-// ErrInvalid that lists every bad field by JSON pointer.
-func (r Rules) Validate(req *Request) error {
+// Draft is a request as the caller sent it, before validation. A nil setting was left out and
+// gets its default; a setting that is present must be valid, so an explicit 0 or "" is refused
+// rather than taken for "the default".
+type Draft struct {
+	DeviceIDs              []string
+	ScriptURL              string
+	Args                   []string
+	TimeoutSeconds         *int
+	DeliveryTimeoutSeconds *int
+	MaxConcurrency         *string
+	MaxErrors              *string
+}
+
+// Validate checks a submitted request and returns it with its defaults filled in, or an *Error
+// with code CodeInvalid that lists every bad field by JSON pointer. It is the only place where
+// submit rules live: adapters decode, the engine stores what Validate returns.
+func (r Rules) Validate(d Draft) (Request, error) {
 	var errs []FieldError
 	bad := func(pointer, format string, args ...any) {
 		errs = append(errs, FieldError{Pointer: pointer, Detail: fmt.Sprintf(format, args...)})
 	}
 
-	switch n := len(req.DeviceIDs); {
+	switch n := len(d.DeviceIDs); {
 	case n == 0:
 		bad("/deviceIds", "at least one device id is required")
 	case n > MaxDevices:
 		bad("/deviceIds", "at most %d devices per task, got %d", MaxDevices, n)
 	default:
 		seen := make(map[string]int, n)
-		for i, id := range req.DeviceIDs {
-			p := fmt.Sprintf("/deviceIds/%d", i)
-			if r.DeviceID != nil && !r.DeviceID.MatchString(id) {
-				bad(p, "%q is not a valid device id (must match %s)", truncate(id, 140), r.DeviceID)
-				continue
+		badIDs := 0
+		badID := func(i int, format string, args ...any) {
+			if badIDs++; badIDs <= MaxDeviceIDErrors {
+				bad(fmt.Sprintf("/deviceIds/%d", i), format, args...)
 			}
-			if first, dup := seen[id]; dup {
-				bad(p, "%q is a duplicate of /deviceIds/%d", id, first)
-				continue
+		}
+		for i, id := range d.DeviceIDs {
+			switch first, dup := seen[id]; {
+			case r.DeviceID != nil && !r.DeviceID.MatchString(id):
+				badID(i, "%q is not a valid device id (must match %s)", truncate(id, 140), r.DeviceID)
+			case dotName(id):
+				badID(i, "%q is not a valid device id (\".\" and \"..\" name directories)", id)
+			case dup:
+				badID(i, "%q is a duplicate of /deviceIds/%d", id, first)
+			default:
+				seen[id] = i
 			}
-			seen[id] = i
+		}
+		if badIDs > MaxDeviceIDErrors {
+			bad("/deviceIds", "%d more device ids are invalid or duplicated; only the first %d are listed",
+				badIDs-MaxDeviceIDErrors, MaxDeviceIDErrors)
 		}
 	}
 
 	switch {
-	case strings.TrimSpace(req.ScriptURL) == "":
+	case strings.TrimSpace(d.ScriptURL) == "":
 		bad("/scriptUrl", "scriptUrl is required")
+	case !utf8.ValidString(d.ScriptURL):
+		bad("/scriptUrl", "scriptUrl must be valid UTF-8")
+	case strings.IndexFunc(d.ScriptURL, hidden) >= 0:
+		c, _ := utf8.DecodeRuneInString(d.ScriptURL[strings.IndexFunc(d.ScriptURL, hidden):])
+		bad("/scriptUrl", "scriptUrl may not contain control or formatting characters such as %U: "+
+			"they make what a log or a screen shows of it differ from what runs", c)
 	case r.CheckScript != nil:
-		if err := r.CheckScript(req.ScriptURL); err != nil {
+		if err := r.CheckScript(d.ScriptURL); err != nil {
 			bad("/scriptUrl", "%s", err.Error())
 		}
 	}
 
-	if len(req.Args) > MaxArgs {
-		bad("/args", "at most %d args, got %d", MaxArgs, len(req.Args))
+	if len(d.Args) > MaxArgs {
+		bad("/args", "at most %d args, got %d", MaxArgs, len(d.Args))
 	}
-	for i, a := range req.Args {
+	for i, a := range d.Args {
 		if len(a) > MaxArgLength {
 			bad(fmt.Sprintf("/args/%d", i), "an arg may be at most %d bytes", MaxArgLength)
 		}
@@ -93,41 +142,60 @@ func (r Rules) Validate(req *Request) error {
 		}
 	}
 
-	if req.TimeoutSeconds == 0 {
-		req.TimeoutSeconds = DefaultTimeout
-	}
-	if req.TimeoutSeconds < 1 || req.TimeoutSeconds > MaxTimeoutSeconds {
-		bad("/timeoutSeconds", "must be between 1 and %d", MaxTimeoutSeconds)
-	}
-
-	switch {
-	case req.DeliveryTimeoutSeconds == 0:
-		req.DeliveryTimeoutSeconds = min(DefaultDeliveryTimeout, max(req.TimeoutSeconds, 1))
-	case req.DeliveryTimeoutSeconds < 1 || req.DeliveryTimeoutSeconds > max(req.TimeoutSeconds, 1):
-		bad("/deliveryTimeoutSeconds", "must be between 1 and the task's timeoutSeconds (%d)", req.TimeoutSeconds)
-	}
-
-	if req.MaxConcurrency == "" {
-		req.MaxConcurrency = DefaultConcurrency
-	}
-	if !concurrencyRule.MatchString(req.MaxConcurrency) {
-		bad("/maxConcurrency", "must be a count of at least 1 (\"10\") or a percentage from 1%% to 100%% (\"10%%\")")
-	}
-
-	if req.MaxErrors == "" {
-		req.MaxErrors = DefaultMaxErrors
-	}
-	if !maxErrorsRule.MatchString(req.MaxErrors) {
-		bad("/maxErrors", "must be a count (\"0\") or a percentage from 0%% to 100%% (\"10%%\")")
-	}
-
+	req := Request{DeviceIDs: d.DeviceIDs, ScriptURL: d.ScriptURL, Args: d.Args,
+		TimeoutSeconds: DefaultTimeout, MaxConcurrency: DefaultConcurrency, MaxErrors: DefaultMaxErrors}
 	if req.Args == nil {
 		req.Args = []string{}
 	}
-	if len(errs) > 0 {
-		return &Error{Code: ErrInvalid, Message: "the request has invalid fields", Fields: errs}
+	if d.TimeoutSeconds != nil {
+		req.TimeoutSeconds = *d.TimeoutSeconds
+		if req.TimeoutSeconds < 1 || req.TimeoutSeconds > MaxTimeoutSeconds {
+			bad("/timeoutSeconds", "must be between 1 and %d; leave it out for the default (%d)", MaxTimeoutSeconds, DefaultTimeout)
+		}
 	}
-	return nil
+	// The delivery timeout defaults to DefaultDeliveryTimeout, or to the task's timeout when
+	// that is shorter, and may not exceed it: a device that never picks the task up cannot
+	// hold it past its deadline anyway.
+	req.DeliveryTimeoutSeconds = min(DefaultDeliveryTimeout, max(req.TimeoutSeconds, 1))
+	if d.DeliveryTimeoutSeconds != nil {
+		req.DeliveryTimeoutSeconds = *d.DeliveryTimeoutSeconds
+		// Against a timeout that is itself invalid, only the timeout is reported.
+		upper := req.TimeoutSeconds
+		if upper < 1 || upper > MaxTimeoutSeconds {
+			upper = MaxTimeoutSeconds
+		}
+		if req.DeliveryTimeoutSeconds < 1 || req.DeliveryTimeoutSeconds > upper {
+			bad("/deliveryTimeoutSeconds", "must be between 1 and the task's timeoutSeconds (%d); leave it out for the default (%d, or timeoutSeconds when shorter)",
+				req.TimeoutSeconds, DefaultDeliveryTimeout)
+		}
+	}
+	for _, set := range []struct {
+		pointer string
+		given   *string
+		value   *string
+		rule    *regexp.Regexp
+		explain string
+	}{
+		{"/maxConcurrency", d.MaxConcurrency, &req.MaxConcurrency, concurrencyRule,
+			`must be a count of at least 1 ("10") or a percentage from 1% to 100% ("10%")`},
+		{"/maxErrors", d.MaxErrors, &req.MaxErrors, maxErrorsRule,
+			`must be a count ("0") or a percentage from 0% to 100% ("10%")`},
+	} {
+		switch {
+		case set.given == nil:
+		case *set.given == "":
+			bad(set.pointer, "must not be empty; leave it out for the default (%q)", *set.value)
+		case !set.rule.MatchString(*set.given):
+			bad(set.pointer, "%s", set.explain)
+		default:
+			*set.value = *set.given
+		}
+	}
+
+	if len(errs) > 0 {
+		return Request{}, &Error{Code: CodeInvalid, Message: "the request has invalid fields", Fields: errs}
+	}
+	return req, nil
 }
 
 // Concurrency resolves a task's maxConcurrency to a number of devices, at least 1.
@@ -160,6 +228,13 @@ func resolve(spec string, total int, roundUp bool) int {
 	}
 	n, _ := strconv.Atoi(spec)
 	return n
+}
+
+// hidden reports whether r is a control character or an invisible formatting one (bidi
+// overrides, zero-width spaces, the byte order mark): characters that make a scriptUrl read
+// differently from what runs.
+func hidden(r rune) bool {
+	return unicode.IsControl(r) || unicode.Is(unicode.Cf, r)
 }
 
 func truncate(s string, n int) string {
