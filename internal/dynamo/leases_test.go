@@ -85,8 +85,11 @@ func TestLeases(t *testing.T) {
 	}
 
 	// A finished task leaves the index, and its lease can no longer move.
-	if _, err := s.Transition(ctx, task.Transition{TaskID: "later", From: task.StatusPending, Version: later.Version,
-		To: task.StatusCancelled, At: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
+	tr, err := task.End(later, task.EventCancel, now, &task.Result{}, now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Transition(ctx, tr); err != nil {
 		t.Fatal(err)
 	}
 	if got := due(now); !slices.Equal(got, []string{"no-lease"}) {
