@@ -43,7 +43,8 @@ var (
 //	submit → the dispatch message → executor → SSM commands → a poll message → executor →
 //	SSM's status-change events (reordered and duplicated) → progress → completed, and the
 //	example rule delivers the completion to its queue; a second task is cancelled while it
-//	runs: cancel → executor → CancelCommand → a poll → cancelled.
+//	runs: cancel → executor → CancelCommand → a poll → cancelled; a third task's device writes
+//	100,000 and 20,000 characters, which /output serves byte for byte (fullOutput).
 //
 // Then every file in events/ is invoked as it is, and cold starts are measured.
 func TestLocalInvoke(t *testing.T) {
@@ -263,6 +264,7 @@ func TestLocalInvoke(t *testing.T) {
 		t.Errorf("anonymous list: %d %s", resp.StatusCode, resp.Body)
 	}
 
+	fullOutput(t, fns, q, ssm, sdk)
 	invokeEveryEvent(t, fns, t1.ID)
 	logColdStarts(t, cold)
 }
