@@ -23,6 +23,18 @@ import (
 // sweepPeriod is SweeperFunction's schedule in template.yaml.
 const sweepPeriod = time.Minute
 
+// newSweepFlow is a flow with an SSM server of its own, both on a clock the test moves,
+// starting on a whole minute; the test wires it once it has scripted the server.
+func newSweepFlow(t *testing.T) (*flow, time.Time, *clocktest.Clock) {
+	t.Helper()
+	f := newFlow(t)
+	start := time.Now().UTC().Truncate(time.Minute)
+	clk := clocktest.New(start)
+	f.ssm = ssmtest.Start(t)
+	f.ssm.SetNow(clk.Now)
+	return f, start, clk
+}
+
 // purge deletes every message the executor queue holds, as if they had been lost.
 func (f *flow) purge(t *testing.T) int {
 	t.Helper()
@@ -99,11 +111,7 @@ func (f *flow) invariant(t *testing.T, now time.Time, ids ...string) bool {
 // periods, and no sweep scans the table.
 func TestSweepEndsTasksWhoseMessagesAreLost(t *testing.T) {
 	t.Parallel()
-	f := newFlow(t)
-	start := time.Now().UTC().Truncate(time.Minute)
-	clk := clocktest.New(start)
-	f.ssm = ssmtest.Start(t)
-	f.ssm.SetNow(clk.Now)
+	f, start, clk := newSweepFlow(t)
 	f.ssm.SetDefault(ssmtest.Script{Outcome: ssmtest.Never})
 	f.wireWithClock(t, clk.Now)
 	running := f.submit(t, f.devices(3), func(r *task.Draft) { r.TimeoutSeconds = new(600) })
@@ -150,11 +158,7 @@ func TestSweepEndsTasksWhoseMessagesAreLost(t *testing.T) {
 // unfinished past its deadline and two sweep periods, and no sweep scans the table.
 func TestSweepCarriesTasksThroughASendCommandOutage(t *testing.T) {
 	t.Parallel()
-	f := newFlow(t)
-	start := time.Now().UTC().Truncate(time.Minute)
-	clk := clocktest.New(start)
-	f.ssm = ssmtest.Start(t)
-	f.ssm.SetNow(clk.Now)
+	f, start, clk := newSweepFlow(t)
 	f.ssm.FailUntil(ssmtest.OpSendCommand, start.Add(10*time.Minute), http.StatusInternalServerError,
 		"InternalServerError", "An error occurred on the server side.")
 	f.wireWithClock(t, clk.Now)

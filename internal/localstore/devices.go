@@ -128,16 +128,21 @@ func applyUpdates(tx *bolt.Tx, t *task.Task, list *deviceList, updates []task.De
 		}
 		t.Counts.Add(from, -1)
 		t.Counts.Add(d.Status, 1)
-		raw, err := encodeDevice(d)
-		if err != nil {
-			return 0, fmt.Errorf("encode device %s: %w", u.DeviceID, err)
-		}
-		if err := devices.Put(key, raw); err != nil {
+		if err := putDevice(devices, key, d); err != nil {
 			return 0, err
 		}
 		applied++
 	}
 	return applied, nil
+}
+
+// putDevice writes device d's record under key.
+func putDevice(devices *bolt.Bucket, key []byte, d *task.Device) error {
+	raw, err := encodeDevice(d)
+	if err != nil {
+		return fmt.Errorf("encode device %s: %w", d.ID, err)
+	}
+	return devices.Put(key, raw)
 }
 
 // refreshEnded writes the longer copies of output that the updates bring for devices of ended
@@ -157,11 +162,7 @@ func refreshEnded(tx *bolt.Tx, t *task.Task, list *deviceList, updates []task.De
 		if d.ApplyEnded(u) == task.Ignored {
 			continue
 		}
-		raw, err := encodeDevice(d)
-		if err != nil {
-			return 0, fmt.Errorf("encode device %s: %w", u.DeviceID, err)
-		}
-		if err := devices.Put(key, raw); err != nil {
+		if err := putDevice(devices, key, d); err != nil {
 			return 0, err
 		}
 		applied++
