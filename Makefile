@@ -36,7 +36,7 @@ LAMBDA_GOARCH ?= arm64
 LAMBDA_BUILD   = CGO_ENABLED=0 GOOS=$(LAMBDA_GOOS) GOARCH=$(LAMBDA_GOARCH) $(GO) build -tags lambda.norpc -trimpath -ldflags "-s -w"
 FUNCTIONS     := submit status cancel executor progress
 
-.PHONY: build deploy lint-template build-SubmitFunction build-StatusFunction build-CancelFunction build-ExecutorFunction build-ProgressFunction
+.PHONY: build deploy deploy-config lint-template build-SubmitFunction build-StatusFunction build-CancelFunction build-ExecutorFunction build-ProgressFunction
 
 ## build: every function to build/<name>/bootstrap (linux/arm64, stripped)
 build:
@@ -60,9 +60,23 @@ define lambda
 endef
 
 ## deploy: build and deploy the SAM application (samconfig.toml holds the defaults)
-deploy:
+deploy: deploy-config
 	sam build && sam deploy
 
-## lint-template: cfn-lint on the SAM template (part of `make test`)
+# deploy-config stops `make deploy` before it builds anything when samconfig.toml does not set
+# the one parameter without a default, AllowedScriptBuckets, and says how to set it.
+SAMCONFIG ?= samconfig.toml
+deploy-config:
+	@awk '/^\[/ { deploy = ($$0 == "[default.deploy.parameters]") } \
+	     deploy && /^[ \t]*parameter_overrides[ \t]*=/ && /AllowedScriptBuckets=/ { found = 1 } \
+	     END { exit !found }' $(SAMCONFIG) || { \
+	  echo "make deploy: AllowedScriptBuckets is not set in $(SAMCONFIG)." >&2; \
+	  echo "  It names the S3 buckets scriptUrl may point into (comma-separated). Either run" >&2; \
+	  echo "  'sam deploy --guided' once (it asks for it and saves the answer), or add under" >&2; \
+	  echo "  [default.deploy.parameters]:" >&2; \
+	  echo "    parameter_overrides = \"AllowedScriptBuckets=my-fleet-scripts\"" >&2; \
+	  exit 2; }
+
+## lint-template: cfn-lint on the SAM template, informational checks included (part of `make test`)
 lint-template:
-	cfn-lint template.yaml
+	cfn-lint --include-checks I -- template.yaml
