@@ -21,6 +21,12 @@ type Config struct {
 	Retention time.Duration
 	Grace     time.Duration
 	LogLevel  string
+	// LogFormat is "text" (the default, for a person at a terminal) or "json" (one object a
+	// line, with the same keys as on Lambda, for a log collector).
+	LogFormat string
+	// MetricsAddr, when set, serves GET /metrics on this loopback address without a token,
+	// instead of on Addr behind the API's tokens.
+	MetricsAddr string
 }
 
 // tokenFlags collects repeated --token values.
@@ -43,6 +49,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.DurationVar(&cfg.Retention, "retention", 7*24*time.Hour, "how long finished tasks are kept")
 	fs.DurationVar(&cfg.Grace, "grace", 5*time.Second, "time between SIGTERM and SIGKILL when stopping a script")
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&cfg.LogFormat, "log-format", "text", "text, or json for one JSON object a line")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve GET /metrics on this loopback `address` without a token\n(default: on --addr, behind the tokens)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "Usage: fleetrun serve [flags]\n\nRuns the fleetrun API with the embedded store and the local runner.\n\nFlags:")
 		fs.PrintDefaults()
@@ -75,6 +83,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	}
 	if cfg.Retention <= 0 {
 		return cfg, errors.New("--retention must be positive")
+	}
+	if cfg.LogFormat != "text" && cfg.LogFormat != "json" {
+		return cfg, fmt.Errorf("--log-format %q: want text or json", cfg.LogFormat)
+	}
+	if cfg.MetricsAddr != "" && !loopback(cfg.MetricsAddr) {
+		return cfg, fmt.Errorf("--metrics-addr %s: want a loopback address, since it serves without a token", cfg.MetricsAddr)
 	}
 	return cfg, nil
 }

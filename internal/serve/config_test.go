@@ -34,6 +34,11 @@ func TestParseConfig(t *testing.T) {
 		{name: "a stray argument is refused", args: []string{"extra"}, wantErr: "unexpected argument"},
 		{name: "localhost counts as loopback", args: []string{"--addr", "localhost:9000"}, tokens: map[string]string{}},
 		{name: "IPv6 loopback", args: []string{"--addr", "[::1]:9000"}, tokens: map[string]string{}},
+		{name: "JSON logs", args: []string{"--log-format", "json"}, tokens: map[string]string{}},
+		{name: "an unknown log format is refused", args: []string{"--log-format", "xml"}, wantErr: "--log-format"},
+		{name: "metrics apart on loopback", args: []string{"--metrics-addr", "127.0.0.1:9090"}, tokens: map[string]string{}},
+		{name: "metrics apart on a public address are refused", args: []string{"--token", "s3cret-value", "--metrics-addr", "0.0.0.0:9090"},
+			wantErr: "--metrics-addr"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
