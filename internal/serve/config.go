@@ -45,7 +45,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:8080", "address to listen on (a non-loopback address needs --token)")
 	fs.StringVar(&cfg.DataDir, "data", "./.fleetrun", "data directory: the task store and device output")
 	fs.StringVar(&cfg.ScriptRoot, "script-root", "./examples/scripts", "directory that scriptUrl paths are resolved in")
-	fs.Var(&tokens, "token", "bearer token, `SECRET` or OWNER=SECRET; repeat for several owners (default $FLEETRUN_TOKEN)")
+	fs.Var(&tokens, "token", "bearer token, `SECRET` or OWNER=SECRET: the secret at least 8 characters, the owner\nnot empty; repeat for several owners, each of whom sees only its own tasks (default\n$FLEETRUN_TOKEN, comma-separated). Without one every caller is the owner \"local\"")
 	fs.DurationVar(&cfg.Retention, "retention", 7*24*time.Hour, "how long finished tasks are kept")
 	fs.DurationVar(&cfg.Grace, "grace", 5*time.Second, "time between SIGTERM and SIGKILL when stopping a script")
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
@@ -53,7 +53,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve GET /metrics on this loopback `address` without a token\n(default: on --addr, behind the tokens)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "Usage: fleetrun serve [flags]\n\nRuns the fleetrun API with the embedded store and the local runner.\n\nFlags:")
-		fs.PrintDefaults()
+		printFlags(fs)
 	}
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
@@ -105,4 +105,21 @@ func loopback(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// printFlags prints fs's flags as --name VALUE, the form the documentation uses (the flag
+// package accepts both -name and --name), each description indented below its flag.
+func printFlags(fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		name, usage := flag.UnquoteUsage(f)
+		line := "  --" + f.Name
+		if name != "" {
+			line += " " + name
+		}
+		usage = strings.ReplaceAll(usage, "\n", "\n        ")
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0s" {
+			usage += fmt.Sprintf(" (default %s)", f.DefValue)
+		}
+		fmt.Fprintf(fs.Output(), "%s\n        %s\n", line, usage)
+	})
 }

@@ -1,6 +1,8 @@
 package serve
 
 import (
+	"errors"
+	"flag"
 	"io"
 	"strings"
 	"testing"
@@ -61,5 +63,25 @@ func TestParseConfig(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestHelpShowsDoubleDashFlagsAndTheTokenRules(t *testing.T) {
+	t.Parallel()
+	var out strings.Builder
+	if _, err := parseConfig([]string{"--help"}, func(string) string { return "" }, &out); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("--help: %v", err)
+	}
+	help := out.String()
+	for _, want := range []string{"  --addr ", "  --token SECRET", "at least 8 characters", "OWNER=SECRET", "$FLEETRUN_TOKEN",
+		"  --log-format ", "  --metrics-addr "} {
+		if !strings.Contains(help, want) {
+			t.Errorf("serve --help does not say %q:\n%s", want, help)
+		}
+	}
+	for line := range strings.SplitSeq(help, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "-") && !strings.HasPrefix(strings.TrimSpace(line), "--") {
+			t.Errorf("serve --help shows a single-dash flag: %q", line)
+		}
 	}
 }
