@@ -4,12 +4,17 @@ GO        ?= go
 DATA      ?= ./.fleetrun
 ADDR      ?= 127.0.0.1:8080
 PKGS      ?= ./...
+BIN       ?= bin/fleetrun
 
 .PHONY: run test vet unit bench tidy-check
 
-## run: the local server with the embedded store and the example scripts
+## run: the local server with the embedded store and the example scripts; Ctrl-C stops it
 run:
-	$(GO) run ./cmd/fleetrun serve --addr $(ADDR) --data $(DATA) --script-root ./examples/scripts
+	$(GO) build -o $(BIN) ./cmd/fleetrun
+	@# With job control on, the server runs in a process group of its own in the terminal's
+	@# foreground, so Ctrl-C reaches the server alone: it shuts down, exits 0, and so does make.
+	@# Without it make would get the signal too, and die of it whatever the server did.
+	@set -m 2>/dev/null; $(BIN) serve --addr $(ADDR) --data $(DATA) --script-root ./examples/scripts
 
 ## test: vet and every test (starts and stops what the tests need on 127.0.0.1)
 test: vet lint-template
@@ -25,6 +30,29 @@ unit:
 ## bench: submit/s and status-GET/s against a fresh local server, beside a bare net/http ceiling
 bench:
 	$(GO) run ./cmd/fleetbench
+
+# ---------------------------------------------------------------- release
+# The command-line client (and, on Linux, the local server) for every platform below, each
+# stamped with VERSION and COMMIT (`fleetrun --version` prints them), and SHA256SUMS.
+
+DIST           ?= dist
+DIST_PLATFORMS ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 windows/arm64
+VERSION        ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+COMMIT         ?= $(shell git rev-parse HEAD 2>/dev/null)
+DIST_LDFLAGS    = -s -w -X github.com/fleetrun/fleetrun/internal/cli.version=$(VERSION) \
+                  -X github.com/fleetrun/fleetrun/internal/cli.commit=$(COMMIT)
+
+.PHONY: dist
+
+## dist: fleetrun for linux, darwin and windows on amd64 and arm64 in dist/, with SHA256SUMS
+dist:
+	@rm -rf $(DIST) && mkdir -p $(DIST)
+	@set -e; for p in $(DIST_PLATFORMS); do \
+	  os=$${p%/*}; arch=$${p#*/}; ext=; if [ $$os = windows ]; then ext=.exe; fi; \
+	  out=fleetrun-$(VERSION)-$$os-$$arch$$ext; echo "$(DIST)/$$out"; \
+	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags "$(DIST_LDFLAGS)" -o $(DIST)/$$out ./cmd/fleetrun; \
+	done
+	@cd $(DIST) && sha256sum fleetrun-* > SHA256SUMS && echo "$(DIST)/SHA256SUMS"
 
 # ---------------------------------------------------------------- Lambda build
 # Every function is one Go binary named bootstrap for the provided.al2023 runtime. `sam build`

@@ -16,7 +16,6 @@ import (
 	"golang.org/x/term"
 
 	"github.com/fleetrun/fleetrun/client"
-	"github.com/fleetrun/fleetrun/internal/serve"
 )
 
 // Exit codes of the fleetrun command. Scripts depend on them: they never change meaning.
@@ -206,7 +205,7 @@ func (a *app) serveCommand() *cobra.Command {
 		// serve parses its own flags, which the client commands' do not concern.
 		DisableFlagParsing: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			a.code = serve.Main(cmd.Context(), args, a.stdout, a.stderr)
+			a.code = a.serve(cmd.Context(), args)
 			return nil
 		},
 	}
