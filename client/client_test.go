@@ -142,7 +142,7 @@ func TestSubmitRetriesWithTheSameIdempotencyKey(t *testing.T) {
 	if slices.ContainsFunc(bodies, func(b string) bool { return b != bodies[0] }) || !strings.Contains(bodies[0], `"deviceIds":["a","b"]`) {
 		t.Errorf("bodies = %q, want the same request each time", bodies)
 	}
-	if s := clock.slept(); len(s) != 3 || s[1] != 7*time.Second {
+	if s := clock.Slept(); len(s) != 3 || s[1] != 7*time.Second {
 		t.Errorf("pauses = %v, want 3 with the second the server's Retry-After of 7s", s)
 	}
 }
@@ -214,7 +214,7 @@ func TestRetries(t *testing.T) {
 			if n := calls.Load(); n != tc.wantCalls {
 				t.Errorf("server saw %d requests, want %d", n, tc.wantCalls)
 			}
-			slept := clock.slept()
+			slept := clock.Slept()
 			if len(slept) != int(tc.wantCalls)-1 {
 				t.Fatalf("pauses = %v, want %d", slept, tc.wantCalls-1)
 			}

@@ -1,59 +1,18 @@
 package client
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/fleetrun/fleetrun/api"
+	"github.com/fleetrun/fleetrun/internal/clocktest"
 )
 
-// fakeClock is the client's clock in tests: sleeping moves it forward at once and is recorded.
-type fakeClock struct {
-	mu     sync.Mutex
-	t      time.Time
-	sleeps []time.Duration
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{t: time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)}
-}
-
-func (f *fakeClock) now() time.Time {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.t
-}
-
-func (f *fakeClock) advance(d time.Duration) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.t = f.t.Add(d)
-}
-
-func (f *fakeClock) sleep(ctx context.Context, d time.Duration) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.sleeps = append(f.sleeps, d)
-	f.t = f.t.Add(d)
-	return nil
-}
-
-func (f *fakeClock) slept() []time.Duration {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]time.Duration(nil), f.sleeps...)
-}
-
 // newTestClient starts a server with h and returns a client of it on a fake clock.
-func newTestClient(t *testing.T, h http.Handler, opts ...Option) (*Client, *fakeClock) {
+func newTestClient(t *testing.T, h http.Handler, opts ...Option) (*Client, *clocktest.Clock) {
 	t.Helper()
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
@@ -61,8 +20,8 @@ func newTestClient(t *testing.T, h http.Handler, opts ...Option) (*Client, *fake
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	clock := newFakeClock()
-	c.now, c.sleep = clock.now, clock.sleep
+	clock := clocktest.New(time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC))
+	c.now, c.sleep = clock.Now, clock.Sleep
 	return c, clock
 }
 

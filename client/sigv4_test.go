@@ -81,7 +81,7 @@ func TestClientSignsEveryAttempt(t *testing.T) {
 	if len(seen) != 2 {
 		t.Fatalf("server saw %d requests, want 2", len(seen))
 	}
-	day := clock.now().Format("20060102")
+	day := clock.Now().Format("20060102")
 	for i, h := range seen {
 		auth := h.Get("Authorization")
 		if !strings.HasPrefix(auth, "AWS4-HMAC-SHA256 Credential=AKIDTEST/") || !strings.Contains(auth, "/eu-west-1/execute-api/aws4_request") {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fleetrun/fleetrun/api"
+	"github.com/fleetrun/fleetrun/internal/clocktest"
 )
 
 // scriptedTask serves GET /tasks/t1 from a list of versions, moving to the next version each
@@ -86,13 +87,13 @@ func waitVersions(t *testing.T, c *Client) []int64 {
 
 func TestWaitLongPollsWithoutPausing(t *testing.T) {
 	t.Parallel()
-	var clock *fakeClock
+	var clock *clocktest.Clock
 	held := false
 	s := &scriptedTask{t: t, versions: threeVersions(), onUnchanged: func(r *http.Request) bool {
 		// The first poll of each version times out after the server held it; the next sees a change.
 		if !held {
 			held = true
-			clock.advance(20 * time.Second)
+			clock.Advance(20 * time.Second)
 			return false
 		}
 		held = false
@@ -103,7 +104,7 @@ func TestWaitLongPollsWithoutPausing(t *testing.T) {
 	if seen := waitVersions(t, c); !slices.Equal(seen, []int64{1, 2, 3}) {
 		t.Errorf("progress saw versions %v, want [1 2 3]", seen)
 	}
-	if s := clock.slept(); len(s) != 0 {
+	if s := clock.Slept(); len(s) != 0 {
 		t.Errorf("Wait paused %v between long-polls, want no pause", s)
 	}
 	if s.prefers[0] != "" || slices.ContainsFunc(s.prefers[1:], func(p string) bool { return p != "wait=20" }) {
@@ -122,7 +123,7 @@ func TestWaitTrustsPreferenceApplied(t *testing.T) {
 	if seen := waitVersions(t, c); !slices.Equal(seen, []int64{1, 2, 3}) {
 		t.Errorf("progress saw versions %v, want [1 2 3]", seen)
 	}
-	if s := clock.slept(); len(s) != 0 {
+	if s := clock.Slept(); len(s) != 0 {
 		t.Errorf("Wait paused %v, want no pause after a poll the server held", s)
 	}
 }
@@ -138,7 +139,7 @@ func TestWaitPausesWhenTheServerDoesNotHoldPolls(t *testing.T) {
 	if seen := waitVersions(t, c); !slices.Equal(seen, []int64{1, 2, 3}) {
 		t.Errorf("progress saw versions %v, want [1 2 3]", seen)
 	}
-	if s := clock.slept(); !slices.Equal(s, []time.Duration{5 * time.Second, 5 * time.Second}) {
+	if s := clock.Slept(); !slices.Equal(s, []time.Duration{5 * time.Second, 5 * time.Second}) {
 		t.Errorf("pauses = %v, want the Retry-After of 5s after each unchanged answer", s)
 	}
 }
@@ -153,7 +154,7 @@ func TestWaitPollsPlainlyWithoutLongPoll(t *testing.T) {
 	if slices.ContainsFunc(s.prefers, func(p string) bool { return p != "" }) {
 		t.Errorf("Prefer headers = %q, want none", s.prefers)
 	}
-	if s := clock.slept(); !slices.Equal(s, []time.Duration{5 * time.Second, 5 * time.Second}) {
+	if s := clock.Slept(); !slices.Equal(s, []time.Duration{5 * time.Second, 5 * time.Second}) {
 		t.Errorf("pauses = %v, want Retry-After between plain polls", s)
 	}
 }

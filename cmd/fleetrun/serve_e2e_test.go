@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fleetrun/fleetrun/api"
+	"github.com/fleetrun/fleetrun/internal/clocktest"
 )
 
 func TestOneFailingDeviceCompletesWithItInTheResult(t *testing.T) {
@@ -277,19 +278,16 @@ func countTasks(t *testing.T, s *server) int {
 func readPids(t *testing.T, dir string, names ...string) []int {
 	t.Helper()
 	var pids []int
-	deadline := time.Now().Add(10 * time.Second)
 	for _, name := range names {
-		for {
+		clocktest.Eventually(t, 10*time.Second, func() error {
 			b, err := os.ReadFile(filepath.Join(dir, name))
-			if pid, perr := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && perr == nil {
-				pids = append(pids, pid)
-				break
+			pid, perr := strconv.Atoi(strings.TrimSpace(string(b)))
+			if err != nil || perr != nil {
+				return fmt.Errorf("no pid in %s", name)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("no pid in %s", name)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			pids = append(pids, pid)
+			return nil
+		})
 	}
 	return pids
 }
@@ -297,13 +295,12 @@ func readPids(t *testing.T, dir string, names ...string) []int {
 // waitGone fails the test unless process pid is gone (or a zombie) before a deadline.
 func waitGone(t *testing.T, pid int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for alive(pid) {
-		if time.Now().After(deadline) {
-			t.Fatalf("process %d still running", pid)
+	clocktest.Eventually(t, 10*time.Second, func() error {
+		if alive(pid) {
+			return fmt.Errorf("process %d still running", pid)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // alive reports whether pid is a live process: not gone, and not a zombie waiting for reaping.

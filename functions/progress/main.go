@@ -1,25 +1,13 @@
 // Command progress is ProgressFunction, the target of the rule on SSM's invocation status-change events: it moves each device as SSM reports it.
 //
-// It only wires: configuration from the environment, the SDK configuration (which honours
-// AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE>), a JSON logger, and the handler that
-// package awsapp builds. Build it with -tags lambda.norpc for the provided.al2023 runtime.
+// It only wires, through awsapp.Start: configuration from the environment (the variables it
+// names are required), the SDK configuration (which honours AWS_ENDPOINT_URL and
+// AWS_ENDPOINT_URL_<SERVICE>), a JSON logger, and the handler that package awsapp builds. Build
+// it with -tags lambda.norpc for the provided.al2023 runtime.
 package main
 
-import (
-	"context"
-	"fmt"
-	"os"
-
-	"github.com/aws/aws-lambda-go/lambda"
-
-	"github.com/fleetrun/fleetrun/internal/awsapp"
-)
+import "github.com/fleetrun/fleetrun/internal/awsapp"
 
 func main() {
-	app, err := awsapp.Setup(context.Background(), awsapp.EnvTableName, awsapp.EnvQueueURL)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "progress:", err)
-		os.Exit(1)
-	}
-	lambda.Start(app.Progress())
+	awsapp.Start("progress", func(a *awsapp.App) any { return a.Progress() }, awsapp.EnvTableName, awsapp.EnvQueueURL)
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -18,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
+	"github.com/fleetrun/fleetrun/internal/awsretry"
 	"github.com/fleetrun/fleetrun/internal/dynamo"
 	"github.com/fleetrun/fleetrun/internal/emf"
 	"github.com/fleetrun/fleetrun/internal/engine"
@@ -64,7 +66,7 @@ func New(cfg Config, sdk aws.Config, log *slog.Logger, metricsOut io.Writer) *Ap
 	store := dynamo.New(dynamodb.NewFromConfig(sdk), cfg.TableName, dynamo.Options{Logger: log, Retention: cfg.Retention})
 	runner := ssmrun.New(ssmrun.Config{
 		API:            ssm.NewFromConfig(sdk, ssmrun.ObserveThrottles(metrics)),
-		Log:            store,
+		CommandLog:     store,
 		DocumentName:   cfg.DocumentName,
 		AllowedBuckets: cfg.AllowedScriptBuckets,
 		Logger:         log,
@@ -77,7 +79,7 @@ func New(cfg Config, sdk aws.Config, log *slog.Logger, metricsOut io.Writer) *Ap
 		Store:     store,
 		Queue:     queue,
 		Runner:    runner,
-		Publisher: eventbridge.New(awseventbridge.NewFromConfig(sdk), cfg.EventBusName, eventbridge.WithLogger(log)),
+		Publisher: eventbridge.New(awseventbridge.NewFromConfig(sdk), cfg.EventBusName, eventbridge.Options{Logger: log}),
 		Metrics:   metrics,
 		Rules:     task.Rules{DeviceID: task.ManagedNodeID, CheckScript: ssmrun.CheckScript(cfg.AllowedScriptBuckets)},
 		Retention: cfg.Retention,
@@ -131,16 +133,29 @@ func (noQueue) Send(_ context.Context, m engine.Message, _ time.Duration) error 
 
 var errNoQueue = errors.New("this function has no QUEUE_URL")
 
+// Start is a function's whole main: Setup, then lambda.Start with the handler handler picks from
+// the App. A configuration error is printed on stderr, prefixed with name, and ends the process
+// with status 1, before any invocation.
+func Start(name string, handler func(*App) any, required ...string) {
+	app, err := Setup(context.Background(), required...)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, name+":", err)
+		os.Exit(1)
+	}
+	lambda.Start(handler(app))
+}
+
 // Setup is what every function's main does before lambda.Start: read the configuration from
-// the environment (the variables named in required must be set), load the SDK configuration as
-// production does (config.LoadDefaultConfig, which honours AWS_ENDPOINT_URL and
-// AWS_ENDPOINT_URL_<SERVICE>), and wire the App with a JSON logger and the metric lines on stdout.
+// the environment (the variables named in required must be set), load the SDK configuration
+// (config.LoadDefaultConfig, which honours AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE>,
+// with the one retryer of every client, awsretry), and wire the App with a JSON logger and the
+// metric lines on stdout.
 func Setup(ctx context.Context, required ...string) (*App, error) {
 	cfg, err := Load(os.LookupEnv, required...)
 	if err != nil {
 		return nil, err
 	}
-	sdk, err := config.LoadDefaultConfig(ctx)
+	sdk, err := config.LoadDefaultConfig(ctx, awsretry.LoadOption(awsretry.Options{}))
 	if err != nil {
 		return nil, fmt.Errorf("load the AWS configuration: %w", err)
 	}

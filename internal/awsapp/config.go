@@ -1,8 +1,9 @@
 // Package awsapp wires fleetrun's AWS home for the Lambda functions: configuration from the
 // environment, the SDK clients, the DynamoDB store, the SQS queue, the SSM runner, the
 // EventBridge publisher and the engine, and the handlers each function hands to lambda.Start.
-// A function's main reads its configuration with Load, builds an App with New and starts one
-// of its handlers; everything else lives here, where it can be tested.
+// A function's main calls Setup, which reads the configuration (Load), loads the SDK's and
+// builds the App (New), and starts one of its handlers; everything else lives here, where it
+// can be tested.
 package awsapp
 
 import (

@@ -93,7 +93,7 @@ func (p progress) handle(ctx context.Context, ev events.EventBridgeEvent) error 
 		u = task.DeviceUpdate{DeviceID: d.InstanceID, Status: st, At: at.UTC(), Ref: d.CommandID}
 	}
 	switch {
-	case task.IsCode(err, task.ErrNotFound):
+	case task.IsCode(err, task.CodeNotFound):
 		p.log.InfoContext(ctx, "event for a command of no known task dropped", append(attrs, "err", err)...)
 		return nil
 	case apiErrorCode(err) == "InvocationDoesNotExist":
@@ -109,7 +109,7 @@ func (p progress) handle(ctx context.Context, ev events.EventBridgeEvent) error 
 		return nil
 	}
 	t, err := p.report(ctx, taskID, []task.DeviceUpdate{u})
-	if task.IsCode(err, task.ErrNotFound) {
+	if task.IsCode(err, task.CodeNotFound) {
 		p.log.InfoContext(ctx, "event for an expired task dropped", attrs...)
 		return nil
 	}

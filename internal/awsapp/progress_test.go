@@ -30,7 +30,7 @@ func (f *fakeSSM) TaskForCommand(_ context.Context, commandID string) (string, e
 	}
 	id, ok := f.tasks[commandID]
 	if !ok {
-		return "", task.Errorf(task.ErrNotFound, "no command %s", commandID)
+		return "", task.Errorf(task.CodeNotFound, "no command %s", commandID)
 	}
 	return id, nil
 }
@@ -108,12 +108,12 @@ func TestProgress(t *testing.T) {
 		{name: "throttling is retried", ev: ssmEvent("Success", ""), ssm: fakeSSM{invokeErr: throttled}, wantErr: true, wantRead: true},
 		{name: "a failing table is retried", ev: ssmEvent("InProgress", ""), ssm: fakeSSM{lookupErr: errors.New("connection reset")}, wantErr: true},
 		{
-			name: "an expired task is dropped", ev: ssmEvent("InProgress", ""), reportErr: task.Errorf(task.ErrNotFound, "expired"),
+			name: "an expired task is dropped", ev: ssmEvent("InProgress", ""), reportErr: task.Errorf(task.CodeNotFound, "expired"),
 			wantReport: []task.DeviceUpdate{{DeviceID: "i-0123456789abcdef0", Status: task.DeviceRunning,
 				At: time.Date(2025, 3, 1, 10, 0, 41, 0, time.UTC), Ref: "cmd-1"}},
 		},
 		{
-			name: "a failing report is retried", ev: ssmEvent("InProgress", ""), reportErr: task.Errorf(task.ErrUnavailable, "busy"), wantErr: true,
+			name: "a failing report is retried", ev: ssmEvent("InProgress", ""), reportErr: task.Errorf(task.CodeUnavailable, "busy"), wantErr: true,
 			wantReport: []task.DeviceUpdate{{DeviceID: "i-0123456789abcdef0", Status: task.DeviceRunning,
 				At: time.Date(2025, 3, 1, 10, 0, 41, 0, time.UTC), Ref: "cmd-1"}},
 		},

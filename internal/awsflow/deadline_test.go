@@ -2,32 +2,14 @@ package awsflow
 
 import (
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/fleetrun/fleetrun/internal/clocktest"
 	"github.com/fleetrun/fleetrun/internal/engine"
 	"github.com/fleetrun/fleetrun/internal/ssmtest"
 	"github.com/fleetrun/fleetrun/internal/task"
 )
-
-// clock is a test clock that moves only when told.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Set(at time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = at
-}
 
 // TestNeverFinishingDeviceTimesOutAtTheDeadline runs a task whose devices never finish on SSM
 // and moves an injected clock (see wireWithClock) to the task's deadline: a poll a moment
@@ -40,14 +22,14 @@ func TestNeverFinishingDeviceTimesOutAtTheDeadline(t *testing.T) {
 	// The clock starts at the real time, which the SSM server stamps commands with, so that the
 	// runner's search for commands already sent (ListCommands since the task started) agrees
 	// with it.
-	clk := &clock{now: time.Now().UTC()}
+	clk := clocktest.New(time.Now().UTC())
 	f.wireWithClock(t, clk.Now)
 	ids := f.devices(3)
 	ssmServer.Script(ids[0], ssmtest.Script{Polls: 0, Outcome: ssmtest.Success, Stdout: "done\n"})
 	ssmServer.Script(ids[1], ssmtest.Script{Outcome: ssmtest.Never})
 	ssmServer.Script(ids[2], ssmtest.Script{Outcome: ssmtest.Never})
 	const timeout = 900
-	tk := f.submit(t, ids, func(r *task.Request) { r.TimeoutSeconds = timeout })
+	tk := f.submit(t, ids, func(r *task.Draft) { r.TimeoutSeconds = new(timeout) })
 
 	f.handleOnly(t, engine.ActionDispatch)
 	started := f.task(t, tk.ID).StartedAt

@@ -20,11 +20,11 @@ func throttling() error {
 	return &smithy.GenericAPIError{Code: "ThrottlingException", Message: "injected"}
 }
 
-// faults fails the next calls of chosen DynamoDB operations of the app's client. It sits at
-// the front of the middleware stack, before the SDK's retryer, as internal/dynamo's fault
-// tests do: each injected failure reaches the store, whose own retries with backoff are what
-// is tested, and a failure that outlasts them reaches the executor, whose message SQS then
-// delivers again. Injected failures never reach moto, so the counter does not see them.
+// faults fails the next calls of chosen DynamoDB operations of the app's client. An injected
+// failure takes the place of one attempt inside the SDK's retry loop, as internal/dynamo's
+// fault tests do: the retryer production uses (awsretry) tries again, and a failure that
+// outlasts its attempts reaches the store and then the executor, whose message SQS delivers
+// again. Injected failures never reach moto, so the counter does not see them.
 type faults struct {
 	mu      sync.Mutex
 	pending map[string][]func() error
@@ -78,13 +78,13 @@ func (f *faults) hit(op string) int {
 }
 
 func (f *faults) register(stack *middleware.Stack) error {
-	return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("awsflow.faults",
-		func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+	return stack.Finalize.Insert(middleware.FinalizeMiddlewareFunc("awsflow.faults",
+		func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (middleware.FinalizeOutput, middleware.Metadata, error) {
 			if middleware.GetServiceID(ctx) == "DynamoDB" {
 				if fail := f.take(middleware.GetOperationName(ctx)); fail != nil {
-					return middleware.InitializeOutput{}, middleware.Metadata{}, fail()
+					return middleware.FinalizeOutput{}, middleware.Metadata{}, fail()
 				}
 			}
-			return next.HandleInitialize(ctx, in)
-		}), middleware.Before)
+			return next.HandleFinalize(ctx, in)
+		}), "Retry", middleware.After)
 }

@@ -186,14 +186,14 @@ func (f *flow) wireWithClock(t *testing.T, now func() time.Time) {
 	t.Helper()
 	cfg := f.config(t)
 	store := dynamo.New(dynamodb.NewFromConfig(f.sdk), cfg.TableName, dynamo.Options{Logger: f.log, Now: now, Retention: cfg.Retention})
-	runner := ssmrun.New(ssmrun.Config{API: ssm.NewFromConfig(f.sdk), Log: store, DocumentName: cfg.DocumentName,
+	runner := ssmrun.New(ssmrun.Config{API: ssm.NewFromConfig(f.sdk), CommandLog: store, DocumentName: cfg.DocumentName,
 		AllowedBuckets: cfg.AllowedScriptBuckets, Logger: f.log, Now: now})
 	f.engine = engine.New(engine.Config{
 		Store:  store,
 		Queue:  sqsqueue.New(sqs.NewFromConfig(f.sdk), cfg.QueueURL),
 		Runner: runner,
 		Publisher: eventbridge.New(awseventbridge.NewFromConfig(f.sdk), cfg.EventBusName,
-			eventbridge.WithLogger(f.log), eventbridge.WithClock(now)),
+			eventbridge.Options{Logger: f.log, Now: now}),
 		Rules:     task.Rules{DeviceID: task.ManagedNodeID, CheckScript: ssmrun.CheckScript(cfg.AllowedScriptBuckets)},
 		Retention: cfg.Retention,
 		Logger:    f.log,
@@ -222,14 +222,14 @@ func (f *flow) devices(n int) []string {
 
 // submit submits a task on ids with an Idempotency-Key, as the API does, after edit changes
 // the request.
-func (f *flow) submit(t *testing.T, ids []string, edit ...func(*task.Request)) *task.Task {
+func (f *flow) submit(t *testing.T, ids []string, edit ...func(*task.Draft)) *task.Task {
 	t.Helper()
-	req := task.Request{DeviceIDs: ids, ScriptURL: scriptURL, Args: []string{"--dry-run", "it's"}, TimeoutSeconds: 600}
+	req := task.Draft{DeviceIDs: ids, ScriptURL: scriptURL, Args: []string{"--dry-run", "it's"}, TimeoutSeconds: new(600)}
 	for _, e := range edit {
 		e(&req)
 	}
 	f.submits++
-	tk, created, err := f.engine.Submit(t.Context(), engine.Submission{Owner: owner, Request: req,
+	tk, created, err := f.engine.Submit(t.Context(), engine.Submission{Owner: owner, Draft: req,
 		IdempotencyKey: fmt.Sprintf("%s-%d", f.name, f.submits), RequestHash: fmt.Sprintf("hash-%d", f.submits)})
 	if err != nil || !created {
 		t.Fatalf("Submit: created %v, %v", created, err)

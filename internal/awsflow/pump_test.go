@@ -2,6 +2,7 @@ package awsflow
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/smithy-go/middleware"
 
+	"github.com/fleetrun/fleetrun/internal/clocktest"
 	"github.com/fleetrun/fleetrun/internal/engine"
 	"github.com/fleetrun/fleetrun/internal/sqsqueue"
 	"github.com/fleetrun/fleetrun/internal/task"
@@ -169,16 +171,14 @@ func (f *flow) deliver(t *testing.T) delivery {
 // (a message made visible again may take a moment to show), and fails the test if none comes.
 func (f *flow) deliverNext(t *testing.T) delivery {
 	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		if d := f.deliver(t); len(d.records) > 0 {
-			return d
+	var d delivery
+	clocktest.Eventually(t, 3*time.Second, func() error {
+		if d = f.deliver(t); len(d.records) == 0 {
+			return errors.New("the executor queue is empty")
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the executor queue is empty")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
+	return d
 }
 
 // handleOnly delivers the next batch and checks it was exactly one message with action a, and

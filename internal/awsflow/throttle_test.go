@@ -6,6 +6,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
+	"github.com/fleetrun/fleetrun/internal/awsretry"
 	"github.com/fleetrun/fleetrun/internal/engine"
 	"github.com/fleetrun/fleetrun/internal/ssmtest"
 	"github.com/fleetrun/fleetrun/internal/task"
@@ -14,12 +15,13 @@ import (
 // TestThrottlingIsSurvived runs a 120-device task while DynamoDB and SSM throttle it at every
 // step, some of it for longer than the retries inside a call last:
 //
-//   - submit: the transaction is throttled twice; the store retries it.
-//   - dispatch, first delivery: GetItem is throttled as often as the store tries (8 times), so
-//     the store gives up, the executor reports the message failed and SQS delivers it again.
+//   - submit: the transaction is throttled twice; the SDK retries it.
+//   - dispatch, first delivery: GetItem is throttled as often as the SDK tries (awsretry's
+//     attempts), so the store gives up, the executor reports the message failed and SQS
+//     delivers it again.
 //   - dispatch, second delivery: ListCommands is throttled once (the SDK retries it), and the
-//     second batch's SendCommand three times, all of the SDK's attempts, so the message fails
-//     again with the first batch sent and recorded.
+//     second batch's SendCommand as often as the SDK tries, so the message fails again with
+//     the first batch sent and recorded.
 //   - dispatch, third delivery: the rest is sent.
 //   - polls: ListCommandInvocations, BatchGetItem, TransactWriteItems, UpdateItem and Query are
 //     throttled a few times each; the SDK and the store retry them.
@@ -39,10 +41,10 @@ func TestThrottlingIsSurvived(t *testing.T) {
 	}
 
 	sendsBefore := ssmServer.Calls(ssmtest.OpSendCommand)
-	f.faults.throttle("GetItem", 8, throughputExceeded)
+	f.faults.throttle("GetItem", awsretry.DefaultMaxAttempts, throughputExceeded)
 	ssmServer.ThrottleNext(ssmtest.OpListCommands, 1)
 	ssmServer.PassNext(ssmtest.OpSendCommand, 1)
-	ssmServer.ThrottleNext(ssmtest.OpSendCommand, 3)
+	ssmServer.ThrottleNext(ssmtest.OpSendCommand, awsretry.DefaultMaxAttempts)
 	for i, want := range []struct {
 		failed  bool
 		receive string
@@ -58,8 +60,8 @@ func TestThrottlingIsSurvived(t *testing.T) {
 		}
 	}
 	checkBatches(t, tk.ID, ids)
-	if n := ssmServer.Calls(ssmtest.OpSendCommand) - sendsBefore; n != 6 {
-		t.Errorf("SSM received %d SendCommand requests, want 6: 3 accepted and 3 throttled", n)
+	if n := ssmServer.Calls(ssmtest.OpSendCommand) - sendsBefore; n != 3+awsretry.DefaultMaxAttempts {
+		t.Errorf("SSM received %d SendCommand requests, want %d: 3 accepted and the rest throttled", n, 3+awsretry.DefaultMaxAttempts)
 	}
 
 	ssmServer.ThrottleNext(ssmtest.OpListCommandInvocations, 2)

@@ -18,6 +18,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
+
+	"github.com/fleetrun/fleetrun/internal/awsretry"
 )
 
 // Moto is a running moto server.
@@ -121,12 +123,16 @@ func Endpoint(t testing.TB) string {
 	return endpoint
 }
 
-// Config loads the SDK configuration exactly as production does (config.LoadDefaultConfig),
+// TestRetry is production's retryer (awsretry) with delays short enough for tests.
+var TestRetry = awsretry.Options{BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond}
+
+// Config loads the SDK configuration as production does (config.LoadDefaultConfig, with the
+// awsretry retryer, its delays shortened to TestRetry's),
 // which picks moto up from AWS_ENDPOINT_URL. It skips the test when moto is not running.
 func Config(t testing.TB) aws.Config {
 	t.Helper()
 	Endpoint(t)
-	cfg, err := config.LoadDefaultConfig(context.Background())
+	cfg, err := config.LoadDefaultConfig(context.Background(), awsretry.LoadOption(TestRetry))
 	if err != nil {
 		t.Fatalf("load AWS config: %v", err)
 	}

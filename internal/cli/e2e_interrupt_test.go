@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/fleetrun/fleetrun/api"
 	"github.com/fleetrun/fleetrun/client"
+	"github.com/fleetrun/fleetrun/internal/clocktest"
 )
 
 // dropProxy forwards TCP connections to a server, and closes the first drops connections that
@@ -116,13 +118,12 @@ func TestE2EDroppedConnectionDuringWaitIsRetried(t *testing.T) {
 	id := f.submit(t, "--devices", "d1,d2", "--script", "gate.sh", "--arg", gate)
 	waiting := async(t.Context(), proxy.url(), "wait", id)
 
-	deadline := time.Now().Add(20 * time.Second)
-	for proxy.dropped.Load() < 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the proxy dropped %d long-polls within 20s, want 2", proxy.dropped.Load())
+	clocktest.Eventually(t, 20*time.Second, func() error {
+		if n := proxy.dropped.Load(); n < 2 {
+			return fmt.Errorf("the proxy dropped %d long-polls, want 2", n)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	if err := os.WriteFile(gate, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -221,21 +222,19 @@ func TestE2EInterruptWithoutATerminalLeavesTheTaskRunning(t *testing.T) {
 // onlyTask waits until the server has exactly one task and returns its id.
 func (f *fleet) onlyTask(t *testing.T) string {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		var ids []string
+	var ids []string
+	clocktest.Eventually(t, 20*time.Second, func() error {
+		ids = nil
 		for task, err := range f.client.List(t.Context(), client.ListOptions{}) {
 			if err != nil {
-				t.Fatal(err)
+				return err
 			}
 			ids = append(ids, task.ID)
 		}
-		if len(ids) == 1 {
-			return ids[0]
+		if len(ids) != 1 {
+			return fmt.Errorf("the server has tasks %q, want one", ids)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the server has tasks %q, want one", ids)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
+	return ids[0]
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/fleetrun/fleetrun/api"
 	"github.com/fleetrun/fleetrun/client"
+	"github.com/fleetrun/fleetrun/internal/clocktest"
 	"github.com/fleetrun/fleetrun/internal/serve"
 )
 
@@ -108,17 +109,15 @@ func (f *fleet) submit(t *testing.T, args ...string) string {
 // waitFor polls task id until cond holds, failing the test after a deadline.
 func (f *fleet) waitFor(t *testing.T, id string, what string, cond func(*api.Task) bool) *api.Task {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		task, err := f.client.Get(t.Context(), id)
-		if err == nil && cond(task) {
-			return task
+	var task *api.Task
+	clocktest.Eventually(t, 20*time.Second, func() error {
+		var err error
+		if task, err = f.client.Get(t.Context(), id); err == nil && cond(task) {
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("task %s: %s did not happen within 20s (last: %+v, %v)", id, what, task, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return fmt.Errorf("task %s: %s did not happen (last: %+v, %v)", id, what, task, err)
+	})
+	return task
 }
 
 func running(t *api.Task) bool { return t.Progress.Devices.Running > 0 }

@@ -10,5 +10,5 @@ import (
 // with Linux system calls, so the server is built on Linux only; the client commands build
 // everywhere.
 func (a *app) serve(ctx context.Context, args []string) int {
-	return serve.Main(ctx, args, a.stdout, a.stderr)
+	return serve.Main(ctx, args, a.stdout, a.stderr, a.env)
 }

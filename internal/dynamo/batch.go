@@ -54,7 +54,7 @@ func (s *Store) batchGet(ctx context.Context, keys []itemKey) (map[itemKey]map[s
 				break
 			}
 			if attempt+1 >= s.maxAttempts {
-				return nil, task.Errorf(task.ErrUnavailable, "the task store left %d reads unprocessed; try again", len(req))
+				return nil, task.Errorf(task.CodeUnavailable, "the task store left %d reads unprocessed; try again", len(req))
 			}
 			if err := s.backoff(ctx, attempt); err != nil {
 				return nil, err
@@ -87,7 +87,7 @@ func (s *Store) batchWrite(ctx context.Context, writes []types.WriteRequest) err
 				break
 			}
 			if attempt+1 >= s.maxAttempts {
-				return task.Errorf(task.ErrUnavailable, "the task store left %d writes unprocessed; try again", len(req))
+				return task.Errorf(task.CodeUnavailable, "the task store left %d writes unprocessed; try again", len(req))
 			}
 			if err := s.backoff(ctx, attempt); err != nil {
 				return err

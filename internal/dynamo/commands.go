@@ -29,12 +29,12 @@ func commandTaskItem(commandID, taskID string) map[string]types.AttributeValue {
 // It writes, in one transaction, the task's batch → command item and the command → task
 // mapping, each only if absent, with a check that the task exists. Recording the same pair
 // again succeeds without writing. A batch that already has another command, or a command that
-// already belongs to another batch or task, is ErrConflict; an unknown or expired task is
-// ErrNotFound.
+// already belongs to another batch or task, is CodeConflict; an unknown or expired task is
+// CodeNotFound.
 func (s *Store) RecordCommand(ctx context.Context, taskID string, batch int, commandID string) error {
 	if commandID == "" || batch < 0 {
 		return fmt.Errorf("dynamo: record command of task %s: %w", taskID,
-			task.Errorf(task.ErrInvalid, "batch %d command %q: a batch number and a command id are required", batch, commandID))
+			task.Errorf(task.CodeInvalid, "batch %d command %q: a batch number and a command id are required", batch, commandID))
 	}
 	absent := aws.String("attribute_not_exists(#pk)")
 	names := map[string]string{"#pk": attrPK}
@@ -79,12 +79,12 @@ func (s *Store) RecordCommand(ctx context.Context, taskID string, batch int, com
 		case reasonCode(reasons, 1) == reasonConditionFailed:
 			if had := itemString(reasons[1].Item, "commandId"); had != commandID {
 				return fmt.Errorf("dynamo: record command %s of task %s: %w", commandID, taskID,
-					task.Errorf(task.ErrConflict, "batch %d of task %s was sent as command %s", batch, taskID, had))
+					task.Errorf(task.CodeConflict, "batch %d of task %s was sent as command %s", batch, taskID, had))
 			}
 			return nil // recorded before; both items are always written together
 		case reasonCode(reasons, 2) == reasonConditionFailed:
 			return fmt.Errorf("dynamo: record command %s of task %s: %w", commandID, taskID,
-				task.Errorf(task.ErrConflict, "command %s is already recorded for task %s", commandID,
+				task.Errorf(task.CodeConflict, "command %s is already recorded for task %s", commandID,
 					itemString(reasons[2].Item, "taskId")))
 		case !anyReason(reasons, reasonConflict, reasonThrottled, reasonThroughput) || attempt+1 >= s.maxAttempts:
 			return fmt.Errorf("dynamo: record command %s of task %s: %w", commandID, taskID, err)
@@ -96,7 +96,7 @@ func (s *Store) RecordCommand(ctx context.Context, taskID string, batch int, com
 }
 
 // Commands returns the commands recorded for a task's batches, batch number → command id.
-// A task with none yet gives an empty map; an unknown or expired task is ErrNotFound.
+// A task with none yet gives an empty map; an unknown or expired task is CodeNotFound.
 func (s *Store) Commands(ctx context.Context, taskID string) (map[int]string, error) {
 	items, err := s.queryAll(ctx, s.partitionQuery(taskID, prefixCommand))
 	if err != nil {
@@ -123,7 +123,7 @@ func (s *Store) Commands(ctx context.Context, taskID string) (map[int]string, er
 }
 
 // TaskForCommand returns the id of the task that SSM command commandID belongs to, or
-// ErrNotFound when no task recorded it (or that task has expired).
+// CodeNotFound when no task recorded it (or that task has expired).
 func (s *Store) TaskForCommand(ctx context.Context, commandID string) (string, error) {
 	var item map[string]types.AttributeValue
 	err := s.call(ctx, "GetItem", func(ctx context.Context) error {

@@ -46,8 +46,8 @@ func anyReason(reasons []types.CancellationReason, codes ...string) bool {
 // device ids are compressed into the task item), and no device item is written.
 //
 // When the record's condition fails the earlier record decides: the same request hash returns
-// the earlier task with created false, another hash is ErrIdempotencyMismatch, and a
-// transaction conflict with a concurrent submit of the same key is ErrInProgress. A record
+// the earlier task with created false, another hash is CodeIdempotencyMismatch, and a
+// transaction conflict with a concurrent submit of the same key is CodeInProgress. A record
 // whose task no longer lives (it expired, or TTL deleted it, before the key) frees the key, as
 // in the embedded store: the record is replaced, on the condition that it still names the
 // dead task, and the new task created. A task item cannot be missing because its write is
@@ -121,7 +121,7 @@ func (s *Store) CreateTask(ctx context.Context, t *task.Task, idem *task.Idempot
 			}
 			if attempt+1 >= s.maxAttempts {
 				return nil, false, fmt.Errorf("dynamo: create task %s: %w", t.ID,
-					task.Errorf(task.ErrInProgress, "the Idempotency-Key is changing hands; try again"))
+					task.Errorf(task.CodeInProgress, "the Idempotency-Key is changing hands; try again"))
 			}
 			// Take the key over from the dead task, unless someone else does first.
 			idemPut.ConditionExpression = aws.String("attribute_not_exists(#pk) OR #exp <= :now OR #taskId = :dead")
@@ -130,16 +130,16 @@ func (s *Store) CreateTask(ctx context.Context, t *task.Task, idem *task.Idempot
 			continue
 		case reasonCode(reasons, 0) == reasonConditionFailed:
 			return nil, false, fmt.Errorf("dynamo: create task %s: %w", t.ID,
-				task.Errorf(task.ErrConflict, "a task with id %s already exists", t.ID))
+				task.Errorf(task.CodeConflict, "a task with id %s already exists", t.ID))
 		case idem != nil && anyReason(reasons, reasonConflict):
 			// Only a concurrent submit with the same key writes these items at once.
 			return nil, false, fmt.Errorf("dynamo: create task %s: %w", t.ID,
-				task.Errorf(task.ErrInProgress, "a request with the same Idempotency-Key is being processed; try again"))
+				task.Errorf(task.CodeInProgress, "a request with the same Idempotency-Key is being processed; try again"))
 		case !anyReason(reasons, reasonConflict, reasonThrottled, reasonThroughput):
 			return nil, false, fmt.Errorf("dynamo: create task %s: %w", t.ID, err)
 		case attempt+1 >= s.maxAttempts:
 			return nil, false, fmt.Errorf("dynamo: create task %s: %w: %w", t.ID,
-				task.Errorf(task.ErrUnavailable, "the task store is overloaded; try again"), err)
+				task.Errorf(task.CodeUnavailable, "the task store is overloaded; try again"), err)
 		}
 		if err := s.backoff(ctx, attempt); err != nil {
 			return nil, false, err
@@ -170,7 +170,7 @@ func (s *Store) replay(ctx context.Context, idem *task.IdempotencyRecord, item m
 		// The record went away between the write and the read (it expired and was deleted):
 		// the caller's retry will find the key free.
 		return nil, "", fmt.Errorf("dynamo: idempotency record: %w",
-			task.Errorf(task.ErrInProgress, "the Idempotency-Key is changing hands; try again"))
+			task.Errorf(task.CodeInProgress, "the Idempotency-Key is changing hands; try again"))
 	}
 	var rec idempotencyItem
 	if err := attributevalue.UnmarshalMap(item, &rec); err != nil {
@@ -178,10 +178,10 @@ func (s *Store) replay(ctx context.Context, idem *task.IdempotencyRecord, item m
 	}
 	if rec.RequestHash != idem.RequestHash {
 		return nil, "", fmt.Errorf("dynamo: idempotency record for task %s: %w", rec.TaskID,
-			task.Errorf(task.ErrIdempotencyMismatch, "the Idempotency-Key was used with a different request"))
+			task.Errorf(task.CodeIdempotencyMismatch, "the Idempotency-Key was used with a different request"))
 	}
 	t, err := s.GetTask(ctx, rec.TaskID)
-	if task.IsCode(err, task.ErrNotFound) {
+	if task.IsCode(err, task.CodeNotFound) {
 		return nil, rec.TaskID, err
 	}
 	if err != nil {

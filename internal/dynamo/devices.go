@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -43,14 +42,15 @@ const (
 
 // ApplyDeviceUpdates reads the task (for its device list and status) with the current device
 // items (one BatchGetItem, strongly consistent; a device without an item is pending), folds each
-// device's updates in order keeping only forward moves (task.DeviceStatus.CanMove), and writes
+// device's updates in order with task.Device.Apply, which keeps only forward moves (and a longer
+// output for a device that has ended), and writes
 // the result in TransactWriteItems of at most 100 actions: one Put per moved device,
 // conditioned on the status that was read, and one UpdateItem of the task that adds the
 // counter deltas and one to the version, conditioned on the task not being terminal.
 //
 // A transaction cancelled because a device moved under it is re-planned from a fresh read of
 // its devices; one cancelled for contention or throttling is retried after a backoff. Both are
-// bounded; when the bound is hit the updates not yet written are reported as ErrUnavailable
+// bounded; when the bound is hit the updates not yet written are reported as CodeUnavailable
 // (the ones written stay written, and a retry applies the rest exactly once). When the task
 // turns terminal part-way, the remaining updates are ignored, as for a terminal task.
 func (s *Store) ApplyDeviceUpdates(ctx context.Context, taskID string, updates []task.DeviceUpdate) (*task.Task, int, error) {
@@ -82,7 +82,7 @@ func (s *Store) ApplyDeviceUpdates(ctx context.Context, taskID string, updates [
 	for round := 0; len(todo) > 0; round++ {
 		if round >= 4*s.maxAttempts {
 			return nil, applied, fmt.Errorf("dynamo: apply device updates to %s: %w", taskID,
-				task.Errorf(task.ErrUnavailable, "%d device updates lost too many races; try again", len(todo)))
+				task.Errorf(task.CodeUnavailable, "%d device updates lost too many races; try again", len(todo)))
 		}
 		now := s.clock()
 		if round > 0 {
@@ -201,8 +201,7 @@ func planDevices(taskID string, ids []string, current map[string]*task.Device, u
 		}
 		from, n := d.Status, 0
 		for _, u := range updates[id] {
-			if d.Status.CanMove(u.Status) {
-				apply(&d, u, now)
+			if d.Apply(u, now) != task.Ignored {
 				n++
 			}
 		}
@@ -217,53 +216,6 @@ func planDevices(taskID string, ids []string, current map[string]*task.Device, u
 		plans = append(plans, devicePlan{id: id, from: from, to: d.Status, item: item, applied: n, size: size})
 	}
 	return plans, nil
-}
-
-// apply moves d to u's status and keeps what u reports. Outputs are cut to the inline limits
-// (on a UTF-8 boundary) so that a device item always fits.
-func apply(d *task.Device, u task.DeviceUpdate, now time.Time) {
-	at := u.At
-	if at.IsZero() {
-		at = now
-	}
-	at = at.UTC()
-	d.Status = u.Status
-	if u.Status == task.DeviceRunning {
-		d.StartedAt = &at
-	}
-	if u.Status.Terminal() {
-		d.CompletedAt = &at
-	}
-	if u.ExitCode != nil {
-		d.ExitCode = new(*u.ExitCode)
-	}
-	if u.Stdout != "" || u.StdoutTruncated {
-		var cut bool
-		d.Stdout, cut = truncate(u.Stdout, task.StdoutInlineLimit)
-		d.StdoutTruncated = u.StdoutTruncated || cut
-	}
-	if u.Stderr != "" || u.StderrTruncated {
-		var cut bool
-		d.Stderr, cut = truncate(u.Stderr, task.StderrInlineLimit)
-		d.StderrTruncated = u.StderrTruncated || cut
-	}
-	if u.Reason != "" {
-		d.Reason = u.Reason
-	}
-	if u.Ref != "" {
-		d.Ref = u.Ref
-	}
-}
-
-func truncate(s string, limit int) (string, bool) {
-	if len(s) <= limit {
-		return s, false
-	}
-	i := limit
-	for i > 0 && !utf8.RuneStart(s[i]) {
-		i--
-	}
-	return s[:i], true
 }
 
 // chunkPlans splits plans into transactions: the task update plus at most 99 devices, within

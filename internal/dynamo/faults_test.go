@@ -7,12 +7,13 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/fleetrun/fleetrun/internal/awsretry"
 	"github.com/fleetrun/fleetrun/internal/task"
+	"github.com/fleetrun/fleetrun/internal/task/storetest"
 )
 
 // cancel returns a TransactionCanceledException with one reason per action, as DynamoDB sends.
@@ -34,10 +35,6 @@ func throttlingException() error {
 	return &smithy.GenericAPIError{Code: "ThrottlingException", Message: "injected"}
 }
 
-func quotaExceeded() error {
-	return ratelimit.QuotaExceededError{Available: 0, Requested: 5}
-}
-
 // TestApplyDeviceUpdatesSurvivesFaults injects each kind of failure DynamoDB answers under
 // load or contention into a report of five devices, and checks that the store retries and
 // applies every update exactly once.
@@ -49,7 +46,6 @@ func TestApplyDeviceUpdatesSurvivesFaults(t *testing.T) {
 	}{
 		{"throttled reads", []*fault{{op: "BatchGetItem", n: 3, err: throughputExceeded}}},
 		{"throttled transaction", []*fault{{op: "TransactWriteItems", n: 2, err: throttlingException}}},
-		{"retry quota spent", []*fault{{op: "TransactWriteItems", n: 2, err: quotaExceeded}}},
 		{"transaction cancelled for throttling", []*fault{{op: "TransactWriteItems", n: 2,
 			err: cancel(reasonThrottled, reasonNone, reasonNone, reasonNone, reasonNone, reasonNone)}}},
 		{"transaction conflicts", []*fault{{op: "TransactWriteItems", n: 3,
@@ -102,8 +98,9 @@ func TestApplyDeviceUpdatesSurvivesFaults(t *testing.T) {
 }
 
 // TestRetriesAreBounded checks that a store facing endless throttling gives up with
-// ErrUnavailable after MaxAttempts, writes nothing, and applies the updates once when asked
-// again after the storm.
+// CodeUnavailable once the SDK's retryer has made its attempts, that endless transaction
+// conflicts end after MaxAttempts rounds of re-planning, that nothing is written, and that the
+// updates apply once when asked again after the storm.
 func TestRetriesAreBounded(t *testing.T) {
 	t.Parallel()
 	tt := newTable(t)
@@ -114,18 +111,18 @@ func TestRetriesAreBounded(t *testing.T) {
 
 	storm := &fault{op: "GetItem", n: 1000, err: throughputExceeded}
 	tt.faults.add(storm)
-	if _, err := s.GetTask(ctx, tk.ID); !task.IsCode(err, task.ErrUnavailable) {
+	if _, err := s.GetTask(ctx, tk.ID); !task.IsCode(err, task.CodeUnavailable) {
 		t.Errorf("GetTask in a storm = %v, want unavailable", err)
 	}
-	if n := tt.faults.hit("GetItem"); n != 4 {
-		t.Errorf("GetTask tried %d times, want 4", n)
+	if n := tt.faults.hit("GetItem"); n != awsretry.DefaultMaxAttempts {
+		t.Errorf("GetTask tried %d times, want the retryer's %d", n, awsretry.DefaultMaxAttempts)
 	}
 	storm.n = 0
 
 	tt.faults.add(&fault{op: "TransactWriteItems", n: 1000, err: cancel(reasonConflict, reasonNone)})
 	up := []task.DeviceUpdate{{DeviceID: "d-00001", Status: task.DeviceFailed, At: clk.Now(), ExitCode: new(2)}}
 	_, n, err := s.ApplyDeviceUpdates(ctx, tk.ID, up)
-	if !task.IsCode(err, task.ErrUnavailable) || n != 0 {
+	if !task.IsCode(err, task.CodeUnavailable) || n != 0 {
 		t.Errorf("ApplyDeviceUpdates in endless conflicts = %d, %v; want 0, unavailable", n, err)
 	}
 	if n := tt.faults.hit("TransactWriteItems"); n != 16 {
@@ -192,8 +189,11 @@ func TestApplyStopsWhenTheTaskFinishes(t *testing.T) {
 	ctx := t.Context()
 	tk := running(t, s, "finished-under-us", ids("d", 2), clk.Now())
 	tt.faults.add(&fault{op: "TransactWriteItems", n: 1, before: func(ctx context.Context, _ any) {
-		if _, err := s.Transition(ctx, task.Transition{TaskID: tk.ID, From: task.StatusRunning, Version: tk.Version,
-			To: task.StatusFailed, At: clk.Now(), ExpiresAt: clk.Now().Add(time.Hour)}); err != nil {
+		tr, err := storetest.Move(tk, task.StatusFailed, clk.Now(), clk.Now().Add(time.Hour))
+		if err == nil {
+			_, err = s.Transition(ctx, tr)
+		}
+		if err != nil {
 			t.Errorf("the finishing transition: %v", err)
 		}
 	}})

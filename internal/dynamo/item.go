@@ -173,7 +173,7 @@ func encodeTask(t *task.Task) (item map[string]types.AttributeValue, parts [][]b
 		return nil, nil, err
 	}
 	if len(reqBlob) > requestLimit {
-		return nil, nil, task.Errorf(task.ErrInvalid, "the request is too large to store (%d bytes compressed)", len(reqBlob))
+		return nil, nil, task.Errorf(task.CodeInvalid, "the request is too large to store (%d bytes compressed)", len(reqBlob))
 	}
 	ids, err := gzipJSON(t.Request.DeviceIDs)
 	if err != nil {

@@ -5,10 +5,8 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
-	"strings"
 	"testing"
 	"time"
-	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
@@ -167,28 +165,6 @@ func TestEncodeResultFitsTheItem(t *testing.T) {
 	}
 	if len(r.SucceededDevices) != 1000 {
 		t.Error("encodeResult changed its argument")
-	}
-}
-
-func TestTruncateKeepsUTF8(t *testing.T) {
-	t.Parallel()
-	for _, c := range []struct {
-		in      string
-		limit   int
-		want    string
-		wantCut bool
-	}{
-		{"short", 10, "short", false},
-		{"exactly", 7, "exactly", false},
-		{"abcdef", 3, "abc", true},
-		{"ab€", 4, "ab", true}, // € is three bytes: cut before it, not inside it
-		{"ab€", 5, "ab€", false},
-		{strings.Repeat("é", 10), 5, "éé", true},
-	} {
-		got, cut := truncate(c.in, c.limit)
-		if got != c.want || cut != c.wantCut || !utf8.ValidString(got) {
-			t.Errorf("truncate(%q, %d) = %q, %v; want %q, %v", c.in, c.limit, got, cut, c.want, c.wantCut)
-		}
 	}
 }
 

@@ -28,10 +28,10 @@ func (s *Store) ListDevices(ctx context.Context, taskID string, q task.DeviceQue
 	if q.Cursor != "" {
 		pos, err := decodeCursor("d1", q.Cursor)
 		if err != nil {
-			return nil, invalidCursor()
+			return nil, task.BadCursor()
 		}
 		if offset, err = strconv.Atoi(pos); err != nil || offset < 0 || offset > len(ids) {
-			return nil, invalidCursor()
+			return nil, task.BadCursor()
 		}
 	}
 	page := &task.DevicePage{Devices: []*task.Device{}}

@@ -16,6 +16,7 @@ import (
 	"github.com/aws/smithy-go/middleware"
 
 	"github.com/fleetrun/fleetrun/internal/awstest"
+	"github.com/fleetrun/fleetrun/internal/clocktest"
 )
 
 func TestMain(m *testing.M) { awstest.Main(m) }
@@ -75,8 +76,8 @@ func (tt *testTable) store(now func() time.Time) *Store {
 	return New(tt.client, tt.name, Options{Now: now, BaseDelay: time.Millisecond, MaxDelay: 20 * time.Millisecond})
 }
 
-// fault intercepts the next n calls of an operation: it fails them with err before they are
-// sent, or runs before (with the call's input) so a test can inspect or race the call, and
+// fault intercepts the next n calls of an operation: it fails them with err instead of sending
+// them, or runs before (with the call's input) so a test can inspect or race the call, and
 // after (with the call's output) so a test can change what DynamoDB answered.
 type fault struct {
 	op string
@@ -89,9 +90,10 @@ type fault struct {
 	after  func(result any)
 }
 
-// faults injects failures into a client's calls. It sits at the front of the middleware
-// stack, before the SDK's retryer, so every injected failure reaches the store, which is what
-// the tests prove handles them.
+// faults injects failures into a client's calls. An injected error takes the place of one
+// attempt inside the SDK's retry loop, as DynamoDB's own answer would, so the retryer
+// production uses (awsretry) sees it first and the store sees what the retryer gives up on.
+// The before and after hooks run once per call, outside the retries.
 type faults struct {
 	mu    sync.Mutex
 	rules []*fault
@@ -104,12 +106,13 @@ func (f *faults) add(r *fault) {
 	f.rules = append(f.rules, r)
 }
 
-// take returns the rule that applies to the next call of op, if any, and uses it up by one.
-func (f *faults) take(op string) *fault {
+// take returns the rule that applies to the next call of op, if any, and uses it up by one:
+// a rule with an error when failing is true, a rule with hooks otherwise.
+func (f *faults) take(op string, failing bool) *fault {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, r := range f.rules {
-		if r.op != op || r.n <= 0 {
+		if r.op != op || r.n <= 0 || (r.err != nil) != failing {
 			continue
 		}
 		r.seen++
@@ -133,14 +136,21 @@ func (f *faults) hit(op string) int {
 }
 
 func (f *faults) register(stack *middleware.Stack) error {
-	return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("test.faults",
+	err := stack.Finalize.Insert(middleware.FinalizeMiddlewareFunc("test.faults.errors",
+		func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (middleware.FinalizeOutput, middleware.Metadata, error) {
+			if r := f.take(middleware.GetOperationName(ctx), true); r != nil {
+				return middleware.FinalizeOutput{}, middleware.Metadata{}, r.err()
+			}
+			return next.HandleFinalize(ctx, in)
+		}), "Retry", middleware.After)
+	if err != nil {
+		return err
+	}
+	return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("test.faults.hooks",
 		func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
-			r := f.take(middleware.GetOperationName(ctx))
+			r := f.take(middleware.GetOperationName(ctx), false)
 			if r == nil {
 				return next.HandleInitialize(ctx, in)
-			}
-			if r.err != nil {
-				return middleware.InitializeOutput{}, middleware.Metadata{}, r.err()
 			}
 			if r.before != nil {
 				r.before(ctx, in.Parameters)
@@ -153,24 +163,9 @@ func (f *faults) register(stack *middleware.Stack) error {
 		}), middleware.Before)
 }
 
-// clock is a test clock that moves only when told to.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *clock { return &clock{now: time.Date(2031, 5, 6, 7, 8, 9, 987654321, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
+// newClock is the clock of a store test, with nanoseconds so that rounding is caught.
+func newClock() *clocktest.Clock {
+	return clocktest.New(time.Date(2031, 5, 6, 7, 8, 9, 987654321, time.UTC))
 }
 
 func ids(prefix string, n int) []string {

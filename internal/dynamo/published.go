@@ -38,7 +38,7 @@ func (s *Store) MarkPublished(ctx context.Context, id string) error {
 			return fmt.Errorf("dynamo: mark task %s published: %w", id, notFound("no task %s", id))
 		}
 		status := task.Status(itemString(failed.Item, attrStatus))
-		return fmt.Errorf("dynamo: mark task %s published: %w", id, &task.Error{Code: task.ErrConflict, Status: status,
+		return fmt.Errorf("dynamo: mark task %s published: %w", id, &task.Error{Code: task.CodeConflict, Status: status,
 			Message: fmt.Sprintf("task %s is %s, not finished", id, status)})
 	}
 	if err != nil {

@@ -30,13 +30,14 @@ type API interface {
 type Options struct {
 	// Now is the clock; time.Now when nil. Expiry and timestamps the store writes use it.
 	Now func() time.Time
-	// Logger receives retries and best-effort failures; slog.Default when nil.
+	// Logger receives re-plans and best-effort failures; they are discarded when nil.
 	Logger *slog.Logger
-	// MaxAttempts bounds how often one call is tried when DynamoDB throttles it or a
-	// transaction loses a race (8 when zero). The SDK's own retryer runs inside each attempt.
+	// MaxAttempts bounds the rounds of device-update transactions that lose races to other
+	// writers, four rounds per attempt, before the updates left are reported unavailable
+	// (8 when zero). Throttling is the SDK's retryer's to handle (awsretry), inside each call.
 	MaxAttempts int
-	// BaseDelay is the first backoff between attempts (25 ms when zero); it doubles, with
-	// full jitter, up to MaxDelay (2 s when zero).
+	// BaseDelay is the first backoff before a transaction cancelled for contention is tried
+	// again (25 ms when zero); it doubles, with full jitter, up to MaxDelay (2 s when zero).
 	BaseDelay time.Duration
 	MaxDelay  time.Duration
 	// Retention is how long finished tasks are kept (the engine's retention). When set, device
@@ -68,7 +69,7 @@ func New(client API, table string, opts Options) *Store {
 		s.now = time.Now
 	}
 	if s.log == nil {
-		s.log = slog.Default()
+		s.log = slog.New(slog.DiscardHandler)
 	}
 	if s.maxAttempts <= 0 {
 		s.maxAttempts = 8
@@ -89,8 +90,6 @@ func (s *Store) Table() string { return s.table }
 func (s *Store) clock() time.Time { return s.now().UTC() }
 
 // throttled reports whether err means DynamoDB is shedding load, so the call may succeed later.
-// The SDK retries these too, but gives up after a few attempts or when its retry quota is
-// spent, which a burst of writes to one task can do.
 func throttled(err error) bool {
 	var quota ratelimit.QuotaExceededError
 	if errors.As(err, &quota) {
@@ -109,26 +108,21 @@ func throttled(err error) bool {
 	return false
 }
 
-// call runs fn, trying again with backoff while DynamoDB throttles it. When the attempts run
-// out it returns an ErrUnavailable error that wraps the last one. what names the call in logs;
-// callers add their own context to the error.
+// call runs fn, one call of the SDK. The SDK's retryer has already tried a throttled call
+// again within its limits (awsretry); a call still throttled is returned as a CodeUnavailable
+// error that wraps the last one, so that the caller is told to try again later. what names the
+// call in logs; callers add their own context to the error.
 func (s *Store) call(ctx context.Context, what string, fn func(context.Context) error) error {
-	for attempt := 0; ; attempt++ {
-		err := fn(ctx)
-		if err == nil || !throttled(err) {
-			return err
-		}
-		if attempt+1 >= s.maxAttempts {
-			return fmt.Errorf("%w: %w", task.Errorf(task.ErrUnavailable, "the task store is overloaded; try again"), err)
-		}
-		s.log.DebugContext(ctx, "dynamodb throttled; retrying", "call", what, "attempt", attempt+1, "err", err)
-		if err := s.backoff(ctx, attempt); err != nil {
-			return err
-		}
+	err := fn(ctx)
+	if err != nil && throttled(err) {
+		s.log.DebugContext(ctx, "dynamodb still throttled after the SDK's retries", "call", what, "err", err)
+		return fmt.Errorf("%w: %w", task.Errorf(task.CodeUnavailable, "the task store is overloaded; try again"), err)
 	}
+	return err
 }
 
-// backoff waits before attempt+1: exponential with full jitter, capped, cut short by ctx.
+// backoff waits before round+1 of a contended transaction: exponential with full jitter,
+// capped, cut short by ctx.
 func (s *Store) backoff(ctx context.Context, attempt int) error {
 	d := s.baseDelay << min(attempt, 16)
 	if d <= 0 || d > s.maxDelay {
@@ -146,5 +140,5 @@ func (s *Store) backoff(ctx context.Context, attempt int) error {
 }
 
 func notFound(format string, args ...any) error {
-	return task.Errorf(task.ErrNotFound, format, args...)
+	return task.Errorf(task.CodeNotFound, format, args...)
 }

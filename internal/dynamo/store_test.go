@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/fleetrun/fleetrun/internal/task"
+	"github.com/fleetrun/fleetrun/internal/task/storetest"
 )
 
 // newTask builds a pending task the way the engine's Submit does.
@@ -34,11 +35,7 @@ func running(t *testing.T, s *Store, id string, devices []string, now time.Time)
 	if err != nil {
 		t.Fatalf("CreateTask: %v", err)
 	}
-	tk, err = s.Transition(ctx, task.Transition{TaskID: id, From: task.StatusPending, Version: tk.Version, To: task.StatusRunning, At: now})
-	if err != nil {
-		t.Fatalf("Transition to running: %v", err)
-	}
-	return tk
+	return storetest.MoveTo(t, s, tk, task.StatusRunning, now, time.Time{})
 }
 
 func managedNodes(n int) []string {
@@ -80,7 +77,10 @@ func TestRequestCounts(t *testing.T) {
 			return err
 		}, map[string]int{"GetItem": 1}},
 		{"Transition", func() error {
-			_, err := s.Transition(ctx, task.Transition{TaskID: tk.ID, From: task.StatusPending, Version: 1, To: task.StatusRunning, At: clk.Now()})
+			tr, err := storetest.Move(tk, task.StatusRunning, clk.Now(), time.Time{})
+			if err == nil {
+				_, err = s.Transition(ctx, tr)
+			}
 			return err
 		}, map[string]int{"UpdateItem": 1}},
 		{"ApplyDeviceUpdates of 100 devices", func() error {
@@ -166,10 +166,10 @@ func TestOversizedDeviceList(t *testing.T) {
 	if err != nil || len(page.Tasks) != 1 || !slices.Equal(page.Tasks[0].Request.DeviceIDs, devices) {
 		t.Errorf("ListTasks = %v; want the task with its whole device list", err)
 	}
-	if _, err := s.Transition(ctx, task.Transition{TaskID: tk.ID, From: task.StatusRunning, Version: got.Version + 1,
-		To: task.StatusFailed, At: clk.Now(), ExpiresAt: clk.Now().Add(time.Hour)}); err != nil {
-		t.Fatalf("Transition: %v", err)
+	if got, err = s.GetTask(ctx, tk.ID); err != nil {
+		t.Fatal(err)
 	}
+	storetest.MoveTo(t, s, got, task.StatusFailed, clk.Now(), clk.Now().Add(time.Hour))
 	if n, err := s.DeleteExpired(ctx, clk.Now().Add(2*time.Hour)); err != nil || n != 1 {
 		t.Fatalf("DeleteExpired = %d, %v", n, err)
 	}
@@ -208,7 +208,7 @@ func TestCreateTaskIdempotencyEdges(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, _, err = s.CreateTask(ctx, newTask("t0", "owner", ids("d", 2), clk.Now()), idem("orphan", "other"))
-	if !task.IsCode(err, task.ErrIdempotencyMismatch) {
+	if !task.IsCode(err, task.CodeIdempotencyMismatch) {
 		t.Errorf("CreateTask with a dead task's key and another body = %v, want idempotency_mismatch", err)
 	}
 	got, created, err := s.CreateTask(ctx, newTask("t1", "owner", ids("d", 2), clk.Now()), idem("orphan", "h"))
@@ -225,10 +225,7 @@ func TestCreateTaskIdempotencyEdges(t *testing.T) {
 	if _, _, err := s.CreateTask(ctx, short, idem("expiring", "h")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Transition(ctx, task.Transition{TaskID: short.ID, From: task.StatusPending, Version: 1,
-		To: task.StatusCancelled, At: clk.Now(), ExpiresAt: clk.Now().Add(time.Minute)}); err != nil {
-		t.Fatal(err)
-	}
+	storetest.MoveTo(t, s, short, task.StatusCancelled, clk.Now(), clk.Now().Add(time.Minute))
 	clk.Advance(2 * time.Minute)
 	var wg sync.WaitGroup
 	results := make([]*task.Task, 2)
@@ -250,7 +247,7 @@ func TestCreateTaskIdempotencyEdges(t *testing.T) {
 	// A transaction conflict is a concurrent submit with the same key.
 	tt.faults.add(&fault{op: "TransactWriteItems", n: 1, err: cancel(reasonNone, reasonConflict)})
 	_, _, err = s.CreateTask(ctx, newTask("t3", "owner", ids("d", 2), clk.Now()), idem("racing", "h"))
-	if !task.IsCode(err, task.ErrInProgress) {
+	if !task.IsCode(err, task.CodeInProgress) {
 		t.Errorf("CreateTask in a transaction conflict = %v, want in_progress", err)
 	}
 	// Throttling is retried, and the submit goes through.
@@ -290,11 +287,11 @@ func TestCommands(t *testing.T) {
 		want   task.Code
 	}{
 		{"the same again", tk.ID, 1, "cmd-1", ""},
-		{"another command for a recorded batch", tk.ID, 1, "cmd-9", task.ErrConflict},
-		{"a recorded command for another batch", tk.ID, 7, "cmd-2", task.ErrConflict},
-		{"a recorded command for another task", other.ID, 0, "cmd-0", task.ErrConflict},
-		{"an unknown task", "missing", 0, "cmd-x", task.ErrNotFound},
-		{"no command id", tk.ID, 3, "", task.ErrInvalid},
+		{"another command for a recorded batch", tk.ID, 1, "cmd-9", task.CodeConflict},
+		{"a recorded command for another batch", tk.ID, 7, "cmd-2", task.CodeConflict},
+		{"a recorded command for another task", other.ID, 0, "cmd-0", task.CodeConflict},
+		{"an unknown task", "missing", 0, "cmd-x", task.CodeNotFound},
+		{"no command id", tk.ID, 3, "", task.CodeInvalid},
 	} {
 		if err := s.RecordCommand(ctx, c.taskID, c.batch, c.cmd); task.ErrorCode(err) != c.want {
 			t.Errorf("RecordCommand %s = %v, want code %q", c.name, err, c.want)
@@ -310,10 +307,10 @@ func TestCommands(t *testing.T) {
 			t.Errorf("TaskForCommand(%s) of batch %d = %q, %v; want %s", cmd, batch, id, err, tk.ID)
 		}
 	}
-	if _, err := s.TaskForCommand(ctx, "cmd-9"); !task.IsCode(err, task.ErrNotFound) {
+	if _, err := s.TaskForCommand(ctx, "cmd-9"); !task.IsCode(err, task.CodeNotFound) {
 		t.Errorf("TaskForCommand of an unrecorded command = %v, want not_found", err)
 	}
-	if _, err := s.Commands(ctx, "missing"); !task.IsCode(err, task.ErrNotFound) {
+	if _, err := s.Commands(ctx, "missing"); !task.IsCode(err, task.CodeNotFound) {
 		t.Errorf("Commands of an unknown task = %v, want not_found", err)
 	}
 }
@@ -345,10 +342,7 @@ func TestFinishedTaskItemsExpireTogether(t *testing.T) {
 	}
 
 	expires := clk.Now().Add(90*time.Minute + 500*time.Millisecond)
-	if _, err := s.Transition(ctx, task.Transition{TaskID: tk.ID, From: task.StatusRunning, Version: tk.Version,
-		To: task.StatusCompleted, At: clk.Now(), ExpiresAt: expires}); err != nil {
-		t.Fatal(err)
-	}
+	storetest.MoveTo(t, s, tk, task.StatusCompleted, clk.Now(), expires)
 	wantTTL := strconv.FormatInt(expires.Unix()+1, 10)
 	stamped := 0
 	for _, item := range scanAll(t, tt) {
@@ -369,10 +363,10 @@ func TestFinishedTaskItemsExpireTogether(t *testing.T) {
 	}
 
 	clk.Advance(2 * time.Hour)
-	if _, err := s.TaskForCommand(ctx, "cmd-finishing"); !task.IsCode(err, task.ErrNotFound) {
+	if _, err := s.TaskForCommand(ctx, "cmd-finishing"); !task.IsCode(err, task.CodeNotFound) {
 		t.Errorf("TaskForCommand after expiry = %v, want not_found", err)
 	}
-	if _, err := s.Commands(ctx, tk.ID); !task.IsCode(err, task.ErrNotFound) {
+	if _, err := s.Commands(ctx, tk.ID); !task.IsCode(err, task.CodeNotFound) {
 		t.Errorf("Commands after expiry = %v, want not_found", err)
 	}
 	if n, err := s.DeleteExpired(ctx, clk.Now()); err != nil || n != 1 {
@@ -430,10 +424,7 @@ func TestDeviceItemsOutlastTheirTaskWithoutRestamping(t *testing.T) {
 	}
 	tt.count.Reset()
 	end := clk.Now()
-	if _, err := s.Transition(ctx, task.Transition{TaskID: tk.ID, From: task.StatusRunning, Version: tk.Version,
-		To: task.StatusCompleted, At: end, ExpiresAt: end.Add(24 * time.Hour)}); err != nil {
-		t.Fatal(err)
-	}
+	storetest.MoveTo(t, s, tk, task.StatusCompleted, end, end.Add(24*time.Hour))
 	if n := tt.count.Count("BatchWriteItem"); n != 0 {
 		t.Errorf("finishing rewrote device items in %d BatchWriteItem calls, want none: they were written with a bound", n)
 	}

@@ -86,7 +86,7 @@ func (s *Store) ListTasks(ctx context.Context, q task.ListQuery) (*task.TaskPage
 		sk, err := decodeCursor("t1", q.Cursor)
 		_, id, ok := strings.Cut(sk, "#")
 		if err != nil || !ok || id == "" {
-			return nil, invalidCursor()
+			return nil, task.BadCursor()
 		}
 		in.ExclusiveStartKey = map[string]types.AttributeValue{
 			attrPK: str(taskPK(id)), attrSK: str(skTask), attrGSI1PK: str(ownerPK(q.Owner)), attrGSI1SK: str(sk)}
@@ -141,9 +141,4 @@ func decodeCursor(tag, cursor string) (string, error) {
 		return "", fmt.Errorf("cursor of another kind")
 	}
 	return pos, nil
-}
-
-func invalidCursor() error {
-	return &task.Error{Code: task.ErrInvalid, Message: "the cursor is not valid",
-		Fields: []task.FieldError{{Pointer: "/cursor", Detail: "not a cursor this listing returned"}}}
 }

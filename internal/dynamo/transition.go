@@ -15,10 +15,12 @@ import (
 	"github.com/fleetrun/fleetrun/internal/task"
 )
 
-// Transition writes a status change with one UpdateItem conditioned on the task existing,
-// not having expired, and still being in tr.From at tr.Version. When the condition fails the
+// Transition writes a status change the state machine allows (tr.Check) with one UpdateItem
+// conditioned on the task existing, not having expired, and still being in tr.From at
+// tr.Version. A transition that ends the task writes the counts task.End computed, which the
+// version condition keeps exact. When the condition fails the
 // item as it was comes back with the error (ReturnValuesOnConditionCheckFailure), which tells
-// a missing or expired task (ErrNotFound) from one that moved on (ErrConflict, with its
+// a missing or expired task (CodeNotFound) from one that moved on (CodeConflict, with its
 // current status).
 //
 // A transition into a terminal state with an ExpiresAt then stamps the task's command items
@@ -27,9 +29,8 @@ import (
 // stamping is best effort: the task is already written, a failure is logged, and reads never
 // show the devices of an expired task anyway.
 func (s *Store) Transition(ctx context.Context, tr task.Transition) (*task.Task, error) {
-	if tr.From.Terminal() && tr.To != tr.From {
-		return nil, fmt.Errorf("dynamo: transition task %s: %w", tr.TaskID, &task.Error{Code: task.ErrConflict,
-			Status: tr.From, Message: fmt.Sprintf("a %s task cannot become %s", tr.From, tr.To)})
+	if err := tr.Check(); err != nil {
+		return nil, fmt.Errorf("dynamo: transition: %w", err)
 	}
 	now := s.clock()
 	at := tr.At
@@ -42,17 +43,17 @@ func (s *Store) Transition(ctx context.Context, tr task.Transition) (*task.Task,
 		":from": str(string(tr.From)), ":to": str(string(tr.To)), ":ver": num(tr.Version),
 		":next": num(tr.Version + 1), ":at": str(formatTime(at)), ":now": num(now.UnixNano())}
 	sets := []string{"#status = :to", "#version = :next", "#updatedAt = :at"}
-	if tr.To == task.StatusRunning {
+	if tr.Starts() {
 		names["#startedAt"] = "startedAt"
 		sets = append(sets, "#startedAt = if_not_exists(#startedAt, :at)")
 	}
-	if tr.To.Terminal() {
+	if tr.Ends() {
 		names["#completedAt"] = "completedAt"
 		sets = append(sets, "#completedAt = if_not_exists(#completedAt, :at)")
-		// Devices that never started count as cancelled once the task has ended (Task.Unstarted).
-		names["#pending"], names["#cancelled"] = counterAttr(task.DevicePending), counterAttr(task.DeviceCancelled)
-		values[":zero"] = num(0)
-		sets = append(sets, "#cancelled = #cancelled + #pending", "#pending = :zero")
+		for _, d := range task.DeviceStatuses() {
+			names["#c_"+string(d)], values[":c_"+string(d)] = counterAttr(d), num(int64(tr.Counts.Of(d)))
+			sets = append(sets, fmt.Sprintf("#c_%s = :c_%s", d, d))
+		}
 		if !tr.ExpiresAt.IsZero() {
 			exp, ttl := expiry(tr.ExpiresAt)
 			names["#ttl"] = attrTTL
@@ -65,7 +66,7 @@ func (s *Store) Transition(ctx context.Context, tr task.Transition) (*task.Task,
 		values[":step"] = str(tr.Step)
 		sets = append(sets, "#step = :step")
 	}
-	if tr.Result != nil {
+	if tr.Ends() && tr.Result != nil {
 		blob, err := encodeResult(tr.Result)
 		if err != nil {
 			return nil, fmt.Errorf("dynamo: transition task %s: encode result: %w", tr.TaskID, err)
@@ -99,7 +100,7 @@ func (s *Store) Transition(ctx context.Context, tr task.Transition) (*task.Task,
 	if err != nil {
 		return nil, fmt.Errorf("dynamo: transition task %s: %w", tr.TaskID, err)
 	}
-	if t.Status.Terminal() && !tr.From.Terminal() && !t.ExpiresAt.IsZero() {
+	if tr.Ends() && !t.ExpiresAt.IsZero() {
 		if err := s.stampExpiry(ctx, t.ID, t.ExpiresAt); err != nil {
 			s.log.WarnContext(ctx, "stamping the expiry of a finished task's items failed; they stay until DeleteExpired",
 				"task_id", t.ID, "err", err)
@@ -120,6 +121,6 @@ func (s *Store) refused(tr task.Transition, old map[string]types.AttributeValue,
 	if err := attributevalue.UnmarshalMap(old, &cur); err != nil {
 		return fmt.Errorf("decode task item: %w", err)
 	}
-	return &task.Error{Code: task.ErrConflict, Status: task.Status(cur.Status),
+	return &task.Error{Code: task.CodeConflict, Status: task.Status(cur.Status),
 		Message: fmt.Sprintf("the task is %s at version %d, not %s at version %d", cur.Status, cur.Version, tr.From, tr.Version)}
 }

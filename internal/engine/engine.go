@@ -13,7 +13,8 @@ import (
 )
 
 // Runner runs a task's script on its devices and reports device updates back through
-// Engine.Report (push, as the local runner does) or returns them from Poll (pull, as SSM does).
+// Engine.Report (push, as the local runner does) or returns them from Poll (pull, as SSM does,
+// see PolledRunner).
 type Runner interface {
 	// Start begins running t on its devices. It must be safe to call again for a task it has
 	// already started (a redelivered dispatch): it resumes and never starts a device twice.
@@ -22,9 +23,10 @@ type Runner interface {
 	Cancel(ctx context.Context, t *task.Task) error
 }
 
-// Poller is implemented by runners that must be asked for progress (SSM). The executor calls
-// Poll on every poll message and applies the updates it returns.
-type Poller interface {
+// PolledRunner is a Runner that must be asked for progress (SSM). The executor calls Poll on
+// every poll message and applies the updates it returns.
+type PolledRunner interface {
+	Runner
 	Poll(ctx context.Context, t *task.Task) ([]task.DeviceUpdate, error)
 }
 
@@ -44,7 +46,7 @@ type Action string
 const (
 	// ActionDispatch starts a pending task, or resumes a running one.
 	ActionDispatch Action = "dispatch"
-	// ActionPoll asks a Poller runner for progress and checks the task's deadline.
+	// ActionPoll asks a PolledRunner for progress and checks the task's deadline.
 	ActionPoll Action = "poll"
 	// ActionCancel stops the devices of a cancelling task.
 	ActionCancel Action = "cancel"

@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetrun/fleetrun/internal/clocktest"
 	"github.com/fleetrun/fleetrun/internal/engine"
 	"github.com/fleetrun/fleetrun/internal/localstore"
 	"github.com/fleetrun/fleetrun/internal/task"
-	"github.com/fleetrun/fleetrun/internal/task/storetest"
 )
 
 // fakeRunner records what the engine asks of it; devices move only when a test reports them.
@@ -44,7 +44,7 @@ func (r *fakeRunner) count(list *[]string) int {
 	return len(*list)
 }
 
-// pollingRunner is a fakeRunner that is also an engine.Poller, as SSM is.
+// pollingRunner is a fakeRunner that is also an engine.PolledRunner, as SSM is.
 type pollingRunner struct{ fakeRunner }
 
 func (r *pollingRunner) Poll(context.Context, *task.Task) ([]task.DeviceUpdate, error) {
@@ -114,12 +114,12 @@ type bundle struct {
 	runner *fakeRunner
 	queue  *queue
 	pub    *publisher
-	clock  *storetest.Clock
+	clock  *clocktest.Clock
 }
 
 func setup(t *testing.T, runner engine.Runner) *bundle {
 	t.Helper()
-	clock := storetest.NewClock(time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC))
+	clock := clocktest.New(time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC))
 	store, err := localstore.Open(filepath.Join(t.TempDir(), "db"), localstore.Options{Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -138,7 +138,7 @@ func setup(t *testing.T, runner engine.Runner) *bundle {
 func (b *bundle) submit(t *testing.T, devices ...string) *task.Task {
 	t.Helper()
 	tk, created, err := b.eng.Submit(context.Background(), engine.Submission{Owner: "alice",
-		Request: task.Request{DeviceIDs: devices, ScriptURL: "hello.sh"}})
+		Draft: task.Draft{DeviceIDs: devices, ScriptURL: "hello.sh"}})
 	if err != nil || !created {
 		t.Fatalf("submit: %v (created %v)", err, created)
 	}
@@ -169,9 +169,9 @@ func TestSubmitValidatesBeforeStoringOrQueueing(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
 	_, _, err := b.eng.Submit(context.Background(), engine.Submission{Owner: "alice",
-		Request: task.Request{DeviceIDs: []string{"a", "a"}, ScriptURL: ""}})
+		Draft: task.Draft{DeviceIDs: []string{"a", "a"}, ScriptURL: ""}})
 	var te *task.Error
-	if !errors.As(err, &te) || te.Code != task.ErrInvalid || len(te.Fields) != 2 {
+	if !errors.As(err, &te) || te.Code != task.CodeInvalid || len(te.Fields) != 2 {
 		t.Fatalf("err = %v, want invalid with 2 fields", err)
 	}
 	page, err := b.store.ListTasks(context.Background(), task.ListQuery{Owner: "alice", Limit: 10})
@@ -185,8 +185,8 @@ func TestSubmitThatCannotBeQueuedFailsTheTask(t *testing.T) {
 	b := setup(t, nil)
 	b.queue.err = errors.New("queue down")
 	_, _, err := b.eng.Submit(context.Background(), engine.Submission{Owner: "alice",
-		Request: task.Request{DeviceIDs: []string{"a"}, ScriptURL: "hello.sh"}})
-	if !task.IsCode(err, task.ErrUnavailable) {
+		Draft: task.Draft{DeviceIDs: []string{"a"}, ScriptURL: "hello.sh"}})
+	if !task.IsCode(err, task.CodeUnavailable) {
 		t.Fatalf("err = %v, want unavailable", err)
 	}
 	page, _ := b.store.ListTasks(context.Background(), task.ListQuery{Owner: "alice", Limit: 10})
@@ -214,13 +214,20 @@ func TestDispatchIsIdempotentAndFinishesOnce(t *testing.T) {
 
 	b.report(t, tk.ID, task.DeviceRunning, "a", "b", "c")
 	b.report(t, tk.ID, task.DeviceSucceeded, "a", "c")
-	// The failure is reported twice, concurrently, as duplicated deliveries would.
+	// The failure is reported four times, concurrently, as duplicated deliveries would. The
+	// goroutines only collect their errors: a test may fail only from its own goroutine.
+	errs := make([]error, 4)
 	var wg sync.WaitGroup
-	for range 4 {
-		wg.Add(1)
-		go func() { defer wg.Done(); b.report(t, tk.ID, task.DeviceFailed, "b") }()
+	for i := range errs {
+		wg.Go(func() {
+			_, errs[i] = b.eng.Report(context.Background(), tk.ID,
+				[]task.DeviceUpdate{{DeviceID: "b", Status: task.DeviceFailed, At: b.clock.Now()}})
+		})
 	}
 	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatalf("a duplicated report failed: %v", err)
+	}
 	done, _ := b.eng.Get(context.Background(), "alice", tk.ID)
 	if done.Status != task.StatusCompleted {
 		t.Fatalf("status = %s, want completed (maxErrors defaults to 100%%)", done.Status)
@@ -240,7 +247,7 @@ func TestMaxErrorsExceededFailsTheTask(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
 	tk, _, err := b.eng.Submit(context.Background(), engine.Submission{Owner: "alice",
-		Request: task.Request{DeviceIDs: []string{"a", "b", "c"}, ScriptURL: "x.sh", MaxErrors: "1"}})
+		Draft: task.Draft{DeviceIDs: []string{"a", "b", "c"}, ScriptURL: "x.sh", MaxErrors: new("1")}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,12 +305,12 @@ func TestCancelSemantics(t *testing.T) {
 	b.report(t, f.ID, task.DeviceSucceeded, "a")
 	_, err = b.eng.Cancel(ctx, "alice", f.ID)
 	var te *task.Error
-	if !errors.As(err, &te) || te.Code != task.ErrConflict || te.Status != task.StatusCompleted {
+	if !errors.As(err, &te) || te.Code != task.CodeConflict || te.Status != task.StatusCompleted {
 		t.Fatalf("cancel completed: %v", err)
 	}
 
 	// Another owner's task does not exist for the caller.
-	if _, err := b.eng.Cancel(ctx, "mallory", f.ID); !task.IsCode(err, task.ErrNotFound) {
+	if _, err := b.eng.Cancel(ctx, "mallory", f.ID); !task.IsCode(err, task.CodeNotFound) {
 		t.Fatalf("cancel by another owner: %v", err)
 	}
 	statuses := map[task.Status]int{}
@@ -318,7 +325,7 @@ func TestCancelSemantics(t *testing.T) {
 func TestStartRefusedAsInvalidFailsTheTask(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
-	b.runner.startErr = task.Errorf(task.ErrInvalid, "script vanished")
+	b.runner.startErr = task.Errorf(task.CodeInvalid, "script vanished")
 	tk := b.submit(t, "a")
 	b.handle(t, engine.ActionDispatch, tk.ID)
 	got, _ := b.eng.Get(context.Background(), "alice", tk.ID)
@@ -339,7 +346,7 @@ func TestPollingEnforcesTheDeadline(t *testing.T) {
 	runner := &pollingRunner{}
 	b := setup(t, runner)
 	tk, _, err := b.eng.Submit(context.Background(), engine.Submission{Owner: "alice",
-		Request: task.Request{DeviceIDs: []string{"fast", "never"}, ScriptURL: "x.sh", TimeoutSeconds: 60}})
+		Draft: task.Draft{DeviceIDs: []string{"fast", "never"}, ScriptURL: "x.sh", TimeoutSeconds: new(60)}})
 	if err != nil {
 		t.Fatal(err)
 	}

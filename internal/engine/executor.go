@@ -26,7 +26,7 @@ func (e *Engine) Handle(ctx context.Context, m Message) error {
 		return fmt.Errorf("engine: message version %d task %q: %w", m.Version, m.TaskID, ErrMalformed)
 	}
 	t, err := e.cfg.Store.GetTask(ctx, m.TaskID)
-	if task.IsCode(err, task.ErrNotFound) {
+	if task.IsCode(err, task.CodeNotFound) {
 		e.log.WarnContext(ctx, "message for an unknown or expired task dropped", "task_id", m.TaskID, "action", m.Action)
 		return nil
 	}
@@ -55,9 +55,13 @@ func (e *Engine) dispatch(ctx context.Context, t *task.Task) error {
 	first := false // this call moved the task to running
 	switch t.Status {
 	case task.StatusPending:
-		running, err := e.cfg.Store.Transition(ctx, task.Transition{TaskID: t.ID, From: task.StatusPending,
-			Version: t.Version, To: task.StatusRunning, At: e.cfg.Now().UTC(), Step: "running on devices"})
-		if task.IsCode(err, task.ErrConflict) {
+		tr, err := task.Dispatch(t, e.cfg.Now().UTC())
+		if err != nil {
+			return err
+		}
+		tr.Step = "running on devices"
+		running, err := e.cfg.Store.Transition(ctx, tr)
+		if task.IsCode(err, task.CodeConflict) {
 			// Someone else moved it first (a cancel, or a duplicate dispatch): decide again.
 			fresh, gerr := e.cfg.Store.GetTask(ctx, t.ID)
 			if gerr != nil {
@@ -91,13 +95,13 @@ func (e *Engine) dispatch(ctx context.Context, t *task.Task) error {
 			e.log.InfoContext(ctx, "dispatch continues in another message", "task_id", t.ID)
 			return e.cfg.Queue.Send(context.WithoutCancel(ctx), Message{Version: MessageVersion, Action: ActionDispatch, TaskID: t.ID}, 0)
 		}
-		if task.IsCode(err, task.ErrInvalid) {
+		if task.IsCode(err, task.CodeInvalid) {
 			_, ferr := e.fail(ctx, t, "the task could not start: "+errorMessage(err))
 			return ferr
 		}
 		return fmt.Errorf("engine: start %s: %w", t.ID, err)
 	}
-	if _, ok := e.cfg.Runner.(Poller); ok {
+	if _, ok := e.cfg.Runner.(PolledRunner); ok {
 		return e.cfg.Queue.Send(ctx, Message{Version: MessageVersion, Action: ActionPoll, TaskID: t.ID}, e.cfg.PollInterval)
 	}
 	// A resumed task may have nothing left to run: its last device finished just before the
@@ -110,13 +114,13 @@ func (e *Engine) dispatch(ctx context.Context, t *task.Task) error {
 	return err
 }
 
-// poll asks a Poller runner for progress, applies it, enforces the deadline, and schedules the
+// poll asks a PolledRunner for progress, applies it, enforces the deadline, and schedules the
 // next poll with backoff while the task is not finished.
 func (e *Engine) poll(ctx context.Context, t *task.Task, attempt int) error {
 	if t.Status.Terminal() || t.Status == task.StatusPending {
 		return nil
 	}
-	if p, ok := e.cfg.Runner.(Poller); ok {
+	if p, ok := e.cfg.Runner.(PolledRunner); ok {
 		updates, err := p.Poll(ctx, t)
 		if err != nil {
 			return fmt.Errorf("engine: poll %s: %w", t.ID, err)
@@ -146,7 +150,7 @@ func (e *Engine) stop(ctx context.Context, t *task.Task) error {
 	}
 	// A polled runner reports the stopped devices on its next poll. Queue one: a task cancelled
 	// before its dispatch finished has no poll chain yet, and would otherwise stay cancelling.
-	if _, ok := e.cfg.Runner.(Poller); ok {
+	if _, ok := e.cfg.Runner.(PolledRunner); ok {
 		return e.cfg.Queue.Send(ctx, Message{Version: MessageVersion, Action: ActionPoll, TaskID: t.ID}, e.cfg.PollInterval)
 	}
 	return nil
@@ -208,19 +212,22 @@ func (e *Engine) finishIfDone(ctx context.Context, t *task.Task) (*task.Task, er
 	})
 }
 
+// maxWriteAttempts bounds how often a conditional write that lost a race is decided again on
+// a fresh read before the conflict is returned. Each loss means another writer moved the task,
+// and a task has few moves, so reaching the bound means something keeps rewriting it.
+const maxWriteAttempts = 10
+
 // end moves t to a terminal state with one conditional write that stores its result, then
 // publishes the notification. decide says, for the task as it now is, which event ends it and
 // why, or false when it is not to end. A write that loses a race re-reads the task and decides
-// again, so only one writer ever ends a task.
+// again, so only one writer ever ends a task. It returns the task as it now is; when the task
+// ended but its notification could be neither published nor queued, it returns the ended task
+// with that error.
 func (e *Engine) end(ctx context.Context, t *task.Task, step string, decide func(*task.Task) (task.Event, string, bool)) (*task.Task, error) {
-	for attempt := 0; ; attempt++ {
+	for attempt := 1; ; attempt++ {
 		event, reason, ok := decide(t)
 		if !ok {
 			return t, nil
-		}
-		to, err := t.Status.Next(event)
-		if err != nil {
-			return nil, err
 		}
 		// Devices that never started are listed as cancelled, as the store counts them.
 		result, err := e.result(ctx, t)
@@ -228,9 +235,14 @@ func (e *Engine) end(ctx context.Context, t *task.Task, step string, decide func
 			return nil, err
 		}
 		result.Reason = reason
-		done, err := e.cfg.Store.Transition(ctx, task.Transition{TaskID: t.ID, From: t.Status, Version: t.Version,
-			To: to, At: e.cfg.Now().UTC(), Step: step, Result: result, ExpiresAt: e.expiry(to)})
-		if task.IsCode(err, task.ErrConflict) && attempt < 10 {
+		now := e.cfg.Now().UTC()
+		tr, err := task.End(t, event, now, result, now.Add(e.cfg.Retention))
+		if err != nil {
+			return nil, err
+		}
+		tr.Step = step
+		done, err := e.cfg.Store.Transition(ctx, tr)
+		if task.IsCode(err, task.CodeConflict) && attempt < maxWriteAttempts {
 			if t, err = e.cfg.Store.GetTask(ctx, t.ID); err != nil {
 				return nil, err
 			}
@@ -283,7 +295,7 @@ func (e *Engine) result(ctx context.Context, t *task.Task) (*task.Result, error)
 			switch {
 			case d.Status == task.DeviceSucceeded:
 				add(&r.SucceededDevices, d.ID)
-			case d.Status.Error():
+			case d.Status.CountsAsError():
 				add(&r.FailedDevices, d.ID)
 			default:
 				add(&r.CancelledDevices, d.ID)

@@ -7,10 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetrun/fleetrun/internal/clocktest"
 	"github.com/fleetrun/fleetrun/internal/engine"
 	"github.com/fleetrun/fleetrun/internal/localstore"
 	"github.com/fleetrun/fleetrun/internal/task"
-	"github.com/fleetrun/fleetrun/internal/task/storetest"
 )
 
 // recordedMetrics is an engine.Metrics that keeps every call.
@@ -51,7 +51,7 @@ func (m *recordedMetrics) TaskFinished(_ context.Context, s task.Status, d time.
 // device reports do not count a device twice.
 func TestMetricsCountEachEventOnce(t *testing.T) {
 	t.Parallel()
-	clock := storetest.NewClock(time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC))
+	clock := clocktest.New(time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC))
 	store, err := localstore.Open(filepath.Join(t.TempDir(), "db"), localstore.Options{Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +62,7 @@ func TestMetricsCountEachEventOnce(t *testing.T) {
 		Metrics: m, Rules: task.Rules{DeviceID: task.LocalDeviceID}, Now: clock.Now})
 	ctx := context.Background()
 	sub := engine.Submission{Owner: "alice", IdempotencyKey: "k1", RequestHash: "h1",
-		Request: task.Request{DeviceIDs: []string{"a", "b", "c"}, ScriptURL: "hello.sh"}}
+		Draft: task.Draft{DeviceIDs: []string{"a", "b", "c"}, ScriptURL: "hello.sh"}}
 	t1, _, err := eng.Submit(ctx, sub)
 	if err != nil {
 		t.Fatal(err)
@@ -71,7 +71,7 @@ func TestMetricsCountEachEventOnce(t *testing.T) {
 		t.Fatalf("replay: created %v, %v", created, err)
 	}
 	t2, _, err := eng.Submit(ctx, engine.Submission{Owner: "alice",
-		Request: task.Request{DeviceIDs: []string{"x", "y"}, ScriptURL: "hello.sh"}})
+		Draft: task.Draft{DeviceIDs: []string{"x", "y"}, ScriptURL: "hello.sh"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,15 +3,15 @@ package engine
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/fleetrun/fleetrun/internal/task"
 )
 
-// Submission is a validated-or-not request to run a task, with what the HTTP layer knows of it.
+// Submission is a request to run a task as the caller sent it, with what the HTTP layer knows
+// of it. Submit validates it (task.Rules.Validate).
 type Submission struct {
-	Owner   string
-	Request task.Request
+	Owner string
+	Draft task.Draft
 	// IdempotencyKey is the caller's Idempotency-Key header, empty when none was sent.
 	IdempotencyKey string
 	// RequestHash identifies the request body, so a replay with another body is refused.
@@ -25,8 +25,8 @@ type Submission struct {
 // A task that was stored but could not be queued is failed at once rather than left pending
 // forever, and the error is returned.
 func (e *Engine) Submit(ctx context.Context, s Submission) (t *task.Task, created bool, err error) {
-	req := s.Request
-	if err := e.cfg.Rules.Validate(&req); err != nil {
+	req, err := e.cfg.Rules.Validate(s.Draft)
+	if err != nil {
 		return nil, false, err
 	}
 	now := e.cfg.Now().UTC()
@@ -57,7 +57,7 @@ func (e *Engine) Submit(ctx context.Context, s Submission) (t *task.Task, create
 	}
 	if !created {
 		if stored.Owner != s.Owner {
-			return nil, false, task.Errorf(task.ErrIdempotencyMismatch, "the Idempotency-Key was used for another task")
+			return nil, false, task.Errorf(task.CodeIdempotencyMismatch, "the Idempotency-Key was used for another task")
 		}
 		return stored, false, nil
 	}
@@ -72,7 +72,7 @@ func (e *Engine) Submit(ctx context.Context, s Submission) (t *task.Task, create
 		if failed, ferr := e.fail(ctx, stored, "the task could not be queued"); ferr == nil {
 			e.notify(failed)
 		}
-		return nil, false, fmt.Errorf("engine: queue task %s: %w", stored.ID, task.Errorf(task.ErrUnavailable, "the task could not be queued; try again"))
+		return nil, false, fmt.Errorf("engine: queue task %s: %w", stored.ID, task.Errorf(task.CodeUnavailable, "the task could not be queued; try again"))
 	}
 	return stored, true, nil
 }
@@ -84,29 +84,20 @@ func (e *Engine) Get(ctx context.Context, owner, id string) (*task.Task, error) 
 		return nil, err
 	}
 	if t.Owner != owner {
-		return nil, task.Errorf(task.ErrNotFound, "no task %s", id)
+		return nil, task.Errorf(task.CodeNotFound, "no task %s", id)
 	}
 	return t, nil
 }
 
-// List returns a page of owner's tasks, newest first.
+// List returns a page of owner's tasks, newest first. The query's parameters are the caller's
+// to check (task.QueryParser); a cursor the store cannot read is a CodeInvalidQuery error.
 func (e *Engine) List(ctx context.Context, q task.ListQuery) (*task.TaskPage, error) {
-	if q.Status != "" && !q.Status.Valid() {
-		return nil, &task.Error{Code: task.ErrInvalid, Message: "unknown status",
-			Fields: []task.FieldError{{Pointer: "/status", Detail: fmt.Sprintf("%q is not a task status", q.Status)}}}
-	}
 	q.Limit = task.PageSize(q.Limit)
 	return e.cfg.Store.ListTasks(ctx, q)
 }
 
-// Devices returns a page of the devices of owner's task id.
+// Devices returns a page of the devices of owner's task id, as List does for tasks.
 func (e *Engine) Devices(ctx context.Context, owner, id string, q task.DeviceQuery) (*task.DevicePage, error) {
-	for _, s := range q.Statuses {
-		if !s.Valid() {
-			return nil, &task.Error{Code: task.ErrInvalid, Message: "unknown device status",
-				Fields: []task.FieldError{{Pointer: "/status", Detail: fmt.Sprintf("%q is not a device status", s)}}}
-		}
-	}
 	if _, err := e.Get(ctx, owner, id); err != nil {
 		return nil, err
 	}
@@ -132,46 +123,38 @@ func (e *Engine) Device(ctx context.Context, owner, id, deviceID string) (*task.
 //     cancel reached them keep their own outcome.
 //   - cancelling and cancelled are returned as they are (the cancel message is re-sent for
 //     cancelling, in case the first was lost).
-//   - completed, failed and timed_out cannot be cancelled: an ErrConflict error carries the
+//   - completed, failed and timed_out cannot be cancelled: an CodeConflict error carries the
 //     current status.
 func (e *Engine) Cancel(ctx context.Context, owner, id string) (*task.Task, error) {
-	for attempt := 0; ; attempt++ {
+	for attempt := 1; ; attempt++ {
 		t, err := e.Get(ctx, owner, id)
 		if err != nil {
 			return nil, err
 		}
-		next, err := t.Status.Next(task.EventCancel)
-		if err != nil {
-			return nil, &task.Error{Code: task.ErrConflict, Status: t.Status,
+		tr, err := task.Cancel(t, e.cfg.Now().UTC())
+		switch {
+		case t.Status == task.StatusPending:
+			t, err = e.cancelPending(ctx, t)
+		case err != nil:
+			return nil, &task.Error{Code: task.CodeConflict, Status: t.Status,
 				Message: fmt.Sprintf("the task is %s and can no longer be cancelled", t.Status)}
+		case tr.To != tr.From:
+			tr.Step = "cancelling devices"
+			t, err = e.cfg.Store.Transition(ctx, tr)
+			if err == nil {
+				e.log.InfoContext(ctx, "task cancel", "task_id", t.ID, "status", t.Status)
+				e.notify(t)
+			}
 		}
-		if next != t.Status {
-			tr := task.Transition{TaskID: t.ID, From: t.Status, Version: t.Version, To: next,
-				At: e.cfg.Now().UTC(), Step: "cancelling devices"}
-			if next.Terminal() {
-				// Only a pending task is cancelled at once, so none of its devices ever started.
-				tr.Step, tr.ExpiresAt = "cancelled before start", e.expiry(next)
-				tr.Result = &task.Result{SucceededDevices: []string{}, FailedDevices: []string{},
-					CancelledDevices: capped(t.Request.DeviceIDs), Truncated: len(t.Request.DeviceIDs) > task.ResultListCap,
-					Reason: "cancelled before any device started"}
-			}
-			t2, err := e.cfg.Store.Transition(ctx, tr)
-			if task.IsCode(err, task.ErrConflict) && attempt < 10 {
-				continue // the task changed under us; decide again on its new state
-			}
-			if err != nil {
-				return nil, err
-			}
-			t = t2
-			e.log.InfoContext(ctx, "task cancel", "task_id", t.ID, "status", t.Status)
-			e.notify(t)
-			if t.Status.Terminal() {
-				e.finished(ctx, t)
-				if err := e.publish(ctx, t); err != nil {
-					// The cancel stands; only its notification is late.
-					e.log.ErrorContext(ctx, "the cancel's notification could not be published or queued", "task_id", t.ID, "err", err)
-				}
-			}
+		if err == nil && t.Status != task.StatusCancelling && !t.Status.Terminal() {
+			// A dispatch won the race with the cancel of a pending task.
+			err = &task.Error{Code: task.CodeConflict, Status: t.Status, Message: fmt.Sprintf("task %s became %s during the cancel", t.ID, t.Status)}
+		}
+		if task.IsCode(err, task.CodeConflict) && attempt < maxWriteAttempts {
+			continue // the task changed under us; decide again on its new state
+		}
+		if err != nil {
+			return nil, err
 		}
 		if t.Status == task.StatusCancelling {
 			if err := e.cfg.Queue.Send(ctx, Message{Version: MessageVersion, Action: ActionCancel, TaskID: t.ID}, 0); err != nil {
@@ -182,16 +165,16 @@ func (e *Engine) Cancel(ctx context.Context, owner, id string) (*task.Task, erro
 	}
 }
 
-func (e *Engine) expiry(s task.Status) (at time.Time) {
-	if s.Terminal() {
-		return e.cfg.Now().UTC().Add(e.cfg.Retention)
+// cancelPending ends a pending task cancelled, through end like every other ending. None of its
+// devices ever started. It returns the task as it is when it is no longer pending (a dispatch
+// won the race); the cancel stands when only its notification could not go out.
+func (e *Engine) cancelPending(ctx context.Context, t *task.Task) (*task.Task, error) {
+	done, err := e.end(ctx, t, "cancelled before start", func(t *task.Task) (task.Event, string, bool) {
+		return task.EventCancel, "cancelled before any device started", t.Status == task.StatusPending
+	})
+	if err != nil && done != nil && done.Status.Terminal() {
+		e.log.ErrorContext(ctx, "the cancel's notification could not be published or queued", "task_id", t.ID, "err", err)
+		return done, nil
 	}
-	return at
-}
-
-func capped(ids []string) []string {
-	if len(ids) > task.ResultListCap {
-		ids = ids[:task.ResultListCap]
-	}
-	return append([]string(nil), ids...)
+	return done, err
 }

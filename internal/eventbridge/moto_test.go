@@ -102,7 +102,7 @@ func (b motoBus) drain(t *testing.T, url string, want int) []events.EventBridgeE
 func TestMotoEventsReachTheDocumentedRules(t *testing.T) {
 	t.Parallel()
 	b := newMotoBus(t)
-	p := New(b.eb, b.name)
+	p := New(b.eb, b.name, Options{})
 	sent := map[task.Status]task.Notification{}
 	for _, s := range []task.Status{task.StatusCompleted, task.StatusFailed, task.StatusTimedOut, task.StatusCancelled} {
 		n := notification(s, 12, 0)
@@ -157,7 +157,7 @@ func TestMotoLargeTaskIsAccepted(t *testing.T) {
 	t.Parallel()
 	b := newMotoBus(t)
 	n := notification(task.StatusFailed, 10000, 128)
-	p := New(b.eb, b.name)
+	p := New(b.eb, b.name, Options{})
 	entry, err := p.Entry(n)
 	if err != nil {
 		t.Fatal(err)

@@ -66,33 +66,42 @@ type Publisher struct {
 
 var _ engine.Publisher = (*Publisher)(nil)
 
-// Option configures a Publisher.
-type Option func(*Publisher)
-
-// WithClock sets the clock used for an event whose notification has no completion time.
-func WithClock(now func() time.Time) Option { return func(p *Publisher) { p.now = now } }
-
-// WithRetry sets how many times an entry that EventBridge throttled or failed internally is
-// tried in all (default 4), and the first backoff, doubled on each retry (default 100ms).
-func WithRetry(attempts int, backoff time.Duration) Option {
-	return func(p *Publisher) { p.attempts, p.backoff = max(attempts, 1), backoff }
+// Options tune a Publisher. The zero value is ready to use.
+type Options struct {
+	// Now is the clock, read for an event whose notification has no completion time;
+	// time.Now when nil.
+	Now func() time.Time
+	// Attempts is how many times in all an entry that EventBridge throttled or failed
+	// internally is tried; 4 when zero.
+	Attempts int
+	// Backoff is the first wait between two tries, doubled on each retry; 100 ms when zero.
+	Backoff time.Duration
+	// Sleep waits between tries, cut short by its context; tests replace it to retry without
+	// waiting.
+	Sleep func(context.Context, time.Duration) error
+	// Logger receives retries and trimmed events; they are discarded when nil.
+	Logger *slog.Logger
 }
-
-// WithSleep replaces the wait between retries; tests use it to retry without waiting.
-func WithSleep(sleep func(context.Context, time.Duration) error) Option {
-	return func(p *Publisher) { p.sleep = sleep }
-}
-
-// WithLogger sets the logger for retries and trimmed events.
-func WithLogger(log *slog.Logger) Option { return func(p *Publisher) { p.log = log } }
 
 // New returns a Publisher that puts events on the bus busName (a name or an ARN; "" is the
 // account's default bus) through client.
-func New(client API, busName string, opts ...Option) *Publisher {
-	p := &Publisher{client: client, bus: busName, now: time.Now, sleep: sleepCtx,
-		attempts: 4, backoff: 100 * time.Millisecond, log: slog.New(slog.DiscardHandler)}
-	for _, o := range opts {
-		o(p)
+func New(client API, busName string, opts Options) *Publisher {
+	p := &Publisher{client: client, bus: busName, now: opts.Now, sleep: opts.Sleep,
+		attempts: opts.Attempts, backoff: opts.Backoff, log: opts.Logger}
+	if p.now == nil {
+		p.now = time.Now
+	}
+	if p.sleep == nil {
+		p.sleep = sleepCtx
+	}
+	if p.attempts <= 0 {
+		p.attempts = 4
+	}
+	if p.backoff <= 0 {
+		p.backoff = 100 * time.Millisecond
+	}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
 	}
 	return p
 }
@@ -100,9 +109,10 @@ func New(client API, busName string, opts ...Option) *Publisher {
 // Publish puts one "Task Finished" event for n. The event has no resources (a task has no ARN;
 // rules match on detail.taskId), and its time is the task's completion time.
 //
-// The SDK's retryer already retries a throttled or failed request. PutEvents can also accept
-// the request and refuse the entry; an entry refused as throttled or as an internal failure is
-// retried here with backoff, and any other refusal is returned at once as an *EntryError.
+// The SDK's retryer (awsretry) already retries a throttled or failed request. PutEvents can also
+// accept the request and refuse the entry, which no retryer sees: an entry refused as throttled
+// or as an internal failure is retried here with backoff, and any other refusal is returned at
+// once as an *EntryError.
 func (p *Publisher) Publish(ctx context.Context, n task.Notification) error {
 	entry, err := p.Entry(n)
 	if err != nil {
@@ -135,7 +145,7 @@ func (p *Publisher) Publish(ctx context.Context, n task.Notification) error {
 // under MaxEntrySize. Only terminal notifications become events.
 func (p *Publisher) Entry(n task.Notification) (types.PutEventsRequestEntry, error) {
 	if n.TaskID == "" || !n.Status.Terminal() {
-		return types.PutEventsRequestEntry{}, task.Errorf(task.ErrInvalid,
+		return types.PutEventsRequestEntry{}, task.Errorf(task.CodeInvalid,
 			"a notification needs a task id and a terminal status, not %q for %q", n.Status, n.TaskID)
 	}
 	d := NewDetail(n)

@@ -118,7 +118,7 @@ func TestNewDetailWithoutResultHasEmptyLists(t *testing.T) {
 
 func TestEntry(t *testing.T) {
 	t.Parallel()
-	p := New(nil, "fleetrun-bus")
+	p := New(nil, "fleetrun-bus", Options{})
 	n := notification(task.StatusCompleted, 3, 0)
 	e, err := p.Entry(n)
 	if err != nil {
@@ -138,7 +138,7 @@ func TestEntry(t *testing.T) {
 	if !strings.Contains(aws.ToString(e.Detail), `"scriptUrl":"s3://scripts/patch.sh?v=1&x=<y>"`) {
 		t.Errorf("script url escaped: %s", aws.ToString(e.Detail))
 	}
-	if def, _ := New(nil, "").Entry(n); def.EventBusName != nil {
+	if def, _ := New(nil, "", Options{}).Entry(n); def.EventBusName != nil {
 		t.Errorf("an empty bus name must leave the default bus, got %q", aws.ToString(def.EventBusName))
 	}
 }
@@ -148,7 +148,7 @@ func TestEntryUsesClockWithoutCompletion(t *testing.T) {
 	now := time.Date(2025, 4, 1, 0, 0, 0, 0, time.UTC)
 	n := notification(task.StatusCancelled, 1, 0)
 	n.CompletedAt = time.Time{}
-	e, err := New(nil, "", WithClock(func() time.Time { return now })).Entry(n)
+	e, err := New(nil, "", Options{Now: func() time.Time { return now }}).Entry(n)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +172,7 @@ func TestEntryRefusesNonTerminal(t *testing.T) {
 	} {
 		n := notification(task.StatusCompleted, 1, 0)
 		n.TaskID, n.Status = c.taskID, c.status
-		if _, err := New(nil, "").Entry(n); !task.IsCode(err, task.ErrInvalid) {
+		if _, err := New(nil, "", Options{}).Entry(n); !task.IsCode(err, task.CodeInvalid) {
 			t.Errorf("%s: err = %v, want invalid", c.name, err)
 		}
 	}
@@ -193,7 +193,7 @@ func TestEntrySizeLimit(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			n := notification(task.StatusCompleted, c.devices, c.idLen)
-			e, err := New(nil, "bus").Entry(n)
+			e, err := New(nil, "bus", Options{}).Entry(n)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -244,7 +244,7 @@ func TestEntryTooLargeWithoutIDs(t *testing.T) {
 	t.Parallel()
 	n := notification(task.StatusFailed, 2, 0)
 	n.Result.Reason = strings.Repeat("r", MaxEntrySize)
-	if _, err := New(nil, "").Entry(n); err == nil {
+	if _, err := New(nil, "", Options{}).Entry(n); err == nil {
 		t.Fatal("an event that cannot fit was accepted")
 	}
 }
@@ -297,8 +297,8 @@ func TestPublishRetries(t *testing.T) {
 			t.Parallel()
 			bus := &fakeBus{codes: c.codes, err: c.err}
 			var waits []time.Duration
-			p := New(bus, "", WithRetry(4, 100*time.Millisecond),
-				WithSleep(func(_ context.Context, d time.Duration) error { waits = append(waits, d); return nil }))
+			p := New(bus, "", Options{Attempts: 4, Backoff: 100 * time.Millisecond,
+				Sleep: func(_ context.Context, d time.Duration) error { waits = append(waits, d); return nil }})
 			err := p.Publish(context.Background(), notification(task.StatusCompleted, 2, 0))
 			if bus.calls != c.wantCalls {
 				t.Errorf("PutEvents called %d times, want %d", bus.calls, c.wantCalls)
@@ -333,7 +333,7 @@ func TestPublishStopsWhenContextEnds(t *testing.T) {
 	t.Parallel()
 	bus := &fakeBus{codes: []string{"ThrottlingException", "ThrottlingException"}}
 	ctx, cancel := context.WithCancel(context.Background())
-	p := New(bus, "", WithSleep(func(ctx context.Context, _ time.Duration) error { cancel(); return ctx.Err() }))
+	p := New(bus, "", Options{Sleep: func(ctx context.Context, _ time.Duration) error { cancel(); return ctx.Err() }})
 	err := p.Publish(ctx, notification(task.StatusCompleted, 1, 0))
 	var ee *EntryError
 	if !errors.Is(err, context.Canceled) || !errors.As(err, &ee) || bus.calls != 1 {

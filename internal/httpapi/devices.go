@@ -12,19 +12,18 @@ import (
 // submitted, optionally filtered by status.
 func (h *handler) listDevices(w http.ResponseWriter, r *http.Request, owner string) {
 	q := r.URL.Query()
-	var errs queryErrors
-	statuses := errs.deviceStatuses(q)
-	limit, cursor := errs.page(q)
-	if len(errs) > 0 {
-		h.badQuery(w, r, errs)
+	var p task.QueryParser
+	var statuses []task.DeviceStatus
+	if vs, ok := q["status"]; ok {
+		statuses = p.DeviceStatuses(vs)
+	}
+	limit, cursor := pageParams(&p, q)
+	if err := p.Err(); err != nil {
+		h.error(w, r, err)
 		return
 	}
 	id := r.PathValue("id")
 	page, err := h.cfg.Engine.Devices(r.Context(), owner, id, task.DeviceQuery{Statuses: statuses, Limit: limit, Cursor: cursor})
-	if task.IsCode(err, task.ErrInvalid) {
-		h.badCursor(w, r, err)
-		return
-	}
 	if err != nil {
 		h.error(w, r, err)
 		return
@@ -59,16 +58,16 @@ func (h *handler) getDevice(w http.ResponseWriter, r *http.Request, owner string
 // checked through the engine before any output is opened.
 func (h *handler) output(w http.ResponseWriter, r *http.Request, owner string) {
 	q := r.URL.Query()
-	var errs queryErrors
+	var p task.QueryParser
 	stream := "stdout"
-	if s, ok := errs.single(q, "stream"); ok {
+	if s, ok := single(&p, q, "stream"); ok {
 		if s != "stdout" && s != "stderr" {
-			errs.add("stream", "stream must be stdout or stderr")
+			p.Bad("stream", "stream must be stdout or stderr")
 		}
 		stream = s
 	}
-	if len(errs) > 0 {
-		h.badQuery(w, r, errs)
+	if err := p.Err(); err != nil {
+		h.error(w, r, err)
 		return
 	}
 	id, deviceID := r.PathValue("id"), r.PathValue("deviceId")
@@ -77,7 +76,7 @@ func (h *handler) output(w http.ResponseWriter, r *http.Request, owner string) {
 		return
 	}
 	if h.cfg.Output == nil {
-		h.error(w, r, task.Errorf(task.ErrNotFound, "this deployment keeps no output beyond the device's inline copy"))
+		h.error(w, r, task.Errorf(task.CodeNotFound, "this deployment keeps no output beyond the device's inline copy"))
 		return
 	}
 	rc, err := h.cfg.Output.OpenOutput(id, deviceID, stream)

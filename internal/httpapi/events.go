@@ -24,7 +24,9 @@ import (
 func (h *handler) events(w http.ResponseWriter, r *http.Request, owner string) {
 	last, err := lastEventID(r)
 	if err != nil {
-		h.badQuery(w, r, queryErrors{{Pointer: "/lastEventId", Detail: err.Error()}})
+		var p task.QueryParser
+		p.Bad("lastEventId", "%s", err.Error())
+		h.error(w, r, p.Err())
 		return
 	}
 	id := r.PathValue("id")

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/fleetrun/fleetrun/api"
+	"github.com/fleetrun/fleetrun/internal/clocktest"
 	"github.com/fleetrun/fleetrun/internal/engine"
 	"github.com/fleetrun/fleetrun/internal/localstore"
 	"github.com/fleetrun/fleetrun/internal/task"
@@ -43,7 +44,7 @@ type testBundle struct {
 	handler *handler
 	srv     *httptest.Server
 	logs    *syncBuffer
-	clock   *fakeClock
+	clock   *clocktest.Clock
 }
 
 type bundleOptions struct {
@@ -60,7 +61,8 @@ func setup(t *testing.T, opts ...bundleOptions) *testBundle {
 	if len(opts) > 0 {
 		o = opts[0]
 	}
-	clock := &fakeClock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+	// Every read moves the clock on a second, so every write has its own time.
+	clock := clocktest.NewTicking(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC), time.Second)
 	store, err := localstore.Open(filepath.Join(t.TempDir(), "fleetrun.db"), localstore.Options{Now: clock.Now})
 	if err != nil {
 		t.Fatalf("open store: %v", err)
@@ -332,7 +334,7 @@ func (o *fakeOutput) OpenOutput(taskID, deviceID, stream string) (io.ReadCloser,
 	defer o.mu.Unlock()
 	text, ok := o.files[taskID+"/"+deviceID+"/"+stream]
 	if !ok {
-		return nil, task.Errorf(task.ErrNotFound, "no %s output for device %s", stream, deviceID)
+		return nil, task.Errorf(task.CodeNotFound, "no %s output for device %s", stream, deviceID)
 	}
 	return io.NopCloser(strings.NewReader(text)), nil
 }
@@ -380,19 +382,6 @@ func (s *faultyStore) GetTask(ctx context.Context, id string) (*task.Task, error
 		return nil, errors.New("bolt: disk on fire at /secret/path")
 	}
 	return s.Store.GetTask(ctx, id)
-}
-
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-// Now returns the clock's time and moves it on a second, so every write has its own time.
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(time.Second)
-	return c.now
 }
 
 type syncBuffer struct {

@@ -24,7 +24,7 @@ type Watcher interface {
 }
 
 // OutputStore opens the full output of one device of a task; stream is "stdout" or "stderr".
-// A missing output is an error with code task.ErrNotFound.
+// A missing output is an error with code task.CodeNotFound.
 type OutputStore interface {
 	OpenOutput(taskID, deviceID, stream string) (io.ReadCloser, error)
 }

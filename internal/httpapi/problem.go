@@ -21,14 +21,15 @@ type kind struct {
 
 // codes is the one place where domain error codes become HTTP statuses and problem types.
 var codes = map[task.Code]kind{
-	task.ErrInvalid:             {http.StatusUnprocessableEntity, api.ProblemValidation, false},
-	task.ErrNotFound:            {http.StatusNotFound, api.ProblemNotFound, false},
-	task.ErrConflict:            {http.StatusConflict, api.ProblemConflict, false},
-	task.ErrIdempotencyMismatch: {http.StatusUnprocessableEntity, api.ProblemIdempotencyMismatch, false},
-	task.ErrInProgress:          {http.StatusConflict, api.ProblemInProgress, true},
-	task.ErrNotFinished:         {http.StatusConflict, api.ProblemNotFinished, true},
-	task.ErrUnavailable:         {http.StatusServiceUnavailable, api.ProblemUnavailable, true},
-	task.ErrInternal:            {http.StatusInternalServerError, api.ProblemInternal, false},
+	task.CodeInvalid:             {http.StatusUnprocessableEntity, api.ProblemValidation, false},
+	task.CodeInvalidQuery:        {http.StatusBadRequest, api.ProblemMalformed, false},
+	task.CodeNotFound:            {http.StatusNotFound, api.ProblemNotFound, false},
+	task.CodeConflict:            {http.StatusConflict, api.ProblemConflict, false},
+	task.CodeIdempotencyMismatch: {http.StatusUnprocessableEntity, api.ProblemIdempotencyMismatch, false},
+	task.CodeInProgress:          {http.StatusConflict, api.ProblemInProgress, true},
+	task.CodeNotFinished:         {http.StatusConflict, api.ProblemNotFinished, true},
+	task.CodeUnavailable:         {http.StatusServiceUnavailable, api.ProblemUnavailable, true},
+	task.CodeInternal:            {http.StatusInternalServerError, api.ProblemInternal, false},
 }
 
 // titles are the short, fixed summaries of each problem type (RFC 9457 "title").
@@ -60,11 +61,11 @@ func (h *handler) error(w http.ResponseWriter, r *http.Request, err error) {
 	code := task.ErrorCode(err)
 	k, ok := codes[code]
 	if !ok {
-		code, k = task.ErrInternal, codes[task.ErrInternal]
+		code, k = task.CodeInternal, codes[task.CodeInternal]
 	}
 	p := problemFor(k.status, k.typ, "")
 	var te *task.Error
-	if code != task.ErrInternal && errors.As(err, &te) {
+	if code != task.CodeInternal && errors.As(err, &te) {
 		p.Detail = te.Message
 		p.TaskStatus = string(te.Status)
 		for _, f := range te.Fields {

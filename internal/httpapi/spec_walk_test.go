@@ -61,6 +61,9 @@ func TestOpenAPIContract(t *testing.T) {
 	b.queue.fail.Store(true)
 	r = s.step("queue down", post(submitBody("web-1")), 503, specValid)
 	b.queue.fail.Store(false)
+	if p := decode[api.Problem](t, r); p.Type != api.ProblemUnavailable || r.Header.Get("Retry-After") == "" {
+		t.Errorf("queue down: problem %q, Retry-After %q; want %s with a Retry-After", p.Type, r.Header.Get("Retry-After"), api.ProblemUnavailable)
+	}
 
 	// Read it, conditionally, and long-poll it.
 	s.step("get", alice("GET", tk.Links.Self), 200, specValid)

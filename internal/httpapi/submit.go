@@ -49,7 +49,7 @@ func (h *handler) submit(w http.ResponseWriter, r *http.Request, owner string) {
 		h.problem(w, r, problemFor(http.StatusBadRequest, api.ProblemMalformed, "the body could not be read"))
 		return
 	}
-	req, err := decodeSubmit(body)
+	req, draft, err := decodeSubmit(body)
 	var m malformed
 	if errors.As(err, &m) {
 		h.problem(w, r, problemFor(http.StatusBadRequest, api.ProblemMalformed, string(m)))
@@ -60,15 +60,8 @@ func (h *handler) submit(w http.ResponseWriter, r *http.Request, owner string) {
 		return
 	}
 	t, created, err := h.cfg.Engine.Submit(r.Context(), engine.Submission{
-		Owner: owner,
-		Request: task.Request{
-			DeviceIDs:      req.DeviceIDs,
-			ScriptURL:      req.ScriptURL,
-			Args:           req.Args,
-			TimeoutSeconds: req.TimeoutSeconds,
-			MaxConcurrency: req.MaxConcurrency,
-			MaxErrors:      req.MaxErrors,
-		},
+		Owner:          owner,
+		Draft:          draft,
 		IdempotencyKey: key,
 		RequestHash:    requestHash(req),
 	})
@@ -124,35 +117,40 @@ func (m malformed) Error() string { return string(m) }
 // maxShapeErrors bounds the field errors of one answer, so a hostile body cannot make it huge.
 const maxShapeErrors = 100
 
-// decodeSubmit parses a submit body. Each field is decoded on its own so that a value of the
-// wrong type is named by its exact JSON pointer ("/deviceIds/3"), which encoding/json's own
-// errors do not give, and every bad field is reported at once.
-func decodeSubmit(body []byte) (api.SubmitRequest, error) {
-	var req api.SubmitRequest
+// decodeSubmit parses a submit body into the wire request, which identifies the body for
+// idempotency, and the draft the engine validates, which knows which settings were sent. Each
+// field is decoded on its own so that a value of the wrong type is named by its exact JSON
+// pointer ("/deviceIds/3"), which encoding/json's own errors do not give, and every bad field
+// is reported at once. Only types are checked here: the rules are the domain's.
+func decodeSubmit(body []byte) (api.SubmitRequest, task.Draft, error) {
+	var (
+		req   api.SubmitRequest
+		draft task.Draft
+	)
 	dec := json.NewDecoder(bytes.NewReader(body))
 	var raw json.RawMessage
 	if err := dec.Decode(&raw); err != nil {
 		var se *json.SyntaxError
 		switch {
 		case errors.Is(err, io.EOF):
-			return req, malformed("the body is empty; it must be a JSON object")
+			return req, draft, malformed("the body is empty; it must be a JSON object")
 		case errors.As(err, &se):
-			return req, malformed(fmt.Sprintf("the body is not valid JSON: %s (at byte %d)", se, se.Offset))
+			return req, draft, malformed(fmt.Sprintf("the body is not valid JSON: %s (at byte %d)", se, se.Offset))
 		}
-		return req, malformed("the body is not valid JSON: " + err.Error())
+		return req, draft, malformed("the body is not valid JSON: " + err.Error())
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return req, malformed("the body has more data after its JSON value")
+		return req, draft, malformed("the body has more data after its JSON value")
 	}
 	invalid := func(errs []task.FieldError) error {
-		return &task.Error{Code: task.ErrInvalid, Message: "the request body has fields of the wrong type", Fields: errs}
+		return &task.Error{Code: task.CodeInvalid, Message: "the request body has fields of the wrong type", Fields: errs}
 	}
 	if raw[0] != '{' {
-		return req, invalid([]task.FieldError{{Pointer: "", Detail: "the body must be a JSON object"}})
+		return req, draft, invalid([]task.FieldError{{Pointer: "", Detail: "the body must be a JSON object"}})
 	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &fields); err != nil {
-		return req, malformed("the body is not valid JSON: " + err.Error())
+		return req, draft, malformed("the body is not valid JSON: " + err.Error())
 	}
 	var errs []task.FieldError
 	bad := func(pointer, detail string) {
@@ -170,34 +168,25 @@ func decodeSubmit(body []byte) (api.SubmitRequest, error) {
 		case "scriptUrl":
 			req.ScriptURL = decodeString(value, pointer, bad)
 		case "maxConcurrency":
-			req.MaxConcurrency = decodeSetting(value, pointer, bad)
+			req.MaxConcurrency = decodeString(value, pointer, bad)
+			draft.MaxConcurrency = &req.MaxConcurrency
 		case "maxErrors":
-			req.MaxErrors = decodeSetting(value, pointer, bad)
+			req.MaxErrors = decodeString(value, pointer, bad)
+			draft.MaxErrors = &req.MaxErrors
 		case "timeoutSeconds":
-			// The domain fills in a default for a zero; a zero the caller sent is an error.
 			if err := json.Unmarshal(value, &req.TimeoutSeconds); err != nil || isNull(value) {
 				bad(pointer, "must be a whole number of seconds")
-			} else if req.TimeoutSeconds == 0 {
-				bad(pointer, fmt.Sprintf("must be between 1 and %d; leave it out for the default", task.MaxTimeoutSeconds))
 			}
+			draft.TimeoutSeconds = &req.TimeoutSeconds
 		default:
 			bad(pointer, "unknown field")
 		}
 	}
 	if len(errs) > 0 {
-		return req, invalid(errs)
+		return req, draft, invalid(errs)
 	}
-	return req, nil
-}
-
-// decodeSetting decodes a string whose absence means "the default": an empty one the caller
-// sent is an error rather than a silent default.
-func decodeSetting(value json.RawMessage, pointer string, bad func(pointer, detail string)) string {
-	s := decodeString(value, pointer, bad)
-	if s == "" && !isNull(value) && string(value) == `""` {
-		bad(pointer, "must not be empty; leave it out for the default")
-	}
-	return s
+	draft.DeviceIDs, draft.ScriptURL, draft.Args = req.DeviceIDs, req.ScriptURL, req.Args
+	return req, draft, nil
 }
 
 func decodeString(value json.RawMessage, pointer string, bad func(pointer, detail string)) string {

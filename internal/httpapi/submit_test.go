@@ -198,15 +198,15 @@ func TestSubmitQueueDownIsUnavailable(t *testing.T) {
 
 func TestDecodeSubmitHashIgnoresLayout(t *testing.T) {
 	t.Parallel()
-	a, err := decodeSubmit([]byte(`{"deviceIds":["a","b"],"scriptUrl":"s","args":[]}`))
+	a, _, err := decodeSubmit([]byte(`{"deviceIds":["a","b"],"scriptUrl":"s","args":[]}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := decodeSubmit([]byte("{\n \"scriptUrl\" : \"s\", \"deviceIds\": [\"a\", \"b\"]\n}\n"))
+	b, _, err := decodeSubmit([]byte("{\n \"scriptUrl\" : \"s\", \"deviceIds\": [\"a\", \"b\"]\n}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := decodeSubmit([]byte(`{"deviceIds":["b","a"],"scriptUrl":"s"}`))
+	c, _, err := decodeSubmit([]byte(`{"deviceIds":["b","a"],"scriptUrl":"s"}`))
 	if err != nil {
 		t.Fatal(err)
 	}

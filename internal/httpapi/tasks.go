@@ -86,7 +86,7 @@ func (h *handler) getResult(w http.ResponseWriter, r *http.Request, owner string
 		return
 	}
 	if !t.Status.Terminal() {
-		h.error(w, r, &task.Error{Code: task.ErrNotFinished, Status: t.Status,
+		h.error(w, r, &task.Error{Code: task.CodeNotFinished, Status: t.Status,
 			Message: fmt.Sprintf("the task is %s; its result is ready once it finishes", t.Status)})
 		return
 	}
@@ -116,18 +116,17 @@ func (h *handler) cancel(w http.ResponseWriter, r *http.Request, owner string) {
 // listTasks is GET /tasks: the caller's tasks, newest first.
 func (h *handler) listTasks(w http.ResponseWriter, r *http.Request, owner string) {
 	q := r.URL.Query()
-	var errs queryErrors
-	status := errs.taskStatus(q)
-	limit, cursor := errs.page(q)
-	if len(errs) > 0 {
-		h.badQuery(w, r, errs)
+	var p task.QueryParser
+	var status task.Status
+	if s, ok := single(&p, q, "status"); ok {
+		status = p.Status(s)
+	}
+	limit, cursor := pageParams(&p, q)
+	if err := p.Err(); err != nil {
+		h.error(w, r, err)
 		return
 	}
 	page, err := h.cfg.Engine.List(r.Context(), task.ListQuery{Owner: owner, Status: status, Limit: limit, Cursor: cursor})
-	if task.IsCode(err, task.ErrInvalid) {
-		h.badCursor(w, r, err)
-		return
-	}
 	if err != nil {
 		h.error(w, r, err)
 		return

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fleetrun/fleetrun/internal/clocktest"
 )
 
 // Emulator is one aws-lambda-rie running one bootstrap. Like Lambda's own execution
@@ -60,23 +62,20 @@ func Start(t testing.TB, name, bootstrap string, env map[string]string) *Emulato
 			t.Logf("%s emulator log:\n%s", name, e.Logs())
 		}
 	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", invokeAddr, time.Second)
-		if err == nil {
-			c.Close()
-			return e
-		}
+	clocktest.Eventually(t, 30*time.Second, func() error {
 		select {
 		case <-exited:
 			t.Fatalf("aws-lambda-rie for %s exited at start:\n%s", name, e.Logs())
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("aws-lambda-rie for %s did not listen on %s: %v\n%s", name, invokeAddr, err, e.Logs())
+		c, err := net.DialTimeout("tcp", invokeAddr, time.Second)
+		if err != nil {
+			return fmt.Errorf("aws-lambda-rie for %s does not listen on %s: %w\n%s", name, invokeAddr, err, e.Logs())
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		c.Close()
+		return nil
+	})
+	return e
 }
 
 // stop kills the emulator and the runtime process it started. The emulator puts the runtime in

@@ -3,6 +3,7 @@ package lambdatest_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/fleetrun/fleetrun/api"
+	"github.com/fleetrun/fleetrun/internal/clocktest"
 	"github.com/fleetrun/fleetrun/internal/engine"
 	"github.com/fleetrun/fleetrun/internal/lambdatest"
 	"github.com/fleetrun/fleetrun/internal/sqsqueue"
@@ -94,19 +96,19 @@ func (q *queue) next(t *testing.T, id string, action engine.Action, within time.
 		m, err := sqsqueue.Decode(r.Body)
 		return err == nil && m.TaskID == id && m.Action == action
 	}
-	deadline := time.Now().Add(within)
-	for {
+	var found events.SQSMessage
+	clocktest.Eventually(t, within, func() error {
 		for i, r := range q.held {
 			if match(r) {
 				q.held = append(q.held[:i], q.held[i+1:]...)
-				return r
+				found = r
+				return nil
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s message for task %s within %v", action, id, within)
-		}
 		q.held = append(q.held, q.receive(t, 1)...)
-	}
+		return fmt.Errorf("no %s message for task %s", action, id)
+	})
+	return found
 }
 
 // receive long-polls the queue for up to wait seconds and returns what arrived as records.

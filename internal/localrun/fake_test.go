@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetrun/fleetrun/internal/clocktest"
 	"github.com/fleetrun/fleetrun/internal/task"
 )
 
@@ -142,16 +143,15 @@ func (s *fakeStore) allTerminal() bool {
 	return true
 }
 
-// waitFor polls cond until it holds, failing the test at the deadline.
+// waitFor waits until cond holds, failing the test at the deadline.
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+	clocktest.Eventually(t, timeout, func() error {
+		if !cond() {
+			return errors.New("waiting for " + what)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // waitStatus waits until device id of s is in status want.

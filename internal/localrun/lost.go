@@ -35,7 +35,7 @@ func (r *Runner) plan(ctx context.Context, t *task.Task) (plan, error) {
 				p.pending = append(p.pending, d.ID)
 			case d.Status == task.DeviceRunning:
 				p.lost = append(p.lost, d)
-			case d.Status.Error():
+			case d.Status.CountsAsError():
 				p.errors++
 			}
 		}

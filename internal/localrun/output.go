@@ -37,18 +37,18 @@ func (r *Runner) workDir(taskID, deviceID string) string {
 
 // OpenOutput opens the full stdout or stderr ("stdout" or "stderr") that a device's script
 // wrote, which may be longer than the inline copy reported with the device. It can be read
-// while the script still runs. It returns a task.ErrNotFound error when the device never
-// started here or its output is gone, and task.ErrInvalid for an unknown stream.
+// while the script still runs. It returns a task.CodeNotFound error when the device never
+// started here or its output is gone, and task.CodeInvalid for an unknown stream.
 func (r *Runner) OpenOutput(taskID, deviceID, stream string) (io.ReadCloser, error) {
 	if stream != StreamStdout && stream != StreamStderr {
-		return nil, task.Errorf(task.ErrInvalid, "unknown output stream %q: use %q or %q", stream, StreamStdout, StreamStderr)
+		return nil, task.Errorf(task.CodeInvalid, "unknown output stream %q: use %q or %q", stream, StreamStdout, StreamStderr)
 	}
 	if !safeElement(taskID) || !safeElement(deviceID) {
-		return nil, task.Errorf(task.ErrNotFound, "no %s output for device %s of task %s", stream, deviceID, taskID)
+		return nil, task.Errorf(task.CodeNotFound, "no %s output for device %s of task %s", stream, deviceID, taskID)
 	}
 	f, err := os.Open(filepath.Join(r.outputDir(taskID, deviceID), stream))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, task.Errorf(task.ErrNotFound, "no %s output for device %s of task %s", stream, deviceID, taskID)
+		return nil, task.Errorf(task.CodeNotFound, "no %s output for device %s of task %s", stream, deviceID, taskID)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("localrun: open %s of %s/%s: %w", stream, taskID, deviceID, err)

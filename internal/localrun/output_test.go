@@ -49,11 +49,11 @@ func TestOpenOutputErrors(t *testing.T) {
 		taskID, deviceID, stream string
 		want                     task.Code
 	}{
-		{"T1", "d1", StreamStdout, task.ErrNotFound},
-		{"T1", "d1", "stdin", task.ErrInvalid},
-		{"..", "d1", StreamStdout, task.ErrNotFound},
-		{"T1", "..", StreamStderr, task.ErrNotFound},
-		{"T1", "a/b", StreamStderr, task.ErrNotFound},
+		{"T1", "d1", StreamStdout, task.CodeNotFound},
+		{"T1", "d1", "stdin", task.CodeInvalid},
+		{"..", "d1", StreamStdout, task.CodeNotFound},
+		{"T1", "..", StreamStderr, task.CodeNotFound},
+		{"T1", "a/b", StreamStderr, task.CodeNotFound},
 	}
 	for _, tc := range tests {
 		if _, err := b.runner.OpenOutput(tc.taskID, tc.deviceID, tc.stream); task.ErrorCode(err) != tc.want {

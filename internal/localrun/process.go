@@ -58,7 +58,7 @@ func (r *Runner) runDevice(ru *run, path, deviceID string) {
 	}
 	u := outcome(cmd.ProcessState, signalled, ru.req.TimeoutSeconds)
 	u.DeviceID, u.At, u.Ref = deviceID, r.cfg.Now().UTC(), groupRef(pgid)
-	if u.Status.Error() {
+	if u.Status.CountsAsError() {
 		ru.countError()
 	}
 	r.attachOutput(&u, ru.id, deviceID)

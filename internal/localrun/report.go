@@ -31,7 +31,7 @@ func (r *Runner) reportBatch(ru *run, updates []task.DeviceUpdate) {
 		if err == nil {
 			return
 		}
-		final := attempt == reportAttempts || r.ctx.Err() != nil || task.IsCode(err, task.ErrNotFound)
+		final := attempt == reportAttempts || r.ctx.Err() != nil || task.IsCode(err, task.CodeNotFound)
 		if final {
 			for _, u := range updates {
 				r.log.Error("device update lost", "task_id", ru.id, "device_id", u.DeviceID, "status", u.Status,

@@ -138,19 +138,19 @@ func (r *Runner) SetReporter(rep Reporter) {
 // exist and they are reported failed, because fleetrun does not run a script twice on a device
 // that may have run it partly.
 //
-// A scriptUrl that no longer resolves (the file was removed after submit) is a task.ErrInvalid
+// A scriptUrl that no longer resolves (the file was removed after submit) is a task.CodeInvalid
 // error, which the engine turns into a failed task.
 func (r *Runner) Start(ctx context.Context, t *task.Task) error {
 	if t.Status.Terminal() || t.Status == task.StatusCancelling {
 		return nil // nothing may start any more; Cancel handles a cancelling task
 	}
 	if !safeElement(t.ID) {
-		return task.Errorf(task.ErrInvalid, "task id %q cannot be used by the local runner", t.ID)
+		return task.Errorf(task.CodeInvalid, "task id %q cannot be used by the local runner", t.ID)
 	}
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
-		return task.Errorf(task.ErrUnavailable, "the local runner is shutting down")
+		return task.Errorf(task.CodeUnavailable, "the local runner is shutting down")
 	}
 	if r.reporter == nil {
 		r.mu.Unlock()
@@ -179,7 +179,7 @@ func (r *Runner) Start(ctx context.Context, t *task.Task) error {
 			}
 		}
 		r.forget(ru)
-		return task.Errorf(task.ErrInvalid, "%s", err.Error())
+		return task.Errorf(task.CodeInvalid, "%s", err.Error())
 	}
 	r.log.InfoContext(ctx, "task run starting", "task_id", t.ID, "pending", len(p.pending), "lost", len(lost))
 	go r.execute(ru, path, p.pending, lost, p.errors)
@@ -211,7 +211,7 @@ func (r *Runner) Cancel(ctx context.Context, t *task.Task) error {
 		return nil
 	}
 	if closed {
-		return task.Errorf(task.ErrUnavailable, "the local runner is shutting down")
+		return task.Errorf(task.CodeUnavailable, "the local runner is shutting down")
 	}
 	if rep == nil {
 		return errors.New("localrun: cancel: no reporter set")

@@ -200,7 +200,7 @@ func TestStartWithBadScriptIsInvalid(t *testing.T) {
 	t.Parallel()
 	b := setup(t, newFakeStore("d1"), nil)
 	err := b.runner.Start(context.Background(), newTask("T1", "gone.sh", time.Now(), "d1"))
-	if !task.IsCode(err, task.ErrInvalid) || !strings.Contains(err.Error(), "does not exist") {
+	if !task.IsCode(err, task.CodeInvalid) || !strings.Contains(err.Error(), "does not exist") {
 		t.Fatalf("Start = %v, want an invalid error saying the script does not exist", err)
 	}
 	if b.store.reportCalls() != 0 {
@@ -295,7 +295,7 @@ func TestShutdownStopsScriptsAndReportsNothing(t *testing.T) {
 	if ups := b.store.updatesFor("d1"); len(ups) != 1 {
 		t.Errorf("updates after shutdown: %+v, want only running", ups)
 	}
-	if err := b.runner.Start(context.Background(), newTask("T2", name, time.Now(), "d1")); !task.IsCode(err, task.ErrUnavailable) {
+	if err := b.runner.Start(context.Background(), newTask("T2", name, time.Now(), "d1")); !task.IsCode(err, task.CodeUnavailable) {
 		t.Errorf("Start after Shutdown = %v, want unavailable", err)
 	}
 }

@@ -3,7 +3,6 @@ package localstore
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"time"
@@ -40,11 +39,7 @@ func (s *Store) apply(taskID string, updates []task.DeviceUpdate, now time.Time)
 	// Batch may run this function more than once, so it starts from scratch each time.
 	err := s.db.Batch(func(tx *bolt.Tx) error {
 		out, applied = nil, 0
-		rec, err := loadLive(tx, taskID, now)
-		if err != nil {
-			return err
-		}
-		list, err := s.deviceList(tx, rec)
+		rec, list, err := s.liveList(tx, taskID, now)
 		if err != nil {
 			return err
 		}
@@ -64,7 +59,7 @@ func (s *Store) apply(taskID string, updates []task.DeviceUpdate, now time.Time)
 		out, err = s.full(tx, rec)
 		return err
 	})
-	if err != nil && task.ErrorCode(err) == task.ErrInternal {
+	if err != nil && task.ErrorCode(err) == task.CodeInternal {
 		return nil, 0, fmt.Errorf("localstore: apply %d device updates to %s: %w", len(updates), taskID, err)
 	}
 	return out, applied, err
@@ -76,11 +71,7 @@ func (s *Store) apply(taskID string, updates []task.DeviceUpdate, now time.Time)
 func (s *Store) unchanged(taskID string, updates []task.DeviceUpdate, now time.Time) (*task.Task, error) {
 	var out *task.Task
 	err := s.db.View(func(tx *bolt.Tx) error {
-		rec, err := loadLive(tx, taskID, now)
-		if err != nil {
-			return err
-		}
-		list, err := s.deviceList(tx, rec)
+		rec, list, err := s.liveList(tx, taskID, now)
 		if err != nil {
 			return err
 		}
@@ -91,7 +82,7 @@ func (s *Store) unchanged(taskID string, updates []task.DeviceUpdate, now time.T
 					continue
 				}
 				d, err := loadDevice(devices, deviceKey(taskID, u.DeviceID), rec.Task, u.DeviceID)
-				if err != nil || d.Status.CanMove(u.Status) {
+				if err != nil || d.Apply(u, now) != task.Ignored {
 					return err
 				}
 			}
@@ -99,14 +90,14 @@ func (s *Store) unchanged(taskID string, updates []task.DeviceUpdate, now time.T
 		out, err = s.full(tx, rec)
 		return err
 	})
-	if err != nil && task.ErrorCode(err) == task.ErrInternal {
+	if err != nil && task.ErrorCode(err) == task.CodeInternal {
 		return nil, fmt.Errorf("localstore: read %s before applying updates: %w", taskID, err)
 	}
 	return out, err
 }
 
-// applyUpdates writes each update that moves its device forward and adjusts t's counts to
-// match. It returns how many it applied.
+// applyUpdates writes each update that changes its device (task.Device.Apply) and adjusts t's
+// counts to match. It returns how many it applied.
 func applyUpdates(tx *bolt.Tx, t *task.Task, list *deviceList, updates []task.DeviceUpdate, now time.Time) (int, error) {
 	devices := tx.Bucket(bucketDevices)
 	applied := 0
@@ -119,13 +110,13 @@ func applyUpdates(tx *bolt.Tx, t *task.Task, list *deviceList, updates []task.De
 		if err != nil {
 			return 0, err
 		}
-		if !d.Status.CanMove(u.Status) {
+		from := d.Status
+		if d.Apply(u, now) == task.Ignored {
 			continue
 		}
-		t.Counts.Add(d.Status, -1)
-		t.Counts.Add(u.Status, 1)
-		merge(d, u, now)
-		raw, err := json.Marshal(d)
+		t.Counts.Add(from, -1)
+		t.Counts.Add(d.Status, 1)
+		raw, err := encodeDevice(d)
 		if err != nil {
 			return 0, fmt.Errorf("encode device %s: %w", u.DeviceID, err)
 		}
@@ -137,37 +128,17 @@ func applyUpdates(tx *bolt.Tx, t *task.Task, list *deviceList, updates []task.De
 	return applied, nil
 }
 
-// merge moves d to u's status and takes what u reports. Empty fields of u leave d's as they
-// were, so that a terminal update without a Ref keeps the Ref of the running one.
-func merge(d *task.Device, u task.DeviceUpdate, now time.Time) {
-	at := u.At
-	if at.IsZero() {
-		at = now
+// liveList reads the record of task id, as loadLive does, with its device list.
+func (s *Store) liveList(tx *bolt.Tx, id string, now time.Time) (*record, *deviceList, error) {
+	rec, err := loadLive(tx, id, now)
+	if err != nil {
+		return nil, nil, err
 	}
-	d.Status = u.Status
-	if u.Status == task.DeviceRunning {
-		d.StartedAt = new(at)
+	list, err := s.deviceList(tx, rec)
+	if err != nil {
+		return nil, nil, err
 	}
-	if u.Status.Terminal() {
-		d.CompletedAt = new(at)
-	}
-	if u.ExitCode != nil {
-		d.ExitCode = new(*u.ExitCode)
-	}
-	if u.Stdout != "" {
-		d.Stdout = u.Stdout
-	}
-	if u.Stderr != "" {
-		d.Stderr = u.Stderr
-	}
-	d.StdoutTruncated = d.StdoutTruncated || u.StdoutTruncated
-	d.StderrTruncated = d.StderrTruncated || u.StderrTruncated
-	if u.Reason != "" {
-		d.Reason = u.Reason
-	}
-	if u.Ref != "" {
-		d.Ref = u.Ref
-	}
+	return rec, list, nil
 }
 
 // loadDevice reads a device's record, or t.Unstarted when it has none yet.
@@ -177,11 +148,11 @@ func loadDevice(devices *bolt.Bucket, key []byte, t *task.Task, deviceID string)
 	if raw == nil {
 		return t.Unstarted(deviceID), nil
 	}
-	var d task.Device
-	if err := json.Unmarshal(raw, &d); err != nil {
+	d, err := decodeDevice(raw)
+	if err != nil {
 		return nil, fmt.Errorf("localstore: decode device %s of %s: %w", deviceID, taskID, err)
 	}
-	return &d, nil
+	return d, nil
 }
 
 // ListDevices implements task.Store. It walks the request's device ids from the cursor, which
@@ -195,23 +166,19 @@ func (s *Store) ListDevices(ctx context.Context, taskID string, q task.DeviceQue
 	if q.Cursor != "" {
 		b, err := decodeCursor(cursorDevices, q.Cursor)
 		if err != nil || len(b) != 4 {
-			return nil, badCursor()
+			return nil, task.BadCursor()
 		}
 		start = int(binary.BigEndian.Uint32(b))
 	}
 	now := s.now()
 	page := &task.DevicePage{Devices: []*task.Device{}}
 	err := s.db.View(func(tx *bolt.Tx) error {
-		rec, err := loadLive(tx, taskID, now)
-		if err != nil {
-			return err
-		}
-		list, err := s.deviceList(tx, rec)
+		rec, list, err := s.liveList(tx, taskID, now)
 		if err != nil {
 			return err
 		}
 		if start > len(list.ids) {
-			return badCursor()
+			return task.BadCursor()
 		}
 		devices := tx.Bucket(bucketDevices)
 		for i := start; i < len(list.ids); i++ {
@@ -245,16 +212,12 @@ func (s *Store) GetDevice(ctx context.Context, taskID, deviceID string) (*task.D
 	now := s.now()
 	var d *task.Device
 	err := s.db.View(func(tx *bolt.Tx) error {
-		rec, err := loadLive(tx, taskID, now)
-		if err != nil {
-			return err
-		}
-		list, err := s.deviceList(tx, rec)
+		rec, list, err := s.liveList(tx, taskID, now)
 		if err != nil {
 			return err
 		}
 		if _, ok := list.index[deviceID]; !ok {
-			return task.Errorf(task.ErrNotFound, "task %s has no device %s", taskID, deviceID)
+			return task.Errorf(task.CodeNotFound, "task %s has no device %s", taskID, deviceID)
 		}
 		d, err = loadDevice(tx.Bucket(bucketDevices), deviceKey(taskID, deviceID), rec.Task, deviceID)
 		return err

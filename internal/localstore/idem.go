@@ -1,7 +1,6 @@
 package localstore
 
 import (
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -16,11 +15,11 @@ func loadIdem(tx *bolt.Tx, owner, key string) (*task.IdempotencyRecord, error) {
 	if raw == nil {
 		return nil, nil
 	}
-	var rec task.IdempotencyRecord
-	if err := json.Unmarshal(raw, &rec); err != nil {
+	rec, err := decodeIdem(raw)
+	if err != nil {
 		return nil, fmt.Errorf("localstore: decode idempotency record of %s: %w", owner, err)
 	}
-	return &rec, nil
+	return rec, nil
 }
 
 // idemExpired reports whether rec no longer holds its key at now. A record without an expiry
@@ -44,7 +43,7 @@ func putIdem(tx *bolt.Tx, idem *task.IdempotencyRecord, taskID string) error {
 	}
 	rec := *idem
 	rec.TaskID = taskID
-	raw, err := json.Marshal(rec)
+	raw, err := encodeIdem(&rec)
 	if err != nil {
 		return fmt.Errorf("localstore: encode idempotency record: %w", err)
 	}

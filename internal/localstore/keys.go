@@ -80,12 +80,7 @@ func encodeCursor(kind byte, body []byte) string {
 func decodeCursor(kind byte, s string) ([]byte, error) {
 	b, err := cursorEncoding.DecodeString(s)
 	if err != nil || len(b) == 0 || b[0] != kind {
-		return nil, badCursor()
+		return nil, task.BadCursor()
 	}
 	return b[1:], nil
-}
-
-func badCursor() error {
-	return &task.Error{Code: task.ErrInvalid, Message: "the cursor is not valid",
-		Fields: []task.FieldError{{Pointer: "/cursor", Detail: "use the cursor of a previous page of the same listing"}}}
 }

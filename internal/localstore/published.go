@@ -22,7 +22,7 @@ func (s *Store) MarkPublished(ctx context.Context, id string) error {
 			return err
 		}
 		if !rec.Task.Status.Terminal() {
-			return &task.Error{Code: task.ErrConflict, Status: rec.Task.Status,
+			return &task.Error{Code: task.CodeConflict, Status: rec.Task.Status,
 				Message: fmt.Sprintf("task %s is %s, not finished", id, rec.Task.Status)}
 		}
 		if rec.Task.Published {
@@ -31,7 +31,7 @@ func (s *Store) MarkPublished(ctx context.Context, id string) error {
 		rec.Task.Published = true
 		return putRecord(tx, rec)
 	})
-	if err != nil && task.ErrorCode(err) == task.ErrInternal {
+	if err != nil && task.ErrorCode(err) == task.CodeInternal {
 		return fmt.Errorf("localstore: mark task %s published: %w", id, err)
 	}
 	return err

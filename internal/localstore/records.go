@@ -12,14 +12,13 @@ import (
 	"github.com/fleetrun/fleetrun/internal/task"
 )
 
-// record is a task as kept in the tasks bucket. Its device ids live apart in the deviceids
-// bucket, because they never change while the rest is rewritten on every device update: a
-// 10,000-device task would otherwise rewrite 200 KB per update.
+// record is a task as kept in the tasks bucket (taskFile). Its device ids live apart in the
+// deviceids bucket, because they never change while the rest is rewritten on every device
+// update: a 10,000-device task would otherwise rewrite 200 KB per update.
 type record struct {
-	// Seq is unique to this task record across the life of the file (bbolt's bucket sequence),
-	// so a cached device list can never be taken for that of a later task with the same id.
-	Seq  uint64     `json:"seq"`
-	Task *task.Task `json:"task"`
+	// Seq is unique to this task record across the life of the file (see taskFile).
+	Seq  uint64
+	Task *task.Task
 }
 
 // loadRecord reads the record of task id, expired or not; nil when there is none.
@@ -28,17 +27,17 @@ func loadRecord(tx *bolt.Tx, id string) (*record, error) {
 	if raw == nil {
 		return nil, nil
 	}
-	var rec record
-	if err := json.Unmarshal(raw, &rec); err != nil {
+	seq, t, err := decodeTask(raw)
+	if err != nil {
 		return nil, fmt.Errorf("localstore: decode task %s: %w", id, err)
 	}
-	if rec.Task == nil {
-		return nil, fmt.Errorf("localstore: task %s has an empty record", id)
+	if t.ID != id {
+		return nil, fmt.Errorf("localstore: the record of task %s holds task %q", id, t.ID)
 	}
-	return &rec, nil
+	return &record{Seq: seq, Task: t}, nil
 }
 
-// loadLive reads the record of task id, and ErrNotFound when there is none or it has expired
+// loadLive reads the record of task id, and CodeNotFound when there is none or it has expired
 // at now.
 func loadLive(tx *bolt.Tx, id string, now time.Time) (*record, error) {
 	rec, err := loadRecord(tx, id)
@@ -53,9 +52,8 @@ func loadLive(tx *bolt.Tx, id string, now time.Time) (*record, error) {
 
 // putRecord writes rec without its device ids.
 func putRecord(tx *bolt.Tx, rec *record) error {
-	t := *rec.Task
-	t.Request.DeviceIDs = nil
-	raw, err := json.Marshal(record{Seq: rec.Seq, Task: &t})
+	t := rec.Task
+	raw, err := encodeTask(rec.Seq, t)
 	if err != nil {
 		return fmt.Errorf("localstore: encode task %s: %w", t.ID, err)
 	}

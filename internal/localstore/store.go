@@ -131,5 +131,5 @@ func (s *Store) Close() error {
 }
 
 func notFound(id string) error {
-	return task.Errorf(task.ErrNotFound, "no task %s", id)
+	return task.Errorf(task.CodeNotFound, "no task %s", id)
 }

@@ -9,6 +9,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/fleetrun/fleetrun/internal/clocktest"
 	"github.com/fleetrun/fleetrun/internal/task"
 	"github.com/fleetrun/fleetrun/internal/task/storetest"
 )
@@ -42,7 +43,7 @@ func newTask(id, owner string, created time.Time, devices ...string) *task.Task 
 func TestReopenKeepsEverything(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	clock := storetest.NewClock(time.Date(2030, 5, 6, 7, 8, 9, 0, time.UTC))
+	clock := clocktest.New(time.Date(2030, 5, 6, 7, 8, 9, 0, time.UTC))
 	path := filepath.Join(t.TempDir(), "fleetrun.db")
 	s, err := Open(path, Options{Now: clock.Now})
 	if err != nil {
@@ -74,13 +75,7 @@ func TestReopenKeepsEverything(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			tr := task.Transition{TaskID: id, From: cur.Status, Version: cur.Version, To: to, At: clock.Now()}
-			if to.Terminal() {
-				tr.ExpiresAt = base.Add(time.Hour)
-			}
-			if _, err := s.Transition(ctx, tr); err != nil {
-				t.Fatalf("Transition(%s → %s) = %v", id, to, err)
-			}
+			storetest.MoveTo(t, s, cur, to, clock.Now(), base.Add(time.Hour))
 		}
 	}
 	move("t-running", task.StatusRunning)
@@ -177,7 +172,7 @@ func TestOpenRefusesAnotherLayout(t *testing.T) {
 func TestDeleteExpiredLeavesNothingBehind(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	clock := storetest.NewClock(time.Date(2030, 5, 6, 7, 8, 9, 0, time.UTC))
+	clock := clocktest.New(time.Date(2030, 5, 6, 7, 8, 9, 0, time.UTC))
 	s := open(t, filepath.Join(t.TempDir(), "fleetrun.db"), clock.Now)
 	base := clock.Now()
 	for i := range 3*sweepChunk + 5 { // several transactions' worth
@@ -190,10 +185,11 @@ func TestDeleteExpiredLeavesNothingBehind(t *testing.T) {
 		if _, _, err := s.ApplyDeviceUpdates(ctx, id, []task.DeviceUpdate{{DeviceID: "d1", Status: task.DeviceCancelled, At: base}}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.Transition(ctx, task.Transition{TaskID: id, From: task.StatusPending, Version: 2,
-			To: task.StatusCancelled, At: base, ExpiresAt: base.Add(time.Hour)}); err != nil {
+		cur, err := s.GetTask(ctx, id)
+		if err != nil {
 			t.Fatal(err)
 		}
+		storetest.MoveTo(t, s, cur, task.StatusCancelled, base, base.Add(time.Hour))
 	}
 	n, err := s.DeleteExpired(ctx, base.Add(2*time.Hour))
 	if err != nil || n != 3*sweepChunk+5 {
@@ -216,7 +212,7 @@ func TestDeleteExpiredLeavesNothingBehind(t *testing.T) {
 func TestListTasksEndsOnAFullLastPage(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	clock := storetest.NewClock(time.Date(2030, 5, 6, 7, 8, 9, 0, time.UTC))
+	clock := clocktest.New(time.Date(2030, 5, 6, 7, 8, 9, 0, time.UTC))
 	s := open(t, filepath.Join(t.TempDir(), "fleetrun.db"), clock.Now)
 	for i := range 4 {
 		tk := newTask("t"+string(rune('0'+i)), "alice", clock.Now().Add(time.Duration(i)*time.Second), "d", "e")
@@ -234,7 +230,7 @@ func TestListTasksEndsOnAFullLastPage(t *testing.T) {
 	}
 	// A cursor of one owner's listing is refused for another's.
 	_, err = s.ListTasks(ctx, task.ListQuery{Owner: "bob", Cursor: first.Next})
-	if !task.IsCode(err, task.ErrInvalid) {
+	if !task.IsCode(err, task.CodeInvalidQuery) {
 		t.Errorf("another owner's cursor: err = %v, want invalid", err)
 	}
 	// Devices end on a full last page too, and a device cursor is no task cursor.
@@ -247,7 +243,7 @@ func TestListTasksEndsOnAFullLastPage(t *testing.T) {
 		t.Errorf("last device page = %+v, %v; want one device and no cursor", last, err)
 	}
 	_, err = s.ListTasks(ctx, task.ListQuery{Owner: "alice", Cursor: devs.Next})
-	if !task.IsCode(err, task.ErrInvalid) {
+	if !task.IsCode(err, task.CodeInvalidQuery) {
 		t.Errorf("a device cursor given to ListTasks: err = %v, want invalid", err)
 	}
 }
@@ -258,7 +254,7 @@ func TestListTasksEndsOnAFullLastPage(t *testing.T) {
 func TestApplyRechecksInTheWriteTransaction(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	clock := storetest.NewClock(time.Date(2030, 5, 6, 7, 8, 9, 0, time.UTC))
+	clock := clocktest.New(time.Date(2030, 5, 6, 7, 8, 9, 0, time.UTC))
 	s := open(t, filepath.Join(t.TempDir(), "fleetrun.db"), clock.Now)
 	if _, _, err := s.CreateTask(ctx, newTask("t1", "alice", clock.Now(), "a", "b"), nil); err != nil {
 		t.Fatal(err)
@@ -272,10 +268,7 @@ func TestApplyRechecksInTheWriteTransaction(t *testing.T) {
 	if err != nil || n != 0 || again.Version != first.Version || again.Counts != first.Counts {
 		t.Errorf("duplicate apply = %+v, %d, %v; want nothing applied and version %d", again, n, err, first.Version)
 	}
-	if _, err := s.Transition(ctx, task.Transition{TaskID: "t1", From: task.StatusPending, Version: 2,
-		To: task.StatusCancelled, At: clock.Now()}); err != nil {
-		t.Fatal(err)
-	}
+	storetest.MoveTo(t, s, first, task.StatusCancelled, clock.Now(), time.Time{})
 	ended, n, err := s.apply("t1", []task.DeviceUpdate{{DeviceID: "b", Status: task.DeviceSucceeded}}, clock.Now())
 	if err != nil || n != 0 || ended.Version != 3 || ended.Counts.Pending != 0 || ended.Counts.Cancelled != 1 {
 		t.Errorf("apply to a cancelled task = %+v, %d, %v; want nothing applied at version 3", ended, n, err)

@@ -16,13 +16,13 @@ import (
 // CreateTask implements task.Store. The task, its device ids, its index entries and the
 // idempotency record are written in one transaction, which is on disk when CreateTask returns.
 // A second create with the same key waits for the first to commit and then replays it, so this
-// store never answers ErrInProgress.
+// store never answers CodeInProgress.
 func (s *Store) CreateTask(ctx context.Context, t *task.Task, idem *task.IdempotencyRecord) (*task.Task, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, false, err
 	}
 	if t == nil || t.ID == "" {
-		return nil, false, task.Errorf(task.ErrInvalid, "a task needs an id")
+		return nil, false, task.Errorf(task.CodeInvalid, "a task needs an id")
 	}
 	now := s.now()
 	var (
@@ -42,7 +42,7 @@ func (s *Store) CreateTask(ctx context.Context, t *task.Task, idem *task.Idempot
 		}
 		tasks := tx.Bucket(bucketTasks)
 		if tasks.Get([]byte(t.ID)) != nil {
-			return task.Errorf(task.ErrConflict, "a task with id %s already exists", t.ID)
+			return task.Errorf(task.CodeConflict, "a task with id %s already exists", t.ID)
 		}
 		seq, err := tasks.NextSequence()
 		if err != nil {
@@ -80,7 +80,7 @@ func (s *Store) CreateTask(ctx context.Context, t *task.Task, idem *task.Idempot
 		return nil
 	})
 	if err != nil {
-		if task.ErrorCode(err) == task.ErrInternal {
+		if task.ErrorCode(err) == task.CodeInternal {
 			return nil, false, fmt.Errorf("localstore: create task %s: %w", t.ID, err)
 		}
 		return nil, false, err
@@ -94,18 +94,18 @@ func (s *Store) CreateTask(ctx context.Context, t *task.Task, idem *task.Idempot
 }
 
 // replay returns the task an earlier create with the same owner and key stored, nil when the
-// key is free (never used, expired, or its task is gone), or ErrIdempotencyMismatch.
+// key is free (never used, expired, or its task is gone), or CodeIdempotencyMismatch.
 func (s *Store) replay(tx *bolt.Tx, idem *task.IdempotencyRecord, now time.Time) (*task.Task, error) {
 	prior, err := loadIdem(tx, idem.Owner, idem.Key)
 	if err != nil || prior == nil || idemExpired(prior, now) {
 		return nil, err
 	}
 	if prior.RequestHash != idem.RequestHash {
-		return nil, task.Errorf(task.ErrIdempotencyMismatch,
+		return nil, task.Errorf(task.CodeIdempotencyMismatch,
 			"the Idempotency-Key was already used with a different request")
 	}
 	rec, err := loadLive(tx, prior.TaskID, now)
-	if task.IsCode(err, task.ErrNotFound) {
+	if task.IsCode(err, task.CodeNotFound) {
 		return nil, nil
 	}
 	if err != nil {
@@ -144,7 +144,7 @@ func (s *Store) ListTasks(ctx context.Context, q task.ListQuery) (*task.TaskPage
 	if q.Cursor != "" {
 		var err error
 		if after, err = decodeCursor(cursorTasks, q.Cursor); err != nil || !bytes.HasPrefix(after, prefix) {
-			return nil, badCursor()
+			return nil, task.BadCursor()
 		}
 	}
 	now := s.now()
@@ -200,11 +200,14 @@ func before(c *bolt.Cursor, key []byte) []byte {
 	return k
 }
 
-// Transition implements task.Store: the status and version are checked and the task written in
-// one transaction.
+// Transition implements task.Store: the transition is checked against the state machine, and the
+// status and version against the task, in the transaction that writes it.
 func (s *Store) Transition(ctx context.Context, tr task.Transition) (*task.Task, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	if err := tr.Check(); err != nil {
+		return nil, fmt.Errorf("localstore: transition %s: %w", tr.TaskID, err)
 	}
 	now := s.now()
 	at := tr.At
@@ -221,17 +224,17 @@ func (s *Store) Transition(ctx context.Context, tr task.Transition) (*task.Task,
 		}
 		t := rec.Task
 		if t.Status != tr.From || t.Version != tr.Version {
-			return &task.Error{Code: task.ErrConflict, Status: t.Status, Message: fmt.Sprintf(
+			return &task.Error{Code: task.CodeConflict, Status: t.Status, Message: fmt.Sprintf(
 				"task %s is %s at version %d, not %s at version %d", t.ID, t.Status, t.Version, tr.From, tr.Version)}
 		}
 		t.Status, t.Version, t.UpdatedAt = tr.To, t.Version+1, at
 		if tr.Step != "" {
 			t.CurrentStep = tr.Step
 		}
-		if tr.To == task.StatusRunning {
+		if tr.Starts() {
 			t.StartedAt = new(at)
 		}
-		if tr.To.Terminal() {
+		if tr.Ends() {
 			if err := s.finish(tx, t, at, tr); err != nil {
 				return err
 			}
@@ -242,19 +245,18 @@ func (s *Store) Transition(ctx context.Context, tr task.Transition) (*task.Task,
 		out, err = s.full(tx, rec)
 		return err
 	})
-	if err != nil && task.ErrorCode(err) == task.ErrInternal {
+	if err != nil && task.ErrorCode(err) == task.CodeInternal {
 		return nil, fmt.Errorf("localstore: transition %s to %s: %w", tr.TaskID, tr.To, err)
 	}
 	return out, err
 }
 
-// finish records a terminal transition: the result, the completion time, and the expiry, and
-// takes the task out of the active index.
+// finish records a transition that ends a task: the result, the counts (task.End counts the
+// devices that never started), the completion time and the expiry, and takes the task out of
+// the active index.
 func (s *Store) finish(tx *bolt.Tx, t *task.Task, at time.Time, tr task.Transition) error {
 	t.CompletedAt = new(at)
-	// Devices that never started count as cancelled once the task has ended (Task.Unstarted).
-	t.Counts.Cancelled += t.Counts.Pending
-	t.Counts.Pending = 0
+	t.Counts = tr.Counts
 	if tr.Result != nil {
 		t.Result = tr.Result
 	}

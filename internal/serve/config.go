@@ -27,6 +27,9 @@ type Config struct {
 	// MetricsAddr, when set, serves GET /metrics on this loopback address without a token,
 	// instead of on Addr behind the API's tokens.
 	MetricsAddr string
+	// Now is the clock of the store, the runner, the engine and the sweeper; time.Now when
+	// nil. Flags do not set it: tests do.
+	Now func() time.Time
 }
 
 // tokenFlags collects repeated --token values.

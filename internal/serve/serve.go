@@ -29,9 +29,9 @@ import (
 
 // Main runs `fleetrun serve` with args (the words after "serve") until ctx ends, and returns the
 // process exit code. It prints "listening on http://ADDR" to stdout once the server accepts
-// connections.
-func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	cfg, err := parseConfig(args, os.Getenv, stderr)
+// connections. getenv reads the environment (os.Getenv in the binary).
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	cfg, err := parseConfig(args, getenv, stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -66,6 +66,9 @@ func newLogger(w io.Writer, cfg Config) *slog.Logger {
 //
 // ready, when not nil, is called with the server's base URL once it accepts connections.
 func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(baseURL string)) error {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
 	}
@@ -73,7 +76,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(baseURL s
 	if err != nil {
 		return fmt.Errorf("script root: %w", err)
 	}
-	store, err := localstore.Open(filepath.Join(cfg.DataDir, "fleetrun.db"), localstore.Options{Logger: log})
+	store, err := localstore.Open(filepath.Join(cfg.DataDir, "fleetrun.db"), localstore.Options{Now: cfg.Now, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -84,6 +87,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(baseURL s
 		DataDir:    cfg.DataDir,
 		Devices:    store,
 		Grace:      cfg.Grace,
+		Now:        cfg.Now,
 		Logger:     log,
 	})
 	if err != nil {
@@ -104,6 +108,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(baseURL s
 		Metrics:   metrics,
 		Rules:     task.Rules{DeviceID: task.LocalDeviceID, CheckScript: localrun.CheckScript(root)},
 		Retention: cfg.Retention,
+		Now:       cfg.Now,
 		Logger:    log,
 	})
 	runner.SetReporter(eng)
@@ -147,7 +152,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(baseURL s
 		"auth", len(cfg.Tokens) > 0)
 
 	sweepDone := make(chan struct{})
-	go func() { defer close(sweepDone); sweep(ctx, store, runner, log) }()
+	go func() { defer close(sweepDone); sweep(ctx, store, runner, cfg.Now, log) }()
 
 	select {
 	case err = <-served:
@@ -211,10 +216,10 @@ func resume(ctx context.Context, store *localstore.Store, q *localqueue.Queue, l
 
 // sweep deletes expired tasks every minute until ctx ends, and then the files (working
 // directories and kept output) of every task the store no longer has.
-func sweep(ctx context.Context, store *localstore.Store, runner *localrun.Runner, log *slog.Logger) {
+func sweep(ctx context.Context, store *localstore.Store, runner *localrun.Runner, now func() time.Time, log *slog.Logger) {
 	exists := func(ctx context.Context, id string) (bool, error) {
 		_, err := store.GetTask(ctx, id)
-		if task.IsCode(err, task.ErrNotFound) {
+		if task.IsCode(err, task.CodeNotFound) {
 			return false, nil
 		}
 		return err == nil, err
@@ -222,7 +227,7 @@ func sweep(ctx context.Context, store *localstore.Store, runner *localrun.Runner
 	tick := time.NewTicker(time.Minute)
 	defer tick.Stop()
 	for {
-		if n, err := store.DeleteExpired(ctx, time.Now()); err != nil && ctx.Err() == nil {
+		if n, err := store.DeleteExpired(ctx, now()); err != nil && ctx.Err() == nil {
 			log.Error("deleting expired tasks", "err", err)
 		} else if n > 0 {
 			log.Info("deleted expired tasks", "count", n)
@@ -253,9 +258,11 @@ func (p logPublisher) Publish(ctx context.Context, n task.Notification) error {
 
 // Start runs `fleetrun serve` with args in the background until ctx ends, writing its logs
 // (at the level --log-level names) to logs. It returns the server's base URL once it accepts
-// connections, and a channel that yields Run's error when the server has stopped.
+// connections, and a channel that yields Run's error when the server has stopped. It reads no
+// environment: everything comes from args, so a test is not configured by the shell that runs
+// it.
 func Start(ctx context.Context, args []string, logs io.Writer) (baseURL string, done <-chan error, err error) {
-	cfg, err := parseConfig(args, os.Getenv, io.Discard)
+	cfg, err := parseConfig(args, func(string) string { return "" }, io.Discard)
 	if err != nil {
 		return "", nil, err
 	}

@@ -2,46 +2,28 @@ package ssmrun_test
 
 import (
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/fleetrun/fleetrun/internal/clocktest"
 	"github.com/fleetrun/fleetrun/internal/ssmrun"
 	"github.com/fleetrun/fleetrun/internal/ssmtest"
 	"github.com/fleetrun/fleetrun/internal/task"
 )
 
-// clock is a fake clock that only moves when told.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // bundle is what most tests need: a test SSM server, a command log, a clock and a runner.
 type bundle struct {
 	srv    *ssmtest.Server
 	log    *ssmrun.MemoryLog
-	clock  *clock
+	clock  *clocktest.Clock
 	runner *ssmrun.Runner
 }
 
 func setup(t *testing.T, tweak ...func(*ssmrun.Config)) *bundle {
 	t.Helper()
-	b := &bundle{srv: ssmtest.Start(t), log: ssmrun.NewMemoryLog(), clock: &clock{t: time.Now().UTC().Truncate(time.Second)}}
+	b := &bundle{srv: ssmtest.Start(t), log: ssmrun.NewMemoryLog(), clock: clocktest.New(time.Now().UTC().Truncate(time.Second))}
 	b.srv.SetNow(b.clock.Now)
-	cfg := ssmrun.Config{API: b.srv.Client(), Log: b.log, AllowedBuckets: []string{"fleet-scripts"}, Now: b.clock.Now}
+	cfg := ssmrun.Config{API: b.srv.Client(), CommandLog: b.log, AllowedBuckets: []string{"fleet-scripts"}, Now: b.clock.Now}
 	for _, f := range tweak {
 		f(&cfg)
 	}

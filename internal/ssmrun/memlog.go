@@ -29,7 +29,7 @@ func (l *MemoryLog) RecordCommand(_ context.Context, taskID string, batch int, c
 		if have == commandID {
 			return nil
 		}
-		return task.Errorf(task.ErrConflict, "batch %d of task %s already has command %s", batch, taskID, have)
+		return task.Errorf(task.CodeConflict, "batch %d of task %s already has command %s", batch, taskID, have)
 	}
 	if l.tasks[taskID] == nil {
 		l.tasks[taskID] = map[int]string{}
@@ -56,7 +56,7 @@ func (l *MemoryLog) TaskForCommand(_ context.Context, commandID string) (string,
 	defer l.mu.Unlock()
 	id, ok := l.owners[commandID]
 	if !ok {
-		return "", task.Errorf(task.ErrNotFound, "no task sent command %s", commandID)
+		return "", task.Errorf(task.CodeNotFound, "no task sent command %s", commandID)
 	}
 	return id, nil
 }

@@ -21,7 +21,7 @@ import (
 // started. Devices of a refused batch are reported undeliverable; devices of a batch never
 // sent are reported cancelled once t is cancelling, since no dispatch will send them.
 func (r *Runner) Poll(ctx context.Context, t *task.Task) ([]task.DeviceUpdate, error) {
-	recorded, err := r.cfg.Log.Commands(ctx, t.ID)
+	recorded, err := r.cfg.CommandLog.Commands(ctx, t.ID)
 	if err != nil {
 		return nil, fmt.Errorf("ssmrun: commands of %s: %w", t.ID, err)
 	}
@@ -79,7 +79,7 @@ func (r *Runner) poll(ctx context.Context, t *task.Task, commandID string, now t
 // and cancelling twice is harmless. The devices report cancelled through Poll once SSM has
 // stopped them; devices that finished first keep their own outcome.
 func (r *Runner) Cancel(ctx context.Context, t *task.Task) error {
-	recorded, err := r.cfg.Log.Commands(ctx, t.ID)
+	recorded, err := r.cfg.CommandLog.Commands(ctx, t.ID)
 	if err != nil {
 		return fmt.Errorf("ssmrun: commands of %s: %w", t.ID, err)
 	}
@@ -124,7 +124,7 @@ func open(s types.CommandStatus) bool {
 // 24,000 characters of stdout and 8,000 of stderr, and returns the task it belongs to and the
 // update it means. It is for handling SSM's per-invocation EventBridge events.
 func (r *Runner) Invocation(ctx context.Context, commandID, instanceID string) (string, task.DeviceUpdate, error) {
-	taskID, err := r.cfg.Log.TaskForCommand(ctx, commandID)
+	taskID, err := r.cfg.CommandLog.TaskForCommand(ctx, commandID)
 	if err != nil {
 		return "", task.DeviceUpdate{}, fmt.Errorf("ssmrun: task of command %s: %w", commandID, err)
 	}

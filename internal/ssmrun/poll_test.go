@@ -81,7 +81,7 @@ func TestPollMapsOutcomes(t *testing.T) {
 
 	last := map[string]task.DeviceUpdate{}
 	for range 4 {
-		b.clock.Add(5 * time.Second)
+		b.clock.Advance(5 * time.Second)
 		updates, err := b.runner.Poll(t.Context(), tk)
 		if err != nil {
 			t.Fatalf("Poll: %v", err)
@@ -243,8 +243,8 @@ func TestInvocationReadsFullOutput(t *testing.T) {
 		t.Errorf("Invocation = %s exit %v stdout %d chars (cut %v) stderr %q (cut %v) ref %s",
 			u.Status, u.ExitCode, len(u.Stdout), u.StdoutTruncated, u.Stderr, u.StderrTruncated, u.Ref)
 	}
-	if _, _, err := b.runner.Invocation(t.Context(), "00000000-0000-4000-8000-000000000000", device(1)); !task.IsCode(err, task.ErrNotFound) {
-		t.Errorf("Invocation of a command of no task: %v, want ErrNotFound", err)
+	if _, _, err := b.runner.Invocation(t.Context(), "00000000-0000-4000-8000-000000000000", device(1)); !task.IsCode(err, task.CodeNotFound) {
+		t.Errorf("Invocation of a command of no task: %v, want CodeNotFound", err)
 	}
 }
 

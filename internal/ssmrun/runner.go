@@ -1,5 +1,5 @@
 // Package ssmrun runs fleetrun tasks with SSM Run Command. It implements engine.Runner and
-// engine.Poller on top of the aws-sdk-go-v2 SSM client.
+// engine.PolledRunner on top of the aws-sdk-go-v2 SSM client.
 //
 // Dispatch. A task's devices are sent in batches of at most BatchSize instance ids, batch n
 // being DeviceIDs[n*BatchSize:(n+1)*BatchSize], one SendCommand each, with the Comment
@@ -13,7 +13,7 @@
 // SendCommand is retried by the SDK only for throttling, which means SSM did not accept the
 // request; any other failure that might have followed an acceptance (a 5xx, a lost
 // connection) is returned instead, and the next dispatch finds the command if it was accepted.
-// A refusal (4xx) of the first batch fails the task with task.ErrInvalid; a refusal of a later
+// A refusal (4xx) of the first batch fails the task with task.CodeInvalid; a refusal of a later
 // batch (typically InvalidInstanceId: a node that is not a managed node SSM can reach), or any
 // InvalidInstanceId, is recorded for that batch, and Poll reports its devices undeliverable
 // with SSM's message, so one bad id does not stop the rest of the fleet.
@@ -69,18 +69,18 @@ type API interface {
 type CommandLog interface {
 	// RecordCommand records commandID as batch's command. Recording the same command again is
 	// not an error; recording another command for a batch that has one returns an error with
-	// code task.ErrConflict and changes nothing.
+	// code task.CodeConflict and changes nothing.
 	RecordCommand(ctx context.Context, taskID string, batch int, commandID string) error
 	// Commands returns the task's recorded commands by batch, empty when there are none.
 	Commands(ctx context.Context, taskID string) (map[int]string, error)
-	// TaskForCommand returns the task a command was sent for, or an ErrNotFound error.
+	// TaskForCommand returns the task a command was sent for, or an CodeNotFound error.
 	TaskForCommand(ctx context.Context, commandID string) (string, error)
 }
 
-// Config wires a Runner. API and Log are required.
+// Config wires a Runner. API and CommandLog are required.
 type Config struct {
-	API API
-	Log CommandLog
+	API        API
+	CommandLog CommandLog
 	// DocumentName is the document to run, DefaultDocument when empty. Another document must
 	// take the same parameters (sourceType, sourceInfo, commandLine, executionTimeout).
 	DocumentName string
@@ -108,8 +108,8 @@ type Runner struct {
 }
 
 var (
-	_ engine.Runner = (*Runner)(nil)
-	_ engine.Poller = (*Runner)(nil)
+	_ engine.Runner       = (*Runner)(nil)
+	_ engine.PolledRunner = (*Runner)(nil)
 )
 
 // New returns a Runner for cfg, filling in defaults.
@@ -162,7 +162,7 @@ func parseComment(comment, taskID string) (int, bool) {
 // Margin still makes progress instead of handing the same dispatch on forever.
 func (r *Runner) Start(ctx context.Context, t *task.Task) error {
 	if err := r.check(t.Request.ScriptURL); err != nil {
-		return &task.Error{Code: task.ErrInvalid, Message: "scriptUrl: " + err.Error()}
+		return &task.Error{Code: task.CodeInvalid, Message: "scriptUrl: " + err.Error()}
 	}
 	obj, _ := ParseScriptURL(t.Request.ScriptURL)
 	batches := Batches(t.Request.DeviceIDs)
@@ -195,7 +195,7 @@ func (r *Runner) Start(ctx context.Context, t *task.Task) error {
 // sent returns the commands already sent for t, by batch. Those that SSM has but the log
 // lacks (a crash between SendCommand and RecordCommand) are recorded first.
 func (r *Runner) sent(ctx context.Context, t *task.Task, batches int) (map[int]string, error) {
-	recorded, err := r.cfg.Log.Commands(ctx, t.ID)
+	recorded, err := r.cfg.CommandLog.Commands(ctx, t.ID)
 	if err != nil {
 		return nil, fmt.Errorf("ssmrun: commands of %s: %w", t.ID, err)
 	}
@@ -217,7 +217,7 @@ func (r *Runner) sent(ctx context.Context, t *task.Task, batches int) (map[int]s
 			}
 			continue
 		}
-		if err := r.cfg.Log.RecordCommand(ctx, t.ID, c.batch, c.id); err != nil {
+		if err := r.cfg.CommandLog.RecordCommand(ctx, t.ID, c.batch, c.id); err != nil {
 			return nil, fmt.Errorf("ssmrun: record recovered command %s of %s batch %d: %w", c.id, t.ID, c.batch, err)
 		}
 		r.log.InfoContext(ctx, "recovered a command sent before a failure", "task_id", t.ID, "batch", c.batch, "command_id", c.id)

@@ -36,9 +36,9 @@ func (r *Runner) send(ctx context.Context, t *task.Task, obj S3Object, n int, id
 	id := aws.ToString(out.Command.CommandId)
 	// The command runs now whatever happens to this context, so it is recorded even if the
 	// context ends; if recording fails anyway, the next dispatch finds it with ListCommands.
-	err = r.cfg.Log.RecordCommand(context.WithoutCancel(ctx), t.ID, n, id)
-	if task.IsCode(err, task.ErrConflict) {
-		kept, _ := r.cfg.Log.Commands(context.WithoutCancel(ctx), t.ID)
+	err = r.cfg.CommandLog.RecordCommand(context.WithoutCancel(ctx), t.ID, n, id)
+	if task.IsCode(err, task.CodeConflict) {
+		kept, _ := r.cfg.CommandLog.Commands(context.WithoutCancel(ctx), t.ID)
 		r.dropDuplicate(ctx, t, n, id, kept[n])
 		return kept[n], nil
 	}
@@ -120,7 +120,7 @@ func orDefault(v, d string) string {
 func (r *Runner) refused(ctx context.Context, t *task.Task, n int, first bool, err error) (string, error) {
 	if throttled(err) {
 		return "", fmt.Errorf("ssmrun: send %s batch %d: %w: %w", t.ID, n,
-			task.Errorf(task.ErrUnavailable, "SSM is throttling SendCommand; the dispatch resumes later"), err)
+			task.Errorf(task.CodeUnavailable, "SSM is throttling SendCommand; the dispatch resumes later"), err)
 	}
 	var api smithy.APIError
 	var resp *awshttp.ResponseError
@@ -132,10 +132,10 @@ func (r *Runner) refused(ctx context.Context, t *task.Task, n int, first bool, e
 		msg += ": " + m
 	}
 	if first && api.ErrorCode() != "InvalidInstanceId" {
-		return "", fmt.Errorf("ssmrun: send %s batch %d: %w", t.ID, n, task.Errorf(task.ErrInvalid, "SSM refused the command: %s", msg))
+		return "", fmt.Errorf("ssmrun: send %s batch %d: %w", t.ID, n, task.Errorf(task.CodeInvalid, "SSM refused the command: %s", msg))
 	}
 	marker := refusedMarker(t.ID, n, msg)
-	if err := r.cfg.Log.RecordCommand(context.WithoutCancel(ctx), t.ID, n, marker); err != nil {
+	if err := r.cfg.CommandLog.RecordCommand(context.WithoutCancel(ctx), t.ID, n, marker); err != nil {
 		return "", fmt.Errorf("ssmrun: record refusal of %s batch %d: %w", t.ID, n, err)
 	}
 	r.log.WarnContext(ctx, "SSM refused a batch; its devices are undeliverable", "task_id", t.ID, "batch", n, "err", msg)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetrun/fleetrun/internal/awsretry"
 	"github.com/fleetrun/fleetrun/internal/engine"
 	"github.com/fleetrun/fleetrun/internal/ssmrun"
 	"github.com/fleetrun/fleetrun/internal/ssmtest"
@@ -98,7 +99,7 @@ func TestStartPassesPercentagesAndOutput(t *testing.T) {
 	b := setup(t, func(c *ssmrun.Config) { c.OutputBucket = "fleet-output" })
 	tk := b.runningTask("01JTASKPERCENT000000000000", devices(60))
 	tk.Request.MaxConcurrency, tk.Request.MaxErrors = "25%", "10%"
-	b.clock.Add(590 * time.Second) // 10 s before the deadline: the delivery timeout floor applies
+	b.clock.Advance(590 * time.Second) // 10 s before the deadline: the delivery timeout floor applies
 	if err := b.runner.Start(t.Context(), tk); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
@@ -121,7 +122,7 @@ func TestStartRecoversCommandAcceptedBeforeACrash(t *testing.T) {
 	b.srv.PassNext(ssmtest.OpSendCommand, 1)
 	b.srv.FailAfterAccept(ssmtest.OpSendCommand, 1)
 	err := b.runner.Start(t.Context(), tk)
-	if err == nil || errors.Is(err, engine.ErrIncomplete) || task.IsCode(err, task.ErrInvalid) {
+	if err == nil || errors.Is(err, engine.ErrIncomplete) || task.IsCode(err, task.CodeInvalid) {
 		t.Fatalf("Start after a lost answer: %v, want a retryable error", err)
 	}
 	if n := b.srv.Calls(ssmtest.OpSendCommand); n != 2 {
@@ -132,7 +133,7 @@ func TestStartRecoversCommandAcceptedBeforeACrash(t *testing.T) {
 	}
 
 	// The executor retries the message.
-	b.clock.Add(30 * time.Second)
+	b.clock.Advance(30 * time.Second)
 	if err := b.runner.Start(t.Context(), tk); err != nil {
 		t.Fatalf("retried Start: %v", err)
 	}
@@ -147,7 +148,7 @@ func TestStartStopsNearTheDeadlineAndResumes(t *testing.T) {
 	b := setup(t)
 	// The runner's clock moves a minute with every SendCommand, as if each took that long.
 	base := time.Now()
-	runner := ssmrun.New(ssmrun.Config{API: b.srv.Client(), Log: b.log, AllowedBuckets: []string{"fleet-scripts"},
+	runner := ssmrun.New(ssmrun.Config{API: b.srv.Client(), CommandLog: b.log, AllowedBuckets: []string{"fleet-scripts"},
 		Now: func() time.Time { return base.Add(time.Duration(b.srv.Calls(ssmtest.OpSendCommand)) * time.Minute) }})
 	b.srv.SetNow(time.Now)
 	tk := b.runningTask("01JTASKDEADLINE00000000000", devices(120))
@@ -212,10 +213,10 @@ func TestStartSurvivesThrottling(t *testing.T) {
 	// Throttling that outlasts the SDK's attempts surfaces as unavailable, and the next
 	// dispatch carries on without duplicates.
 	tk2 := b.runningTask("01JTASKTHROTTLE20000000000", devices(10))
-	b.srv.ThrottleNext(ssmtest.OpSendCommand, 3)
+	b.srv.ThrottleNext(ssmtest.OpSendCommand, awsretry.DefaultMaxAttempts)
 	err := b.runner.Start(t.Context(), tk2)
-	if !task.IsCode(err, task.ErrUnavailable) {
-		t.Fatalf("Start under lasting throttling: %v, want ErrUnavailable", err)
+	if !task.IsCode(err, task.CodeUnavailable) {
+		t.Fatalf("Start under lasting throttling: %v, want CodeUnavailable", err)
 	}
 	if err := b.runner.Start(t.Context(), tk2); err != nil {
 		t.Fatalf("Start once throttling ended: %v", err)
@@ -238,16 +239,16 @@ func TestStartRefusals(t *testing.T) {
 	// A script outside the allowed buckets never reaches SSM.
 	tk := b.runningTask("01JTASKBADSCRIPT0000000000", devices(3))
 	tk.Request.ScriptURL = "s3://elsewhere/patch.sh"
-	if err := b.runner.Start(t.Context(), tk); !task.IsCode(err, task.ErrInvalid) {
-		t.Errorf("Start with a script in another bucket: %v, want ErrInvalid", err)
+	if err := b.runner.Start(t.Context(), tk); !task.IsCode(err, task.CodeInvalid) {
+		t.Errorf("Start with a script in another bucket: %v, want CodeInvalid", err)
 	}
 
 	// SSM refusing the first batch for a reason of its own fails the task.
 	tk = b.runningTask("01JTASKDENIED0000000000000", devices(3))
 	b.srv.FailNext(ssmtest.OpSendCommand, http.StatusBadRequest, "AccessDeniedException", "not authorized to perform ssm:SendCommand", 1)
 	err := b.runner.Start(t.Context(), tk)
-	if !task.IsCode(err, task.ErrInvalid) || !strings.Contains(err.Error(), "AccessDeniedException") {
-		t.Errorf("Start refused by SSM: %v, want ErrInvalid naming the refusal", err)
+	if !task.IsCode(err, task.CodeInvalid) || !strings.Contains(err.Error(), "AccessDeniedException") {
+		t.Errorf("Start refused by SSM: %v, want CodeInvalid naming the refusal", err)
 	}
 	if n := len(b.srv.Commands()); n != 0 {
 		t.Errorf("%d commands accepted", n)

@@ -25,7 +25,7 @@ func TestObserveThrottlesCountsEveryThrottledAttempt(t *testing.T) {
 	t.Parallel()
 	obs := &throttles{by: map[string]int{}}
 	b := setup(t)
-	b.runner = ssmrun.New(ssmrun.Config{API: b.srv.Client(ssmrun.ObserveThrottles(obs)), Log: b.log,
+	b.runner = ssmrun.New(ssmrun.Config{API: b.srv.Client(ssmrun.ObserveThrottles(obs)), CommandLog: b.log,
 		AllowedBuckets: []string{"fleet-scripts"}, Now: b.clock.Now})
 	b.srv.ThrottleNext(ssmtest.OpSendCommand, 2)
 	b.srv.ThrottleNext(ssmtest.OpListCommandInvocations, 1)

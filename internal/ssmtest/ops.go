@@ -231,15 +231,7 @@ func (s *Server) listCommands(body []byte) (any, *apiError) {
 	if err := decode(body, &req); err != nil {
 		return nil, err
 	}
-	keep, aerr := filterFunc(req.Filters)
-	if aerr != nil {
-		return nil, aerr
-	}
-	limit, aerr := maxResults(req.MaxResults)
-	if aerr != nil {
-		return nil, aerr
-	}
-	after, aerr := pageToken(req.NextToken)
+	keep, limit, after, aerr := req.query()
 	if aerr != nil {
 		return nil, aerr
 	}
@@ -288,15 +280,7 @@ func (s *Server) listCommandInvocations(body []byte) (any, *apiError) {
 	if err := decode(body, &req); err != nil {
 		return nil, err
 	}
-	keep, aerr := filterFunc(req.Filters)
-	if aerr != nil {
-		return nil, aerr
-	}
-	limit, aerr := maxResults(req.MaxResults)
-	if aerr != nil {
-		return nil, aerr
-	}
-	start, aerr := pageToken(req.NextToken)
+	keep, limit, start, aerr := req.query()
 	if aerr != nil {
 		return nil, aerr
 	}

@@ -53,6 +53,20 @@ func parseFilterTime(v string) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("bad time %q", v)
 }
 
+// query reads the filters, the page size and the page token of a List request.
+func (r listCommandsRequest) query() (keep func(requested time.Time, doc, status string) bool, limit, token int, err *apiError) {
+	if keep, err = filterFunc(r.Filters); err != nil {
+		return nil, 0, 0, err
+	}
+	if limit, err = maxResults(r.MaxResults); err != nil {
+		return nil, 0, 0, err
+	}
+	if token, err = pageToken(r.NextToken); err != nil {
+		return nil, 0, 0, err
+	}
+	return keep, limit, token, nil
+}
+
 func maxResults(v *int) (int, *apiError) {
 	if v == nil {
 		return 50, nil

@@ -49,6 +49,8 @@ type commandFilter struct {
 	Value string `json:"value"`
 }
 
+// listCommandsRequest is the input of ListCommands, and the part of a ListCommandInvocations
+// request that selects and pages.
 type listCommandsRequest struct {
 	CommandId  string          `json:"CommandId"`
 	InstanceId string          `json:"InstanceId"`
@@ -58,12 +60,8 @@ type listCommandsRequest struct {
 }
 
 type listCommandInvocationsRequest struct {
-	CommandId  string          `json:"CommandId"`
-	InstanceId string          `json:"InstanceId"`
-	MaxResults *int            `json:"MaxResults"`
-	NextToken  string          `json:"NextToken"`
-	Filters    []commandFilter `json:"Filters"`
-	Details    bool            `json:"Details"`
+	listCommandsRequest
+	Details bool `json:"Details"`
 }
 
 type getCommandInvocationRequest struct {

@@ -10,24 +10,26 @@ import (
 type Code string
 
 const (
-	// ErrInvalid means the request is malformed or a field breaks a rule (HTTP 422, or 400 for
-	// a body that is not JSON).
-	ErrInvalid Code = "invalid"
-	// ErrNotFound means no such task or device exists for this owner, or it has expired.
-	ErrNotFound Code = "not_found"
-	// ErrConflict means the current state does not allow the operation: a conditional write lost
+	// CodeInvalid means a field of a request body breaks a rule (HTTP 422).
+	CodeInvalid Code = "invalid"
+	// CodeInvalidQuery means a parameter of a query breaks a rule: an unknown status filter, a
+	// page size out of bounds, or a cursor that is not one a listing returned (HTTP 400).
+	CodeInvalidQuery Code = "invalid_query"
+	// CodeNotFound means no such task or device exists for this owner, or it has expired.
+	CodeNotFound Code = "not_found"
+	// CodeConflict means the current state does not allow the operation: a conditional write lost
 	// a race, or the state machine refuses the event.
-	ErrConflict Code = "conflict"
-	// ErrIdempotencyMismatch means an Idempotency-Key was reused with a different request body.
-	ErrIdempotencyMismatch Code = "idempotency_mismatch"
-	// ErrInProgress means a request with the same Idempotency-Key is still being written.
-	ErrInProgress Code = "in_progress"
-	// ErrNotFinished means the task has no result yet because it is not in a terminal state.
-	ErrNotFinished Code = "not_finished"
-	// ErrUnavailable means a backend is overloaded or unreachable; the caller may retry.
-	ErrUnavailable Code = "unavailable"
-	// ErrInternal means something went wrong that the caller cannot fix.
-	ErrInternal Code = "internal"
+	CodeConflict Code = "conflict"
+	// CodeIdempotencyMismatch means an Idempotency-Key was reused with a different request body.
+	CodeIdempotencyMismatch Code = "idempotency_mismatch"
+	// CodeInProgress means a request with the same Idempotency-Key is still being written.
+	CodeInProgress Code = "in_progress"
+	// CodeNotFinished means the task has no result yet because it is not in a terminal state.
+	CodeNotFinished Code = "not_finished"
+	// CodeUnavailable means a backend is overloaded or unreachable; the caller may retry.
+	CodeUnavailable Code = "unavailable"
+	// CodeInternal means something went wrong that the caller cannot fix.
+	CodeInternal Code = "internal"
 )
 
 // FieldError names one bad field of a request by its JSON pointer (RFC 6901).
@@ -55,7 +57,7 @@ func Errorf(code Code, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
-// ErrorCode returns the code of the first *Error in err's chain, ErrInternal for any other
+// ErrorCode returns the code of the first *Error in err's chain, CodeInternal for any other
 // error, and "" for nil.
 func ErrorCode(err error) Code {
 	if err == nil {
@@ -65,7 +67,7 @@ func ErrorCode(err error) Code {
 	if errors.As(err, &e) {
 		return e.Code
 	}
-	return ErrInternal
+	return CodeInternal
 }
 
 // IsCode reports whether err carries code c.

@@ -1,13 +1,15 @@
 package task
 
-// Status is the state of a task. The machine is drawn in docs/state-machine.md:
+import (
+	"fmt"
+	"slices"
+)
+
+// Status is the state of a task. The transitions table below is the whole machine; it is drawn
+// in docs/state-machine.md, whose table a test compares with this one.
 //
-//	pending ──dispatch──▶ running ──finish──▶ completed | failed
-//	   │                     │  └──deadline──▶ timed_out
-//	   │                     └──cancel──▶ cancelling ──finish──▶ cancelled
-//	   └──cancel──▶ cancelled
-//
-// Every change of status is a conditional write on the current status and version, so a
+// Every change of status is a conditional write on the current status and version, built by
+// the constructors in transition.go and refused by every store unless the table allows it, so a
 // duplicated or late event can never move a task backwards or out of a terminal state.
 type Status string
 
@@ -50,12 +52,7 @@ func (s Status) Terminal() bool {
 
 // Valid reports whether s is one of the known task statuses.
 func (s Status) Valid() bool {
-	for _, v := range Statuses() {
-		if s == v {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(Statuses(), s)
 }
 
 // Event is something that happens to a task and may change its status.
@@ -80,7 +77,7 @@ func Events() []Event {
 }
 
 // transitions is the whole task state machine: for each status, the events it accepts and the
-// status each leads to. A pair that is not here is refused with ErrConflict.
+// status each leads to. A pair that is not here is refused with CodeConflict.
 var transitions = map[Status]map[Event]Status{
 	StatusPending: {
 		EventDispatch: StatusRunning,
@@ -109,16 +106,16 @@ var transitions = map[Status]map[Event]Status{
 }
 
 // Next returns the status that event e moves a task in status s to. It returns an *Error with
-// code ErrConflict when the machine does not allow e in s.
+// code CodeConflict, carrying s, when the machine does not allow e in s.
 func (s Status) Next(e Event) (Status, error) {
 	if next, ok := transitions[s][e]; ok {
 		return next, nil
 	}
-	return "", Errorf(ErrConflict, "a task that is %s cannot take %q", s, e)
+	return "", &Error{Code: CodeConflict, Status: s, Message: fmt.Sprintf("a task that is %s cannot take %q", s, e)}
 }
 
-// DeviceStatus is the state of one device of a task. A device moves forward only:
-// pending → running → one terminal state, or pending straight to a terminal state.
+// DeviceStatus is the state of one device of a task. A device moves forward only, along the
+// deviceMoves table: pending → running → one terminal state, or pending straight to one.
 type DeviceStatus string
 
 const (
@@ -147,45 +144,40 @@ func DeviceStatuses() []DeviceStatus {
 		DeviceTimedOut, DeviceCancelled, DeviceUndeliverable}
 }
 
+// deviceEndings are the terminal device statuses: the ways a device's work can end.
+var deviceEndings = []DeviceStatus{DeviceSucceeded, DeviceFailed, DeviceTimedOut, DeviceCancelled, DeviceUndeliverable}
+
+// deviceMoves is every move a device may make: for each status, the statuses a runner's update
+// may move it to. A status with no row is final. Moves go forward only, so a duplicated or
+// reordered update is refused rather than applied twice; Device.Apply is where it is used.
+var deviceMoves = map[DeviceStatus][]DeviceStatus{
+	DevicePending: append([]DeviceStatus{DeviceRunning}, deviceEndings...),
+	DeviceRunning: deviceEndings,
+}
+
+// UnstartedAtEnd is what a device that never started becomes once its task has ended: it never
+// will start. Task.Unstarted and Counts.Ended both follow it, so a device is listed and counted
+// the same way.
+const UnstartedAtEnd = DeviceCancelled
+
 // Terminal reports whether d is final for the device.
 func (d DeviceStatus) Terminal() bool {
-	return d != DevicePending && d != DeviceRunning && d.Valid()
+	return slices.Contains(deviceEndings, d)
 }
 
 // Valid reports whether d is one of the known device statuses.
 func (d DeviceStatus) Valid() bool {
-	for _, v := range DeviceStatuses() {
-		if d == v {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(DeviceStatuses(), d)
 }
 
-// Error reports whether d counts against maxErrors, the way SSM counts errors.
-func (d DeviceStatus) Error() bool {
+// CountsAsError reports whether d counts against maxErrors, the way SSM counts errors.
+func (d DeviceStatus) CountsAsError() bool {
 	return d == DeviceFailed || d == DeviceTimedOut || d == DeviceUndeliverable
 }
 
-// rank orders device statuses so that a device only ever moves forward.
-func (d DeviceStatus) rank() int {
-	switch d {
-	case DevicePending:
-		return 0
-	case DeviceRunning:
-		return 1
-	}
-	return 2
-}
-
-// CanMove reports whether a device in status from may move to status to. Moves are forward only
-// (pending → running → terminal, or pending → terminal) and terminal states are final, so a
-// duplicated or reordered update is refused rather than applied twice.
+// CanMove reports whether a device in status d may move to status to (see deviceMoves).
 func (d DeviceStatus) CanMove(to DeviceStatus) bool {
-	if !d.Valid() || !to.Valid() {
-		return false
-	}
-	return to.rank() > d.rank()
+	return slices.Contains(deviceMoves[d], to)
 }
 
 // String implements fmt.Stringer.

@@ -1,13 +1,15 @@
 package task_test
 
 import (
+	"os"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/fleetrun/fleetrun/internal/task"
 )
 
-// refused marks a status × event pair that the machine must refuse with ErrConflict.
+// refused marks a status × event pair that the machine must refuse with CodeConflict.
 const refused task.Status = ""
 
 // wantNext is the task state machine written out again, independently of status.go, so that a
@@ -96,7 +98,7 @@ func TestNextWalksEveryStatusAndEvent(t *testing.T) {
 			}
 			got, err := s.Next(e)
 			if want == refused {
-				if !task.IsCode(err, task.ErrConflict) || got != "" {
+				if !task.IsCode(err, task.CodeConflict) || got != "" {
 					t.Errorf("%s.Next(%s) = %q, %v; want a conflict", s, e, got, err)
 				}
 				continue
@@ -110,10 +112,10 @@ func TestNextWalksEveryStatusAndEvent(t *testing.T) {
 
 func TestNextRefusesUnknownStatusesAndEvents(t *testing.T) {
 	t.Parallel()
-	if _, err := task.Status("paused").Next(task.EventDispatch); !task.IsCode(err, task.ErrConflict) {
+	if _, err := task.Status("paused").Next(task.EventDispatch); !task.IsCode(err, task.CodeConflict) {
 		t.Errorf("an unknown status took dispatch: %v", err)
 	}
-	if _, err := task.StatusRunning.Next(task.Event("pause")); !task.IsCode(err, task.ErrConflict) {
+	if _, err := task.StatusRunning.Next(task.Event("pause")); !task.IsCode(err, task.CodeConflict) {
 		t.Errorf("running took an unknown event: %v", err)
 	}
 }
@@ -207,8 +209,63 @@ func TestDeviceTerminalAndError(t *testing.T) {
 		if got := tt.status.Terminal(); got != tt.terminal {
 			t.Errorf("%q.Terminal() = %v, want %v", tt.status, got, tt.terminal)
 		}
-		if got := tt.status.Error(); got != tt.isError {
-			t.Errorf("%q.Error() = %v, want %v", tt.status, got, tt.isError)
+		if got := tt.status.CountsAsError(); got != tt.isError {
+			t.Errorf("%q.CountsAsError() = %v, want %v", tt.status, got, tt.isError)
+		}
+	}
+}
+
+// TestStateMachineDocMatchesTheTable reads the transition table of docs/state-machine.md and
+// checks every cell against Status.Next, so the drawing of the machine cannot drift from it.
+func TestStateMachineDocMatchesTheTable(t *testing.T) {
+	t.Parallel()
+	doc, err := os.ReadFile("../../docs/state-machine.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var header []string
+	rows := map[task.Status][]string{}
+	for line := range strings.Lines(string(doc)) {
+		line = strings.TrimSpace(line)
+		if !strings.HasPrefix(line, "|") || strings.HasPrefix(line, "| ---") {
+			continue
+		}
+		cells := strings.Split(strings.Trim(line, "|"), "|")
+		for i := range cells {
+			cells[i] = strings.TrimSpace(cells[i])
+		}
+		if header == nil {
+			header = cells
+			continue
+		}
+		rows[task.Status(cells[0])] = cells[1:]
+	}
+	if len(header) != len(task.Events())+1 {
+		t.Fatalf("the doc's table has columns %q, want one per event", header)
+	}
+	for i, e := range task.Events() {
+		if header[i+1] != string(e) {
+			t.Errorf("column %d of the doc's table is %q, want %q", i+1, header[i+1], e)
+		}
+	}
+	if len(rows) != len(task.Statuses()) {
+		t.Errorf("the doc's table has %d rows, want one per status (%d)", len(rows), len(task.Statuses()))
+	}
+	for _, s := range task.Statuses() {
+		row, ok := rows[s]
+		if !ok || len(row) != len(task.Events()) {
+			t.Errorf("the doc's table has no full row for %s: %q", s, row)
+			continue
+		}
+		for i, e := range task.Events() {
+			next, err := s.Next(e)
+			cell := row[i]
+			switch {
+			case err != nil && !strings.HasPrefix(cell, "—"):
+				t.Errorf("doc: %s × %s is %q, but the table refuses it", s, e, cell)
+			case err == nil && cell != string(next):
+				t.Errorf("doc: %s × %s is %q, the table says %s", s, e, cell, next)
+			}
 		}
 	}
 }

@@ -15,28 +15,28 @@ type Store interface {
 	// CreateTask stores a new pending task, and when idem is not nil its idempotency record, in
 	// one atomic write. If the owner already used idem.Key and that record has not expired, it
 	// stores nothing and returns the earlier task with created false when idem.RequestHash
-	// matches, or an ErrIdempotencyMismatch error when it does not. ErrInProgress means a
+	// matches, or an CodeIdempotencyMismatch error when it does not. CodeInProgress means a
 	// concurrent request with the same key has not finished writing.
 	CreateTask(ctx context.Context, t *Task, idem *IdempotencyRecord) (stored *Task, created bool, err error)
 
-	// GetTask returns the task with id. It returns ErrNotFound when there is none or it has
+	// GetTask returns the task with id. It returns CodeNotFound when there is none or it has
 	// expired. Owner checks belong to the caller.
 	GetTask(ctx context.Context, id string) (*Task, error)
 
 	// ListTasks returns q.Owner's tasks newest first, filtered by q.Status when set.
 	ListTasks(ctx context.Context, q ListQuery) (*TaskPage, error)
 
-	// Transition changes a task's status if it is still in tr.From at tr.Version, sets
-	// StartedAt when it becomes running and CompletedAt when it becomes terminal, bumps the
-	// version, and returns the task as written. A terminal transition counts the devices still
-	// pending as cancelled (see Task.Unstarted). Otherwise it returns ErrConflict (or
-	// ErrNotFound) and writes nothing.
+	// Transition changes a task's status if the state machine allows tr (tr.Check) and the
+	// task is still in tr.From at tr.Version; it sets StartedAt when the task starts and, when
+	// it ends, CompletedAt, the result, the expiry and tr.Counts (which count the devices still
+	// pending as UnstartedAtEnd), bumps the version, and returns the task as written. Otherwise
+	// it returns CodeConflict (or CodeNotFound) and writes nothing.
 	Transition(ctx context.Context, tr Transition) (*Task, error)
 
-	// ApplyDeviceUpdates applies the updates for one task. Each is applied only when its device
-	// can move from its current status to the new one (DeviceStatus.CanMove), atomically with the
-	// task's counts and version; the rest are ignored, so a duplicated or reordered update is
-	// never counted twice and never moves a device backwards. An update for a device that is not
+	// ApplyDeviceUpdates applies the updates for one task, each with Device.Apply: only a move
+	// the device may make (or a longer output for an ended device) is written, atomically with
+	// the task's counts and version; the rest are ignored, so a duplicated or reordered update
+	// is never counted twice and never moves a device backwards. An update for a device that is not
 	// part of the task is ignored too. It returns the task after the updates and how many were
 	// applied. Updates to a task in a terminal state are ignored.
 	ApplyDeviceUpdates(ctx context.Context, taskID string, updates []DeviceUpdate) (*Task, int, error)
@@ -46,11 +46,11 @@ type Store interface {
 	// the task has ended.
 	ListDevices(ctx context.Context, taskID string, q DeviceQuery) (*DevicePage, error)
 
-	// GetDevice returns one device of a task, ErrNotFound if the task has no such device.
+	// GetDevice returns one device of a task, CodeNotFound if the task has no such device.
 	GetDevice(ctx context.Context, taskID, deviceID string) (*Device, error)
 
 	// MarkPublished records that the notification of a terminal task has been published. It
-	// does not change the version. ErrConflict if the task is not terminal, ErrNotFound if
+	// does not change the version. CodeConflict if the task is not terminal, CodeNotFound if
 	// there is no such task; marking a task twice is not an error.
 	MarkPublished(ctx context.Context, id string) error
 

@@ -82,6 +82,14 @@ func (c Counts) Done() int {
 	return c.Succeeded + c.Failed + c.TimedOut + c.Cancelled + c.Undeliverable
 }
 
+// Ended returns the counts of a task that has just ended: the devices still pending never
+// started and never will, so they count as UnstartedAtEnd, as Task.Unstarted lists them.
+func (c Counts) Ended() Counts {
+	c.Add(UnstartedAtEnd, c.Pending)
+	c.Pending = 0
+	return c
+}
+
 // Errors returns how many devices count against maxErrors.
 func (c Counts) Errors() int {
 	return c.Failed + c.TimedOut + c.Undeliverable
@@ -154,72 +162,14 @@ func (t *Task) Expired(now time.Time) bool {
 }
 
 // Unstarted returns the device of t that has no stored record: pending while the task is not
-// finished, and cancelled, with a reason, once it is — a device that never started never will.
-// Stores use it for every device they have no record of.
+// finished, and UnstartedAtEnd, with a reason, once it is — a device that never started never
+// will. Stores use it for every device they have no record of.
 func (t *Task) Unstarted(deviceID string) *Device {
 	d := &Device{TaskID: t.ID, ID: deviceID, Status: DevicePending}
 	if t.Status.Terminal() {
-		d.Status, d.Reason = DeviceCancelled, "never started: the task ended first"
+		d.Status, d.Reason = UnstartedAtEnd, "never started: the task ended first"
 	}
 	return d
-}
-
-// Device is the state of one device of a task.
-type Device struct {
-	TaskID          string       `json:"taskId"`
-	ID              string       `json:"id"`
-	Status          DeviceStatus `json:"status"`
-	ExitCode        *int         `json:"exitCode"`
-	Stdout          string       `json:"stdout"`
-	Stderr          string       `json:"stderr"`
-	StdoutTruncated bool         `json:"stdoutTruncated"`
-	StderrTruncated bool         `json:"stderrTruncated"`
-	StartedAt       *time.Time   `json:"startedAt,omitempty"`
-	CompletedAt     *time.Time   `json:"completedAt,omitempty"`
-	// Reason says, for a person, why a device did not succeed when the exit code alone does not
-	// (never started, lost in a restart, undeliverable).
-	Reason string `json:"reason,omitempty"`
-	// Ref is the runner's own handle for the device (an SSM command id, a local process group),
-	// so a runner can find its work again after a restart.
-	Ref string `json:"ref,omitempty"`
-}
-
-// Output limits: the inline copies of a device's output are cut like SSM cuts them.
-const (
-	StdoutInlineLimit = 24000
-	StderrInlineLimit = 8000
-)
-
-// DeviceUpdate is a runner's report that a device moved to a new status. Updates may arrive
-// twice or out of order; a store applies one only if the device can move to Status from where
-// it is, and otherwise ignores it.
-type DeviceUpdate struct {
-	DeviceID        string
-	Status          DeviceStatus
-	At              time.Time
-	ExitCode        *int
-	Stdout          string
-	Stderr          string
-	StdoutTruncated bool
-	StderrTruncated bool
-	Reason          string
-	Ref             string
-}
-
-// Transition is a conditional change of a task's status: it is written only if the task is
-// still in From and at Version; otherwise the store returns ErrConflict.
-type Transition struct {
-	TaskID  string
-	From    Status
-	Version int64
-	To      Status
-	At      time.Time
-	// Step replaces the task's current step when not empty.
-	Step string
-	// Result is stored with a terminal transition.
-	Result *Result
-	// ExpiresAt is stored with a terminal transition.
-	ExpiresAt time.Time
 }
 
 // IdempotencyRecord ties an owner's Idempotency-Key to the task it created and to a hash of the

@@ -40,22 +40,35 @@ type Rules struct {
 	CheckScript func(url string) error
 }
 
-// Validate checks a submitted request, filling in defaults, and returns an *Error with code
-// ErrInvalid that lists every bad field by JSON pointer.
-func (r Rules) Validate(req *Request) error {
+// Draft is a request as the caller sent it, before validation. A nil setting was left out and
+// gets its default; a setting that is present must be valid, so an explicit 0 or "" is refused
+// rather than taken for "the default".
+type Draft struct {
+	DeviceIDs      []string
+	ScriptURL      string
+	Args           []string
+	TimeoutSeconds *int
+	MaxConcurrency *string
+	MaxErrors      *string
+}
+
+// Validate checks a submitted request and returns it with its defaults filled in, or an *Error
+// with code CodeInvalid that lists every bad field by JSON pointer. It is the only place where
+// submit rules live: adapters decode, the engine stores what Validate returns.
+func (r Rules) Validate(d Draft) (Request, error) {
 	var errs []FieldError
 	bad := func(pointer, format string, args ...any) {
 		errs = append(errs, FieldError{Pointer: pointer, Detail: fmt.Sprintf(format, args...)})
 	}
 
-	switch n := len(req.DeviceIDs); {
+	switch n := len(d.DeviceIDs); {
 	case n == 0:
 		bad("/deviceIds", "at least one device id is required")
 	case n > MaxDevices:
 		bad("/deviceIds", "at most %d devices per task, got %d", MaxDevices, n)
 	default:
 		seen := make(map[string]int, n)
-		for i, id := range req.DeviceIDs {
+		for i, id := range d.DeviceIDs {
 			p := fmt.Sprintf("/deviceIds/%d", i)
 			if r.DeviceID != nil && !r.DeviceID.MatchString(id) {
 				bad(p, "%q is not a valid device id (must match %s)", truncate(id, 140), r.DeviceID)
@@ -70,18 +83,18 @@ func (r Rules) Validate(req *Request) error {
 	}
 
 	switch {
-	case strings.TrimSpace(req.ScriptURL) == "":
+	case strings.TrimSpace(d.ScriptURL) == "":
 		bad("/scriptUrl", "scriptUrl is required")
 	case r.CheckScript != nil:
-		if err := r.CheckScript(req.ScriptURL); err != nil {
+		if err := r.CheckScript(d.ScriptURL); err != nil {
 			bad("/scriptUrl", "%s", err.Error())
 		}
 	}
 
-	if len(req.Args) > MaxArgs {
-		bad("/args", "at most %d args, got %d", MaxArgs, len(req.Args))
+	if len(d.Args) > MaxArgs {
+		bad("/args", "at most %d args, got %d", MaxArgs, len(d.Args))
 	}
-	for i, a := range req.Args {
+	for i, a := range d.Args {
 		if len(a) > MaxArgLength {
 			bad(fmt.Sprintf("/args/%d", i), "an arg may be at most %d bytes", MaxArgLength)
 		}
@@ -90,34 +103,44 @@ func (r Rules) Validate(req *Request) error {
 		}
 	}
 
-	if req.TimeoutSeconds == 0 {
-		req.TimeoutSeconds = DefaultTimeout
-	}
-	if req.TimeoutSeconds < 1 || req.TimeoutSeconds > MaxTimeoutSeconds {
-		bad("/timeoutSeconds", "must be between 1 and %d", MaxTimeoutSeconds)
-	}
-
-	if req.MaxConcurrency == "" {
-		req.MaxConcurrency = DefaultConcurrency
-	}
-	if !concurrencyRule.MatchString(req.MaxConcurrency) {
-		bad("/maxConcurrency", "must be a count of at least 1 (\"10\") or a percentage from 1%% to 100%% (\"10%%\")")
-	}
-
-	if req.MaxErrors == "" {
-		req.MaxErrors = DefaultMaxErrors
-	}
-	if !maxErrorsRule.MatchString(req.MaxErrors) {
-		bad("/maxErrors", "must be a count (\"0\") or a percentage from 0%% to 100%% (\"10%%\")")
-	}
-
+	req := Request{DeviceIDs: d.DeviceIDs, ScriptURL: d.ScriptURL, Args: d.Args,
+		TimeoutSeconds: DefaultTimeout, MaxConcurrency: DefaultConcurrency, MaxErrors: DefaultMaxErrors}
 	if req.Args == nil {
 		req.Args = []string{}
 	}
-	if len(errs) > 0 {
-		return &Error{Code: ErrInvalid, Message: "the request has invalid fields", Fields: errs}
+	if d.TimeoutSeconds != nil {
+		req.TimeoutSeconds = *d.TimeoutSeconds
+		if req.TimeoutSeconds < 1 || req.TimeoutSeconds > MaxTimeoutSeconds {
+			bad("/timeoutSeconds", "must be between 1 and %d; leave it out for the default (%d)", MaxTimeoutSeconds, DefaultTimeout)
+		}
 	}
-	return nil
+	for _, set := range []struct {
+		pointer string
+		given   *string
+		value   *string
+		rule    *regexp.Regexp
+		explain string
+	}{
+		{"/maxConcurrency", d.MaxConcurrency, &req.MaxConcurrency, concurrencyRule,
+			`must be a count of at least 1 ("10") or a percentage from 1% to 100% ("10%")`},
+		{"/maxErrors", d.MaxErrors, &req.MaxErrors, maxErrorsRule,
+			`must be a count ("0") or a percentage from 0% to 100% ("10%")`},
+	} {
+		switch {
+		case set.given == nil:
+		case *set.given == "":
+			bad(set.pointer, "must not be empty; leave it out for the default (%q)", *set.value)
+		case !set.rule.MatchString(*set.given):
+			bad(set.pointer, "%s", set.explain)
+		default:
+			*set.value = *set.given
+		}
+	}
+
+	if len(errs) > 0 {
+		return Request{}, &Error{Code: CodeInvalid, Message: "the request has invalid fields", Fields: errs}
+	}
+	return req, nil
 }
 
 // Concurrency resolves a task's maxConcurrency to a number of devices, at least 1.

@@ -3,6 +3,7 @@ package task_test
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -21,14 +22,14 @@ var (
 )
 
 // validRequest is a request every rule set accepts, with every optional field set.
-func validRequest() task.Request {
-	return task.Request{
+func validRequest() task.Draft {
+	return task.Draft{
 		DeviceIDs:      []string{"i-0123456789abcdef0", "mi-0123456789abcdef0"},
 		ScriptURL:      "scripts/patch.sh",
 		Args:           []string{"--dry-run"},
-		TimeoutSeconds: 60,
-		MaxConcurrency: "10%",
-		MaxErrors:      "0",
+		TimeoutSeconds: new(60),
+		MaxConcurrency: new("10%"),
+		MaxErrors:      new("0"),
 	}
 }
 
@@ -46,72 +47,72 @@ func TestValidateReportsEveryBadField(t *testing.T) {
 	tests := []struct {
 		name   string
 		rules  task.Rules
-		change func(r *task.Request)
+		change func(r *task.Draft)
 		// want lists every field error expected; detail is a substring of the reported detail.
 		want []field
 	}{
-		{"no devices", localRules, func(r *task.Request) { r.DeviceIDs = nil },
+		{"no devices", localRules, func(r *task.Draft) { r.DeviceIDs = nil },
 			[]field{{"/deviceIds", "at least one"}}},
-		{"empty device list", localRules, func(r *task.Request) { r.DeviceIDs = []string{} },
+		{"empty device list", localRules, func(r *task.Draft) { r.DeviceIDs = []string{} },
 			[]field{{"/deviceIds", "at least one"}}},
-		{"10,001 devices", awsRules, func(r *task.Request) { r.DeviceIDs = deviceIDs(10001) },
+		{"10,001 devices", awsRules, func(r *task.Draft) { r.DeviceIDs = deviceIDs(10001) },
 			[]field{{"/deviceIds", "got 10001"}}},
 		{"duplicate ids point at the duplicate and name the first", localRules,
-			func(r *task.Request) { r.DeviceIDs = []string{"a", "b", "a", "c", "b"} },
+			func(r *task.Draft) { r.DeviceIDs = []string{"a", "b", "a", "c", "b"} },
 			[]field{{"/deviceIds/2", "/deviceIds/0"}, {"/deviceIds/4", "/deviceIds/1"}}},
-		{"local id with a space", localRules, func(r *task.Request) { r.DeviceIDs = []string{"ok-1", "not ok"} },
+		{"local id with a space", localRules, func(r *task.Draft) { r.DeviceIDs = []string{"ok-1", "not ok"} },
 			[]field{{"/deviceIds/1", `"not ok" is not a valid device id`}}},
-		{"local id empty", localRules, func(r *task.Request) { r.DeviceIDs = []string{""} },
+		{"local id empty", localRules, func(r *task.Draft) { r.DeviceIDs = []string{""} },
 			[]field{{"/deviceIds/0", "not a valid device id"}}},
-		{"local id of 129 characters", localRules, func(r *task.Request) { r.DeviceIDs = []string{strings.Repeat("x", 129)} },
+		{"local id of 129 characters", localRules, func(r *task.Draft) { r.DeviceIDs = []string{strings.Repeat("x", 129)} },
 			[]field{{"/deviceIds/0", "not a valid device id"}}},
-		{"managed node id too short", awsRules, func(r *task.Request) { r.DeviceIDs = []string{"i-0123456"} },
+		{"managed node id too short", awsRules, func(r *task.Draft) { r.DeviceIDs = []string{"i-0123456"} },
 			[]field{{"/deviceIds/0", "not a valid device id"}}},
-		{"managed node id in upper case", awsRules, func(r *task.Request) { r.DeviceIDs = []string{"i-0123456789ABCDEF0"} },
+		{"managed node id in upper case", awsRules, func(r *task.Draft) { r.DeviceIDs = []string{"i-0123456789ABCDEF0"} },
 			[]field{{"/deviceIds/0", "not a valid device id"}}},
-		{"managed node id with a wrong prefix", awsRules, func(r *task.Request) { r.DeviceIDs = []string{"x-0123456789abcdef0"} },
+		{"managed node id with a wrong prefix", awsRules, func(r *task.Draft) { r.DeviceIDs = []string{"x-0123456789abcdef0"} },
 			[]field{{"/deviceIds/0", "not a valid device id"}}},
-		{"local id on AWS", awsRules, func(r *task.Request) { r.DeviceIDs = []string{"web-1"} },
+		{"local id on AWS", awsRules, func(r *task.Draft) { r.DeviceIDs = []string{"web-1"} },
 			[]field{{"/deviceIds/0", "not a valid device id"}}},
-		{"empty script", localRules, func(r *task.Request) { r.ScriptURL = "" },
+		{"empty script", localRules, func(r *task.Draft) { r.ScriptURL = "" },
 			[]field{{"/scriptUrl", "required"}}},
-		{"blank script", localRules, func(r *task.Request) { r.ScriptURL = "  \t" },
+		{"blank script", localRules, func(r *task.Draft) { r.ScriptURL = "  \t" },
 			[]field{{"/scriptUrl", "required"}}},
-		{"script refused by CheckScript", localRules, func(r *task.Request) { r.ScriptURL = "../etc/passwd" },
+		{"script refused by CheckScript", localRules, func(r *task.Draft) { r.ScriptURL = "../etc/passwd" },
 			[]field{{"/scriptUrl", "scriptUrl must stay under the script root"}}},
-		{"101 args", localRules, func(r *task.Request) { r.Args = make([]string, 101) },
+		{"101 args", localRules, func(r *task.Draft) { r.Args = make([]string, 101) },
 			[]field{{"/args", "at most 100 args, got 101"}}},
-		{"arg too long", localRules, func(r *task.Request) { r.Args = []string{"ok", strings.Repeat("a", 4097)} },
+		{"arg too long", localRules, func(r *task.Draft) { r.Args = []string{"ok", strings.Repeat("a", 4097)} },
 			[]field{{"/args/1", "at most 4096 bytes"}}},
-		{"arg with NUL", localRules, func(r *task.Request) { r.Args = []string{"a\x00b"} },
+		{"arg with NUL", localRules, func(r *task.Draft) { r.Args = []string{"a\x00b"} },
 			[]field{{"/args/0", "NUL"}}},
-		{"negative timeout", localRules, func(r *task.Request) { r.TimeoutSeconds = -1 },
+		{"negative timeout", localRules, func(r *task.Draft) { r.TimeoutSeconds = new(-1) },
 			[]field{{"/timeoutSeconds", "between 1 and 172800"}}},
-		{"timeout over 48 h", localRules, func(r *task.Request) { r.TimeoutSeconds = 172801 },
+		{"timeout over 48 h", localRules, func(r *task.Draft) { r.TimeoutSeconds = new(172801) },
 			[]field{{"/timeoutSeconds", "between 1 and 172800"}}},
-		{"concurrency 0", localRules, func(r *task.Request) { r.MaxConcurrency = "0" },
+		{"concurrency 0", localRules, func(r *task.Draft) { r.MaxConcurrency = new("0") },
 			[]field{{"/maxConcurrency", "at least 1"}}},
-		{"concurrency 0%", localRules, func(r *task.Request) { r.MaxConcurrency = "0%" },
+		{"concurrency 0%", localRules, func(r *task.Draft) { r.MaxConcurrency = new("0%") },
 			[]field{{"/maxConcurrency", "at least 1"}}},
-		{"concurrency 101%", localRules, func(r *task.Request) { r.MaxConcurrency = "101%" },
+		{"concurrency 101%", localRules, func(r *task.Draft) { r.MaxConcurrency = new("101%") },
 			[]field{{"/maxConcurrency", "at least 1"}}},
-		{"concurrency with a leading zero", localRules, func(r *task.Request) { r.MaxConcurrency = "05" },
+		{"concurrency with a leading zero", localRules, func(r *task.Draft) { r.MaxConcurrency = new("05") },
 			[]field{{"/maxConcurrency", "at least 1"}}},
-		{"concurrency not a number", localRules, func(r *task.Request) { r.MaxConcurrency = "all" },
+		{"concurrency not a number", localRules, func(r *task.Draft) { r.MaxConcurrency = new("all") },
 			[]field{{"/maxConcurrency", "at least 1"}}},
-		{"maxErrors negative", localRules, func(r *task.Request) { r.MaxErrors = "-1" },
+		{"maxErrors negative", localRules, func(r *task.Draft) { r.MaxErrors = new("-1") },
 			[]field{{"/maxErrors", "a count"}}},
-		{"maxErrors 101%", localRules, func(r *task.Request) { r.MaxErrors = "101%" },
+		{"maxErrors 101%", localRules, func(r *task.Draft) { r.MaxErrors = new("101%") },
 			[]field{{"/maxErrors", "a count"}}},
-		{"maxErrors a fraction", localRules, func(r *task.Request) { r.MaxErrors = "1.5" },
+		{"maxErrors a fraction", localRules, func(r *task.Draft) { r.MaxErrors = new("1.5") },
 			[]field{{"/maxErrors", "a count"}}},
-		{"several bad fields at once", awsRules, func(r *task.Request) {
+		{"several bad fields at once", awsRules, func(r *task.Draft) {
 			r.DeviceIDs = []string{"i-0123456789abcdef0", "bad", "i-0123456789abcdef0"}
 			r.ScriptURL = ""
 			r.Args = []string{"\x00"}
-			r.TimeoutSeconds = 200000
-			r.MaxConcurrency = "0"
-			r.MaxErrors = "200%"
+			r.TimeoutSeconds = new(200000)
+			r.MaxConcurrency = new("0")
+			r.MaxErrors = new("200%")
 		}, []field{
 			{"/deviceIds/1", "not a valid device id"},
 			{"/deviceIds/2", "duplicate of /deviceIds/0"},
@@ -130,8 +131,8 @@ func TestValidateReportsEveryBadField(t *testing.T) {
 				req.DeviceIDs = []string{"web-1", "web-2"}
 			}
 			tt.change(&req)
-			err := tt.rules.Validate(&req)
-			if !task.IsCode(err, task.ErrInvalid) {
+			_, err := tt.rules.Validate(req)
+			if !task.IsCode(err, task.CodeInvalid) {
 				t.Fatalf("Validate() = %v, want an invalid error", err)
 			}
 			var te *task.Error
@@ -160,24 +161,24 @@ func TestValidateAcceptsTheLimits(t *testing.T) {
 	tests := []struct {
 		name   string
 		rules  task.Rules
-		change func(r *task.Request)
+		change func(r *task.Draft)
 	}{
-		{"10,000 devices", awsRules, func(r *task.Request) { r.DeviceIDs = deviceIDs(10000) }},
-		{"shortest managed node ids", awsRules, func(r *task.Request) { r.DeviceIDs = []string{"i-01234567", "mi-89abcdef"} }},
-		{"local id of 128 characters", localRules, func(r *task.Request) { r.DeviceIDs = []string{strings.Repeat("x", 128)} }},
-		{"local id with every allowed punctuation", localRules, func(r *task.Request) { r.DeviceIDs = []string{"rack-1.node_2:a"} }},
-		{"100 args of 4096 bytes", localRules, func(r *task.Request) {
+		{"10,000 devices", awsRules, func(r *task.Draft) { r.DeviceIDs = deviceIDs(10000) }},
+		{"shortest managed node ids", awsRules, func(r *task.Draft) { r.DeviceIDs = []string{"i-01234567", "mi-89abcdef"} }},
+		{"local id of 128 characters", localRules, func(r *task.Draft) { r.DeviceIDs = []string{strings.Repeat("x", 128)} }},
+		{"local id with every allowed punctuation", localRules, func(r *task.Draft) { r.DeviceIDs = []string{"rack-1.node_2:a"} }},
+		{"100 args of 4096 bytes", localRules, func(r *task.Draft) {
 			r.Args = slices.Repeat([]string{strings.Repeat("a", 4096)}, 100)
 		}},
-		{"timeout of 1 s", localRules, func(r *task.Request) { r.TimeoutSeconds = 1 }},
-		{"timeout of 48 h", localRules, func(r *task.Request) { r.TimeoutSeconds = 172800 }},
-		{"concurrency 1", localRules, func(r *task.Request) { r.MaxConcurrency = "1" }},
-		{"concurrency 1%", localRules, func(r *task.Request) { r.MaxConcurrency = "1%" }},
-		{"concurrency 100%", localRules, func(r *task.Request) { r.MaxConcurrency = "100%" }},
-		{"maxErrors 0%", localRules, func(r *task.Request) { r.MaxErrors = "0%" }},
-		{"maxErrors 100%", localRules, func(r *task.Request) { r.MaxErrors = "100%" }},
-		{"maxErrors 25", localRules, func(r *task.Request) { r.MaxErrors = "25" }},
-		{"no CheckScript", task.Rules{DeviceID: task.LocalDeviceID}, func(r *task.Request) { r.ScriptURL = "../anything" }},
+		{"timeout of 1 s", localRules, func(r *task.Draft) { r.TimeoutSeconds = new(1) }},
+		{"timeout of 48 h", localRules, func(r *task.Draft) { r.TimeoutSeconds = new(172800) }},
+		{"concurrency 1", localRules, func(r *task.Draft) { r.MaxConcurrency = new("1") }},
+		{"concurrency 1%", localRules, func(r *task.Draft) { r.MaxConcurrency = new("1%") }},
+		{"concurrency 100%", localRules, func(r *task.Draft) { r.MaxConcurrency = new("100%") }},
+		{"maxErrors 0%", localRules, func(r *task.Draft) { r.MaxErrors = new("0%") }},
+		{"maxErrors 100%", localRules, func(r *task.Draft) { r.MaxErrors = new("100%") }},
+		{"maxErrors 25", localRules, func(r *task.Draft) { r.MaxErrors = new("25") }},
+		{"no CheckScript", task.Rules{DeviceID: task.LocalDeviceID}, func(r *task.Draft) { r.ScriptURL = "../anything" }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -187,7 +188,7 @@ func TestValidateAcceptsTheLimits(t *testing.T) {
 				req.DeviceIDs = []string{"web-1"}
 			}
 			tt.change(&req)
-			if err := tt.rules.Validate(&req); err != nil {
+			if _, err := tt.rules.Validate(req); err != nil {
 				t.Fatalf("Validate() = %v, want nil", err)
 			}
 		})
@@ -196,8 +197,8 @@ func TestValidateAcceptsTheLimits(t *testing.T) {
 
 func TestValidateFillsInDefaults(t *testing.T) {
 	t.Parallel()
-	req := task.Request{DeviceIDs: []string{"web-1"}, ScriptURL: "hello.sh"}
-	if err := localRules.Validate(&req); err != nil {
+	req, err := localRules.Validate(task.Draft{DeviceIDs: []string{"web-1"}, ScriptURL: "hello.sh"})
+	if err != nil {
 		t.Fatalf("Validate() = %v", err)
 	}
 	if req.TimeoutSeconds != 3600 {
@@ -216,14 +217,37 @@ func TestValidateFillsInDefaults(t *testing.T) {
 	// Values that were given are kept.
 	given := validRequest()
 	given.DeviceIDs = []string{"web-1"}
-	want := given
-	want.Args = slices.Clone(given.Args)
-	if err := localRules.Validate(&given); err != nil {
+	got, err := localRules.Validate(given)
+	if err != nil {
 		t.Fatalf("Validate() = %v", err)
 	}
-	if given.TimeoutSeconds != want.TimeoutSeconds || given.MaxConcurrency != want.MaxConcurrency ||
-		given.MaxErrors != want.MaxErrors || !slices.Equal(given.Args, want.Args) {
-		t.Errorf("Validate changed given values: got %+v, want %+v", given, want)
+	want := task.Request{DeviceIDs: []string{"web-1"}, ScriptURL: given.ScriptURL, Args: given.Args,
+		TimeoutSeconds: *given.TimeoutSeconds, MaxConcurrency: *given.MaxConcurrency, MaxErrors: *given.MaxErrors}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Validate changed given values: got %+v, want %+v", got, want)
+	}
+}
+
+// TestValidateRefusesExplicitZeros checks that a setting the caller sent as 0 or "" is refused
+// with a hint to leave it out, where the same setting left out gets its default.
+func TestValidateRefusesExplicitZeros(t *testing.T) {
+	t.Parallel()
+	draft := task.Draft{DeviceIDs: []string{"web-1"}, ScriptURL: "hello.sh",
+		TimeoutSeconds: new(0), MaxConcurrency: new(""), MaxErrors: new("")}
+	_, err := localRules.Validate(draft)
+	var te *task.Error
+	if !errors.As(err, &te) || te.Code != task.CodeInvalid {
+		t.Fatalf("Validate() = %v, want an invalid error", err)
+	}
+	var pointers []string
+	for _, f := range te.Fields {
+		pointers = append(pointers, f.Pointer)
+		if !strings.Contains(f.Detail, "leave it out for the default") {
+			t.Errorf("%s: detail %q does not say to leave it out", f.Pointer, f.Detail)
+		}
+	}
+	if want := []string{"/timeoutSeconds", "/maxConcurrency", "/maxErrors"}; !slices.Equal(pointers, want) {
+		t.Errorf("pointers %q, want %q", pointers, want)
 	}
 }
 

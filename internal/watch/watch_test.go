@@ -75,8 +75,11 @@ func TestPollerReturnsWhenTheStoredVersionRises(t *testing.T) {
 	p := watch.Poller{Store: store, Interval: 5 * time.Millisecond}
 	woke := make(chan error, 1)
 	go func() { woke <- p.Wait(context.Background(), tk.ID, 1) }()
-	if _, err := store.Transition(context.Background(), task.Transition{TaskID: tk.ID, From: task.StatusPending,
-		Version: 1, To: task.StatusRunning, At: now}); err != nil {
+	tr, err := task.Dispatch(tk, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Transition(context.Background(), tr); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -87,7 +90,7 @@ func TestPollerReturnsWhenTheStoredVersionRises(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the poller did not see the new version")
 	}
-	if err := p.Wait(context.Background(), "01JDNOSUCHTASK000000000000", 1); !task.IsCode(err, task.ErrNotFound) {
-		t.Fatalf("Wait on a missing task = %v, want ErrNotFound", err)
+	if err := p.Wait(context.Background(), "01JDNOSUCHTASK000000000000", 1); !task.IsCode(err, task.CodeNotFound) {
+		t.Fatalf("Wait on a missing task = %v, want CodeNotFound", err)
 	}
 }

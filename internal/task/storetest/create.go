@@ -37,7 +37,7 @@ func testCreateTask(e *env) {
 		}
 		sameTask(e.t, "replay", got, first)
 		_, err = e.store.GetTask(e.ctx, second.ID)
-		wantCode(e.t, err, task.ErrNotFound, "GetTask of the task a replay did not create")
+		wantCode(e.t, err, task.CodeNotFound, "GetTask of the task a replay did not create")
 		e.wantOwnerTasks(owner, first.ID)
 	})
 
@@ -49,9 +49,9 @@ func testCreateTask(e *env) {
 		}
 		other := e.newTask(owner, deviceNames(5))
 		_, _, err := e.store.CreateTask(e.ctx, other, e.idem(owner, key, other.ID, "hash-2", time.Hour))
-		wantCode(e.t, err, task.ErrIdempotencyMismatch, "CreateTask with a reused key")
+		wantCode(e.t, err, task.CodeIdempotencyMismatch, "CreateTask with a reused key")
 		_, err = e.store.GetTask(e.ctx, other.ID)
-		wantCode(e.t, err, task.ErrNotFound, "GetTask of the refused task")
+		wantCode(e.t, err, task.CodeNotFound, "GetTask of the refused task")
 		e.wantOwnerTasks(owner, first.ID)
 
 		// The refusal changed nothing: the first body still replays.
@@ -76,7 +76,7 @@ func testCreateTask(e *env) {
 		sameTask(e.t, "other owner's create", got, tb)
 		tc := e.newTask(b, deviceNames(1))
 		_, _, err = e.store.CreateTask(e.ctx, tc, e.idem(b, key, tc.ID, "hash-b", time.Hour))
-		wantCode(e.t, err, task.ErrIdempotencyMismatch, "reuse of "+b+"'s own key with another body")
+		wantCode(e.t, err, task.CodeIdempotencyMismatch, "reuse of "+b+"'s own key with another body")
 		e.wantOwnerTasks(b, tb.ID)
 		e.wantOwnerTasks(a, ta.ID)
 	})
@@ -101,7 +101,7 @@ func testCreateTask(e *env) {
 			e.t.Errorf("replay of the new record = %v, created %v, %v; want %s", got, created, err, second.ID)
 		}
 		_, _, err = e.store.CreateTask(e.ctx, e.newTask(owner, nil), e.idem(owner, key, "", "hash-1", time.Hour))
-		wantCode(e.t, err, task.ErrIdempotencyMismatch, "the first body after the key was reused")
+		wantCode(e.t, err, task.CodeIdempotencyMismatch, "the first body after the key was reused")
 	})
 
 	e.run("refuses an id that exists", func(e *env) {
@@ -111,7 +111,7 @@ func testCreateTask(e *env) {
 		dup.ID = first.ID
 		key := e.id("key")
 		_, _, err := e.store.CreateTask(e.ctx, dup, e.idem(dup.Owner, key, dup.ID, "hash", time.Hour))
-		wantCode(e.t, err, task.ErrConflict, "CreateTask with an existing id")
+		wantCode(e.t, err, task.CodeConflict, "CreateTask with an existing id")
 		sameTask(e.t, "the first task after the refused create", e.get(first.ID), first)
 		e.wantOwnerTasks(dup.Owner)
 
@@ -145,8 +145,12 @@ func testGetTask(e *env) {
 		end := e.clock.Now()
 		result := &task.Result{SucceededDevices: ids[:3], FailedDevices: ids[3:4], CancelledDevices: []string{},
 			Truncated: true, Reason: "two words"}
-		done, err := e.store.Transition(e.ctx, task.Transition{TaskID: want.ID, From: task.StatusRunning, Version: want.Version,
-			To: task.StatusCompleted, At: end, Step: "finished", Result: result, ExpiresAt: end.Add(48 * time.Hour)})
+		tr, err := task.End(running, task.EventFinish, end, result, end.Add(48*time.Hour))
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		tr.Step = "finished"
+		done, err := e.store.Transition(e.ctx, tr)
 		if err != nil {
 			e.t.Fatalf("Transition to completed = %v", err)
 		}
@@ -159,7 +163,7 @@ func testGetTask(e *env) {
 
 	e.run("unknown id is not found", func(e *env) {
 		_, err := e.store.GetTask(e.ctx, e.id("missing"))
-		wantCode(e.t, err, task.ErrNotFound, "GetTask of an unknown id")
+		wantCode(e.t, err, task.CodeNotFound, "GetTask of an unknown id")
 	})
 
 	e.run("an expired task is not found before it is deleted", func(e *env) {
@@ -169,11 +173,11 @@ func testGetTask(e *env) {
 		sameTask(e.t, "GetTask just before expiry", e.get(tk.ID), tk)
 		e.clock.Advance(2 * time.Second)
 		_, err := e.store.GetTask(e.ctx, tk.ID)
-		wantCode(e.t, err, task.ErrNotFound, "GetTask after expiry")
+		wantCode(e.t, err, task.CodeNotFound, "GetTask after expiry")
 		_, err = e.store.GetDevice(e.ctx, tk.ID, tk.Request.DeviceIDs[0])
-		wantCode(e.t, err, task.ErrNotFound, "GetDevice of an expired task")
+		wantCode(e.t, err, task.CodeNotFound, "GetDevice of an expired task")
 		_, err = e.store.ListDevices(e.ctx, tk.ID, task.DeviceQuery{})
-		wantCode(e.t, err, task.ErrNotFound, "ListDevices of an expired task")
+		wantCode(e.t, err, task.CodeNotFound, "ListDevices of an expired task")
 	})
 }
 

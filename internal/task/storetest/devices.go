@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -83,7 +84,7 @@ func testApplyDeviceUpdates(e *env) {
 			}
 		}
 		_, err := e.store.GetDevice(e.ctx, tk.ID, e.id("ghost"))
-		wantCode(e.t, err, task.ErrNotFound, "GetDevice of a device an update named but the task does not have")
+		wantCode(e.t, err, task.CodeNotFound, "GetDevice of a device an update named but the task does not have")
 	})
 
 	e.run("a cancelling task takes updates, a finished one does not", func(e *env) {
@@ -104,10 +105,73 @@ func testApplyDeviceUpdates(e *env) {
 		e.wantDevice(tk.ID, &task.Device{TaskID: tk.ID, ID: d[1], Status: task.DeviceCancelled, Reason: tk.Unstarted(d[1]).Reason})
 	})
 
+	e.run("output is cut at the inline limits on a UTF-8 boundary and flagged", func(e *env) {
+		tk := e.move(e.create(e.newTask(e.id("owner"), deviceNames(3))), task.StatusRunning, 0)
+		d := tk.Request.DeviceIDs
+		at := e.clock.Now()
+		// "é" is two bytes and the text starts with one byte, so each limit falls inside one.
+		long := "x" + strings.Repeat("é", task.StdoutInlineLimit)
+		e.apply(tk.ID, task.DeviceUpdate{DeviceID: d[0], Status: task.DeviceSucceeded, At: at, ExitCode: new(0),
+			Stdout: long, Stderr: long})
+		e.wantDevice(tk.ID, &task.Device{TaskID: tk.ID, ID: d[0], Status: task.DeviceSucceeded, ExitCode: new(0),
+			CompletedAt: new(at), Stdout: long[:task.StdoutInlineLimit-1], StdoutTruncated: true,
+			Stderr: long[:task.StderrInlineLimit-1], StderrTruncated: true})
+
+		// A running device's partial output is replaced, flags and all, by its final output.
+		e.apply(tk.ID, task.DeviceUpdate{DeviceID: d[1], Status: task.DeviceRunning, At: at,
+			Stdout: "partial", StdoutTruncated: true, Stderr: "warn", StderrTruncated: true})
+		e.apply(tk.ID, task.DeviceUpdate{DeviceID: d[1], Status: task.DeviceFailed, At: at, ExitCode: new(1),
+			Stdout: "partial and the rest", Stderr: "warn"})
+		e.wantDevice(tk.ID, &task.Device{TaskID: tk.ID, ID: d[1], Status: task.DeviceFailed, ExitCode: new(1),
+			StartedAt: new(at), CompletedAt: new(at), Stdout: "partial and the rest", Stderr: "warn"})
+
+		// Output that fits, flagged by the runner that cut it, keeps the runner's flag.
+		e.apply(tk.ID, task.DeviceUpdate{DeviceID: d[2], Status: task.DeviceFailed, At: at, Stdout: "cut by SSM", StdoutTruncated: true})
+		e.wantDevice(tk.ID, &task.Device{TaskID: tk.ID, ID: d[2], Status: task.DeviceFailed, CompletedAt: new(at),
+			Stdout: "cut by SSM", StdoutTruncated: true})
+	})
+
+	e.run("a longer output supersedes a shorter one on an ended device", func(e *env) {
+		tk := e.move(e.create(e.newTask(e.id("owner"), deviceNames(2))), task.StatusRunning, 0)
+		d := tk.Request.DeviceIDs
+		at := e.clock.Now()
+		short := task.DeviceUpdate{DeviceID: d[0], Status: task.DeviceFailed, At: at, ExitCode: new(2),
+			Stdout: "the first 2,500 char", StdoutTruncated: true, Stderr: "err", Reason: "exited 2", Ref: "cmd-1"}
+		tk, _ = e.apply(tk.ID, short)
+		want := &task.Device{TaskID: tk.ID, ID: d[0], Status: task.DeviceFailed, ExitCode: new(2), CompletedAt: new(at),
+			Stdout: short.Stdout, StdoutTruncated: true, Stderr: "err", Reason: "exited 2", Ref: "cmd-1"}
+
+		// Another status, or output no longer than what is stored, changes nothing.
+		later := at.Add(time.Minute)
+		for _, u := range []task.DeviceUpdate{
+			{DeviceID: d[0], Status: task.DeviceSucceeded, At: later, Stdout: "a longer output of another status"},
+			{DeviceID: d[0], Status: task.DeviceFailed, At: later, Stdout: "shorter"},
+			{DeviceID: d[0], Status: task.DeviceFailed, At: later, Stdout: "THE FIRST 2,500 CHAR"},
+		} {
+			got, n := e.apply(tk.ID, u)
+			if n != 0 {
+				e.t.Errorf("update %+v applied to an ended device", u)
+			}
+			sameTask(e.t, "the task after an ignored update", got, tk)
+			e.wantDevice(tk.ID, want)
+		}
+
+		// The full output replaces the short copy and nothing else; the counts stay.
+		full := task.DeviceUpdate{DeviceID: d[0], Status: task.DeviceFailed, At: later, ExitCode: new(9),
+			Stdout: "the first 2,500 characters and the rest", Stderr: "e", Reason: "other", Ref: "cmd-2"}
+		got, n := e.apply(tk.ID, full)
+		if n != 1 || got.Counts != tk.Counts {
+			e.t.Errorf("the longer output: applied %d, counts %+v; want 1 applied and counts %+v", n, got.Counts, tk.Counts)
+		}
+		checkVersion(e.t, "the longer output", tk.Version, got.Version, n)
+		want.Stdout, want.StdoutTruncated = full.Stdout, false
+		e.wantDevice(tk.ID, want)
+	})
+
 	e.run("unknown task is not found", func(e *env) {
 		_, _, err := e.store.ApplyDeviceUpdates(e.ctx, e.id("missing"),
 			[]task.DeviceUpdate{{DeviceID: "dev-00000", Status: task.DeviceRunning, At: e.clock.Now()}})
-		wantCode(e.t, err, task.ErrNotFound, "ApplyDeviceUpdates to an unknown task")
+		wantCode(e.t, err, task.CodeNotFound, "ApplyDeviceUpdates to an unknown task")
 	})
 }
 

@@ -47,7 +47,7 @@ func testDeleteExpired(e *env) {
 		}
 		for _, tk := range []*task.Task{gone1, gone2} {
 			_, err := e.store.GetTask(e.ctx, tk.ID)
-			wantCode(e.t, err, task.ErrNotFound, "GetTask of a deleted task")
+			wantCode(e.t, err, task.CodeNotFound, "GetTask of a deleted task")
 		}
 		for _, tk := range []*task.Task{later, running, withShortKey, withLongKey} {
 			sameTask(e.t, "a task DeleteExpired kept", e.get(tk.ID), tk)
@@ -62,7 +62,7 @@ func testDeleteExpired(e *env) {
 			e.t.Errorf("CreateTask with the deleted key = created %v, %v; want created", created, err)
 		}
 		_, _, err = e.store.CreateTask(e.ctx, e.newTask(owner, nil), e.idem(owner, longKey, "", "other-hash", time.Hour))
-		wantCode(e.t, err, task.ErrIdempotencyMismatch, "CreateTask with a key that has not expired")
+		wantCode(e.t, err, task.CodeIdempotencyMismatch, "CreateTask with a key that has not expired")
 
 		// The devices went with their task: a new task under the same id starts with none.
 		again := e.newTask(owner, gone2.Request.DeviceIDs)

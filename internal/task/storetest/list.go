@@ -119,7 +119,7 @@ func testListTasks(e *env) {
 			e.t.Errorf("ListTasks(no limit) = %v, %v; want the default page size to hold all 7", page, err)
 		}
 		_, err = e.store.ListTasks(e.ctx, task.ListQuery{Owner: owner, Cursor: "not a cursor!"})
-		wantCode(e.t, err, task.ErrInvalid, "ListTasks with a malformed cursor")
+		wantCode(e.t, err, task.CodeInvalidQuery, "ListTasks with a malformed cursor")
 	})
 
 	e.run("leaves out expired tasks", func(e *env) {

@@ -105,13 +105,13 @@ func testListDevices(e *env) {
 		e.wantDevice(tk.ID, &task.Device{TaskID: tk.ID, ID: ids[2], Status: task.DeviceSucceeded, ExitCode: new(2),
 			CompletedAt: new(at)})
 		_, err := e.store.GetDevice(e.ctx, tk.ID, "dev-not-in-task")
-		wantCode(e.t, err, task.ErrNotFound, "GetDevice of a device not in the task")
+		wantCode(e.t, err, task.CodeNotFound, "GetDevice of a device not in the task")
 		_, err = e.store.GetDevice(e.ctx, e.id("missing"), ids[0])
-		wantCode(e.t, err, task.ErrNotFound, "GetDevice of an unknown task")
+		wantCode(e.t, err, task.CodeNotFound, "GetDevice of an unknown task")
 		_, err = e.store.ListDevices(e.ctx, e.id("missing"), task.DeviceQuery{})
-		wantCode(e.t, err, task.ErrNotFound, "ListDevices of an unknown task")
+		wantCode(e.t, err, task.CodeNotFound, "ListDevices of an unknown task")
 		_, err = e.store.ListDevices(e.ctx, tk.ID, task.DeviceQuery{Cursor: "not a cursor!"})
-		wantCode(e.t, err, task.ErrInvalid, "ListDevices with a malformed cursor")
+		wantCode(e.t, err, task.CodeInvalidQuery, "ListDevices with a malformed cursor")
 	})
 }
 

@@ -9,8 +9,8 @@ import (
 func testMarkPublished(e *env) {
 	e.run("marks a finished task once and leaves its version", func(e *env) {
 		tk := e.create(e.newTask(e.id("owner"), deviceNames(1)))
-		if err := e.store.MarkPublished(e.ctx, tk.ID); !task.IsCode(err, task.ErrConflict) {
-			e.t.Fatalf("MarkPublished of a pending task = %v, want ErrConflict", err)
+		if err := e.store.MarkPublished(e.ctx, tk.ID); !task.IsCode(err, task.CodeConflict) {
+			e.t.Fatalf("MarkPublished of a pending task = %v, want CodeConflict", err)
 		}
 		if e.get(tk.ID).Published {
 			e.t.Fatal("a refused MarkPublished set the flag")
@@ -30,8 +30,8 @@ func testMarkPublished(e *env) {
 	})
 
 	e.run("an unknown task is not found", func(e *env) {
-		if err := e.store.MarkPublished(e.ctx, e.id("missing")); !task.IsCode(err, task.ErrNotFound) {
-			e.t.Fatalf("MarkPublished of an unknown task = %v, want ErrNotFound", err)
+		if err := e.store.MarkPublished(e.ctx, e.id("missing")); !task.IsCode(err, task.CodeNotFound) {
+			e.t.Fatalf("MarkPublished of an unknown task = %v, want CodeNotFound", err)
 		}
 	})
 }

@@ -16,7 +16,7 @@
 //   - Transition stamps UpdatedAt, StartedAt and CompletedAt with the transition's At, and a
 //     device update's At likewise stamps the device.
 //   - Listings may end with an empty page (a store that cannot tell that nothing follows), but
-//     otherwise pages are full. A malformed cursor is an ErrInvalid error.
+//     otherwise pages are full. A malformed cursor is a CodeInvalidQuery error (task.BadCursor).
 //
 // The suite never assumes that the store is empty: task ids and owners are unique to each run,
 // so a store may share one table between calls of open.
@@ -27,11 +27,11 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/fleetrun/fleetrun/internal/clocktest"
 	"github.com/fleetrun/fleetrun/internal/task"
 )
 
@@ -69,38 +69,6 @@ func Run(t *testing.T, open func(t *testing.T, now func() time.Time) task.Store)
 	}
 }
 
-// Clock is a clock that moves only when told to. It is safe for concurrent use.
-type Clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-// NewClock returns a Clock that reads start.
-func NewClock(start time.Time) *Clock {
-	return &Clock{now: start}
-}
-
-// Now returns the clock's time.
-func (c *Clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-// Advance moves the clock forward by d.
-func (c *Clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-// Set moves the clock to t.
-func (c *Clock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
-}
-
 // epoch is where every group's clock starts. It has nanoseconds so that a store that rounds
 // times is caught.
 var epoch = time.Date(2030, 1, 2, 3, 4, 5, 123456789, time.UTC)
@@ -119,11 +87,11 @@ type env struct {
 	t     *testing.T
 	ctx   context.Context
 	store task.Store
-	clock *Clock
+	clock *clocktest.Clock
 }
 
 func newEnv(t *testing.T, open OpenFunc) *env {
-	clock := NewClock(epoch)
+	clock := clocktest.New(epoch)
 	return &env{t: t, ctx: t.Context(), store: open(t, clock.Now), clock: clock}
 }
 
@@ -184,15 +152,53 @@ func (e *env) get(id string) *task.Task {
 	return tk
 }
 
+// Move builds the transition of tk to status to at time at with the constructors of package
+// task, choosing the first event of task.Events that leads there: tests name the status they
+// want, not the event. A transition that ends the task gets an empty result and expires at
+// expiresAt. It fails when no event leads from tk's status to to.
+func Move(tk *task.Task, to task.Status, at, expiresAt time.Time) (task.Transition, error) {
+	for _, ev := range task.Events() {
+		if next, err := tk.Status.Next(ev); err != nil || next != to {
+			continue
+		}
+		if to.Terminal() && !tk.Status.Terminal() {
+			return task.End(tk, ev, at, &task.Result{SucceededDevices: []string{}, FailedDevices: []string{},
+				CancelledDevices: []string{}, Reason: "test"}, expiresAt)
+		}
+		switch ev {
+		case task.EventDispatch:
+			return task.Dispatch(tk, at)
+		case task.EventCancel:
+			return task.Cancel(tk, at)
+		}
+	}
+	return task.Transition{}, fmt.Errorf("storetest: no event moves a %s task to %s", tk.Status, to)
+}
+
+// MoveTo writes the transition of tk to status to (see Move) in store, failing the test on
+// any error, and returns the task as written.
+func MoveTo(t *testing.T, store task.Store, tk *task.Task, to task.Status, at, expiresAt time.Time) *task.Task {
+	t.Helper()
+	tr, err := Move(tk, to, at, expiresAt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved, err := store.Transition(t.Context(), tr)
+	if err != nil {
+		t.Fatalf("Transition(%s %s→%s) = %v", tk.ID, tk.Status, to, err)
+	}
+	return moved
+}
+
 // move makes a transition of tk to status to at the clock's time, failing the test on error.
 // A terminal status is given a result and an expiry of expiresIn from now.
 func (e *env) move(tk *task.Task, to task.Status, expiresIn time.Duration) *task.Task {
 	e.t.Helper()
-	tr := task.Transition{TaskID: tk.ID, From: tk.Status, Version: tk.Version, To: to, At: e.clock.Now(), Step: "step " + string(to)}
-	if to.Terminal() {
-		tr.Result = &task.Result{SucceededDevices: []string{}, FailedDevices: []string{}, CancelledDevices: []string{}, Reason: "test"}
-		tr.ExpiresAt = e.clock.Now().Add(expiresIn)
+	tr, err := Move(tk, to, e.clock.Now(), e.clock.Now().Add(expiresIn))
+	if err != nil {
+		e.t.Fatal(err)
 	}
+	tr.Step = "step " + string(to)
 	moved, err := e.store.Transition(e.ctx, tr)
 	if err != nil {
 		e.t.Fatalf("Transition(%s %s→%s) = %v", tk.ID, tk.Status, to, err)

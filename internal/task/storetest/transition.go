@@ -12,8 +12,12 @@ func testTransition(e *env) {
 		want := e.create(e.newTask(e.id("owner"), deviceNames(3)))
 		e.clock.Advance(time.Second)
 		at := e.clock.Now().Add(-time.Millisecond) // the transition's own time, not the store's
-		got, err := e.store.Transition(e.ctx, task.Transition{TaskID: want.ID, From: task.StatusPending,
-			Version: want.Version, To: task.StatusRunning, At: at, Step: "running on devices"})
+		tr, err := task.Dispatch(want, at)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		tr.Step = "running on devices"
+		got, err := e.store.Transition(e.ctx, tr)
 		if err != nil {
 			e.t.Fatalf("Transition = %v", err)
 		}
@@ -24,8 +28,11 @@ func testTransition(e *env) {
 
 		e.clock.Advance(time.Second)
 		at = e.clock.Now()
-		got, err = e.store.Transition(e.ctx, task.Transition{TaskID: want.ID, From: task.StatusRunning,
-			Version: want.Version, To: task.StatusCancelling, At: at})
+		tr, err = task.Cancel(got, at)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		got, err = e.store.Transition(e.ctx, tr)
 		if err != nil {
 			e.t.Fatalf("Transition to cancelling = %v", err)
 		}
@@ -35,7 +42,7 @@ func testTransition(e *env) {
 		sameTask(e.t, "GetTask of the cancelling task", e.get(want.ID), want)
 	})
 
-	e.run("a terminal transition stores completedAt, result and expiry", func(e *env) {
+	e.run("a terminal transition stores completedAt, result, counts and expiry", func(e *env) {
 		for _, path := range [][]task.Status{
 			{task.StatusPending, task.StatusCancelled},
 			{task.StatusPending, task.StatusFailed},
@@ -46,11 +53,14 @@ func testTransition(e *env) {
 			for _, to := range path[1:] {
 				e.clock.Advance(time.Second)
 				at := e.clock.Now()
-				tr := task.Transition{TaskID: want.ID, From: want.Status, Version: want.Version, To: to, At: at, Step: "to " + string(to)}
+				tr, err := Move(want, to, at, at.Add(24*time.Hour))
+				if err != nil {
+					e.t.Fatal(err)
+				}
+				tr.Step = "to " + string(to)
 				if to.Terminal() {
 					tr.Result = &task.Result{SucceededDevices: []string{}, FailedDevices: want.Request.DeviceIDs[:1],
 						CancelledDevices: want.Request.DeviceIDs[1:], Reason: "because " + string(to)}
-					tr.ExpiresAt = at.Add(24 * time.Hour)
 				}
 				got, err := e.store.Transition(e.ctx, tr)
 				if err != nil {
@@ -73,24 +83,55 @@ func testTransition(e *env) {
 	e.run("refuses a stale status or version and writes nothing", func(e *env) {
 		tk := e.create(e.newTask(e.id("owner"), deviceNames(2)))
 		tk = e.move(tk, task.StatusRunning, 0)
-		for _, tr := range []task.Transition{
-			{From: task.StatusPending, Version: tk.Version, To: task.StatusCancelled},
-			{From: task.StatusRunning, Version: tk.Version - 1, To: task.StatusCompleted},
-			{From: task.StatusRunning, Version: tk.Version + 1, To: task.StatusCompleted},
-			{From: task.StatusCancelling, Version: tk.Version, To: task.StatusCancelled},
-		} {
-			tr.TaskID, tr.At, tr.Step = tk.ID, e.clock.Now().Add(time.Hour), "must not be written"
-			tr.Result, tr.ExpiresAt = &task.Result{Reason: "must not be written"}, e.clock.Now().Add(time.Hour)
+		at := e.clock.Now().Add(time.Hour)
+		pending := *tk
+		pending.Status = task.StatusPending
+		cancelling := *tk
+		cancelling.Status = task.StatusCancelling
+		stale, _ := task.End(&pending, task.EventCancel, at, &task.Result{Reason: "must not be written"}, at)
+		wrongStatus, _ := task.End(&cancelling, task.EventFinish, at, &task.Result{Reason: "must not be written"}, at)
+		finish, _ := task.End(tk, task.EventFinish, at, &task.Result{Reason: "must not be written"}, at)
+		older, newer := finish, finish
+		older.Version, newer.Version = tk.Version-1, tk.Version+1
+		for _, tr := range []task.Transition{stale, older, newer, wrongStatus} {
+			tr.Step = "must not be written"
 			_, err := e.store.Transition(e.ctx, tr)
-			wantCode(e.t, err, task.ErrConflict, "Transition from "+string(tr.From)+" at a wrong version or status")
+			wantCode(e.t, err, task.CodeConflict, "Transition from "+string(tr.From)+" at a wrong version or status")
 			sameTask(e.t, "task after a refused transition", e.get(tk.ID), tk)
 		}
 	})
 
+	e.run("refuses every transition the state machine does not allow", func(e *env) {
+		// One task in each status; every (from, event, to) that the table does not allow is
+		// offered at the task's exact status and version, so only the table can refuse it.
+		at := e.clock.Now().Add(time.Hour)
+		for _, from := range task.Statuses() {
+			tk := e.reach(from)
+			for _, ev := range task.Events() {
+				next, nerr := from.Next(ev)
+				for _, to := range task.Statuses() {
+					if nerr == nil && to == next {
+						continue
+					}
+					tr := task.Transition{TaskID: tk.ID, From: from, Version: tk.Version, Event: ev, To: to, At: at,
+						Step: "must not be written", Result: &task.Result{Reason: "must not be written"}, ExpiresAt: at,
+						Counts: task.Counts{Total: tk.Counts.Total, Failed: tk.Counts.Total}}
+					_, err := e.store.Transition(e.ctx, tr)
+					wantCode(e.t, err, task.CodeConflict, "Transition "+string(from)+" --"+string(ev)+"--> "+string(to))
+				}
+			}
+			sameTask(e.t, "a "+string(from)+" task after every illegal transition", e.get(tk.ID), tk)
+		}
+	})
+
 	e.run("unknown task is not found", func(e *env) {
-		_, err := e.store.Transition(e.ctx, task.Transition{TaskID: e.id("missing"), From: task.StatusPending,
-			Version: 1, To: task.StatusRunning, At: e.clock.Now()})
-		wantCode(e.t, err, task.ErrNotFound, "Transition of an unknown task")
+		missing := e.newTask(e.id("owner"), deviceNames(1))
+		tr, err := task.Dispatch(missing, e.clock.Now())
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		_, err = e.store.Transition(e.ctx, tr)
+		wantCode(e.t, err, task.CodeNotFound, "Transition of an unknown task")
 	})
 
 	e.run("one of many racing writers wins", func(e *env) {
@@ -104,8 +145,11 @@ func testTransition(e *env) {
 				if i%2 == 1 {
 					to = task.StatusCancelled
 				}
-				_, errs[i] = e.store.Transition(e.ctx, task.Transition{TaskID: tk.ID, From: task.StatusPending,
-					Version: tk.Version, To: to, At: e.clock.Now()})
+				tr, err := Move(tk, to, e.clock.Now(), time.Time{})
+				if err == nil {
+					_, err = e.store.Transition(e.ctx, tr)
+				}
+				errs[i] = err
 			})
 		}
 		wg.Wait()
@@ -114,7 +158,7 @@ func testTransition(e *env) {
 			switch {
 			case err == nil:
 				won++
-			case !task.IsCode(err, task.ErrConflict):
+			case !task.IsCode(err, task.CodeConflict):
 				e.t.Errorf("a losing writer got %v, want a conflict", err)
 			}
 		}
@@ -127,6 +171,28 @@ func testTransition(e *env) {
 	})
 }
 
+// reach creates a task and moves it to status s along the shortest legal path.
+func (e *env) reach(s task.Status) *task.Task {
+	e.t.Helper()
+	paths := map[task.Status][]task.Status{
+		task.StatusPending:    nil,
+		task.StatusRunning:    {task.StatusRunning},
+		task.StatusCancelling: {task.StatusRunning, task.StatusCancelling},
+		task.StatusCompleted:  {task.StatusRunning, task.StatusCompleted},
+		task.StatusFailed:     {task.StatusFailed},
+		task.StatusTimedOut:   {task.StatusRunning, task.StatusTimedOut},
+		task.StatusCancelled:  {task.StatusCancelled},
+	}
+	path, ok := paths[s]
+	if !ok {
+		e.t.Fatalf("no path to status %s", s)
+	}
+	tk := e.create(e.newTask(e.id("owner"), deviceNames(2)))
+	for _, to := range path {
+		tk = e.move(tk, to, time.Hour)
+	}
+	return tk
+}
 func testUnstartedDevices(e *env) {
 	e.run("devices that never started are cancelled once their task ends", func(e *env) {
 		tk := e.create(e.newTask(e.id("owner"), deviceNames(4)))

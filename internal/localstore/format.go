@@ -1,0 +1,162 @@
+package localstore
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/fleetrun/fleetrun/internal/task"
+)
+
+// The file format. Records are JSON, in types of their own rather than the domain's: renaming
+// a field of task.Task must not change what an existing file means, and a field added to the
+// domain reaches the file only when it is added here. testdata/ holds one record of each kind
+// as this version writes it; a test checks that they are written and read back unchanged.
+
+// taskFile is the value of the tasks bucket.
+type taskFile struct {
+	// Seq is unique to this task record across the life of the file (bbolt's bucket sequence),
+	// so a cached device list can never be taken for that of a later task with the same id.
+	Seq  uint64     `json:"seq"`
+	Task taskRecord `json:"task"`
+}
+
+type taskRecord struct {
+	ID          string        `json:"id"`
+	Owner       string        `json:"owner"`
+	Status      string        `json:"status"`
+	Version     int64         `json:"version"`
+	CreatedAt   time.Time     `json:"createdAt"`
+	UpdatedAt   time.Time     `json:"updatedAt"`
+	StartedAt   *time.Time    `json:"startedAt,omitempty"`
+	CompletedAt *time.Time    `json:"completedAt,omitempty"`
+	ExpiresAt   time.Time     `json:"expiresAt,omitzero"`
+	Request     requestRecord `json:"request"`
+	Counts      countsRecord  `json:"counts"`
+	CurrentStep string        `json:"currentStep"`
+	Result      *resultRecord `json:"result,omitempty"`
+	Published   bool          `json:"published,omitempty"`
+}
+
+// requestRecord is a task's request. Its device ids are kept in the deviceids bucket, so they
+// are null here.
+type requestRecord struct {
+	DeviceIDs      []string `json:"deviceIds"`
+	ScriptURL      string   `json:"scriptUrl"`
+	Args           []string `json:"args"`
+	TimeoutSeconds int      `json:"timeoutSeconds"`
+	MaxConcurrency string   `json:"maxConcurrency"`
+	MaxErrors      string   `json:"maxErrors"`
+}
+
+type countsRecord struct {
+	Total         int `json:"total"`
+	Pending       int `json:"pending"`
+	Running       int `json:"running"`
+	Succeeded     int `json:"succeeded"`
+	Failed        int `json:"failed"`
+	TimedOut      int `json:"timedOut"`
+	Cancelled     int `json:"cancelled"`
+	Undeliverable int `json:"undeliverable"`
+}
+
+type resultRecord struct {
+	SucceededDevices []string `json:"succeededDevices"`
+	FailedDevices    []string `json:"failedDevices"`
+	CancelledDevices []string `json:"cancelledDevices"`
+	Truncated        bool     `json:"truncated"`
+	Reason           string   `json:"reason,omitempty"`
+}
+
+// deviceRecord is the value of the devices bucket.
+type deviceRecord struct {
+	TaskID          string     `json:"taskId"`
+	ID              string     `json:"id"`
+	Status          string     `json:"status"`
+	ExitCode        *int       `json:"exitCode"`
+	Stdout          string     `json:"stdout"`
+	Stderr          string     `json:"stderr"`
+	StdoutTruncated bool       `json:"stdoutTruncated"`
+	StderrTruncated bool       `json:"stderrTruncated"`
+	StartedAt       *time.Time `json:"startedAt,omitempty"`
+	CompletedAt     *time.Time `json:"completedAt,omitempty"`
+	Reason          string     `json:"reason,omitempty"`
+	Ref             string     `json:"ref,omitempty"`
+}
+
+// idemRecord is the value of the idem bucket.
+type idemRecord struct {
+	Owner       string    `json:"owner"`
+	Key         string    `json:"key"`
+	TaskID      string    `json:"taskId"`
+	RequestHash string    `json:"requestHash"`
+	ExpiresAt   time.Time `json:"expiresAt"`
+}
+
+// encodeTask encodes a task record, without its device ids.
+func encodeTask(seq uint64, t *task.Task) ([]byte, error) {
+	r := t.Request
+	c := t.Counts
+	rec := taskRecord{ID: t.ID, Owner: t.Owner, Status: string(t.Status), Version: t.Version,
+		CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt, StartedAt: t.StartedAt, CompletedAt: t.CompletedAt,
+		ExpiresAt: t.ExpiresAt, CurrentStep: t.CurrentStep, Published: t.Published,
+		Request: requestRecord{ScriptURL: r.ScriptURL, Args: r.Args, TimeoutSeconds: r.TimeoutSeconds,
+			MaxConcurrency: r.MaxConcurrency, MaxErrors: r.MaxErrors},
+		Counts: countsRecord{Total: c.Total, Pending: c.Pending, Running: c.Running, Succeeded: c.Succeeded,
+			Failed: c.Failed, TimedOut: c.TimedOut, Cancelled: c.Cancelled, Undeliverable: c.Undeliverable}}
+	if res := t.Result; res != nil {
+		rec.Result = &resultRecord{SucceededDevices: res.SucceededDevices, FailedDevices: res.FailedDevices,
+			CancelledDevices: res.CancelledDevices, Truncated: res.Truncated, Reason: res.Reason}
+	}
+	return json.Marshal(taskFile{Seq: seq, Task: rec})
+}
+
+// decodeTask decodes a task record; its device ids are read apart.
+func decodeTask(raw []byte) (uint64, *task.Task, error) {
+	var f taskFile
+	if err := json.Unmarshal(raw, &f); err != nil {
+		return 0, nil, err
+	}
+	rec, r, c := f.Task, f.Task.Request, f.Task.Counts
+	t := &task.Task{ID: rec.ID, Owner: rec.Owner, Status: task.Status(rec.Status), Version: rec.Version,
+		CreatedAt: rec.CreatedAt, UpdatedAt: rec.UpdatedAt, StartedAt: rec.StartedAt, CompletedAt: rec.CompletedAt,
+		ExpiresAt: rec.ExpiresAt, CurrentStep: rec.CurrentStep, Published: rec.Published,
+		Request: task.Request{ScriptURL: r.ScriptURL, Args: r.Args, TimeoutSeconds: r.TimeoutSeconds,
+			MaxConcurrency: r.MaxConcurrency, MaxErrors: r.MaxErrors},
+		Counts: task.Counts{Total: c.Total, Pending: c.Pending, Running: c.Running, Succeeded: c.Succeeded,
+			Failed: c.Failed, TimedOut: c.TimedOut, Cancelled: c.Cancelled, Undeliverable: c.Undeliverable}}
+	if res := rec.Result; res != nil {
+		t.Result = &task.Result{SucceededDevices: res.SucceededDevices, FailedDevices: res.FailedDevices,
+			CancelledDevices: res.CancelledDevices, Truncated: res.Truncated, Reason: res.Reason}
+	}
+	return f.Seq, t, nil
+}
+
+func encodeDevice(d *task.Device) ([]byte, error) {
+	return json.Marshal(deviceRecord{TaskID: d.TaskID, ID: d.ID, Status: string(d.Status), ExitCode: d.ExitCode,
+		Stdout: d.Stdout, Stderr: d.Stderr, StdoutTruncated: d.StdoutTruncated, StderrTruncated: d.StderrTruncated,
+		StartedAt: d.StartedAt, CompletedAt: d.CompletedAt, Reason: d.Reason, Ref: d.Ref})
+}
+
+func decodeDevice(raw []byte) (*task.Device, error) {
+	var r deviceRecord
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return nil, err
+	}
+	return &task.Device{TaskID: r.TaskID, ID: r.ID, Status: task.DeviceStatus(r.Status), ExitCode: r.ExitCode,
+		Stdout: r.Stdout, Stderr: r.Stderr, StdoutTruncated: r.StdoutTruncated, StderrTruncated: r.StderrTruncated,
+		StartedAt: r.StartedAt, CompletedAt: r.CompletedAt, Reason: r.Reason, Ref: r.Ref}, nil
+}
+
+func encodeIdem(rec *task.IdempotencyRecord) ([]byte, error) {
+	return json.Marshal(idemRecord{Owner: rec.Owner, Key: rec.Key, TaskID: rec.TaskID,
+		RequestHash: rec.RequestHash, ExpiresAt: rec.ExpiresAt})
+}
+
+func decodeIdem(raw []byte) (*task.IdempotencyRecord, error) {
+	var r idemRecord
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return nil, err
+	}
+	return &task.IdempotencyRecord{Owner: r.Owner, Key: r.Key, TaskID: r.TaskID, RequestHash: r.RequestHash,
+		ExpiresAt: r.ExpiresAt}, nil
+}

@@ -1,0 +1,138 @@
+package task
+
+import (
+	"time"
+	"unicode/utf8"
+)
+
+// Device is the state of one device of a task.
+type Device struct {
+	TaskID          string       `json:"taskId"`
+	ID              string       `json:"id"`
+	Status          DeviceStatus `json:"status"`
+	ExitCode        *int         `json:"exitCode"`
+	Stdout          string       `json:"stdout"`
+	Stderr          string       `json:"stderr"`
+	StdoutTruncated bool         `json:"stdoutTruncated"`
+	StderrTruncated bool         `json:"stderrTruncated"`
+	StartedAt       *time.Time   `json:"startedAt,omitempty"`
+	CompletedAt     *time.Time   `json:"completedAt,omitempty"`
+	// Reason says, for a person, why a device did not succeed when the exit code alone does not
+	// (never started, lost in a restart, undeliverable).
+	Reason string `json:"reason,omitempty"`
+	// Ref is the runner's own handle for the device (an SSM command id, a local process group),
+	// so a runner can find its work again after a restart.
+	Ref string `json:"ref,omitempty"`
+}
+
+// Output limits: the inline copies of a device's output are cut like SSM cuts them, in bytes
+// and on a UTF-8 boundary, so that a device record always fits its store.
+const (
+	StdoutInlineLimit = 24000
+	StderrInlineLimit = 8000
+)
+
+// DeviceUpdate is a runner's report that a device moved to a new status. Updates may arrive
+// twice or out of order; Device.Apply decides what each one changes.
+type DeviceUpdate struct {
+	DeviceID string
+	Status   DeviceStatus
+	// At is when the device moved; the store's time when zero.
+	At       time.Time
+	ExitCode *int
+	// Stdout and Stderr are the device's output as far as the runner has it; the truncated
+	// flags say that the runner already cut it.
+	Stdout          string
+	Stderr          string
+	StdoutTruncated bool
+	StderrTruncated bool
+	Reason          string
+	Ref             string
+}
+
+// Applied says what Device.Apply did with an update.
+type Applied int
+
+const (
+	// Ignored means the update changed nothing: a move the device may not make (a duplicate,
+	// a move backwards, out of a terminal state or to an unknown status).
+	Ignored Applied = iota
+	// Moved means the device moved to the update's status: the task's counts change with it.
+	Moved
+	// Refreshed means a terminal device kept its status and took a longer copy of its output,
+	// as when SSM's full output (GetCommandInvocation) arrives after the shorter copy a poll
+	// saw first. The task's counts do not change.
+	Refreshed
+)
+
+// Apply applies u to d at time now (when u.At is zero), the one rule both stores follow:
+//
+//   - A move the deviceMoves table allows is made: the status, the start or completion time,
+//     and whatever u reports (exit code, output, reason, ref). Empty fields of u keep d's, so
+//     a terminal update without a Ref keeps the Ref of the running one.
+//   - Output is cut at StdoutInlineLimit and StderrInlineLimit on a UTF-8 boundary. A stream
+//     u reports replaces d's, and its truncated flag is u's, or true when Apply cut it.
+//   - On a terminal device, an update with the same status whose output is longer replaces
+//     the shorter copy, stream by stream, and changes nothing else.
+//   - Anything else is ignored and leaves d as it was.
+func (d *Device) Apply(u DeviceUpdate, now time.Time) Applied {
+	if d.Status.Terminal() && u.Status == d.Status {
+		return d.refresh(u)
+	}
+	if !d.Status.CanMove(u.Status) {
+		return Ignored
+	}
+	at := u.At
+	if at.IsZero() {
+		at = now
+	}
+	at = at.UTC()
+	d.Status = u.Status
+	if u.Status == DeviceRunning {
+		d.StartedAt = &at
+	}
+	if u.Status.Terminal() {
+		d.CompletedAt = &at
+	}
+	if u.ExitCode != nil {
+		d.ExitCode = new(*u.ExitCode)
+	}
+	if u.Stdout != "" || u.StdoutTruncated {
+		d.Stdout, d.StdoutTruncated = inline(u.Stdout, u.StdoutTruncated, StdoutInlineLimit)
+	}
+	if u.Stderr != "" || u.StderrTruncated {
+		d.Stderr, d.StderrTruncated = inline(u.Stderr, u.StderrTruncated, StderrInlineLimit)
+	}
+	if u.Reason != "" {
+		d.Reason = u.Reason
+	}
+	if u.Ref != "" {
+		d.Ref = u.Ref
+	}
+	return Moved
+}
+
+// refresh takes the longer copy of each stream of a terminal device's output.
+func (d *Device) refresh(u DeviceUpdate) Applied {
+	out := Ignored
+	if stdout, cut := inline(u.Stdout, u.StdoutTruncated, StdoutInlineLimit); len(stdout) > len(d.Stdout) {
+		d.Stdout, d.StdoutTruncated, out = stdout, cut, Refreshed
+	}
+	if stderr, cut := inline(u.Stderr, u.StderrTruncated, StderrInlineLimit); len(stderr) > len(d.Stderr) {
+		d.Stderr, d.StderrTruncated, out = stderr, cut, Refreshed
+	}
+	return out
+}
+
+// inline cuts s to at most limit bytes, on a UTF-8 boundary, and says whether it is cut: by the
+// runner already (truncated) or here.
+func inline(s string, truncated bool, limit int) (string, bool) {
+	if len(s) <= limit {
+		return s, truncated
+	}
+	i := limit
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i], true
+}

@@ -1,0 +1,4 @@
+package task
+
+// Inline exposes inline to the tests of package task_test.
+var Inline = inline
