@@ -4,6 +4,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fleetrun/fleetrun/api"
+	"github.com/fleetrun/fleetrun/internal/clocktest"
 	"github.com/fleetrun/fleetrun/internal/metrics"
 )
 
@@ -58,18 +60,15 @@ func TestMetricsEndpointChangesAsTasksRun(t *testing.T) {
 	}
 
 	tk := s.submit(api.SubmitRequest{DeviceIDs: []string{"d1", "d2", "d3"}, ScriptURL: "flaky.sh"}, auth...)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	clocktest.Eventually(t, 30*time.Second, func() error {
 		var got api.Task
 		r := s.do(http.MethodGet, "/tasks/"+tk.ID, nil, append(auth, "Prefer", "wait=2")...)
 		r.decode(t, &got)
-		if got.Status == api.StatusCompleted {
-			break
+		if got.Status != api.StatusCompleted {
+			return fmt.Errorf("task %s is %s: %s", tk.ID, got.Status, r.body)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("task %s did not complete: %s\n%s", tk.ID, r.body, s.logs)
-		}
-	}
+		return nil
+	})
 
 	after := scrape()
 	want := []struct {
@@ -112,18 +111,17 @@ func jsonLines(t *testing.T, logs, msg string) []map[string]any {
 // awaitLine waits for the server to log a JSON line with msg that match accepts.
 func awaitLine(t *testing.T, s *server, msg string, match func(map[string]any) bool) map[string]any {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	var found map[string]any
+	clocktest.Eventually(t, 10*time.Second, func() error {
 		for _, rec := range jsonLines(t, s.logs.String(), msg) {
 			if match(rec) {
-				return rec
+				found = rec
+				return nil
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the server logged no %q line that matches within 10s:\n%s", msg, s.logs)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return fmt.Errorf("no %q line that matches in the server's log:\n%s", msg, s.logs)
+	})
+	return found
 }
 
 func TestJSONRequestLogCarriesTheTaskID(t *testing.T) {

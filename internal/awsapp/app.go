@@ -56,13 +56,10 @@ type App struct {
 // written to metricsOut as CloudWatch embedded metric format lines in the namespace
 // cfg.MetricsNamespace; nil records none.
 func New(cfg Config, sdk aws.Config, log *slog.Logger, metricsOut io.Writer) *App {
-	var metrics interface {
-		engine.Metrics
-		ssmrun.ThrottleObserver
-	} = noMetrics{}
-	if metricsOut != nil {
-		metrics = emf.New(metricsOut, cfg.MetricsNamespace, nil)
+	if metricsOut == nil {
+		metricsOut = io.Discard
 	}
+	metrics := emf.New(emf.Config{Out: metricsOut, Namespace: cfg.MetricsNamespace})
 	store := dynamo.New(dynamodb.NewFromConfig(sdk), cfg.TableName, dynamo.Options{Logger: log, Retention: cfg.Retention})
 	runner := ssmrun.New(ssmrun.Config{
 		API:            ssm.NewFromConfig(sdk, ssmrun.ObserveThrottles(metrics)),
@@ -176,11 +173,3 @@ func (l *lineWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
-
-// noMetrics records nothing, for an App built without a metrics writer.
-type noMetrics struct{}
-
-func (noMetrics) TaskSubmitted(context.Context)                                         {}
-func (noMetrics) TaskDispatched(context.Context, time.Duration)                         {}
-func (noMetrics) TaskFinished(context.Context, task.Status, time.Duration, task.Counts) {}
-func (noMetrics) SSMThrottled(context.Context, string)                                  {}

@@ -37,19 +37,30 @@ var (
 	_ ssmrun.ThrottleObserver = (*Recorder)(nil)
 )
 
-// New returns a Recorder that writes to w (standard output on Lambda) in the CloudWatch
-// namespace. Each line is written with one Write call; a writer shared with a logger must
-// serialise writes itself, as the functions' does. now is the clock of the lines' timestamps,
-// time.Now when nil.
-func New(w io.Writer, namespace string, now func() time.Time) *Recorder {
-	if now == nil {
-		now = time.Now
+// Config wires a Recorder. Out is required.
+type Config struct {
+	// Out receives the lines: standard output on Lambda. Each line is written with one Write
+	// call; a writer shared with a logger must serialise writes itself, as the functions' does.
+	Out io.Writer
+	// Namespace is the CloudWatch namespace of the metrics; "fleetrun" when empty.
+	Namespace string
+	// Now is the clock of the lines' timestamps; time.Now when nil.
+	Now func() time.Time
+}
+
+// New returns a Recorder for cfg.
+func New(cfg Config) *Recorder {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Namespace == "" {
+		cfg.Namespace = "fleetrun"
 	}
 	units := map[string]string{}
 	for _, m := range metrics.All {
 		units[m.Name] = m.Unit
 	}
-	return &Recorder{w: w, namespace: namespace, now: now, units: units}
+	return &Recorder{w: cfg.Out, namespace: cfg.Namespace, now: cfg.Now, units: units}
 }
 
 // TaskSubmitted implements engine.Metrics.

@@ -17,7 +17,7 @@ func TestRecorderWritesOneDirectivePerLine(t *testing.T) {
 	t.Parallel()
 	var out bytes.Buffer
 	at := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
-	r := emf.New(&out, "fleetrun/test", func() time.Time { return at })
+	r := emf.New(emf.Config{Out: &out, Namespace: "fleetrun/test", Now: func() time.Time { return at }})
 	ctx := context.Background()
 	r.TaskSubmitted(ctx)
 	r.TaskDispatched(ctx, 1500*time.Millisecond)
