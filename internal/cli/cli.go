@@ -65,18 +65,14 @@ type app struct {
 	code int
 }
 
-// usageError is a problem with the command line, reported with exit code ExitUsage.
-type usageError struct{ err error }
-
-func (e usageError) Error() string { return e.err.Error() }
-func (e usageError) Unwrap() error { return e.err }
-
 func (a *app) main(ctx context.Context, args []string) int {
 	root := a.newRoot()
 	if args == nil {
 		args = []string{} // cobra reads os.Args when given nil
 	}
 	root.SetArgs(args)
+	// Every error cobra returns is about the command line (an unknown command or flag, a
+	// wrong number of arguments): the commands report their own outcome in a.code.
 	cmd, err := root.ExecuteContextC(ctx)
 	if err != nil {
 		if cmd == nil {
@@ -106,14 +102,13 @@ runs, and reports per-device results. "fleetrun serve" runs the API on this mach
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cmd.SetOut(a.stderr)
 			_ = cmd.Usage()
-			return usageError{errors.New("no command given")}
+			return errors.New("no command given")
 		},
 	}
 	root.SetIn(a.stdin)
 	root.SetOut(a.stdout)
 	root.SetErr(a.stderr)
 	root.SetVersionTemplate("{{.Version}}\n")
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.SetUsageTemplate(usageTemplate)
 	a.common.register(root)
 	root.AddGroup(&cobra.Group{ID: "tasks", Title: "Commands:"})
@@ -190,9 +185,9 @@ func exactArgs(n int) cobra.PositionalArgs {
 	return func(_ *cobra.Command, args []string) error {
 		switch {
 		case len(args) < n:
-			return usageError{fmt.Errorf("missing argument: want %d, got %d", n, len(args))}
+			return fmt.Errorf("missing argument: want %d, got %d", n, len(args))
 		case len(args) > n:
-			return usageError{fmt.Errorf("unexpected argument %q", args[n])}
+			return fmt.Errorf("unexpected argument %q", args[n])
 		}
 		return nil
 	}
