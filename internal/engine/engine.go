@@ -95,7 +95,9 @@ type Config struct {
 	Notifier  Notifier
 	// Metrics records submissions, dispatches and finished tasks; nil records nothing.
 	Metrics Metrics
-	Rules   task.Rules
+	// Admission, when set, bounds the work queued behind the deployment (see Backlog).
+	Admission Admission
+	Rules     task.Rules
 	// Retention is how long a finished task is kept.
 	Retention time.Duration
 	// PollInterval is the delay of the first progress poll after a dispatch; later polls back
@@ -111,6 +113,8 @@ type Config struct {
 type Engine struct {
 	cfg Config
 	log *slog.Logger
+	// publishing serialises the publishing of each task's notification (see ensurePublished).
+	publishing keyedMutex
 }
 
 // New returns an Engine for cfg, filling in defaults.

@@ -11,8 +11,10 @@ import (
 	"maps"
 	"mime"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/fleetrun/fleetrun/api"
 	"github.com/fleetrun/fleetrun/internal/engine"
@@ -39,11 +41,15 @@ func (h *handler) submit(w http.ResponseWriter, r *http.Request, owner string) {
 		h.problem(w, r, tooLarge)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
+	body, err := h.readBody(w, r)
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &mbe):
 		h.problem(w, r, tooLarge)
+		return
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		h.problem(w, r, problemFor(http.StatusRequestTimeout, api.ProblemTimeout,
+			fmt.Sprintf("the body did not arrive within %s", h.cfg.BodyTimeout)))
 		return
 	case err != nil:
 		h.problem(w, r, problemFor(http.StatusBadRequest, api.ProblemMalformed, "the body could not be read"))
@@ -76,6 +82,20 @@ func (h *handler) submit(w http.ResponseWriter, r *http.Request, owner string) {
 		w.Header().Set("Idempotent-Replayed", "true")
 	}
 	writeJSON(w, http.StatusAccepted, l.renderTask(t))
+}
+
+// readBody reads a request body of at most MaxBodyBytes within BodyTimeout. The deadline is
+// the connection's, so it is lifted again once the body is in: the server goes on reading the
+// connection to notice a client that leaves, and a deadline left behind would end the request
+// then.
+func (h *handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	if h.cfg.BodyTimeout > 0 {
+		rc := http.NewResponseController(w)
+		if err := rc.SetReadDeadline(time.Now().Add(h.cfg.BodyTimeout)); err == nil {
+			defer rc.SetReadDeadline(time.Time{})
+		}
+	}
+	return io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
 }
 
 // idempotencyKey returns the request's Idempotency-Key, "" when none was sent. A key is 1 to
@@ -148,9 +168,9 @@ func decodeSubmit(body []byte) (api.SubmitRequest, task.Draft, error) {
 	if raw[0] != '{' {
 		return req, draft, invalid([]task.FieldError{{Pointer: "", Detail: "the body must be a JSON object"}})
 	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &fields); err != nil {
-		return req, draft, malformed("the body is not valid JSON: " + err.Error())
+	fields, err := objectMembers(raw)
+	if err != nil {
+		return req, draft, err
 	}
 	var errs []task.FieldError
 	bad := func(pointer, detail string) {
@@ -187,6 +207,41 @@ func decodeSubmit(body []byte) (api.SubmitRequest, task.Draft, error) {
 	}
 	draft.DeviceIDs, draft.ScriptURL, draft.Args = req.DeviceIDs, req.ScriptURL, req.Args
 	return req, draft, nil
+}
+
+// objectMembers returns the members of a JSON object by name. A name that appears twice is
+// malformed: parsers disagree on which value wins (encoding/json takes the last, many proxies
+// and validators the first), so a body that one reads as harmless could run as another.
+func objectMembers(raw json.RawMessage) (map[string]json.RawMessage, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if _, err := dec.Token(); err != nil { // the opening brace
+		return nil, malformed("the body is not valid JSON: " + err.Error())
+	}
+	fields := make(map[string]json.RawMessage)
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, malformed("the body is not valid JSON: " + err.Error())
+		}
+		name, _ := tok.(string)
+		var value json.RawMessage
+		if err := dec.Decode(&value); err != nil {
+			return nil, malformed("the body is not valid JSON: " + err.Error())
+		}
+		if _, dup := fields[name]; dup {
+			return nil, malformed(fmt.Sprintf("the body has the key %q more than once; each key may appear only once", truncateKey(name)))
+		}
+		fields[name] = value
+	}
+	return fields, nil
+}
+
+// truncateKey shortens a member name for an error message.
+func truncateKey(name string) string {
+	if len(name) > 64 {
+		return name[:64] + "…"
+	}
+	return name
 }
 
 func decodeString(value json.RawMessage, pointer string, bad func(pointer, detail string)) string {

@@ -21,6 +21,7 @@ var wantNext = map[task.Status]map[task.Event]task.Status{
 		task.EventFinish:   refused,
 		task.EventFail:     task.StatusFailed,
 		task.EventDeadline: refused,
+		task.EventStep:     refused,
 	},
 	task.StatusRunning: {
 		task.EventDispatch: refused,
@@ -28,6 +29,7 @@ var wantNext = map[task.Status]map[task.Event]task.Status{
 		task.EventFinish:   task.StatusCompleted,
 		task.EventFail:     task.StatusFailed,
 		task.EventDeadline: task.StatusTimedOut,
+		task.EventStep:     task.StatusRunning,
 	},
 	task.StatusCancelling: {
 		task.EventDispatch: refused,
@@ -35,6 +37,7 @@ var wantNext = map[task.Status]map[task.Event]task.Status{
 		task.EventFinish:   task.StatusCancelled,
 		task.EventFail:     task.StatusFailed,
 		task.EventDeadline: task.StatusCancelled,
+		task.EventStep:     refused,
 	},
 	task.StatusCompleted: {
 		task.EventDispatch: refused,
@@ -42,6 +45,7 @@ var wantNext = map[task.Status]map[task.Event]task.Status{
 		task.EventFinish:   refused,
 		task.EventFail:     refused,
 		task.EventDeadline: refused,
+		task.EventStep:     refused,
 	},
 	task.StatusFailed: {
 		task.EventDispatch: refused,
@@ -49,6 +53,7 @@ var wantNext = map[task.Status]map[task.Event]task.Status{
 		task.EventFinish:   refused,
 		task.EventFail:     refused,
 		task.EventDeadline: refused,
+		task.EventStep:     refused,
 	},
 	task.StatusTimedOut: {
 		task.EventDispatch: refused,
@@ -56,6 +61,7 @@ var wantNext = map[task.Status]map[task.Event]task.Status{
 		task.EventFinish:   refused,
 		task.EventFail:     refused,
 		task.EventDeadline: refused,
+		task.EventStep:     refused,
 	},
 	task.StatusCancelled: {
 		task.EventDispatch: refused,
@@ -63,6 +69,7 @@ var wantNext = map[task.Status]map[task.Event]task.Status{
 		task.EventFinish:   refused,
 		task.EventFail:     refused,
 		task.EventDeadline: refused,
+		task.EventStep:     refused,
 	},
 }
 
@@ -72,7 +79,7 @@ func TestStatusesAndEventsAreTheDocumentedOnes(t *testing.T) {
 	if got := task.Statuses(); !slices.Equal(got, wantStatuses) {
 		t.Errorf("Statuses() = %v, want %v", got, wantStatuses)
 	}
-	wantEvents := []task.Event{"dispatch", "cancel", "finish", "fail", "deadline"}
+	wantEvents := []task.Event{"dispatch", "cancel", "finish", "fail", "deadline", "step"}
 	if got := task.Events(); !slices.Equal(got, wantEvents) {
 		t.Errorf("Events() = %v, want %v", got, wantEvents)
 	}
