@@ -31,12 +31,16 @@ const (
 	EnvOutputBucket         = "OUTPUT_BUCKET"
 	EnvOwnerScope           = "OWNER_SCOPE"
 	EnvAdminPrincipals      = "ADMIN_PRINCIPALS"
+	EnvMetricsNamespace     = "METRICS_NAMESPACE"
 )
 
 // Defaults for the optional settings.
 const (
 	DefaultDocumentName  = "AWS-RunRemoteScript"
 	DefaultRetentionDays = 30
+	// DefaultMetricsNamespace is the CloudWatch namespace of the metrics when none is set;
+	// the template sets one per stack, fleetrun/<stack name>.
+	DefaultMetricsNamespace = "fleetrun"
 )
 
 // Config is the functions' configuration.
@@ -62,6 +66,8 @@ type Config struct {
 	AdminPrincipals []string
 	// LogLevel is the level of the JSON log.
 	LogLevel slog.Level
+	// MetricsNamespace is the CloudWatch namespace of the embedded-metric-format lines.
+	MetricsNamespace string
 }
 
 // LookupFunc reads one environment variable; os.LookupEnv is the production one, and tests pass
@@ -83,15 +89,19 @@ func Load(lookup LookupFunc, required ...string) (Config, error) {
 		}
 	}
 	cfg := Config{
-		TableName:    get(EnvTableName),
-		QueueURL:     get(EnvQueueURL),
-		EventBusName: get(EnvEventBusName),
-		DocumentName: get(EnvDocumentName),
-		OutputBucket: get(EnvOutputBucket),
-		Retention:    DefaultRetentionDays * 24 * time.Hour,
+		TableName:        get(EnvTableName),
+		QueueURL:         get(EnvQueueURL),
+		EventBusName:     get(EnvEventBusName),
+		DocumentName:     get(EnvDocumentName),
+		OutputBucket:     get(EnvOutputBucket),
+		Retention:        DefaultRetentionDays * 24 * time.Hour,
+		MetricsNamespace: get(EnvMetricsNamespace),
 	}
 	if cfg.DocumentName == "" {
 		cfg.DocumentName = DefaultDocumentName
+	}
+	if cfg.MetricsNamespace == "" {
+		cfg.MetricsNamespace = DefaultMetricsNamespace
 	}
 	cfg.AllowedScriptBuckets = list(get(EnvAllowedScriptBuckets))
 	cfg.AdminPrincipals = list(get(EnvAdminPrincipals))

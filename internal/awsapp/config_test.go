@@ -22,7 +22,8 @@ func TestLoad(t *testing.T) {
 		EnvEventBusName: "fleetrun-tasks", EnvAllowedScriptBuckets: " scripts-a, scripts-b ,,",
 		EnvDocumentName: "Custom-Run", EnvTaskRetentionDays: "7", EnvLogLevel: "debug",
 		EnvOutputBucket: "fleetrun-output", EnvOwnerScope: "session",
-		EnvAdminPrincipals: "arn:aws:iam::123456789012:role/Ops, arn:aws:iam::123456789012:user/carol",
+		EnvAdminPrincipals:  "arn:aws:iam::123456789012:role/Ops, arn:aws:iam::123456789012:user/carol",
+		EnvMetricsNamespace: "fleetrun/prod",
 	}
 	with := func(changes map[string]string) map[string]string {
 		m := map[string]string{}
@@ -50,13 +51,14 @@ func TestLoad(t *testing.T) {
 			want: Config{TableName: "tasks", QueueURL: full[EnvQueueURL], EventBusName: "fleetrun-tasks",
 				AllowedScriptBuckets: []string{"scripts-a", "scripts-b"}, DocumentName: "Custom-Run",
 				OutputBucket: "fleetrun-output", Retention: 7 * 24 * time.Hour, LogLevel: slog.LevelDebug,
-				OwnerScope:      lambdahttp.ScopeSession,
-				AdminPrincipals: []string{"arn:aws:iam::123456789012:role/Ops", "arn:aws:iam::123456789012:user/carol"}},
+				OwnerScope:       lambdahttp.ScopeSession,
+				AdminPrincipals:  []string{"arn:aws:iam::123456789012:role/Ops", "arn:aws:iam::123456789012:user/carol"},
+				MetricsNamespace: "fleetrun/prod"},
 		},
 		{
 			name: "defaults", env: map[string]string{EnvTableName: "tasks"}, required: []string{EnvTableName},
 			want: Config{TableName: "tasks", DocumentName: DefaultDocumentName, Retention: 30 * 24 * time.Hour, LogLevel: slog.LevelInfo,
-				OwnerScope: lambdahttp.ScopeRole},
+				OwnerScope: lambdahttp.ScopeRole, MetricsNamespace: DefaultMetricsNamespace},
 		},
 		{
 			name: "missing and blank required variables", env: with(map[string]string{EnvTableName: "-", EnvQueueURL: "  "}),
@@ -72,8 +74,9 @@ func TestLoad(t *testing.T) {
 			want: Config{TableName: "tasks", QueueURL: full[EnvQueueURL], EventBusName: "fleetrun-tasks",
 				AllowedScriptBuckets: []string{"scripts-a", "scripts-b"}, DocumentName: "Custom-Run",
 				OutputBucket: "fleetrun-output", Retention: 7 * 24 * time.Hour, LogLevel: slog.LevelWarn,
-				OwnerScope:      lambdahttp.ScopeSession,
-				AdminPrincipals: []string{"arn:aws:iam::123456789012:role/Ops", "arn:aws:iam::123456789012:user/carol"}}},
+				OwnerScope:       lambdahttp.ScopeSession,
+				AdminPrincipals:  []string{"arn:aws:iam::123456789012:role/Ops", "arn:aws:iam::123456789012:user/carol"},
+				MetricsNamespace: "fleetrun/prod"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

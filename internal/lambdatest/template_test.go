@@ -81,7 +81,8 @@ func TestTemplateEnvironmentIsWhatTheFunctionsRead(t *testing.T) {
 	tpl := loadTemplate(t)
 	refs := fakeRefs(tpl)
 	want := []string{awsapp.EnvAdminPrincipals, awsapp.EnvAllowedScriptBuckets, awsapp.EnvDocumentName, awsapp.EnvEventBusName,
-		awsapp.EnvLogLevel, awsapp.EnvOutputBucket, awsapp.EnvOwnerScope, awsapp.EnvQueueURL, awsapp.EnvTableName, awsapp.EnvTaskRetentionDays}
+		awsapp.EnvLogLevel, awsapp.EnvMetricsNamespace, awsapp.EnvOutputBucket, awsapp.EnvOwnerScope, awsapp.EnvQueueURL,
+		awsapp.EnvTableName, awsapp.EnvTaskRetentionDays}
 	for _, id := range tpl.Functions() {
 		env, err := tpl.FunctionEnvironment(id, refs)
 		if err != nil {
