@@ -39,6 +39,7 @@ const (
 	kindIDs         = "ids"
 	kindCommandTask = "commandTask"
 	kindIdempotency = "idempotency"
+	kindDelivery    = "delivery"
 )
 
 // Sort keys and key prefixes.
@@ -52,6 +53,7 @@ const (
 	prefixIDs      = "IDS#"
 	prefixOwner    = "OWNER#"
 	prefixIdem     = "IDEM#"
+	prefixDelivery = "HOOK#"
 	sortTimeLayout = "2006-01-02T15:04:05.000000000Z"
 )
 
