@@ -78,7 +78,9 @@ type Config struct {
 	Notifier  Notifier
 	// Admission, when set, bounds the work queued behind the deployment (see Backlog).
 	Admission Admission
-	Rules     task.Rules
+	// Webhooks sends the webhook events tasks subscribe to; the zero value sends none.
+	Webhooks Webhooks
+	Rules    task.Rules
 	// Retention is how long a finished task is kept.
 	Retention time.Duration
 	// PollInterval is the delay of the first progress poll after a dispatch; later polls back
@@ -96,6 +98,7 @@ type Engine struct {
 	log *slog.Logger
 	// publishing serialises the publishing of each task's notification (see ensurePublished).
 	publishing keyedMutex
+	hooks      *webhooks
 }
 
 // New returns an Engine for cfg, filling in defaults.
@@ -119,7 +122,7 @@ func New(cfg Config) *Engine {
 	if cfg.MaxPollInterval <= 0 {
 		cfg.MaxPollInterval = 60 * time.Second
 	}
-	return &Engine{cfg: cfg, log: cfg.Logger}
+	return &Engine{cfg: cfg, log: cfg.Logger, hooks: newWebhooks(cfg.Webhooks)}
 }
 
 func (e *Engine) notify(t *task.Task) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -24,6 +25,11 @@ import (
 //
 // Waits last at most keepAlive each: the in-process broker forgets tasks nobody has touched for
 // a minute, and proxies drop silent connections, so each quiet round ends with a comment.
+//
+// The stream opens with a retry field (streamRetry), which tells an EventSource how soon to
+// reconnect. A request with a deadline (a Lambda invocation, which API Gateway streams for at
+// most 15 minutes) ends its stream cleanly just before it, with the retry field again, so the
+// client reconnects at once with Last-Event-ID and misses nothing.
 func (h *handler) events(w http.ResponseWriter, r *http.Request, owner string) {
 	last, err := lastEventID(r)
 	if err != nil {
@@ -60,6 +66,12 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request, owner string) {
 	if r.Method == http.MethodHead {
 		return // the headers are the whole answer; a HEAD must not hold the connection
 	}
+	retry := fmt.Sprintf("retry: %d\n\n", streamRetry.Milliseconds())
+	if _, err := io.WriteString(w, retry); err != nil {
+		return
+	}
+	end, bounded := r.Context().Deadline()
+	end = end.Add(-streamEndMargin)
 	l := h.links(r)
 	send := func(t *task.Task) error {
 		data, err := json.Marshal(l.renderTask(t))
@@ -78,13 +90,24 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request, owner string) {
 		err = rc.Flush()
 	}
 	for err == nil && !t.Status.Terminal() {
-		ctx, cancel := context.WithTimeout(r.Context(), h.keepAlive)
+		wait := h.keepAlive
+		if bounded {
+			if wait = min(wait, time.Until(end)); wait <= 0 {
+				if _, err = io.WriteString(w, ": the stream ends here; reconnect with Last-Event-ID\n"+retry); err == nil {
+					err = rc.Flush()
+				}
+				break
+			}
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), wait)
 		werr := h.cfg.Watcher.Wait(ctx, id, last)
 		quiet := ctx.Err() != nil
 		cancel()
 		switch {
 		case r.Context().Err() != nil:
 			return // the client went away
+		case quiet && bounded && !time.Now().Before(end):
+			continue // the stream's time is up: the top of the loop ends it
 		case quiet:
 			if _, err = fmt.Fprint(w, ": keep-alive\n\n"); err == nil {
 				err = rc.Flush()
@@ -108,6 +131,13 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request, owner string) {
 		h.log.WarnContext(r.Context(), "event stream ended early", "request_id", requestID(r), "task_id", id, "err", err)
 	}
 }
+
+// streamRetry is the reconnection time an event stream asks of its client (the retry field).
+const streamRetry = time.Second
+
+// streamEndMargin is how long before its request's deadline a stream ends itself, leaving time
+// for the last field to reach the client.
+const streamEndMargin = 500 * time.Millisecond
 
 // lastEventID returns the version a reconnecting client last saw, or 0 when it saw none (task
 // versions start at 1).

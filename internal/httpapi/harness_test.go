@@ -94,6 +94,11 @@ func setup(t *testing.T, opts ...bundleOptions) *testBundle {
 				return errors.New("scriptUrl must name a file under scripts/")
 			}
 			return nil
+		}, CheckWebhookURL: func(url string) error {
+			if !strings.HasPrefix(url, "https://hooks.example/") {
+				return errors.New("must be an https URL of hooks.example")
+			}
+			return nil
 		}},
 		Now: clock.Now,
 	})

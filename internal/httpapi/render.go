@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -14,8 +15,10 @@ import (
 type links struct{ base string }
 
 func (h *handler) links(r *http.Request) links {
-	return links{base: trimSlash(h.cfg.BaseURL(r))}
+	return linksFor(h.cfg.BaseURL(r))
 }
+
+func linksFor(base string) links { return links{base: trimSlash(base)} }
 
 func trimSlash(s string) string {
 	for len(s) > 0 && s[len(s)-1] == '/' {
@@ -60,6 +63,7 @@ func (l links) renderTask(t *task.Task) api.Task {
 			TimeoutSeconds: t.Request.TimeoutSeconds,
 			MaxConcurrency: t.Request.MaxConcurrency,
 			MaxErrors:      t.Request.MaxErrors,
+			Notify:         renderNotify(t.Request.Notify),
 		},
 		Progress: api.Progress{
 			Percentage:  t.Counts.Percentage(),
@@ -73,8 +77,40 @@ func (l links) renderTask(t *task.Task) api.Task {
 			Events:  l.task(t.ID) + "/events",
 		},
 	}
+	if t.Request.Notify != nil {
+		out.Links.Deliveries = l.task(t.ID) + "/deliveries"
+	}
 	if t.Status.Terminal() {
 		out.Result = new(l.renderResult(t))
+	}
+	return out
+}
+
+func renderNotify(n *task.Notify) *api.Notify {
+	if n == nil {
+		return nil
+	}
+	events := make([]string, len(n.Events))
+	for i, e := range n.Events {
+		events[i] = string(e)
+	}
+	return &api.Notify{URL: n.URL, Events: events}
+}
+
+// WebhookPayload renders the body of a webhook event of type typ: the task as its event stream
+// carries it, with the event's type, and links based on links (the URL the task was submitted
+// through). It is the engine's PayloadFunc in both homes.
+func WebhookPayload(t *task.Task, typ task.WebhookType, links string) ([]byte, error) {
+	l := linksFor(links)
+	return json.Marshal(api.WebhookEvent{Type: string(typ), Task: l.renderTask(t)})
+}
+
+// renderDelivery turns a delivery record into its wire form.
+func renderDelivery(d *task.Delivery) api.Delivery {
+	out := api.Delivery{EventID: d.EventID, Type: string(d.Type), Attempt: d.Attempt, At: d.At.UTC(),
+		Error: d.Error, Outcome: string(d.Outcome), NextAttemptAt: utc(d.NextAttemptAt)}
+	if d.StatusCode != 0 {
+		out.StatusCode = new(d.StatusCode)
 	}
 	return out
 }

@@ -209,8 +209,8 @@ type WebhookRetry struct {
 	MaxRetryAfter time.Duration
 }
 
-// DefaultWebhookRetry retries for 24 hours: 5 s, 10 s, 20 s, … up to an hour between
-// attempts, about 34 attempts in all.
+// DefaultWebhookRetry retries for 24 hours: pauses of 5 s, 10 s, 20 s, … up to an hour, each
+// jittered into its second half, some forty attempts in all.
 var DefaultWebhookRetry = WebhookRetry{First: 5 * time.Second, Max: time.Hour, Window: 24 * time.Hour,
 	MaxRetryAfter: 6 * time.Hour}
 
