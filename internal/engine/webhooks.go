@@ -76,24 +76,15 @@ func (e *Engine) emitWebhook(ctx context.Context, t *task.Task, typ task.Webhook
 		return nil
 	}
 	now := e.cfg.Now().UTC()
-	job := task.WebhookJob{Type: typ, TaskID: t.ID, URL: n.URL, Links: n.Links, At: now, NextAt: now}
-	switch typ {
-	case task.WebhookTaskStarted:
-		if t.StartedAt != nil {
-			job.At = t.StartedAt.UTC()
-		}
-	case task.WebhookTaskFinished:
-		if t.CompletedAt != nil {
-			job.At = t.CompletedAt.UTC()
-		}
-	case task.WebhookDeviceFinished:
-		job.At = now.Truncate(task.DeviceWebhookWindow)
-		job.NextAt = job.At.Add(task.DeviceWebhookWindow)
-		if !w.newWindow(t.ID, job.At) {
+	window := now.Truncate(task.DeviceWebhookWindow)
+	job := task.WebhookJob{ID: task.WebhookEventID(t.ID, typ, window), Type: typ, TaskID: t.ID, URL: n.URL,
+		Links: n.Links, At: task.WebhookEventTime(t, typ, window), NextAt: now}
+	if typ == task.WebhookDeviceFinished {
+		job.NextAt = window.Add(task.DeviceWebhookWindow)
+		if !w.newWindow(t.ID, window) {
 			return nil
 		}
 	}
-	job.ID = task.WebhookEventID(t.ID, typ, job.At)
 	if typ != task.WebhookDeviceFinished {
 		payload, err := w.Payload(t, typ, n.Links)
 		if err != nil {
@@ -103,7 +94,7 @@ func (e *Engine) emitWebhook(ctx context.Context, t *task.Task, typ task.Webhook
 	}
 	if err := w.Queue.Put(ctx, job); err != nil {
 		if typ == task.WebhookDeviceFinished {
-			w.forgetWindow(t.ID, job.At)
+			w.forgetWindow(t.ID, window)
 		}
 		return fmt.Errorf("engine: queue webhook %s: %w", job.ID, err)
 	}
@@ -146,10 +137,9 @@ func endsDevices(updates []task.DeviceUpdate) bool {
 // the caller tries the same job again later.
 //
 // Each attempt is claimed in the store before it is made (task.Store.RecordDelivery), so that
-// two copies of one event never make the same attempt: a copy that finds its attempt claimed
-// waits for the claim to be settled or abandoned (the job comes back due then), and one that
-// finds it recorded is a duplicate and is dropped. The task is never touched: a receiver that
-// fails slows nothing but its own deliveries.
+// two copies of one event never make the same attempt (see contended for what a copy that
+// finds its attempt taken does). The task is never touched: a receiver that fails slows
+// nothing but its own deliveries.
 func (e *Engine) DeliverWebhook(ctx context.Context, job task.WebhookJob) (*task.WebhookJob, error) {
 	w := e.hooks
 	if w.Sender == nil || w.Payload == nil {
@@ -216,23 +206,37 @@ func (e *Engine) DeliverWebhook(ctx context.Context, job task.WebhookJob) (*task
 	return &job, nil
 }
 
-// contended decides about a job whose attempt n another copy of the event has claimed or made:
-// while that claim is unsettled the job waits for it to be settled or abandoned; once it is
-// settled, the other copy carries the event on, and this one is dropped.
+// contended decides about a job whose attempt n another copy of the event has claimed or
+// made, from the event's latest recorded attempt:
+//
+//   - claimed and unsettled: the job waits until the claim is settled or abandoned;
+//   - failed and to be retried: the job carries the retries on from there. It may be the only
+//     copy left (the sender that recorded the attempt died before it put the job back), and
+//     if it is not, the claims keep the copies to one attempt each until the event is done;
+//   - delivered or given up: the job is a duplicate and is dropped.
 func (e *Engine) contended(ctx context.Context, job task.WebhookJob, n int) (*task.WebhookJob, error) {
 	page, err := e.cfg.Store.ListDeliveries(ctx, job.TaskID, task.DeliveryQuery{Limit: task.MaxPageSize,
 		EventID: job.ID, EventAt: job.At})
 	if err != nil {
 		return nil, fmt.Errorf("engine: read the attempts of webhook %s: %w", job.ID, err)
 	}
-	for _, d := range page.Deliveries {
-		if d.Attempt == n && d.Outcome == task.DeliverySending {
-			job.NextAt = d.At.Add(task.DeliveryClaimTimeout)
-			return &job, nil
-		}
+	if len(page.Deliveries) == 0 {
+		return nil, fmt.Errorf("engine: attempt %d of webhook %s is taken but not listed", n, job.ID)
 	}
-	e.log.DebugContext(ctx, "webhook copy dropped: another copy of the event made the attempt",
-		"task_id", job.TaskID, "event_id", job.ID, "attempt", n)
+	first, last := page.Deliveries[0], page.Deliveries[len(page.Deliveries)-1]
+	switch {
+	case last.Outcome == task.DeliverySending:
+		job.NextAt = last.At.Add(task.DeliveryClaimTimeout)
+		return &job, nil
+	case last.Outcome == task.DeliveryRetrying && last.NextAttemptAt != nil:
+		job.Attempt, job.NextAt = last.Attempt, *last.NextAttemptAt
+		if first.Attempt == 1 {
+			job.FirstAttemptAt = first.At
+		}
+		return &job, nil
+	}
+	e.log.DebugContext(ctx, "webhook copy dropped: the event is done with",
+		"task_id", job.TaskID, "event_id", job.ID, "attempt", n, "outcome", last.Outcome)
 	return nil, nil
 }
 

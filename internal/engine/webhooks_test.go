@@ -130,7 +130,7 @@ func TestWebhookEventsFollowTheTask(t *testing.T) {
 	b.report(t, tk.ID, task.DeviceFailed, "b")
 	window := time.Date(2026, 11, 26, 12, 0, 10, 0, time.UTC)
 	jobs = hq.take()
-	if len(jobs) != 1 || jobs[0].ID != fmt.Sprintf("%s_devices_%d", tk.ID, window.Unix()) || !jobs[0].At.Equal(window) ||
+	if len(jobs) != 1 || jobs[0].ID != fmt.Sprintf("%s_window_%d", tk.ID, window.Unix()) || !jobs[0].At.Equal(window) ||
 		!jobs[0].NextAt.Equal(window.Add(time.Second)) || jobs[0].Payload != nil {
 		t.Fatalf("two devices in one second: %+v", jobs)
 	}
@@ -217,9 +217,13 @@ func TestDeliverWebhook(t *testing.T) {
 		t.Errorf("retry job %+v", next)
 	}
 
-	// A second copy of the event (a duplicated message) finds attempt 1 made and is dropped.
-	if dup, err := b.eng.DeliverWebhook(ctx, job); err != nil || dup != nil || sender.count() != 1 {
-		t.Fatalf("a duplicate copy = %v, %v after %d sends; want it dropped unsent", dup, err, sender.count())
+	// A second copy of the event as it was before the attempt (a duplicated message, or the
+	// outbox of a sender that died before putting the job back) finds attempt 1 made and
+	// carries the retries on from there, unsent.
+	dup, err := b.eng.DeliverWebhook(ctx, job)
+	if err != nil || dup == nil || dup.Attempt != 1 || !dup.NextAt.Equal(next.NextAt) || !dup.FirstAttemptAt.Equal(next.FirstAttemptAt) ||
+		sender.count() != 1 {
+		t.Fatalf("a stale copy = %+v, %v after %d sends; want it at attempt 1, due with the retry, unsent", dup, err, sender.count())
 	}
 
 	// Another sender has claimed attempt 2 and not settled it: this copy waits for the claim.
@@ -240,6 +244,10 @@ func TestDeliverWebhook(t *testing.T) {
 	}
 	if string(sender.sent[1]) != string(sender.sent[0]) {
 		t.Errorf("a retry posted another body: %s, then %s", sender.sent[0], sender.sent[1])
+	}
+	// The stale copy, once due, finds the event delivered and is dropped.
+	if late, err := b.eng.DeliverWebhook(ctx, *dup); err != nil || late != nil || sender.count() != 2 {
+		t.Fatalf("the stale copy after the delivery = %+v, %v; want it dropped unsent", late, err)
 	}
 	page, err := b.eng.Deliveries(ctx, "alice", tk.ID, task.DeliveryQuery{})
 	if err != nil || len(page.Deliveries) != 2 || page.Deliveries[0].Outcome != task.DeliveryRetrying ||

@@ -67,7 +67,8 @@ type NotifyDraft struct {
 // every attempt to deliver it, the same on every attempt and in both homes, so that a receiver
 // can drop a repeated delivery by it. window is the start of a device.finished event's window
 // and is ignored for the others. The id has no "." (the signature joins id, time and body with
-// dots) and no ":".
+// dots) and no ":". A window's id sorts after the task's started one, so that the two, when
+// they share a time (WebhookEventTime), are listed in the order they happened.
 func WebhookEventID(taskID string, typ WebhookType, window time.Time) string {
 	switch typ {
 	case WebhookTaskStarted:
@@ -75,7 +76,32 @@ func WebhookEventID(taskID string, typ WebhookType, window time.Time) string {
 	case WebhookTaskFinished:
 		return taskID + "_finished"
 	}
-	return taskID + "_devices_" + strconv.FormatInt(window.Unix(), 10)
+	return taskID + "_window_" + strconv.FormatInt(window.Unix(), 10)
+}
+
+// WebhookEventTime is the time of t's event of type typ, by which delivery records are listed;
+// window is the start of a device.finished event's window. It depends on the event alone, so
+// that every copy of an event has the same one: the task's start, its end, or the window's
+// start, but never before the task's start (a window opens on the second, the task started
+// within it).
+func WebhookEventTime(t *Task, typ WebhookType, window time.Time) time.Time {
+	var at time.Time
+	switch typ {
+	case WebhookTaskStarted:
+		if t.StartedAt != nil {
+			at = *t.StartedAt
+		}
+	case WebhookTaskFinished:
+		if t.CompletedAt != nil {
+			at = *t.CompletedAt
+		}
+	default:
+		at = window
+		if t.StartedAt != nil && t.StartedAt.After(at) {
+			at = *t.StartedAt
+		}
+	}
+	return at.UTC()
 }
 
 // WebhookJob is one webhook event on its way to its receiver: what to post, where, and how far

@@ -49,6 +49,7 @@ func (p Policy) CheckURL(raw string) error {
 		return err
 	}
 	for _, a := range addrs {
+		a = a.Unmap()
 		if err := p.checkAddr(a); err != nil {
 			if a.String() == host {
 				return fmt.Errorf("%s is %w", host, err)
