@@ -240,9 +240,9 @@ func (e *Engine) contended(ctx context.Context, job task.WebhookJob, n int) (*ta
 	return nil, nil
 }
 
-// Deliveries returns a page of the recorded webhook attempts of owner's task id.
-func (e *Engine) Deliveries(ctx context.Context, owner, id string, q task.DeliveryQuery) (*task.DeliveryPage, error) {
-	if _, err := e.Get(ctx, owner, id); err != nil {
+// Deliveries returns a page of the recorded webhook attempts of task id, which caller must see.
+func (e *Engine) Deliveries(ctx context.Context, caller task.Caller, id string, q task.DeliveryQuery) (*task.DeliveryPage, error) {
+	if _, err := e.Get(ctx, caller, id); err != nil {
 		return nil, err
 	}
 	q.Limit = task.PageSize(q.Limit)

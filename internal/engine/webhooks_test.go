@@ -249,7 +249,7 @@ func TestDeliverWebhook(t *testing.T) {
 	if late, err := b.eng.DeliverWebhook(ctx, *dup); err != nil || late != nil || sender.count() != 2 {
 		t.Fatalf("the stale copy after the delivery = %+v, %v; want it dropped unsent", late, err)
 	}
-	page, err := b.eng.Deliveries(ctx, "alice", tk.ID, task.DeliveryQuery{})
+	page, err := b.eng.Deliveries(ctx, task.Caller{Owner: "alice"}, tk.ID, task.DeliveryQuery{})
 	if err != nil || len(page.Deliveries) != 2 || page.Deliveries[0].Outcome != task.DeliveryRetrying ||
 		page.Deliveries[1].Outcome != task.DeliveryDelivered || page.Deliveries[1].StatusCode != 204 {
 		t.Fatalf("deliveries %+v, %v", page, err)

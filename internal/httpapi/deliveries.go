@@ -10,7 +10,7 @@ import (
 // listDeliveries is GET /tasks/{id}/deliveries: every attempt to deliver the task's webhook
 // events, by event (in the order the events happened) and attempt, a page at a time. A task
 // without notify has none.
-func (h *handler) listDeliveries(w http.ResponseWriter, r *http.Request, owner string) {
+func (h *handler) listDeliveries(w http.ResponseWriter, r *http.Request, caller task.Caller) {
 	var p task.QueryParser
 	limit, cursor := pageParams(&p, r.URL.Query())
 	if err := p.Err(); err != nil {
@@ -18,7 +18,7 @@ func (h *handler) listDeliveries(w http.ResponseWriter, r *http.Request, owner s
 		return
 	}
 	id := r.PathValue("id")
-	page, err := h.cfg.Engine.Deliveries(r.Context(), owner, id, task.DeliveryQuery{Limit: limit, Cursor: cursor})
+	page, err := h.cfg.Engine.Deliveries(r.Context(), caller, id, task.DeliveryQuery{Limit: limit, Cursor: cursor})
 	if err != nil {
 		h.error(w, r, err)
 		return

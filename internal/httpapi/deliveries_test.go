@@ -50,7 +50,7 @@ func TestWebhookPayloadIsTheEventStreamsTaskWithItsType(t *testing.T) {
 	created := b.do(req{method: "POST", path: "/tasks", token: aliceToken, body: notifyBody})
 	id := decode[api.Task](t, created).ID
 	stored := b.storedTasks("alice")[0]
-	payload, err := WebhookPayload(stored, task.WebhookTaskStarted, "https://fleet.example.com/v1/")
+	payload, err := WebhookPayload(true)(stored, task.WebhookTaskStarted, "https://fleet.example.com/v1/")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,7 +30,7 @@ import (
 // reconnect. A request with a deadline (a Lambda invocation, which API Gateway streams for at
 // most 15 minutes) ends its stream cleanly just before it, with the retry field again, so the
 // client reconnects at once with Last-Event-ID and misses nothing.
-func (h *handler) events(w http.ResponseWriter, r *http.Request, owner string) {
+func (h *handler) events(w http.ResponseWriter, r *http.Request, caller task.Caller) {
 	last, err := lastEventID(r)
 	if err != nil {
 		var p task.QueryParser
@@ -39,7 +39,7 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request, owner string) {
 		return
 	}
 	id := r.PathValue("id")
-	t, err := h.cfg.Engine.Get(r.Context(), owner, id)
+	t, err := h.cfg.Engine.Get(r.Context(), caller, id)
 	if err != nil {
 		h.error(w, r, err)
 		return
@@ -51,7 +51,7 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request, owner string) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	release, ok := h.streams.acquire(owner)
+	release, ok := h.streams.acquire(caller.Owner)
 	if !ok {
 		h.tooManyStreams(w, r)
 		return
@@ -117,7 +117,7 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request, owner string) {
 			err = werr
 			continue
 		}
-		if t, err = h.cfg.Engine.Get(r.Context(), owner, id); err != nil {
+		if t, err = h.cfg.Engine.Get(r.Context(), caller, id); err != nil {
 			break
 		}
 		if t.Version > last {

@@ -8,17 +8,22 @@ import (
 	"time"
 
 	"github.com/fleetrun/fleetrun/api"
+	"github.com/fleetrun/fleetrun/internal/engine"
 	"github.com/fleetrun/fleetrun/internal/task"
 )
 
-// links builds the absolute URLs of one response from its request's base.
-type links struct{ base string }
-
-func (h *handler) links(r *http.Request) links {
-	return linksFor(h.cfg.BaseURL(r))
+// links builds the absolute URLs of one response from its request's base. output says
+// whether the deployment serves full output, so that output links appear only where they lead
+// somewhere.
+type links struct {
+	base       string
+	withOutput bool
 }
 
-func linksFor(base string) links { return links{base: trimSlash(base)} }
+func (h *handler) links(r *http.Request) links {
+	return links{base: trimSlash(h.cfg.BaseURL(r)), withOutput: h.cfg.Output != nil}
+}
+
 
 func trimSlash(s string) string {
 	for len(s) > 0 && s[len(s)-1] == '/' {
@@ -56,14 +61,17 @@ func (l links) renderTask(t *task.Task) api.Task {
 		StartedAt:   utc(t.StartedAt),
 		UpdatedAt:   t.UpdatedAt.UTC(),
 		CompletedAt: utc(t.CompletedAt),
+		// EstimatedCompletion depends on the stored task alone, so the ETag still covers it.
+		EstimatedCompletionAt: t.EstimatedCompletion(),
 		Request: api.TaskRequest{
-			ScriptURL:      t.Request.ScriptURL,
-			DeviceCount:    len(t.Request.DeviceIDs),
-			Args:           args,
-			TimeoutSeconds: t.Request.TimeoutSeconds,
-			MaxConcurrency: t.Request.MaxConcurrency,
-			MaxErrors:      t.Request.MaxErrors,
-			Notify:         renderNotify(t.Request.Notify),
+			ScriptURL:              t.Request.ScriptURL,
+			DeviceCount:            len(t.Request.DeviceIDs),
+			Args:                   args,
+			TimeoutSeconds:         t.Request.TimeoutSeconds,
+			DeliveryTimeoutSeconds: t.Request.DeliveryTimeoutSeconds,
+			MaxConcurrency:         t.Request.MaxConcurrency,
+			MaxErrors:              t.Request.MaxErrors,
+			Notify:                 renderNotify(t.Request.Notify),
 		},
 		Progress: api.Progress{
 			Percentage:  t.Counts.Percentage(),
@@ -97,12 +105,15 @@ func renderNotify(n *task.Notify) *api.Notify {
 	return &api.Notify{URL: n.URL, Events: events}
 }
 
-// WebhookPayload renders the body of a webhook event of type typ: the task as its event stream
-// carries it, with the event's type, and links based on links (the URL the task was submitted
-// through). It is the engine's PayloadFunc in both homes.
-func WebhookPayload(t *task.Task, typ task.WebhookType, links string) ([]byte, error) {
-	l := linksFor(links)
-	return json.Marshal(api.WebhookEvent{Type: string(typ), Task: l.renderTask(t)})
+// WebhookPayload returns the engine's PayloadFunc in both homes: the body of a webhook event
+// of type typ is the task as its event stream carries it, with the event's type, and links
+// based on the URL the task was submitted through. servesOutput says, as Config.Output does,
+// whether the deployment serves full output, and so whether output links appear.
+func WebhookPayload(servesOutput bool) engine.PayloadFunc {
+	return func(t *task.Task, typ task.WebhookType, base string) ([]byte, error) {
+		l := links{base: trimSlash(base), withOutput: servesOutput}
+		return json.Marshal(api.WebhookEvent{Type: string(typ), Task: l.renderTask(t)})
+	}
 }
 
 // renderDelivery turns a delivery record into its wire form.
@@ -122,7 +133,7 @@ func (l links) renderResult(t *task.Task) api.Result {
 	if res == nil {
 		res = &task.Result{}
 	}
-	return api.Result{
+	out := api.Result{
 		Status:           string(t.Status),
 		SucceededDevices: nonNil(res.SucceededDevices),
 		FailedDevices:    nonNil(res.FailedDevices),
@@ -133,9 +144,12 @@ func (l links) renderResult(t *task.Task) api.Result {
 		Links: api.ResultLinks{
 			Succeeded: l.devices(t.ID) + "?status=" + string(task.DeviceSucceeded),
 			Failed:    l.devices(t.ID) + "?status=" + failedStatuses,
-			Output:    l.devices(t.ID) + "/{deviceId}/output",
 		},
 	}
+	if l.withOutput {
+		out.Links.Output = l.devices(t.ID) + "/{deviceId}/output"
+	}
+	return out
 }
 
 // renderDevice turns a stored device into its wire form.
@@ -151,8 +165,18 @@ func (l links) renderDevice(taskID string, d *task.Device) api.Device {
 		StartedAt:       utc(d.StartedAt),
 		CompletedAt:     utc(d.CompletedAt),
 		Reason:          d.Reason,
-		Links:           api.DeviceLinks{Output: l.device(taskID, d.ID) + "/output"},
+		Links:           api.DeviceLinks{Output: l.outputLink(taskID, d)},
 	}
+}
+
+// outputLink is a device's output link, or "" where there is no output to serve: the deployment
+// keeps none, or the device has not started (a device that started and wrote nothing has an
+// empty output, which is served).
+func (l links) outputLink(taskID string, d *task.Device) string {
+	if !l.withOutput || d.Status == task.DevicePending {
+		return ""
+	}
+	return l.device(taskID, d.ID) + "/output"
 }
 
 func counts(c task.Counts) api.DeviceCounts {

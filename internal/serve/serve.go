@@ -133,7 +133,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(baseURL s
 			Deliver: func(ctx context.Context, j task.WebhookJob) (*task.WebhookJob, error) {
 				return eng.DeliverWebhook(ctx, j)
 			}})
-		hooks = engine.Webhooks{Queue: loop, Payload: httpapi.WebhookPayload,
+		hooks = engine.Webhooks{Queue: loop, Payload: httpapi.WebhookPayload(true),
 			Sender: webhook.NewSender(webhook.SenderConfig{Secret: cfg.WebhookSecret, Policy: policy, Now: cfg.Now})}
 	}
 	eng = engine.New(engine.Config{
@@ -173,7 +173,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(baseURL s
 		Engine:             eng,
 		Owner:              httpapi.BearerTokens(cfg.Tokens, "local"),
 		Watcher:            broker,
-		Output:             runner,
+		Output:             httpapi.OutputReader(runner.OpenOutput),
 		BaseURL:            baseURL,
 		BodyTimeout:        cfg.BodyTimeout,
 		MaxStreams:         cfg.MaxStreams,

@@ -98,7 +98,7 @@ func (r *rig) finish(t *testing.T, url string) *task.Task {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.eng.Cancel(ctx, "alice", tk.ID); err != nil {
+	if _, err := r.eng.Cancel(ctx, task.Caller{Owner: "alice"}, tk.ID); err != nil {
 		t.Fatal(err)
 	}
 	return tk
@@ -122,7 +122,7 @@ func (r *rig) drain(t *testing.T) {
 
 func (r *rig) deliveries(t *testing.T, id string) []*task.Delivery {
 	t.Helper()
-	page, err := r.eng.Deliveries(context.Background(), "alice", id, task.DeliveryQuery{Limit: task.MaxPageSize})
+	page, err := r.eng.Deliveries(context.Background(), task.Caller{Owner: "alice"}, id, task.DeliveryQuery{Limit: task.MaxPageSize})
 	if err != nil {
 		t.Fatal(err)
 	}
