@@ -265,4 +265,9 @@ const (
 	ProblemMethodNotAllowed    = "urn:fleetrun:problem:method-not-allowed"
 	ProblemUnavailable         = "urn:fleetrun:problem:unavailable"
 	ProblemInternal            = "urn:fleetrun:problem:internal"
+	// ProblemForbidden and ProblemThrottled are answered on AWS by API Gateway itself (its
+	// gateway responses): a signed caller that IAM does not allow to invoke the API, and a
+	// caller past the stage's throttling.
+	ProblemForbidden = "urn:fleetrun:problem:forbidden"
+	ProblemThrottled = "urn:fleetrun:problem:throttled"
 )

@@ -27,9 +27,10 @@ import (
 // a minute, and proxies drop silent connections, so each quiet round ends with a comment.
 //
 // The stream opens with a retry field (streamRetry), which tells an EventSource how soon to
-// reconnect. A request with a deadline (a Lambda invocation, which API Gateway streams for at
-// most 15 minutes) ends its stream cleanly just before it, with the retry field again, so the
-// client reconnects at once with Last-Event-ID and misses nothing.
+// reconnect, and ends with a comment that says why and the retry field again. A request with a
+// deadline (a Lambda invocation, which API Gateway streams for at most 15 minutes) ends its
+// stream that way just before it, so the client reconnects at once with Last-Event-ID and
+// misses nothing; after a terminal state the reconnection gets 204.
 func (h *handler) events(w http.ResponseWriter, r *http.Request, caller task.Caller) {
 	last, err := lastEventID(r)
 	if err != nil {
@@ -82,6 +83,7 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request, caller task.Cal
 			return err
 		}
 		last = t.Version
+		h.log.DebugContext(r.Context(), "event stream sent", "request_id", requestID(r), "task_id", id, "version", t.Version)
 		return rc.Flush()
 	}
 	if t.Version > last {
@@ -89,13 +91,12 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request, caller task.Cal
 	} else {
 		err = rc.Flush()
 	}
+	ending := "the task has ended"
 	for err == nil && !t.Status.Terminal() {
 		wait := h.keepAlive
 		if bounded {
 			if wait = min(wait, time.Until(end)); wait <= 0 {
-				if _, err = io.WriteString(w, ": the stream ends here; reconnect with Last-Event-ID\n"+retry); err == nil {
-					err = rc.Flush()
-				}
+				ending = "the stream ends here; reconnect with Last-Event-ID"
 				break
 			}
 		}
@@ -112,6 +113,7 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request, caller task.Cal
 			if _, err = fmt.Fprint(w, ": keep-alive\n\n"); err == nil {
 				err = rc.Flush()
 			}
+			h.log.DebugContext(r.Context(), "event stream kept alive", "request_id", requestID(r), "task_id", id)
 			continue
 		case werr != nil:
 			err = werr
@@ -124,6 +126,11 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request, caller task.Cal
 			err = send(t)
 		} else {
 			pause(r.Context())
+		}
+	}
+	if err == nil {
+		if _, err = io.WriteString(w, ": "+ending+"\n"+retry); err == nil {
+			err = rc.Flush()
 		}
 	}
 	if err != nil && r.Context().Err() == nil {

@@ -22,11 +22,12 @@ type sseEvent struct {
 	id, event, data, comment string
 }
 
-// sseReader reads events from a stream. A block that only sets the reconnection time is not an
-// event: its value is kept in retry.
+// sseReader reads events from a stream. A block that sets the reconnection time (the first,
+// and the last with the comment that says why the stream ends) is not an event: its retry and
+// comment are kept.
 type sseReader struct {
-	sc    *bufio.Scanner
-	retry string
+	sc            *bufio.Scanner
+	retry, ending string
 }
 
 func newSSEReader(r *http.Response) *sseReader {
@@ -37,14 +38,18 @@ func newSSEReader(r *http.Response) *sseReader {
 
 // next returns the next event or comment; ok is false at the end of the stream.
 func (s *sseReader) next() (ev sseEvent, ok bool) {
-	started := false
+	started, retry := false, false
 	for s.sc.Scan() {
 		line := s.sc.Text()
 		if line == "" {
-			if started && ev != (sseEvent{}) {
+			switch {
+			case retry:
+				s.ending = ev.comment
+				ev = sseEvent{}
+			case started:
 				return ev, true
 			}
-			started = false
+			started, retry = false, false
 			continue
 		}
 		started = true
@@ -60,7 +65,7 @@ func (s *sseReader) next() (ev sseEvent, ok bool) {
 		case "data":
 			ev.data += value
 		case "retry":
-			s.retry = value
+			s.retry, retry = value, true
 		}
 	}
 	return ev, false
@@ -132,6 +137,9 @@ func TestEventsFollowATaskToItsEnd(t *testing.T) {
 	}
 	if last.Status != api.StatusCompleted || last.Result == nil {
 		t.Errorf("the stream ended on %s, want the completed task with its result", last.Status)
+	}
+	if events.ending != "the task has ended" || events.retry != "1000" {
+		t.Errorf("the stream's last block: %q, retry %q; want it to say the task has ended, with retry 1000", events.ending, events.retry)
 	}
 }
 

@@ -24,7 +24,6 @@ func (h *handler) links(r *http.Request) links {
 	return links{base: trimSlash(h.cfg.BaseURL(r)), withOutput: h.cfg.Output != nil}
 }
 
-
 func trimSlash(s string) string {
 	for len(s) > 0 && s[len(s)-1] == '/' {
 		s = s[:len(s)-1]
