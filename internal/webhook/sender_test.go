@@ -1,9 +1,6 @@
 package webhook
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -12,28 +9,10 @@ import (
 	"time"
 
 	"github.com/fleetrun/fleetrun/internal/task"
+	"github.com/fleetrun/fleetrun/internal/webhook/webhooktest"
 )
 
 const testSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-
-// verify checks a request the way a receiver following the specification does, without the
-// package's own code: the key is the base64 after "whsec_", the signed content is
-// "id.timestamp.body", and the header holds space-separated "v1,<base64>" signatures.
-func verify(r *http.Request, body []byte) bool {
-	key, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(testSecret, "whsec_"))
-	mac := hmac.New(sha256.New, key)
-	mac.Write([]byte(r.Header.Get("webhook-id") + "." + r.Header.Get("webhook-timestamp") + "."))
-	mac.Write(body)
-	want := mac.Sum(nil)
-	for _, sig := range strings.Fields(r.Header.Get("webhook-signature")) {
-		v, b64, _ := strings.Cut(sig, ",")
-		got, err := base64.StdEncoding.DecodeString(b64)
-		if v == "v1" && err == nil && hmac.Equal(got, want) {
-			return true
-		}
-	}
-	return false
-}
 
 func newSender(t *testing.T, p Policy, timeout time.Duration) *Sender {
 	t.Helper()
@@ -51,7 +30,7 @@ func TestSend(t *testing.T) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ok", func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		if !verify(r, body) || r.Header.Get("webhook-id") != "t1_finished" || r.Header.Get("webhook-timestamp") != "1700000000" ||
+		if !webhooktest.Verify(testSecret, r, body, time.Unix(1700000000, 0)) || r.Header.Get("webhook-id") != "t1_finished" || r.Header.Get("webhook-timestamp") != "1700000000" ||
 			r.Header.Get("Content-Type") != "application/json" || string(body) != `{"type":"task.finished"}` || r.Method != http.MethodPost {
 			w.WriteHeader(http.StatusUnauthorized)
 			return
