@@ -1,108 +1,20 @@
 package main
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/fleetrun/fleetrun/api"
 	"github.com/fleetrun/fleetrun/internal/clocktest"
+	"github.com/fleetrun/fleetrun/internal/webhook/webhooktest"
 )
 
 // webhookSecret signs the test servers' webhooks.
 const webhookSecret = "whsec_C2FtcGxlLXNpZ25pbmcta2V5LWZvci10ZXN0cw=="
-
-// hookRequest is one request a receiver took, as it saw it.
-type hookRequest struct {
-	path, id, typ, status string
-	verified              bool
-	at                    time.Time
-}
-
-// receiver is a webhook receiver on 127.0.0.1. It verifies every request the way the Standard
-// Webhooks specification tells a receiver to (its own code, not the sender's), and answers each
-// path with the next status of that path's script, the last one repeating.
-type receiver struct {
-	t       *testing.T
-	mu      sync.Mutex
-	scripts map[string][]int
-	got     []hookRequest
-	srv     *httptest.Server
-}
-
-func newReceiver(t *testing.T, scripts map[string][]int) *receiver {
-	rc := &receiver{t: t, scripts: scripts}
-	rc.srv = httptest.NewServer(rc)
-	t.Cleanup(rc.srv.Close)
-	return rc
-}
-
-// verified reports whether r carries a valid signature of body under webhookSecret and a
-// timestamp within five minutes, as the specification asks receivers to check.
-func verified(r *http.Request, body []byte) bool {
-	key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(webhookSecret, "whsec_"))
-	if err != nil {
-		return false
-	}
-	id, ts := r.Header.Get("webhook-id"), r.Header.Get("webhook-timestamp")
-	sec, err := strconv.ParseInt(ts, 10, 64)
-	if err != nil || id == "" || time.Since(time.Unix(sec, 0)).Abs() > 5*time.Minute {
-		return false
-	}
-	mac := hmac.New(sha256.New, key)
-	fmt.Fprintf(mac, "%s.%s.%s", id, ts, body)
-	want := mac.Sum(nil)
-	for _, sig := range strings.Fields(r.Header.Get("webhook-signature")) {
-		if b64, ok := strings.CutPrefix(sig, "v1,"); ok {
-			if got, err := base64.StdEncoding.DecodeString(b64); err == nil && hmac.Equal(got, want) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, _ := io.ReadAll(r.Body)
-	var ev api.WebhookEvent
-	_ = json.Unmarshal(body, &ev)
-	rc.mu.Lock()
-	defer rc.mu.Unlock()
-	rc.got = append(rc.got, hookRequest{path: r.URL.Path, id: r.Header.Get("webhook-id"), typ: ev.Type, status: ev.Status,
-		verified: verified(r, body) && r.Method == http.MethodPost, at: time.Now()})
-	script := rc.scripts[r.URL.Path]
-	status := http.StatusNoContent
-	if len(script) > 0 {
-		status = script[0]
-		if len(script) > 1 {
-			rc.scripts[r.URL.Path] = script[1:]
-		}
-	}
-	w.WriteHeader(status)
-}
-
-// requests returns what the receiver took on path.
-func (rc *receiver) requests(path string) []hookRequest {
-	rc.mu.Lock()
-	defer rc.mu.Unlock()
-	var out []hookRequest
-	for _, h := range rc.got {
-		if h.path == path {
-			out = append(out, h)
-		}
-	}
-	return out
-}
 
 // deliveries lists a task's delivery records through the API.
 func (s *server) deliveries(id string) []api.Delivery {
@@ -156,11 +68,11 @@ func hasOutcomes(want string) func([]api.Delivery) error {
 // task.finished, and /deliveries lists each attempt.
 func TestWebhooksAreSignedAndRetried(t *testing.T) {
 	t.Parallel()
-	rc := newReceiver(t, map[string][]int{"/flaky": {500, 500, 200}, "/gone": {410}})
+	rc := webhooktest.Start(t, webhookSecret, map[string][]int{"/flaky": {500, 500, 200}, "/gone": {410}})
 	s := startServer(t, t.TempDir(), scriptRoot(t), "--webhook-secret", webhookSecret, "--allow-http-webhooks")
-	flaky := s.submit(api.SubmitRequest{DeviceIDs: []string{"d1"}, ScriptURL: "ok.sh", Notify: &api.Notify{URL: rc.srv.URL + "/flaky"}})
-	gone := s.submit(api.SubmitRequest{DeviceIDs: []string{"d1"}, ScriptURL: "ok.sh", Notify: &api.Notify{URL: rc.srv.URL + "/gone"}})
-	all := s.submit(api.SubmitRequest{DeviceIDs: []string{"d1", "d2", "d3"}, ScriptURL: "flaky.sh", Notify: &api.Notify{URL: rc.srv.URL + "/all",
+	flaky := s.submit(api.SubmitRequest{DeviceIDs: []string{"d1"}, ScriptURL: "ok.sh", Notify: &api.Notify{URL: rc.URL + "/flaky"}})
+	gone := s.submit(api.SubmitRequest{DeviceIDs: []string{"d1"}, ScriptURL: "ok.sh", Notify: &api.Notify{URL: rc.URL + "/gone"}})
+	all := s.submit(api.SubmitRequest{DeviceIDs: []string{"d1", "d2", "d3"}, ScriptURL: "flaky.sh", Notify: &api.Notify{URL: rc.URL + "/all",
 		Events: []string{"task.started", "device.finished", "task.finished"}}})
 	if flaky.Links.Deliveries == "" || flaky.Request.Notify == nil || flaky.Request.Notify.Events[0] != "task.finished" {
 		t.Fatalf("the task does not show its subscription: %+v %+v", flaky.Request.Notify, flaky.Links)
@@ -168,33 +80,33 @@ func TestWebhooksAreSignedAndRetried(t *testing.T) {
 
 	// 500, 500, then taken: three attempts, backing off, each signed, one event id.
 	s.waitDeliveries(flaky.ID, 60*time.Second, hasOutcomes("1:500:retrying 2:500:retrying 3:200:delivered"))
-	got := rc.requests("/flaky")
+	got := rc.Requests("/flaky")
 	if len(got) != 3 {
 		t.Fatalf("the flaky receiver got %d requests, want 3", len(got))
 	}
 	for _, h := range got {
-		if !h.verified || h.id != flaky.ID+"_finished" || h.typ != "task.finished" || h.status != "completed" {
+		if !h.Verified || h.ID != flaky.ID+"_finished" || h.Event.Type != "task.finished" || h.Event.Status != "completed" {
 			t.Errorf("request %+v: want a verified task.finished of the completed task, id %s_finished", h, flaky.ID)
 		}
 	}
-	if gap := got[2].at.Sub(got[1].at); gap < got[1].at.Sub(got[0].at) {
-		t.Errorf("the retries did not back off: %v, then %v", got[1].at.Sub(got[0].at), gap)
+	if gap := got[2].At.Sub(got[1].At); gap < got[1].At.Sub(got[0].At) {
+		t.Errorf("the retries did not back off: %v, then %v", got[1].At.Sub(got[0].At), gap)
 	}
 
 	// 410: one attempt, given up, and never another.
 	s.waitDeliveries(gone.ID, 30*time.Second, hasOutcomes("1:410:failed"))
-	if n := len(rc.requests("/gone")); n != 1 {
+	if n := len(rc.Requests("/gone")); n != 1 {
 		t.Errorf("the receiver that answered 410 got %d requests, want 1", n)
 	}
 
 	// Every event of the task that asked for all three.
 	clocktest.Eventually(t, 30*time.Second, func() error {
 		types := map[string]int{}
-		for _, h := range rc.requests("/all") {
-			if !h.verified {
+		for _, h := range rc.Requests("/all") {
+			if !h.Verified {
 				return fmt.Errorf("request %+v does not verify", h)
 			}
-			types[h.typ]++
+			types[h.Event.Type]++
 		}
 		if types["task.started"] != 1 || types["device.finished"] < 1 || types["task.finished"] != 1 {
 			return fmt.Errorf("events %v, want one task.started, at least one device.finished, one task.finished", types)
@@ -218,17 +130,17 @@ func TestWebhooksAreSignedAndRetried(t *testing.T) {
 func TestWebhookPendingAtSIGKILLIsDeliveredAfterRestart(t *testing.T) {
 	t.Parallel()
 	data, scripts := t.TempDir(), scriptRoot(t)
-	rc := newReceiver(t, map[string][]int{"/hook": {503, 204}})
+	rc := webhooktest.Start(t, webhookSecret, map[string][]int{"/hook": {503, 204}})
 	args := []string{"--webhook-secret", webhookSecret, "--allow-http-webhooks"}
 	s := startServer(t, data, scripts, args...)
-	tk := s.submit(api.SubmitRequest{DeviceIDs: []string{"d1"}, ScriptURL: "ok.sh", Notify: &api.Notify{URL: rc.srv.URL + "/hook"}})
+	tk := s.submit(api.SubmitRequest{DeviceIDs: []string{"d1"}, ScriptURL: "ok.sh", Notify: &api.Notify{URL: rc.URL + "/hook"}})
 	first := s.waitDeliveries(tk.ID, 30*time.Second, hasOutcomes("1:503:retrying"))
 	s.kill()
 
 	s2 := startServer(t, data, scripts, args...)
 	done := s2.waitDeliveries(tk.ID, 60*time.Second, hasOutcomes("1:503:retrying 2:204:delivered"))
-	got := rc.requests("/hook")
-	if len(got) != 2 || !got[0].verified || !got[1].verified || got[0].id != got[1].id {
+	got := rc.Requests("/hook")
+	if len(got) != 2 || !got[0].Verified || !got[1].Verified || got[0].ID != got[1].ID {
 		t.Fatalf("the receiver got %+v, want the same event twice, both signed", got)
 	}
 	if done[1].At.Before(*first[0].NextAttemptAt) {
@@ -242,8 +154,8 @@ func TestWebhookPendingAtSIGKILLIsDeliveredAfterRestart(t *testing.T) {
 func TestWebhookURLsThatReachInsideAreRefused(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, t.TempDir(), scriptRoot(t), "--webhook-secret", webhookSecret)
-	rc := newReceiver(t, nil)
-	port := rc.srv.URL[strings.LastIndex(rc.srv.URL, ":")+1:]
+	rc := webhooktest.Start(t, webhookSecret, nil)
+	port := rc.URL[strings.LastIndex(rc.URL, ":")+1:]
 	for url, why := range map[string]string{
 		"http://169.254.169.254/":                     "link-local",
 		"http://10.0.0.1/":                            "private address",
@@ -263,7 +175,7 @@ func TestWebhookURLsThatReachInsideAreRefused(t *testing.T) {
 	if n := countTasks(t, s); n != 0 {
 		t.Errorf("refused submits stored %d tasks", n)
 	}
-	if got := rc.requests("/hook"); len(got) != 0 {
+	if got := rc.Requests("/hook"); len(got) != 0 {
 		t.Errorf("the receiver on localhost was called: %+v", got)
 	}
 
