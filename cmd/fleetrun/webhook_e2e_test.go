@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -39,22 +38,11 @@ func (s *server) waitDeliveries(id string, within time.Duration, cond func([]api
 	return got
 }
 
-// outcomes lists the outcomes of records, attempt by attempt.
-func outcomes(ds []api.Delivery) string {
-	var out []string
-	for _, d := range ds {
-		code := "-"
-		if d.StatusCode != nil {
-			code = strconv.Itoa(*d.StatusCode)
-		}
-		out = append(out, fmt.Sprintf("%d:%s:%s", d.Attempt, code, d.Outcome))
-	}
-	return strings.Join(out, " ")
-}
-
+// hasOutcomes is the condition, for waitDeliveries, that a task's deliveries are want
+// (webhooktest.Outcomes).
 func hasOutcomes(want string) func([]api.Delivery) error {
 	return func(ds []api.Delivery) error {
-		if got := outcomes(ds); got != want {
+		if got := webhooktest.Outcomes(ds); got != want {
 			return fmt.Errorf("deliveries %q, want %q", got, want)
 		}
 		return nil

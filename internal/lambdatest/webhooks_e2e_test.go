@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -105,7 +104,7 @@ func webhooksAndStreams(t *testing.T, fns map[string]*lambdatest.Emulator, q, ho
 	}
 	var deliveries api.DeliveryList
 	if r := call(t, statusFn, route(apiEvent(t, "status.json"), "/tasks/{id}/deliveries", "/tasks/"+tk.ID+"/deliveries"), &deliveries); r.StatusCode != 200 ||
-		outcomes(deliveries.Items) != "1:503:retrying 2:204:delivered" {
+		webhooktest.Outcomes(deliveries.Items) != "1:503:retrying 2:204:delivered" {
 		t.Fatalf("GET deliveries: %d %+v", r.StatusCode, deliveries)
 	}
 	t.Logf("webhook %s: attempt 1 answered 503, attempt 2 %v later answered 204", started, got[1].At.Sub(got[0].At).Round(time.Millisecond))
@@ -139,17 +138,4 @@ func webhooksAndStreams(t *testing.T, fns map[string]*lambdatest.Emulator, q, ho
 		got[2].Event.Status != api.StatusCancelled {
 		t.Errorf("the receiver's third request: %+v; want task.finished of the cancelled task", got[len(got)-1])
 	}
-}
-
-// outcomes lists the attempts of delivery records as "attempt:status:outcome".
-func outcomes(ds []api.Delivery) string {
-	var out []string
-	for _, d := range ds {
-		code := "-"
-		if d.StatusCode != nil {
-			code = fmt.Sprint(*d.StatusCode)
-		}
-		out = append(out, fmt.Sprintf("%d:%s:%s", d.Attempt, code, d.Outcome))
-	}
-	return strings.Join(out, " ")
 }

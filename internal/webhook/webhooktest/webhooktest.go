@@ -114,3 +114,17 @@ func (rc *Receiver) Requests(path string) []Request {
 	}
 	return out
 }
+
+// Outcomes lists delivery records as "attempt:status:outcome", space-separated ("-" for no
+// status), for comparing a task's /deliveries with what a test expects.
+func Outcomes(ds []api.Delivery) string {
+	var out []string
+	for _, d := range ds {
+		code := "-"
+		if d.StatusCode != nil {
+			code = strconv.Itoa(*d.StatusCode)
+		}
+		out = append(out, fmt.Sprintf("%d:%s:%s", d.Attempt, code, d.Outcome))
+	}
+	return strings.Join(out, " ")
+}
