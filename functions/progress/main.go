@@ -1,13 +1,22 @@
 // Command progress is ProgressFunction, the target of the rule on SSM's invocation status-change events: it moves each device as SSM reports it.
 //
 // It only wires, through awsapp.Start: configuration from the environment (the variables it
-// names are required), the SDK configuration (which honours AWS_ENDPOINT_URL and
-// AWS_ENDPOINT_URL_<SERVICE>), a JSON logger, and the handler that package awsapp builds. Build
-// it with -tags lambda.norpc for the provided.al2023 runtime.
+// names are required), the SDK configuration from the environment Lambda provides (which
+// honours AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE>), a JSON logger, the handler that
+// package awsapp builds, and the services it calls besides DynamoDB, and only those, so that
+// it links no other SDK client: EventBridge, SQS, SSM. Build it with -tags lambda.norpc for the
+// provided.al2023 runtime.
 package main
 
-import "github.com/fleetrun/fleetrun/internal/awsapp"
+import (
+	"github.com/fleetrun/fleetrun/internal/awsapp"
+	"github.com/fleetrun/fleetrun/internal/awsapp/withevents"
+	"github.com/fleetrun/fleetrun/internal/awsapp/withsqs"
+	"github.com/fleetrun/fleetrun/internal/awsapp/withssm"
+)
 
 func main() {
-	awsapp.Start("progress", func(a *awsapp.App) any { return a.Progress() }, awsapp.EnvTableName, awsapp.EnvQueueURL)
+	awsapp.Start("progress", func(a *awsapp.App) any { return a.Progress() },
+		[]awsapp.Service{withsqs.Queues, withssm.Runner, withevents.Publisher},
+		awsapp.EnvTableName, awsapp.EnvQueueURL)
 }

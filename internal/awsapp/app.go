@@ -14,21 +14,15 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	awseventbridge "github.com/aws/aws-sdk-go-v2/service/eventbridge"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
+	"github.com/fleetrun/fleetrun/internal/awsenv"
 	"github.com/fleetrun/fleetrun/internal/awsretry"
 	"github.com/fleetrun/fleetrun/internal/dynamo"
 	"github.com/fleetrun/fleetrun/internal/emf"
 	"github.com/fleetrun/fleetrun/internal/engine"
-	"github.com/fleetrun/fleetrun/internal/eventbridge"
 	"github.com/fleetrun/fleetrun/internal/httpapi"
 	"github.com/fleetrun/fleetrun/internal/lambdahttp"
-	"github.com/fleetrun/fleetrun/internal/s3output"
-	"github.com/fleetrun/fleetrun/internal/sqsqueue"
-	"github.com/fleetrun/fleetrun/internal/ssmrun"
+	"github.com/fleetrun/fleetrun/internal/ssmcmd"
 	"github.com/fleetrun/fleetrun/internal/task"
 	"github.com/fleetrun/fleetrun/internal/watch"
 	"github.com/fleetrun/fleetrun/internal/webhook"
@@ -48,72 +42,110 @@ const ExecutorReserve = 2 * time.Second
 type App struct {
 	Config Config
 	Log    *slog.Logger
-	Store  *dynamo.Store
-	Engine *engine.Engine
-	Runner *ssmrun.Runner
-	// Output serves full device output from Config.OutputBucket; nil without one.
-	Output *s3output.Store
-	// retry brings a failed executor message's next delivery forward; nil without a queue.
-	retry *sqsqueue.Retry
-	// hooks is the webhook queue, and hookRetry brings a failed webhook message's next
-	// delivery forward; nil without one.
-	hooks     *sqsqueue.WebhookQueue
-	hookRetry *sqsqueue.Retry
+	// SDK is the AWS configuration every client of the function is made from.
+	SDK aws.Config
+	// Metrics writes the function's metrics as embedded metric format lines.
+	Metrics *emf.Recorder
+	Store   *dynamo.Store
+	Engine  *engine.Engine
+	// Parts are the adapters of the other services the function calls.
+	Parts Parts
+	// secret is the webhook signing secret, read on the first delivery.
+	secret secretOnce
 }
 
-// New wires an App from cfg and the SDK configuration sdk (config.LoadDefaultConfig, which
-// honours AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE>). It makes no AWS call. Metrics are
-// written to metricsOut as CloudWatch embedded metric format lines in the namespace
-// cfg.MetricsNamespace; nil records none.
-func New(cfg Config, sdk aws.Config, log *slog.Logger, metricsOut io.Writer) *App {
+// Parts are the adapters of the AWS services beyond DynamoDB, which every function uses. The
+// Services a function's main names fill them in; a part left nil is a service the function
+// never calls, and the engine gets a stand-in that fails if it ever does, instead of a nil to
+// panic on. Naming only the services a function calls is what keeps the SDK clients of the
+// others out of its binary and out of its cold start.
+type Parts struct {
+	// Queue sends the executor's messages (SQS).
+	Queue engine.Queue
+	// HandleQueue handles a batch of the executor's queue, retrying failed messages after a
+	// backoff (SQS).
+	HandleQueue func(context.Context, events.SQSEvent, func(context.Context, engine.Message) error) events.SQSEventResponse
+	// Webhooks puts webhook jobs on the webhook queue (SQS); nil also when the function has no
+	// WEBHOOK_QUEUE_URL, which turns webhooks off.
+	Webhooks engine.WebhookQueue
+	// HandleWebhooks handles a batch of the webhook queue (SQS).
+	HandleWebhooks func(context.Context, events.SQSEvent, func(context.Context, task.WebhookJob) error) events.SQSEventResponse
+	// Runner runs tasks with SSM Run Command and reads the invocations SSM's events name.
+	Runner Runner
+	// Secret reads the webhook signing secret (an SSM parameter); only WebhookFunction signs.
+	Secret func(context.Context) (webhook.Secret, error)
+	// Publisher publishes the "Task Finished" events (EventBridge).
+	Publisher engine.Publisher
+	// Output serves the devices' full output from Config.OutputBucket (S3).
+	Output httpapi.OutputStore
+}
+
+// Runner is SSM Run Command as the functions use it; *ssmrun.Runner implements it.
+type Runner interface {
+	engine.PolledRunner
+	// Invocations reads the invocations of a command on the given devices, as SSM's events
+	// name them, and returns the update each means by device id; devices SSM has not started
+	// are left out.
+	Invocations(ctx context.Context, commandID string, instanceIDs []string) (map[string]task.DeviceUpdate, error)
+}
+
+// Service wires the adapters of one AWS service into an App being built: it sets Parts from
+// the App's SDK configuration, Config, Store, Metrics and Log. The packages under awsapp
+// provide one per service (withsqs, withssm, withevents, withs3).
+type Service func(*App)
+
+// New wires an App from cfg, the SDK configuration sdk (awsenv's), and the services the
+// function calls besides DynamoDB. It makes no AWS call. Metrics are written to metricsOut as
+// CloudWatch embedded metric format lines in the namespace cfg.MetricsNamespace; nil records
+// none.
+func New(cfg Config, sdk aws.Config, log *slog.Logger, metricsOut io.Writer, services ...Service) *App {
 	if metricsOut == nil {
 		metricsOut = io.Discard
 	}
-	metrics := emf.New(emf.Config{Out: metricsOut, Namespace: cfg.MetricsNamespace})
-	store := dynamo.New(dynamodb.NewFromConfig(sdk), cfg.TableName, dynamo.Options{Logger: log, Retention: cfg.Retention})
-	runner := ssmrun.New(ssmrun.Config{
-		API:            ssm.NewFromConfig(sdk, ssmrun.ObserveThrottles(metrics)),
-		CommandLog:     store,
-		DocumentName:   cfg.DocumentName,
-		AllowedBuckets: cfg.AllowedScriptBuckets,
-		OutputBucket:   cfg.OutputBucket,
-		Logger:         log,
-	})
-	app := &App{Config: cfg, Log: log, Store: store, Runner: runner}
-	sqsClient := sqs.NewFromConfig(sdk)
-	var queue engine.Queue = noQueue{}
-	if cfg.QueueURL != "" {
-		queue = sqsqueue.New(sqsClient, cfg.QueueURL)
-		app.retry = &sqsqueue.Retry{API: sqsClient, QueueURL: cfg.QueueURL}
+	app := &App{Config: cfg, Log: log, SDK: sdk,
+		Metrics: emf.New(emf.Config{Out: metricsOut, Namespace: cfg.MetricsNamespace}),
+		Store:   dynamo.New(dynamodb.NewFromConfig(sdk), cfg.TableName, dynamo.Options{Logger: log, Retention: cfg.Retention}),
 	}
-	rules := task.Rules{DeviceID: task.ManagedNodeID, CheckScript: ssmrun.CheckScript(cfg.AllowedScriptBuckets)}
+	for _, s := range services {
+		s(app)
+	}
+	p := app.Parts
+	var queue engine.Queue = missing{"executor queue (SQS)"}
+	if p.Queue != nil {
+		queue = p.Queue
+	}
+	var runner Runner = missing{"SSM runner"}
+	if p.Runner != nil {
+		runner = p.Runner
+	}
+	var publisher engine.Publisher = missing{"EventBridge publisher"}
+	if p.Publisher != nil {
+		publisher = p.Publisher
+	}
+	rules := task.Rules{DeviceID: task.ManagedNodeID, CheckScript: ssmcmd.CheckScript(cfg.AllowedScriptBuckets)}
 	var hooks engine.Webhooks
-	if cfg.WebhookQueueURL != "" {
+	if p.Webhooks != nil {
 		policy := webhook.Policy{AllowLoopback: cfg.AllowHTTPWebhooks}
 		rules.CheckWebhookURL = policy.CheckURL
-		app.hooks = sqsqueue.NewWebhookQueue(sqsClient, cfg.WebhookQueueURL, nil)
-		app.hookRetry = &sqsqueue.Retry{API: sqsClient, QueueURL: cfg.WebhookQueueURL}
-		hooks = engine.Webhooks{Queue: app.hooks, Payload: httpapi.WebhookPayload(cfg.OutputBucket != "")}
-		if !cfg.WebhookSecret.IsZero() {
-			hooks.Sender = webhook.NewSender(webhook.SenderConfig{Secret: cfg.WebhookSecret, Policy: policy})
+		hooks = engine.Webhooks{Queue: p.Webhooks, Payload: httpapi.WebhookPayload(cfg.OutputBucket != "")}
+		if p.Secret != nil {
+			app.secret.read = p.Secret
+			hooks.Sender = &app.secret
+			app.secret.policy = policy
 		}
 	}
 	app.Engine = engine.New(engine.Config{
-		Store:     store,
+		Store:     app.Store,
 		Queue:     queue,
 		Runner:    runner,
-		Publisher: eventbridge.New(awseventbridge.NewFromConfig(sdk), cfg.EventBusName, eventbridge.Options{Logger: log}),
-		Metrics:   metrics,
+		Publisher: publisher,
+		Metrics:   app.Metrics,
 		Webhooks:  hooks,
 		Rules:     rules,
 		Retention: cfg.Retention,
-		Leases:    store,
+		Leases:    app.Store,
 		Logger:    log,
 	})
-	if cfg.OutputBucket != "" {
-		client := s3.NewFromConfig(sdk)
-		app.Output = s3output.New(client, s3.NewPresignClient(client), cfg.OutputBucket, s3output.Options{Key: runner.OutputKey})
-	}
 	return app
 }
 
@@ -137,11 +169,26 @@ func (a *App) HTTP() func(context.Context, events.APIGatewayProxyRequest) (any, 
 		KeepAlive: a.Config.EventStreamKeepAlive,
 		Logger:    a.Log,
 	}
-	if a.Output != nil {
-		cfg.Output = a.Output
+	if a.Parts.Output != nil {
+		cfg.Output = a.Parts.Output
 	}
 	h := httpapi.New(cfg)
 	return lambdahttp.Handler(h, lambdahttp.Options{Streamed: StreamedRoutes, Logger: a.Log})
+}
+
+// Executor returns the handler of ExecutorFunction: each SQS record is one engine message,
+// handled in order; the records that failed are reported as batch item failures, so SQS
+// retries only them and moves a message that keeps failing to the dead-letter queue. It
+// never sleeps: a poll that is not due yet is a message sent with a delay.
+func (a *App) Executor() func(context.Context, events.SQSEvent) (events.SQSEventResponse, error) {
+	return func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
+		if a.Parts.HandleQueue == nil {
+			return events.SQSEventResponse{}, errors.New("awsapp: the executor's function does not wire SQS")
+		}
+		ctx, cancel := reserve(ctx)
+		defer cancel()
+		return a.Parts.HandleQueue(ctx, ev, a.Engine.Handle), nil
+	}
 }
 
 // Webhooks returns the handler of WebhookFunction, the consumer of the webhook queue: each
@@ -151,9 +198,12 @@ func (a *App) HTTP() func(context.Context, events.APIGatewayProxyRequest) (any, 
 // is reported failed, and comes back; a malformed one reaches the dead-letter queue.
 func (a *App) Webhooks() func(context.Context, events.SQSEvent) (events.SQSEventResponse, error) {
 	return func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
+		if a.Parts.HandleWebhooks == nil {
+			return events.SQSEventResponse{}, errors.New("awsapp: the webhook function does not wire SQS")
+		}
 		ctx, cancel := reserve(ctx)
 		defer cancel()
-		return sqsqueue.HandleWebhooks(ctx, ev, a.deliver, a.Log, a.hookRetry), nil
+		return a.Parts.HandleWebhooks(ctx, ev, a.deliver), nil
 	}
 }
 
@@ -161,41 +211,26 @@ func (a *App) Webhooks() func(context.Context, events.SQSEvent) (events.SQSEvent
 // SQS delays in whole seconds.
 const earlyDelivery = time.Second
 
-// deliver handles one job of the webhook queue.
+// deliver handles one job of the webhook queue. The signing secret is read before the first
+// attempt; a failure to read it fails the message, which comes back, with no attempt made.
 func (a *App) deliver(ctx context.Context, job task.WebhookJob) error {
-	if a.hooks == nil {
+	if a.Parts.Webhooks == nil {
 		return fmt.Errorf("awsapp: webhook %s: %w", job.ID, errNoWebhookQueue)
 	}
 	if time.Until(job.NextAt) > earlyDelivery {
-		return a.hooks.Put(ctx, job)
+		return a.Parts.Webhooks.Put(ctx, job)
+	}
+	if err := a.secret.load(ctx); err != nil {
+		return fmt.Errorf("awsapp: webhook %s: %w", job.ID, err)
 	}
 	next, err := a.Engine.DeliverWebhook(ctx, job)
 	if err != nil || next == nil {
 		return err
 	}
-	return a.hooks.Put(context.WithoutCancel(ctx), *next)
+	return a.Parts.Webhooks.Put(context.WithoutCancel(ctx), *next)
 }
 
 var errNoWebhookQueue = errors.New("this function has no WEBHOOK_QUEUE_URL")
-
-// Executor returns the handler of ExecutorFunction: each SQS record is one engine message,
-// handled in order; the records that failed are reported as batch item failures, so SQS
-// retries only them and moves a message that keeps failing to the dead-letter queue. It
-// never sleeps: a poll that is not due yet is a message sent with a delay.
-func (a *App) Executor() func(context.Context, events.SQSEvent) (events.SQSEventResponse, error) {
-	return executor(a.Engine.Handle, a.Log, a.retry)
-}
-
-// executor is Executor's handler around handle: each batch runs under a deadline
-// ExecutorReserve before the function's own, and a message that failed is delivered again
-// after retry's backoff.
-func executor(handle func(context.Context, engine.Message) error, log *slog.Logger, retry *sqsqueue.Retry) func(context.Context, events.SQSEvent) (events.SQSEventResponse, error) {
-	return func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
-		ctx, cancel := reserve(ctx)
-		defer cancel()
-		return sqsqueue.HandleBatch(ctx, ev, handle, log, retry), nil
-	}
-}
 
 // reserve ends ctx ExecutorReserve before the function's deadline, so that a handler that
 // stops there still answers in time.
@@ -223,21 +258,11 @@ func (a *App) Sweeper() func(context.Context, events.EventBridgeEvent) error {
 	}
 }
 
-// noQueue stands in for the queue in a function that has no QUEUE_URL (StatusFunction), whose
-// requests never send a message; if one ever does, the request fails instead of panicking.
-type noQueue struct{}
-
-func (noQueue) Send(_ context.Context, m engine.Message, _ time.Duration) error {
-	return fmt.Errorf("awsapp: %s message for %s: %w", m.Action, m.TaskID, errNoQueue)
-}
-
-var errNoQueue = errors.New("this function has no QUEUE_URL")
-
-// Start is a function's whole main: Setup, then lambda.Start with the handler handler picks from
-// the App. A configuration error is printed on stderr, prefixed with name, and ends the process
-// with status 1, before any invocation.
-func Start(name string, handler func(*App) any, required ...string) {
-	app, err := Setup(context.Background(), required...)
+// Start is a function's whole main: Setup with the services the function calls, then
+// lambda.Start with the handler handler picks from the App. A configuration error is printed
+// on stderr, prefixed with name, and ends the process with status 1, before any invocation.
+func Start(name string, handler func(*App) any, services []Service, required ...string) {
+	app, err := Setup(required, services...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, name+":", err)
 		os.Exit(1)
@@ -246,27 +271,23 @@ func Start(name string, handler func(*App) any, required ...string) {
 }
 
 // Setup is what every function's main does before lambda.Start: read the configuration from
-// the environment (the variables named in required must be set), load the SDK configuration
-// (awsretry.LoadConfig: config.LoadDefaultConfig, which honours AWS_ENDPOINT_URL and
-// AWS_ENDPOINT_URL_<SERVICE>, with the one retryer and HTTP client of every client), and wire the App with a JSON logger and the
-// metric lines on stdout.
-func Setup(ctx context.Context, required ...string) (*App, error) {
+// the environment (the variables named in required must be set), build the SDK configuration
+// from the environment Lambda provides (awsenv, which honours AWS_ENDPOINT_URL and
+// AWS_ENDPOINT_URL_<SERVICE>, with the one retryer and HTTP client of every client), and wire
+// the App and its services with a JSON logger and the metric lines on stdout. It makes no AWS
+// call: whatever can wait for the first invocation does.
+func Setup(required []string, services ...Service) (*App, error) {
 	cfg, err := Load(os.LookupEnv, required...)
 	if err != nil {
 		return nil, err
 	}
-	sdk, err := awsretry.LoadConfig(ctx, awsretry.Options{})
+	sdk, err := awsenv.FromEnvironment(awsretry.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("load the AWS configuration: %w", err)
 	}
-	if cfg.WebhookSecretParameter != "" {
-		if cfg.WebhookSecret, err = webhookSecret(ctx, ssm.NewFromConfig(sdk), cfg.WebhookSecretParameter); err != nil {
-			return nil, err
-		}
-	}
 	// The log and the metric lines share standard output, one whole line per write.
 	out := &lineWriter{w: os.Stdout}
-	return New(cfg, sdk, NewLogger(out, cfg.LogLevel), out), nil
+	return New(cfg, sdk, NewLogger(out, cfg.LogLevel), out, services...), nil
 }
 
 // lineWriter serialises writes to w, so that lines written by the logger and by the metrics
@@ -280,26 +301,4 @@ func (l *lineWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
-}
-
-// ParameterAPI is the part of the SSM client webhookSecret uses; *ssm.Client satisfies it.
-type ParameterAPI interface {
-	GetParameter(ctx context.Context, in *ssm.GetParameterInput, optFns ...func(*ssm.Options)) (*ssm.GetParameterOutput, error)
-}
-
-// webhookSecret reads the webhook signing secret from the SSM parameter name, decrypted: once
-// per cold start, so a rotated secret reaches the function with its next instances.
-func webhookSecret(ctx context.Context, api ParameterAPI, name string) (webhook.Secret, error) {
-	out, err := api.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(name), WithDecryption: aws.Bool(true)})
-	if err != nil {
-		return webhook.Secret{}, fmt.Errorf("read the webhook secret from the SSM parameter %s: %w", name, err)
-	}
-	if out.Parameter == nil {
-		return webhook.Secret{}, fmt.Errorf("the SSM parameter %s has no value", name)
-	}
-	secret, err := webhook.ParseSecret(aws.ToString(out.Parameter.Value))
-	if err != nil {
-		return webhook.Secret{}, fmt.Errorf("the SSM parameter %s: %w", name, err)
-	}
-	return secret, nil
 }

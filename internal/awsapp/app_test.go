@@ -2,9 +2,6 @@ package awsapp
 
 import (
 	"context"
-	"errors"
-	"log/slog"
-	"slices"
 	"testing"
 	"time"
 
@@ -13,38 +10,42 @@ import (
 	"github.com/fleetrun/fleetrun/internal/engine"
 )
 
-func TestExecutorReportsFailuresAndKeepsTimeInReserve(t *testing.T) {
+// TestExecutorKeepsTimeInReserve: the executor's queue handler runs under a deadline
+// ExecutorReserve before the function's own, and its answer is the function's.
+func TestExecutorKeepsTimeInReserve(t *testing.T) {
 	t.Parallel()
 	lambdaDeadline := time.Now().Add(time.Minute)
 	ctx, cancel := context.WithDeadline(context.Background(), lambdaDeadline)
 	defer cancel()
-	var deadlines []time.Time
-	handle := func(ctx context.Context, m engine.Message) error {
-		d, _ := ctx.Deadline()
-		deadlines = append(deadlines, d)
-		if m.TaskID == "t-busy" {
-			return errors.New("throttled")
-		}
-		return nil
+	var deadline time.Time
+	want := events.SQSEventResponse{BatchItemFailures: []events.SQSBatchItemFailure{{ItemIdentifier: "busy"}}}
+	a := &App{Parts: Parts{HandleQueue: func(ctx context.Context, _ events.SQSEvent, _ func(context.Context, engine.Message) error) events.SQSEventResponse {
+		deadline, _ = ctx.Deadline()
+		return want
+	}}}
+	got, err := a.Executor()(ctx, events.SQSEvent{Records: []events.SQSMessage{{MessageId: "busy"}}})
+	if err != nil || len(got.BatchItemFailures) != 1 || got.BatchItemFailures[0].ItemIdentifier != "busy" {
+		t.Errorf("Executor = %+v, %v; want the queue handler's answer", got, err)
 	}
-	batch := events.SQSEvent{Records: []events.SQSMessage{
-		{MessageId: "ok", Body: `{"v":1,"action":"poll","taskId":"t-1","attempt":2}`},
-		{MessageId: "busy", Body: `{"v":1,"action":"dispatch","taskId":"t-busy","attempt":0}`},
-		{MessageId: "malformed", Body: `{"v":1,"action":"explode","taskId":"t-2"}`},
-	}}
-	resp, err := executor(handle, slog.New(slog.DiscardHandler), nil)(ctx, batch)
-	if err != nil {
-		t.Fatal(err)
+	if !deadline.Equal(lambdaDeadline.Add(-ExecutorReserve)) {
+		t.Errorf("the batch was handled with deadline %v, want %v", deadline, lambdaDeadline.Add(-ExecutorReserve))
 	}
-	var failed []string
-	for _, f := range resp.BatchItemFailures {
-		failed = append(failed, f.ItemIdentifier)
+}
+
+// TestAFunctionWithoutAServiceFailsLoudly: a function that did not name a service gets
+// stand-ins that fail with an error naming it, and still paces Retry-After by polls.
+func TestAFunctionWithoutAServiceFailsLoudly(t *testing.T) {
+	t.Parallel()
+	a := &App{}
+	if _, err := a.Executor()(t.Context(), events.SQSEvent{}); err == nil {
+		t.Error("an executor without SQS handled a batch")
 	}
-	if !slices.Equal(failed, []string{"busy", "malformed"}) {
-		t.Errorf("batch item failures = %v, want busy and malformed", failed)
+	m := missing{"SSM runner"}
+	if err := m.Start(t.Context(), nil); err == nil || err.Error() != "awsapp: this function does not wire the SSM runner" {
+		t.Errorf("Start = %v", err)
 	}
-	want := lambdaDeadline.Add(-ExecutorReserve)
-	if len(deadlines) != 2 || !deadlines[0].Equal(want) || !deadlines[1].Equal(want) {
-		t.Errorf("messages were handled with deadlines %v, want %v", deadlines, want)
+	var r engine.Runner = m
+	if _, polled := r.(engine.PolledRunner); !polled {
+		t.Error("the stand-in runner is not polled: Retry-After would lose its cadence")
 	}
 }

@@ -1,9 +1,9 @@
 // Package awsapp wires fleetrun's AWS home for the Lambda functions: configuration from the
-// environment, the SDK clients, the DynamoDB store, the SQS queue, the SSM runner, the
-// EventBridge publisher and the engine, and the handlers each function hands to lambda.Start.
-// A function's main calls Setup, which reads the configuration (Load), loads the SDK's and
-// builds the App (New), and starts one of its handlers; everything else lives here, where it
-// can be tested.
+// environment, the SDK configuration (awsenv), the DynamoDB store and the engine, and the
+// handlers each function hands to lambda.Start. The other AWS services are Services, one
+// package each under awsapp (withsqs, withssm, withevents, withs3): a function's main names
+// those it calls, so that its binary links, and its cold start initialises, no other SDK
+// client. Everything else lives here, where it can be tested.
 package awsapp
 
 import (

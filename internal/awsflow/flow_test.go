@@ -23,11 +23,15 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
 	"github.com/fleetrun/fleetrun/internal/awsapp"
+	"github.com/fleetrun/fleetrun/internal/awsapp/withevents"
+	"github.com/fleetrun/fleetrun/internal/awsapp/withsqs"
+	"github.com/fleetrun/fleetrun/internal/awsapp/withssm"
 	"github.com/fleetrun/fleetrun/internal/awstest"
 	"github.com/fleetrun/fleetrun/internal/dynamo"
 	"github.com/fleetrun/fleetrun/internal/engine"
 	"github.com/fleetrun/fleetrun/internal/eventbridge"
 	"github.com/fleetrun/fleetrun/internal/sqsqueue"
+	"github.com/fleetrun/fleetrun/internal/ssmcmd"
 	"github.com/fleetrun/fleetrun/internal/ssmrun"
 	"github.com/fleetrun/fleetrun/internal/ssmtest"
 	"github.com/fleetrun/fleetrun/internal/task"
@@ -181,10 +185,14 @@ func (f *flow) config(t *testing.T, more ...map[string]string) awsapp.Config {
 	return cfg
 }
 
+// services are every service the functions name, as the executor, progress and sweeper
+// functions wire them.
+var services = []awsapp.Service{withsqs.Queues, withssm.Runner, withevents.Publisher}
+
 // wireApp wires the app exactly as the functions do, with awsapp.New.
 func (f *flow) wireApp(t *testing.T) *awsapp.App {
 	t.Helper()
-	app := awsapp.New(f.config(t), f.sdk, f.log, nil)
+	app := awsapp.New(f.config(t), f.sdk, f.log, nil, services...)
 	f.engine, f.executor = app.Engine, app.Executor()
 	return app
 }
@@ -209,7 +217,7 @@ func (f *flow) wireWithClock(t *testing.T, now func() time.Time) {
 		Runner: runner,
 		Publisher: eventbridge.New(awseventbridge.NewFromConfig(f.sdk), cfg.EventBusName,
 			eventbridge.Options{Logger: f.log, Now: now}),
-		Rules:     task.Rules{DeviceID: task.ManagedNodeID, CheckScript: ssmrun.CheckScript(cfg.AllowedScriptBuckets)},
+		Rules:     task.Rules{DeviceID: task.ManagedNodeID, CheckScript: ssmcmd.CheckScript(cfg.AllowedScriptBuckets)},
 		Retention: cfg.Retention,
 		Leases:    store,
 		Logger:    f.log,

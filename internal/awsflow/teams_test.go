@@ -55,8 +55,8 @@ func TestTeamsShareTasksByRole(t *testing.T) {
 	t.Parallel()
 	f := newFlow(t)
 	role := awsapp.New(f.config(t, map[string]string{awsapp.EnvAdminPrincipals: "arn:aws:iam::123456789012:role/platform/Platform"}),
-		f.sdk, f.log, nil).HTTP()
-	session := awsapp.New(f.config(t, map[string]string{awsapp.EnvOwnerScope: "session"}), f.sdk, f.log, nil).HTTP()
+		f.sdk, f.log, nil, services...).HTTP()
+	session := awsapp.New(f.config(t, map[string]string{awsapp.EnvOwnerScope: "session"}), f.sdk, f.log, nil, services...).HTTP()
 
 	var tk api.Task
 	body := `{"deviceIds":["i-0123456789abcdef0"],"scriptUrl":"` + scriptURL + `"}`

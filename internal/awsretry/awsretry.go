@@ -1,18 +1,17 @@
 // Package awsretry configures the AWS SDK's retryer once, for every client fleetrun makes:
-// DynamoDB, SQS, SSM and EventBridge. Code calls the SDK once per request and leaves throttling
+// DynamoDB, SQS, SSM, EventBridge and S3 (package awsenv installs it in the configuration they
+// are all made from). Code calls the SDK once per request and leaves throttling
 // and transient failures to this retryer; it only decides what a call that still failed means.
 // The loops the SDK cannot do stay where they are: the DynamoDB store re-plans a transaction
 // that lost a race, and the HTTP client package backs off between API calls.
 package awsretry
 
 import (
-	"context"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	"github.com/aws/aws-sdk-go-v2/config"
 )
 
 // fleetrun's limits.
@@ -58,22 +57,4 @@ func New(o Options) aws.Retryer {
 		so.MaxBackoff = o.MaxDelay
 		so.RateLimiter = ratelimit.None
 	})
-}
-
-// LoadOption installs New(o) as the retryer of every client made from a configuration:
-// config.LoadDefaultConfig(ctx, awsretry.LoadOption(awsretry.Options{})).
-func LoadOption(o Options) config.LoadOptionsFunc {
-	return config.WithRetryer(func() aws.Retryer { return New(o) })
-}
-
-// LoadConfig loads the SDK's default configuration with New(o) as every client's retryer and
-// the loaded HTTP client wrapped in BufferBodies. It is how fleetrun makes its configuration,
-// in the functions and in tests alike.
-func LoadConfig(ctx context.Context, o Options) (aws.Config, error) {
-	cfg, err := config.LoadDefaultConfig(ctx, LoadOption(o))
-	if err != nil {
-		return aws.Config{}, err
-	}
-	cfg.HTTPClient = BufferBodies(cfg.HTTPClient)
-	return cfg, nil
 }

@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"testing"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/smithy-go"
 )
 
@@ -38,17 +36,5 @@ func TestRetryerHasFleetrunsLimits(t *testing.T) {
 	}
 	if _, err := v2.GetAttemptToken(context.Background()); err != nil {
 		t.Errorf("GetAttemptToken = %v", err)
-	}
-}
-
-func TestLoadOptionInstallsTheRetryer(t *testing.T) {
-	t.Parallel()
-	cfg, err := config.LoadDefaultConfig(context.Background(), config.WithRegion("us-east-1"),
-		LoadOption(Options{MaxAttempts: 3, MaxDelay: time.Millisecond}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cfg.Retryer == nil || cfg.Retryer().MaxAttempts() != 3 {
-		t.Errorf("the configuration's retryer is not the one asked for")
 	}
 }

@@ -22,9 +22,7 @@ const MaxBufferedBody = 1 << 20
 // check its length). When the SDK's close wins that race, the write fails, the transport closes
 // the connection under the response being read, and the SDK sends the call again: an extra
 // request, billed and counted, for a call that had succeeded. With its own copy, nothing the
-// SDK closes reaches the transport. A nil c (what config.LoadDefaultConfig leaves when nothing
-// configures a client, so that each service client would make its own) is the SDK's default
-// client.
+// SDK closes reaches the transport. A nil c is the SDK's default client.
 func BufferBodies(c aws.HTTPClient) aws.HTTPClient {
 	if c == nil {
 		c = awshttp.NewBuildableClient()
@@ -48,11 +46,4 @@ func (c bufferingClient) Do(req *http.Request) (*http.Response, error) {
 	copied.Body = io.NopCloser(bytes.NewReader(body))
 	copied.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 	return c.next.Do(copied)
-}
-
-// HTTPClient is the SDK's default HTTP client with BufferBodies. A configuration loaded with
-// config.LoadDefaultConfig keeps its own client (which may carry a custom CA bundle) and wraps
-// it instead: cfg.HTTPClient = awsretry.BufferBodies(cfg.HTTPClient).
-func HTTPClient() aws.HTTPClient {
-	return BufferBodies(nil)
 }

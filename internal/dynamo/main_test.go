@@ -57,7 +57,7 @@ func newTable(t *testing.T) *testTable {
 	name = name[:min(len(name), 200)]
 	tt := &testTable{name: name, count: new(awstest.Counter), faults: new(faults)}
 	tt.client = dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) {
-		o.HTTPClient = serialClient{mu: new(sync.Mutex), next: awsretry.HTTPClient()}
+		o.HTTPClient = serialClient{mu: new(sync.Mutex), next: awsretry.BufferBodies(nil)}
 		o.APIOptions = append(o.APIOptions, tt.count.Register, tt.faults.register)
 	})
 	ctx := context.Background()

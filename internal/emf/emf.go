@@ -18,12 +18,12 @@ import (
 
 	"github.com/fleetrun/fleetrun/internal/engine"
 	"github.com/fleetrun/fleetrun/internal/metrics"
-	"github.com/fleetrun/fleetrun/internal/ssmrun"
 	"github.com/fleetrun/fleetrun/internal/task"
 )
 
-// Recorder writes metric lines. It implements engine.Metrics and ssmrun.ThrottleObserver and
-// is safe for concurrent use.
+// Recorder writes metric lines. It implements engine.Metrics and ssmrun.ThrottleObserver (which
+// package ssmrun asserts: this package does not import it, so that a function that runs no
+// command links no SSM client) and is safe for concurrent use.
 type Recorder struct {
 	mu        sync.Mutex
 	w         io.Writer
@@ -32,10 +32,7 @@ type Recorder struct {
 	units     map[string]string
 }
 
-var (
-	_ engine.Metrics          = (*Recorder)(nil)
-	_ ssmrun.ThrottleObserver = (*Recorder)(nil)
-)
+var _ engine.Metrics = (*Recorder)(nil)
 
 // Config wires a Recorder. Out is required.
 type Config struct {

@@ -178,11 +178,9 @@ func TestLocalInvoke(t *testing.T) {
 	if len(evs) < 2*len(sampleDevices) {
 		t.Fatalf("SSM sent %d events for the first task, want an in-progress and a final one per device", len(evs))
 	}
-	for _, e := range slices.Backward(evs) {
-		if _, err := progressFn.Invoke(t.Context(), e); err != nil {
-			t.Fatalf("progress: %v", err)
-		}
-	}
+	newestFirst := slices.Clone(evs)
+	slices.Reverse(newestFirst)
+	progress(t, progressFn, newestFirst...)
 	a := <-longPoll
 	if a.err != nil || a.resp.StatusCode != 200 || a.resp.Headers["Etag"] == running.Headers["Etag"] ||
 		a.resp.Headers["Preference-Applied"] != "wait=15" || a.took >= 15*time.Second {
@@ -194,11 +192,7 @@ func TestLocalInvoke(t *testing.T) {
 		done.Progress.Percentage != 100 || done.Result == nil || len(done.Result.SucceededDevices) != len(sampleDevices) {
 		t.Fatalf("after the events: %+v", done)
 	}
-	for _, e := range evs {
-		if _, err := progressFn.Invoke(t.Context(), e); err != nil {
-			t.Fatalf("progress, duplicate: %v", err)
-		}
-	}
+	progress(t, progressFn, evs...)
 	if again := getTask(t, statusFn, t1.ID); again.Version != done.Version || again.Status != api.StatusCompleted {
 		t.Errorf("duplicated events changed the task: version %d → %d, %s", done.Version, again.Version, again.Status)
 	}
@@ -356,11 +350,8 @@ func invokeEveryEvent(t *testing.T, fns map[string]*lambdatest.Emulator, firstTa
 func idleEvent(t *testing.T, id string) []byte {
 	var ev any
 	switch id {
-	case "ExecutorFunction", "WebhookFunction":
+	case "ExecutorFunction", "WebhookFunction", "ProgressFunction":
 		ev = events.SQSEvent{Records: []events.SQSMessage{}}
-	case "ProgressFunction":
-		ev = events.EventBridgeEvent{Version: "0", ID: "idle", Source: "aws.ec2", DetailType: "EC2 Instance State-change Notification",
-			Detail: json.RawMessage(`{}`)}
 	case "SweeperFunction":
 		// A sweep with nothing due: one Query of the index of unfinished tasks.
 		ev = events.EventBridgeEvent{Version: "0", ID: "idle", Source: "aws.events", DetailType: "Scheduled Event",

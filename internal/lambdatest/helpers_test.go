@@ -192,3 +192,21 @@ func execute(t *testing.T, fn *lambdatest.Emulator, recs ...events.SQSMessage) [
 	}
 	return failed
 }
+
+// progress hands SSM's events to ProgressFunction in one batch, as Lambda hands it what the
+// progress queue gathered within its batching window (each record's body is the event as
+// EventBridge sent it), and fails the test when a record is reported failed.
+func progress(t *testing.T, fn *lambdatest.Emulator, evs ...json.RawMessage) {
+	t.Helper()
+	recs := make([]events.SQSMessage, len(evs))
+	for i, e := range evs {
+		recs[i] = events.SQSMessage{MessageId: fmt.Sprintf("event-%d", i), Body: string(e), EventSource: "aws:sqs"}
+	}
+	var resp events.SQSEventResponse
+	if err := fn.InvokeJSON(t.Context(), events.SQSEvent{Records: recs}, &resp); err != nil {
+		t.Fatalf("progress: %v", err)
+	}
+	if len(resp.BatchItemFailures) > 0 {
+		t.Fatalf("progress: %d of %d events reported failed: %+v", len(resp.BatchItemFailures), len(evs), resp.BatchItemFailures)
+	}
+}

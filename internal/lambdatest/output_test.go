@@ -94,9 +94,7 @@ func fullOutput(t *testing.T, fns map[string]*lambdatest.Emulator, q *queue, srv
 	if final == nil {
 		t.Fatal("SSM sent no Success event for the loud device")
 	}
-	if _, err := progressFn.Invoke(t.Context(), final); err != nil {
-		t.Fatalf("progress: %v", err)
-	}
+	progress(t, progressFn, final)
 	full := device()
 	if full.Stdout != stdout[:ssmtest.StdoutLimit] || !full.StdoutTruncated ||
 		full.Stderr != stderr[:ssmtest.StderrLimit] || !full.StderrTruncated {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/fleetrun/fleetrun/internal/engine"
 	"github.com/fleetrun/fleetrun/internal/engine/runnertest"
+	"github.com/fleetrun/fleetrun/internal/ssmcmd"
 	"github.com/fleetrun/fleetrun/internal/ssmrun"
 	"github.com/fleetrun/fleetrun/internal/ssmtest"
 	"github.com/fleetrun/fleetrun/internal/task"
@@ -30,7 +31,7 @@ type ssmTarget struct {
 func (s *ssmTarget) DeviceIDs(n int) []string { return devices(n) }
 
 func (s *ssmTarget) Rules() task.Rules {
-	return task.Rules{DeviceID: task.ManagedNodeID, CheckScript: ssmrun.CheckScript([]string{"fleet-scripts"})}
+	return task.Rules{DeviceID: task.ManagedNodeID, CheckScript: ssmcmd.CheckScript([]string{"fleet-scripts"})}
 }
 
 // Script scripts each device on the server. A device answers ListCommandInvocations in

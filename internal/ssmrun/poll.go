@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -140,44 +139,10 @@ func open(s types.CommandStatus) bool {
 	return false
 }
 
-// Invocation reads one device's invocation with GetCommandInvocation, which returns up to
-// 24,000 characters of stdout and 8,000 of stderr, and returns the task it belongs to and the
-// update it means. It is for handling SSM's per-invocation EventBridge events.
-func (r *Runner) Invocation(ctx context.Context, commandID, instanceID string) (string, task.DeviceUpdate, error) {
-	taskID, err := r.cfg.CommandLog.TaskForCommand(ctx, commandID)
-	if err != nil {
-		return "", task.DeviceUpdate{}, fmt.Errorf("ssmrun: task of command %s: %w", commandID, err)
-	}
-	in := &ssm.GetCommandInvocationInput{CommandId: aws.String(commandID), InstanceId: aws.String(instanceID)}
-	if r.cfg.PluginName != "" {
-		in.PluginName = aws.String(r.cfg.PluginName)
-	}
-	out, err := r.cfg.API.GetCommandInvocation(ctx, in)
-	if err != nil {
-		return "", task.DeviceUpdate{}, fmt.Errorf("ssmrun: invocation of command %s on %s: %w", commandID, instanceID, err)
-	}
-	details := aws.ToString(out.StatusDetails)
-	u := task.DeviceUpdate{DeviceID: instanceID, Status: StatusFor(string(out.Status), details),
-		At: r.cfg.Now().UTC(), Ref: commandID}
-	if u.Status.Terminal() {
-		u.Stdout, u.StdoutTruncated = capped(aws.ToString(out.StandardOutputContent), task.StdoutInlineLimit)
-		u.Stderr, u.StderrTruncated = capped(aws.ToString(out.StandardErrorContent), task.StderrInlineLimit)
-		u.ExitCode = exitCode(u.Status, out.ResponseCode)
-		u.Reason = reason(u.Status, string(out.Status), details, "", r.cfg.PluginName, out.ResponseCode)
-	}
-	return taskID, u, nil
-}
-
 // capped returns s, and whether SSM had cut it: SSM returns at most limit characters.
 func capped(s string, limit int) (string, bool) {
 	if len(s) >= limit {
 		return s[:limit], true
 	}
 	return s, false
-}
-
-// normalize lowercases a status and removes the spaces GetCommandInvocation puts in some status details ("Delivery
-// Timed Out") so that both spellings compare equal.
-func normalize(s string) string {
-	return strings.ToLower(strings.ReplaceAll(s, " ", ""))
 }

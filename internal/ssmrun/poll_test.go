@@ -219,7 +219,7 @@ func TestPollCancelsBatchesNeverSent(t *testing.T) {
 	}
 }
 
-func TestInvocationReadsFullOutput(t *testing.T) {
+func TestInvocationsReadsOneDeviceWithItsFullOutput(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	long := strings.Repeat("x", 30000)
@@ -229,61 +229,63 @@ func TestInvocationReadsFullOutput(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := b.srv.Commands()[0].CommandID
-	taskID, u, err := b.runner.Invocation(t.Context(), cmd, device(1))
-	if err != nil || taskID != tk.ID || u.Status != task.DevicePending {
-		t.Fatalf("Invocation before the device ran: %s %+v %v", taskID, u, err)
+	got, err := b.runner.Invocations(t.Context(), cmd, devices(1))
+	if err != nil || len(got) != 0 {
+		t.Fatalf("Invocations before the device ran: %+v %v; want nothing to report", got, err)
 	}
 	b.srv.Settle()
-	_, u, err = b.runner.Invocation(t.Context(), cmd, device(1))
+	got, err = b.runner.Invocations(t.Context(), cmd, devices(1))
 	if err != nil {
 		t.Fatal(err)
 	}
+	u := got[device(1)]
 	if u.Status != task.DeviceFailed || u.ExitCode == nil || *u.ExitCode != 2 || len(u.Stdout) != task.StdoutInlineLimit ||
 		!u.StdoutTruncated || u.Stderr != "bad\n" || u.StderrTruncated || u.Ref != cmd {
-		t.Errorf("Invocation = %s exit %v stdout %d chars (cut %v) stderr %q (cut %v) ref %s",
+		t.Errorf("Invocations = %s exit %v stdout %d chars (cut %v) stderr %q (cut %v) ref %s",
 			u.Status, u.ExitCode, len(u.Stdout), u.StdoutTruncated, u.Stderr, u.StderrTruncated, u.Ref)
 	}
-	if _, _, err := b.runner.Invocation(t.Context(), "00000000-0000-4000-8000-000000000000", device(1)); !task.IsCode(err, task.CodeNotFound) {
-		t.Errorf("Invocation of a command of no task: %v, want CodeNotFound", err)
+	if n := b.srv.Calls(ssmtest.OpListCommandInvocations); n != 0 {
+		t.Errorf("one device was listed %d times; GetCommandInvocation alone reads it", n)
 	}
 }
 
-func TestStatusFor(t *testing.T) {
+// TestInvocationsReadsManyDevicesInPages: the devices of one command are read with one page of
+// ListCommandInvocations; only the device whose listed output SSM cut is read again, for the
+// longer copy.
+func TestInvocationsReadsManyDevicesInPages(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		status, details string
-		want            task.DeviceStatus
-	}{
-		{"Pending", "Pending", task.DevicePending},
-		{"Delayed", "Delayed", task.DevicePending},
-		{"InProgress", "InProgress", task.DeviceRunning},
-		{"InProgress", "In Progress", task.DeviceRunning},
-		{"Cancelling", "Cancelling", task.DeviceRunning},
-		{"Success", "Success", task.DeviceSucceeded},
-		{"Failed", "Failed", task.DeviceFailed},
-		{"Failed", "Undeliverable", task.DeviceUndeliverable},
-		{"Failed", "Terminated", task.DeviceUndeliverable},
-		{"Failed", "InvalidPlatform", task.DeviceUndeliverable},
-		{"Failed", "Invalid Platform", task.DeviceUndeliverable},
-		{"Failed", "AccessDenied", task.DeviceUndeliverable},
-		{"Failed", "Access Denied", task.DeviceUndeliverable},
-		{"TimedOut", "DeliveryTimedOut", task.DeviceUndeliverable},
-		{"TimedOut", "Delivery Timed Out", task.DeviceUndeliverable},
-		{"TimedOut", "ExecutionTimedOut", task.DeviceTimedOut},
-		{"Failed", "ExecutionTimedOut", task.DeviceTimedOut},
-		{"TimedOut", "", task.DeviceTimedOut},
-		{"Cancelled", "Cancelled", task.DeviceCancelled},
-		{"Cancelled", "Terminated", task.DeviceUndeliverable},
-		// EventBridge events carry a status and, at most, status details.
-		{"Undeliverable", "", task.DeviceUndeliverable},
-		{"Terminated", "", task.DeviceUndeliverable},
-		{"DeliveryTimedOut", "", task.DeviceUndeliverable},
-		{"Success", "", task.DeviceSucceeded},
-		{"Failed", "", task.DeviceFailed},
-		{"SomethingNew", "", task.DevicePending},
-	} {
-		if got := ssmrun.EventStatus(tc.status, tc.details); got != tc.want {
-			t.Errorf("%s/%s → %s, want %s", tc.status, tc.details, got, tc.want)
+	b := setup(t)
+	ids := devices(50)
+	loud := strings.Repeat("y", 5000)
+	for _, id := range ids {
+		b.srv.Script(id, ssmtest.Script{Polls: 0, Outcome: ssmtest.Success, Stdout: "ok " + id + "\n"})
+	}
+	b.srv.Script(ids[7], ssmtest.Script{Polls: 0, Outcome: ssmtest.Success, Stdout: loud})
+	tk := b.runningTask("01JTASKINVOCATIONS00000000", ids)
+	if err := b.runner.Start(t.Context(), tk); err != nil {
+		t.Fatal(err)
+	}
+	b.srv.Settle()
+	cmd := b.srv.Commands()[0].CommandID
+	lists, gets := b.srv.Calls(ssmtest.OpListCommandInvocations), b.srv.Calls(ssmtest.OpGetCommandInvocation)
+	got, err := b.runner.Invocations(t.Context(), cmd, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(ids) {
+		t.Fatalf("%d updates for %d devices", len(got), len(ids))
+	}
+	for _, id := range ids {
+		want := "ok " + id + "\n"
+		if id == ids[7] {
+			want = loud
+		}
+		if u := got[id]; u.Status != task.DeviceSucceeded || u.Stdout != want || u.StdoutTruncated || u.Ref != cmd {
+			t.Errorf("%s: %s %q (cut %v)", id, u.Status, u.Stdout[:min(len(u.Stdout), 40)], u.StdoutTruncated)
 		}
 	}
+	if l, g := b.srv.Calls(ssmtest.OpListCommandInvocations)-lists, b.srv.Calls(ssmtest.OpGetCommandInvocation)-gets; l != 1 || g != 1 {
+		t.Errorf("read 50 devices with %d ListCommandInvocations and %d GetCommandInvocation; want 1 page and 1 read of the cut output", l, g)
+	}
 }
+

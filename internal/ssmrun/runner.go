@@ -43,7 +43,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -54,6 +53,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
 	"github.com/fleetrun/fleetrun/internal/engine"
+	"github.com/fleetrun/fleetrun/internal/ssmcmd"
 	"github.com/fleetrun/fleetrun/internal/task"
 )
 
@@ -126,7 +126,7 @@ func New(cfg Config) *Runner {
 		cfg.DocumentName = DefaultDocument
 	}
 	if cfg.PluginName == "" && cfg.DocumentName == DefaultDocument {
-		cfg.PluginName = "runShellScript"
+		cfg.PluginName = ssmcmd.DefaultStep
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -137,7 +137,7 @@ func New(cfg Config) *Runner {
 	if cfg.Margin <= 0 {
 		cfg.Margin = 10 * time.Second
 	}
-	return &Runner{cfg: cfg, log: cfg.Logger, check: CheckScript(cfg.AllowedBuckets)}
+	return &Runner{cfg: cfg, log: cfg.Logger, check: ssmcmd.CheckScript(cfg.AllowedBuckets)}
 }
 
 // Batches splits a task's devices into the batches Start sends, in order.
@@ -183,24 +183,10 @@ func number(s string) (int, bool) {
 	return n, err == nil && n >= 0 && strconv.Itoa(n) == s
 }
 
-// OutputPrefix is the OutputS3KeyPrefix of task taskID's commands.
-func OutputPrefix(taskID string) string { return "fleetrun/" + taskID }
-
 // OutputKey is the S3 key in Config.OutputBucket of one stream ("stdout" or "stderr") of the
-// output of device instanceID, run by command commandID of task taskID. The SSM agent writes
-// each step's output under the command's key prefix, the command id, the instance id, the
-// step's action without its colon and the step's id (its name, in documents whose steps give
-// no "id" input, such as AWS-RunRemoteScript):
-//
-//	fleetrun/<task id>/<command id>/<instance id>/awsrunShellScript/runShellScript/stdout
-//
-// The agent writes nothing for an empty stream.
+// output of device instanceID, run by command commandID of task taskID (see ssmcmd.OutputKey).
 func (r *Runner) OutputKey(taskID, commandID, instanceID, stream string) string {
-	step := r.cfg.PluginName
-	if step == "" {
-		step = "runShellScript"
-	}
-	return path.Join(OutputPrefix(taskID), commandID, instanceID, "awsrunShellScript", step, stream)
+	return ssmcmd.OutputKey(r.cfg.PluginName)(taskID, commandID, instanceID, stream)
 }
 
 // Start sends every batch of t that has no command yet. It returns engine.ErrIncomplete when
@@ -211,7 +197,7 @@ func (r *Runner) Start(ctx context.Context, t *task.Task) error {
 	if err := r.check(t.Request.ScriptURL); err != nil {
 		return &task.Error{Code: task.CodeInvalid, Message: "scriptUrl: " + err.Error()}
 	}
-	obj, _ := ParseScriptURL(t.Request.ScriptURL)
+	obj, _ := ssmcmd.ParseScriptURL(t.Request.ScriptURL)
 	batches := Batches(t.Request.DeviceIDs)
 	sent, err := r.sent(ctx, t, len(batches))
 	if err != nil {

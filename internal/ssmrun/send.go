@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/aws/smithy-go"
 
+	"github.com/fleetrun/fleetrun/internal/ssmcmd"
 	"github.com/fleetrun/fleetrun/internal/task"
 )
 
@@ -27,7 +28,7 @@ const (
 // send sends batch n of t and records the outcome in the log and in recorded, by slot. first
 // is true when no batch of t has been sent yet, so that a refusal can still fail the whole
 // task cleanly. A batch that SSM refuses for an instance id it does not know is isolated.
-func (r *Runner) send(ctx context.Context, t *task.Task, obj S3Object, n int, ids []string, batches int, first bool, recorded map[int]string) error {
+func (r *Runner) send(ctx context.Context, t *task.Task, obj ssmcmd.S3Object, n int, ids []string, batches int, first bool, recorded map[int]string) error {
 	id, err := r.sendPart(ctx, t, obj, n, 0, ids, batches, recorded)
 	if unknownInstance(err) {
 		return r.isolate(ctx, t, obj, n, ids, batches, recorded)
@@ -47,7 +48,7 @@ func (r *Runner) send(ctx context.Context, t *task.Task, obj S3Object, n int, id
 // sendPart sends ids, part seq of batch n (seq 0 is the whole batch), and records its command
 // under the part's slot. A part already recorded is not sent again. SSM's refusal is returned
 // as it came.
-func (r *Runner) sendPart(ctx context.Context, t *task.Task, obj S3Object, n, seq int, ids []string, batches int, recorded map[int]string) (string, error) {
+func (r *Runner) sendPart(ctx context.Context, t *task.Task, obj ssmcmd.S3Object, n, seq int, ids []string, batches int, recorded map[int]string) (string, error) {
 	slot, comment := n, Comment(t.ID, n)
 	if seq > 0 {
 		slot, comment = partSlot(n, seq), partComment(t.ID, n, seq)
@@ -76,7 +77,7 @@ func (r *Runner) sendPart(ctx context.Context, t *task.Task, obj S3Object, n, se
 }
 
 // input builds the SendCommand of ids, one batch or a part of one, with comment.
-func (r *Runner) input(t *task.Task, obj S3Object, ids []string, batches int, comment string) *ssm.SendCommandInput {
+func (r *Runner) input(t *task.Task, obj ssmcmd.S3Object, ids []string, batches int, comment string) *ssm.SendCommandInput {
 	timeout := t.Request.TimeoutSeconds
 	if timeout <= 0 {
 		timeout = task.DefaultTimeout
@@ -94,7 +95,7 @@ func (r *Runner) input(t *task.Task, obj S3Object, ids []string, batches int, co
 		Parameters: map[string][]string{
 			"sourceType":       {"S3"},
 			"sourceInfo":       {strings.TrimSpace(info.String())},
-			"commandLine":      {CommandLine(obj.FileName(), t.Request.Args)},
+			"commandLine":      {ssmcmd.CommandLine(obj.FileName(), t.Request.Args)},
 			"executionTimeout": {strconv.Itoa(timeout)},
 		},
 		MaxConcurrency: aws.String(batchConcurrency(t.Request.MaxConcurrency, batches)),
@@ -103,7 +104,7 @@ func (r *Runner) input(t *task.Task, obj S3Object, ids []string, batches int, co
 	}
 	if r.cfg.OutputBucket != "" {
 		in.OutputS3BucketName = aws.String(r.cfg.OutputBucket)
-		in.OutputS3KeyPrefix = aws.String(OutputPrefix(t.ID))
+		in.OutputS3KeyPrefix = aws.String(ssmcmd.OutputPrefix(t.ID))
 	}
 	return in
 }

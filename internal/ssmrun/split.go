@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/fleetrun/fleetrun/internal/ssmcmd"
 	"github.com/fleetrun/fleetrun/internal/task"
 )
 
@@ -70,7 +71,7 @@ func MaxSendCommands(k, b int) int {
 
 // isolate sends the ids of batch n, which SSM refused for an unknown instance id, in parts
 // until every unknown id stands alone, and records the batch as split with those ids.
-func (r *Runner) isolate(ctx context.Context, t *task.Task, obj S3Object, n int, ids []string, batches int, recorded map[int]string) error {
+func (r *Runner) isolate(ctx context.Context, t *task.Task, obj ssmcmd.S3Object, n int, ids []string, batches int, recorded map[int]string) error {
 	seq := 0
 	// sent sends part, and reports whether SSM took it.
 	sent := func(part []string) (bool, error) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/fleetrun/fleetrun/internal/awsretry"
 	"github.com/fleetrun/fleetrun/internal/engine"
+	"github.com/fleetrun/fleetrun/internal/ssmcmd"
 	"github.com/fleetrun/fleetrun/internal/ssmrun"
 	"github.com/fleetrun/fleetrun/internal/ssmtest"
 	"github.com/fleetrun/fleetrun/internal/task"
@@ -407,7 +408,7 @@ func TestOutputKey(t *testing.T) {
 	if got := r.OutputKey("T1", "cmd-1", "i-0123456789abcdef0", "stderr"); got != want {
 		t.Errorf("OutputKey = %s, want %s", got, want)
 	}
-	if got := ssmrun.OutputPrefix("T1"); got != "fleetrun/T1" {
+	if got := ssmcmd.OutputPrefix("T1"); got != "fleetrun/T1" {
 		t.Errorf("OutputPrefix = %s", got)
 	}
 }

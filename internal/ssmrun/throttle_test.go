@@ -5,9 +5,13 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/fleetrun/fleetrun/internal/emf"
 	"github.com/fleetrun/fleetrun/internal/ssmrun"
 	"github.com/fleetrun/fleetrun/internal/ssmtest"
 )
+
+// The functions' metrics recorder observes throttles.
+var _ ssmrun.ThrottleObserver = (*emf.Recorder)(nil)
 
 // throttles counts ThrottleObserver calls by operation.
 type throttles struct {

@@ -1,4 +1,4 @@
-package ssmrun
+package ssmcmd
 
 import (
 	"fmt"

@@ -1,4 +1,4 @@
-package ssmrun_test
+package ssmcmd_test
 
 import (
 	"bytes"
@@ -6,12 +6,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/fleetrun/fleetrun/internal/ssmrun"
+	"github.com/fleetrun/fleetrun/internal/ssmcmd"
 )
 
 func TestCheckScript(t *testing.T) {
 	t.Parallel()
-	check := ssmrun.CheckScript([]string{"fleet-scripts", "ops.example.com"})
+	check := ssmcmd.CheckScript([]string{"fleet-scripts", "ops.example.com"})
 	for _, tc := range []struct {
 		url  string
 		want string // substring of the error, "" for accepted
@@ -41,7 +41,7 @@ func TestCheckScript(t *testing.T) {
 			t.Errorf("%q: error %v, want one containing %q", tc.url, err, tc.want)
 		}
 	}
-	if err := ssmrun.CheckScript(nil)("s3://fleet-scripts/patch.sh"); err == nil {
+	if err := ssmcmd.CheckScript(nil)("s3://fleet-scripts/patch.sh"); err == nil {
 		t.Error("with no allowed bucket a script was accepted")
 	}
 }
@@ -53,7 +53,7 @@ func TestHTTPSURL(t *testing.T) {
 		{"s3://fleet-scripts/ops/patch v2.sh", "https://fleet-scripts.s3.amazonaws.com/ops/patch%20v2.sh"},
 		{"s3://ops.example.com/a/b.sh", "https://s3.amazonaws.com/ops.example.com/a/b.sh"},
 	} {
-		obj, err := ssmrun.ParseScriptURL(tc.url)
+		obj, err := ssmcmd.ParseScriptURL(tc.url)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.url, err)
 		}
@@ -84,11 +84,11 @@ func TestShellQuote(t *testing.T) {
 		{"~root", "'~root'"},
 		{"naïve", "'naïve'"},
 	} {
-		if got := ssmrun.ShellQuote(tc.in); got != tc.want {
+		if got := ssmcmd.ShellQuote(tc.in); got != tc.want {
 			t.Errorf("ShellQuote(%q) = %s, want %s", tc.in, got, tc.want)
 		}
 	}
-	if got := ssmrun.CommandLine("patch.sh", []string{"--dry-run", "it's here"}); got != `patch.sh --dry-run 'it'\''s here'` {
+	if got := ssmcmd.CommandLine("patch.sh", []string{"--dry-run", "it's here"}); got != `patch.sh --dry-run 'it'\''s here'` {
 		t.Errorf("CommandLine = %s", got)
 	}
 }
@@ -105,7 +105,7 @@ func TestShellQuoteRoundTrip(t *testing.T) {
 		"line1\nline2", "tab\there", "*", "a;b|c&d>e<f", `back\slash\`, "--opt=val", "~", "#not-a-comment", "!bang", "naïve ☃"}
 	words := make([]string, len(args))
 	for i, a := range args {
-		words[i] = ssmrun.ShellQuote(a)
+		words[i] = ssmcmd.ShellQuote(a)
 	}
 	out, err := exec.Command(sh, "-c", `set -- `+strings.Join(words, " ")+`; printf '%s\0' "$@"`).Output()
 	if err != nil {
