@@ -288,4 +288,3 @@ func TestInvocationsReadsManyDevicesInPages(t *testing.T) {
 		t.Errorf("read 50 devices with %d ListCommandInvocations and %d GetCommandInvocation; want 1 page and 1 read of the cut output", l, g)
 	}
 }
-
