@@ -2,12 +2,14 @@ package awsapp
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/fleetrun/fleetrun/internal/engine"
+	"github.com/fleetrun/fleetrun/internal/webhook"
 )
 
 // TestExecutorKeepsTimeInReserve: the executor's queue handler runs under a deadline
@@ -47,5 +49,33 @@ func TestAFunctionWithoutAServiceFailsLoudly(t *testing.T) {
 	var r engine.Runner = m
 	if _, polled := r.(engine.PolledRunner); !polled {
 		t.Error("the stand-in runner is not polled: Retry-After would lose its cadence")
+	}
+}
+
+// TestTheWebhookSecretIsReadOnFirstUse: nothing is read while wiring; a failed read is tried
+// again on the next delivery, and a secret read once is kept.
+func TestTheWebhookSecretIsReadOnFirstUse(t *testing.T) {
+	t.Parallel()
+	reads := 0
+	s := &secretOnce{read: func(context.Context) (webhook.Secret, error) {
+		reads++
+		if reads == 1 {
+			return webhook.Secret{}, errors.New("throttled")
+		}
+		return webhook.ParseSecret("whsec_C2FtcGxlLXNpZ25pbmcta2V5LWZvci10ZXN0cw==")
+	}}
+	if reads != 0 {
+		t.Fatal("the secret was read before the first delivery")
+	}
+	if err := s.load(t.Context()); err == nil {
+		t.Fatal("a failed read was not reported")
+	}
+	for range 3 {
+		if err := s.load(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if reads != 2 || s.sender == nil {
+		t.Errorf("read %d times, sender %v; want a retry after the failure, then the kept secret", reads, s.sender)
 	}
 }
