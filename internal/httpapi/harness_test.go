@@ -439,6 +439,38 @@ func (b *testBundle) awaitWait(id string, version int64) {
 type faultyStore struct {
 	task.Store
 	broken atomic.Bool
+	// writes counts the calls of the store's writing methods.
+	writes atomic.Int64
+}
+
+func (s *faultyStore) CreateTask(ctx context.Context, t *task.Task, idem *task.IdempotencyRecord) (*task.Task, bool, error) {
+	s.writes.Add(1)
+	return s.Store.CreateTask(ctx, t, idem)
+}
+
+func (s *faultyStore) Transition(ctx context.Context, tr task.Transition) (*task.Task, error) {
+	s.writes.Add(1)
+	return s.Store.Transition(ctx, tr)
+}
+
+func (s *faultyStore) ApplyDeviceUpdates(ctx context.Context, id string, u []task.DeviceUpdate) (*task.Task, int, error) {
+	s.writes.Add(1)
+	return s.Store.ApplyDeviceUpdates(ctx, id, u)
+}
+
+func (s *faultyStore) MarkPublished(ctx context.Context, id string) error {
+	s.writes.Add(1)
+	return s.Store.MarkPublished(ctx, id)
+}
+
+func (s *faultyStore) RecordDelivery(ctx context.Context, d task.Delivery) error {
+	s.writes.Add(1)
+	return s.Store.RecordDelivery(ctx, d)
+}
+
+func (s *faultyStore) DeleteExpired(ctx context.Context, now time.Time) (int, error) {
+	s.writes.Add(1)
+	return s.Store.DeleteExpired(ctx, now)
 }
 
 func (s *faultyStore) GetTask(ctx context.Context, id string) (*task.Task, error) {

@@ -109,6 +109,8 @@ type handler struct {
 	keepAlive  time.Duration
 	streams    *streams
 	mux        *http.ServeMux
+	// tasks keeps the rendered bodies of GET /tasks/{id}.
+	tasks *representations
 }
 
 // New returns the HTTP API for cfg. Every response carries X-Request-Id, every error is an
@@ -140,6 +142,7 @@ func newHandler(cfg Config) *handler {
 		keepAlive:  cfg.KeepAlive,
 		streams:    newStreams(cfg.MaxStreams, cfg.MaxStreamsPerOwner),
 		mux:        http.NewServeMux(),
+		tasks:      newRepresentations(),
 	}
 	h.routes()
 	return h

@@ -54,7 +54,12 @@ func (h *handler) getTask(w http.ResponseWriter, r *http.Request, caller task.Ca
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
-	writeJSON(w, http.StatusOK, h.links(r).renderTask(t))
+	body, err := h.tasks.body(t, h.links(r))
+	if err != nil {
+		h.error(w, r, err)
+		return
+	}
+	writeBody(w, http.StatusOK, body)
 }
 
 // spuriousWakePause is how long pause waits.

@@ -53,12 +53,16 @@ type Options struct {
 // (in one process) can have a file open at a time.
 //
 // A task's Request never changes, so the tasks a Store returns share their Request.DeviceIDs
-// with each other and with the store's cache: callers must not modify them in place.
+// with each other and with the store's cache, and the tasks GetTask returns share what their
+// fields point to (the Request's slices, the Result, the times) with the record cache: callers
+// must not modify them in place.
 type Store struct {
 	db    *bolt.DB
 	now   func() time.Time
 	log   *slog.Logger
 	lists *listCache
+	// records keeps decoded task records for GetTask.
+	records *recordCache
 }
 
 var _ task.Store = (*Store)(nil)
@@ -114,7 +118,7 @@ func Open(path string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("localstore: open %s: %w", path, err)
 	}
-	s := &Store{db: db, now: opts.Now, log: opts.Logger, lists: newListCache(maxCachedDeviceIDs)}
+	s := &Store{db: db, now: opts.Now, log: opts.Logger, lists: newListCache(maxCachedDeviceIDs), records: newRecordCache(maxCachedRecords)}
 	s.log.Debug("store opened", "path", path)
 	return s, nil
 }

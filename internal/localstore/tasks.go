@@ -122,9 +122,12 @@ func (s *Store) GetTask(ctx context.Context, id string) (*task.Task, error) {
 	now := s.now()
 	var t *task.Task
 	err := s.db.View(func(tx *bolt.Tx) error {
-		rec, err := loadLive(tx, id, now)
+		rec, err := s.records.load(tx, id)
 		if err != nil {
 			return err
+		}
+		if rec == nil || rec.Task.Expired(now) {
+			return notFound(id)
 		}
 		t, err = s.full(tx, rec)
 		return err
