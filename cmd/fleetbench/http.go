@@ -101,8 +101,20 @@ func (b *bench) submits(ctx context.Context) error {
 func (b *bench) statuses(ctx context.Context) error {
 	client := newClient(b.o.getClients + b.o.postClients)
 	ids, err := b.taskIDs(ctx, client)
+	if len(ids) == 0 && err == nil {
+		// Run alone (--only get): read tasks of its own.
+		loadgen.Run(ctx, "seed", client, 8, time.Second, http.StatusAccepted,
+			func(ctx context.Context, i int) (*http.Request, error) { return post(ctx, b.endpoint+"/tasks", 2_000_000+i) })
+		if err := b.drain(ctx, client); err != nil {
+			return err
+		}
+		ids, err = b.taskIDs(ctx, client)
+	}
 	if err != nil {
 		return err
+	}
+	if len(ids) == 0 {
+		return fmt.Errorf("no task to read")
 	}
 	body, err := fetch(ctx, client, b.endpoint+"/tasks/"+ids[0])
 	if err != nil {
@@ -208,9 +220,6 @@ func (b *bench) taskIDs(ctx context.Context, client *http.Client) ([]string, err
 			ids = append(ids, t.ID)
 		}
 		page = list.Next
-	}
-	if len(ids) == 0 {
-		return nil, fmt.Errorf("no task to read")
 	}
 	return ids, nil
 }

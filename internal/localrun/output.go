@@ -46,6 +46,11 @@ func (r *Runner) OpenOutput(taskID, deviceID, stream string) (io.ReadCloser, err
 	}
 	f, err := os.Open(filepath.Join(r.outputDir(taskID, deviceID), stream))
 	if errors.Is(err, fs.ErrNotExist) {
+		// A stream's file is made at its first byte: a device that started here (its working
+		// directory says so) and has none wrote nothing there.
+		if _, werr := os.Stat(r.workDir(taskID, deviceID)); werr == nil {
+			return io.NopCloser(strings.NewReader("")), nil
+		}
 		return nil, task.Errorf(task.CodeNotFound, "no %s output for device %s of task %s", stream, deviceID, taskID)
 	}
 	if err != nil {
@@ -54,15 +59,10 @@ func (r *Runner) OpenOutput(taskID, deviceID, stream string) (io.ReadCloser, err
 	return f, nil
 }
 
-// inline reads the first limit characters of the output file at path, the way the devices
-// endpoint shows them, and reports whether the file holds more. Bytes that are not UTF-8 count
-// as one character each and read as U+FFFD, so the copy is always valid text.
-func inline(path string, limit int) (string, bool, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", false, err
-	}
-	defer f.Close()
+// inline reads the first limit characters of a script's output, the way the devices endpoint
+// shows them, and reports whether the output holds more. Bytes that are not UTF-8 count as one
+// character each and read as U+FFFD, so the copy is always valid text.
+func inline(f io.Reader, limit int) (string, bool, error) {
 	br := bufio.NewReader(f)
 	var b strings.Builder
 	for range limit {
@@ -75,11 +75,21 @@ func inline(path string, limit int) (string, bool, error) {
 		}
 		b.WriteRune(r)
 	}
-	_, err = br.ReadByte()
+	_, err := br.ReadByte()
 	if err == io.EOF {
 		return b.String(), false, nil
 	}
 	return b.String(), err == nil, err
+}
+
+// inlineFile is inline of the output file at path.
+func inlineFile(path string, limit int) (string, bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", false, err
+	}
+	defer f.Close()
+	return inline(f, limit)
 }
 
 func isNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }

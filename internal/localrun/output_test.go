@@ -83,9 +83,38 @@ func TestInline(t *testing.T) {
 		if err := os.WriteFile(path, []byte(tc.content), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		got, truncated, err := inline(path, tc.limit)
+		got, truncated, err := inlineFile(path, tc.limit)
 		if err != nil || got != tc.want || truncated != tc.truncated {
 			t.Errorf("%s: inline = %q, %v, %v; want %q, %v", tc.name, got, truncated, err, tc.want, tc.truncated)
+		}
+	}
+}
+
+// TestASilentScriptLeavesNoOutputFile: a stream's file is made at its first byte, so a script
+// that writes nothing costs no file, and its output still reads as empty.
+func TestASilentScriptLeavesNoOutputFile(t *testing.T) {
+	t.Parallel()
+	b := setup(t, newFakeStore("d1"), nil)
+	name := b.script(t, "quiet.sh", `printf only-stderr >&2`)
+	if err := b.runner.Start(context.Background(), newTask("T1", name, time.Now(), "d1")); err != nil {
+		t.Fatal(err)
+	}
+	d := waitStatus(t, b.store, "d1", task.DeviceSucceeded)
+	if d.Stdout != "" || d.Stderr != "only-stderr" {
+		t.Errorf("inline output %q / %q", d.Stdout, d.Stderr)
+	}
+	if _, err := os.Stat(filepath.Join(b.runner.outputDir("T1", "d1"), StreamStdout)); !os.IsNotExist(err) {
+		t.Errorf("the silent stdout has a file: %v", err)
+	}
+	for stream, want := range map[string]string{StreamStdout: "", StreamStderr: "only-stderr"} {
+		f, err := b.runner.OpenOutput("T1", "d1", stream)
+		if err != nil {
+			t.Fatalf("%s: %v", stream, err)
+		}
+		got, err := io.ReadAll(f)
+		f.Close()
+		if err != nil || string(got) != want {
+			t.Errorf("%s reads %q, %v; want %q", stream, got, err, want)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package localrun
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,13 +23,13 @@ const (
 
 // runDevice runs the script for one device and reports it running, then finished.
 func (r *Runner) runDevice(ru *run, path, deviceID string) {
-	cmd, cgroup, pidfd, err := r.start(ru.id, deviceID, path, ru.req.Args)
+	cmd, out, cgroup, pidfd, err := r.start(ru.id, deviceID, path, ru.req.Args)
 	if err != nil {
 		r.log.Warn("script could not be started", "task_id", ru.id, "device_id", deviceID, "err", err)
 		ru.countError()
 		if _, _, quiet := ru.state(); !quiet {
-			r.report(ru, []task.DeviceUpdate{{DeviceID: deviceID, Status: task.DeviceFailed, At: r.cfg.Now().UTC(),
-				Reason: "the script could not be started: " + startError(err)}})
+			ru.updates.add(task.DeviceUpdate{DeviceID: deviceID, Status: task.DeviceFailed, At: r.cfg.Now().UTC(),
+				Reason: "the script could not be started: " + startError(err)})
 		}
 		return
 	}
@@ -36,7 +37,7 @@ func (r *Runner) runDevice(ru *run, path, deviceID string) {
 	p := &proc{pgid: pgid, cgroup: cgroup}
 	ru.register(deviceID, p)
 	if _, _, quiet := ru.state(); !quiet {
-		r.report(ru, []task.DeviceUpdate{{DeviceID: deviceID, Status: task.DeviceRunning, At: r.cfg.Now().UTC(), Ref: groupRef(pgid)}})
+		ru.updates.add(task.DeviceUpdate{DeviceID: deviceID, Status: task.DeviceRunning, At: r.cfg.Now().UTC(), Ref: groupRef(pgid)})
 	}
 
 	if err := waitExit(pgid, pidfd); err != nil {
@@ -53,27 +54,29 @@ func (r *Runner) runDevice(ru *run, path, deviceID string) {
 		r.log.Error("reaping a script failed", "task_id", ru.id, "device_id", deviceID, "err", err)
 	}
 	r.cleanUp(cgroup)
+	u := outcome(cmd.ProcessState, signalled, ru.req.TimeoutSeconds)
+	u.Stdout, u.StdoutTruncated = out.stdout.finish(task.StdoutInlineLimit)
+	u.Stderr, u.StderrTruncated = out.stderr.finish(task.StderrInlineLimit)
 	if quiet {
 		return
 	}
-	u := outcome(cmd.ProcessState, signalled, ru.req.TimeoutSeconds)
 	u.DeviceID, u.At, u.Ref = deviceID, r.cfg.Now().UTC(), groupRef(pgid)
 	if u.Status.CountsAsError() {
 		ru.countError()
 	}
-	r.attachOutput(&u, ru.id, deviceID)
-	r.report(ru, []task.DeviceUpdate{u})
+	ru.updates.add(u)
 }
 
 // start starts a device's script: in its own cgroup where the runner has cgroups, with a pidfd
 // to wait on, and recorded as a child this runner reaps itself (see reaper). It returns the
-// command, the script's cgroup ("" without) and the pidfd (-1 where the kernel has none).
-func (r *Runner) start(taskID, deviceID, path string, args []string) (*exec.Cmd, string, int, error) {
+// command, the capture of its output, the script's cgroup ("" without) and the pidfd (-1
+// where the kernel has none).
+func (r *Runner) start(taskID, deviceID, path string, args []string) (*exec.Cmd, *outputs, string, int, error) {
 	r.starting.Lock()
 	defer r.starting.Unlock()
-	cmd, err := r.command(taskID, deviceID, path, args)
+	cmd, out, err := r.command(taskID, deviceID, path, args)
 	if err != nil {
-		return nil, "", -1, err
+		return nil, nil, "", -1, err
 	}
 	defer closeFiles(cmd)
 	cgroup := ""
@@ -100,9 +103,12 @@ func (r *Runner) start(taskID, deviceID, path string, args []string) (*exec.Cmd,
 		if cgroup != "" {
 			_ = os.Remove(cgroup)
 		}
-		return nil, "", -1, err
+		out.abandon()
+		return nil, nil, "", -1, err
 	}
-	return cmd, cgroup, pidfd, nil
+	out.stdout.start()
+	out.stderr.start()
+	return cmd, out, cgroup, pidfd, nil
 }
 
 // reap reaps a script's leader, which has exited, and forgets it as one. Both happen under the
@@ -125,18 +131,34 @@ func (r *Runner) cleanUp(cgroup string) {
 	r.kickReaper()
 }
 
-// command prepares a device's script: its working directory, its output files, its
-// environment, and a process group of its own that dies with the server.
-func (r *Runner) command(taskID, deviceID, path string, args []string) (*exec.Cmd, error) {
+// outputs are the captures of a script's stdout and stderr.
+type outputs struct{ stdout, stderr *capture }
+
+// abandon closes the pipes of a script that did not start.
+func (o *outputs) abandon() {
+	o.stdout.abandon()
+	o.stderr.abandon()
+}
+
+// command prepares a device's script: its working directory, the pipes that capture its
+// output, its environment, and a process group of its own that dies with the server.
+func (r *Runner) command(taskID, deviceID, path string, args []string) (*exec.Cmd, *outputs, error) {
 	if !safeElement(deviceID) {
-		return nil, fmt.Errorf("device id %q cannot be used as a directory name", deviceID)
+		return nil, nil, fmt.Errorf("device id %q cannot be used as a directory name", deviceID)
 	}
 	work := r.workDir(taskID, deviceID)
-	out := r.outputDir(taskID, deviceID)
-	for _, dir := range []string{work, out} {
-		if err := os.MkdirAll(dir, 0o750); err != nil {
-			return nil, fmt.Errorf("localrun: create a directory for device %s: %w", deviceID, err)
-		}
+	if err := mkdir(work); err != nil {
+		return nil, nil, fmt.Errorf("localrun: create a directory for device %s: %w", deviceID, err)
+	}
+	dir := r.outputDir(taskID, deviceID)
+	stdout, err := newCapture(filepath.Join(dir, StreamStdout), task.StdoutInlineLimit, r.log)
+	if err != nil {
+		return nil, nil, fmt.Errorf("localrun: capture the stdout of device %s: %w", deviceID, err)
+	}
+	stderr, err := newCapture(filepath.Join(dir, StreamStderr), task.StderrInlineLimit, r.log)
+	if err != nil {
+		stdout.abandon()
+		return nil, nil, fmt.Errorf("localrun: capture the stderr of device %s: %w", deviceID, err)
 	}
 	cmd := exec.Command(path, args...)
 	cmd.Dir = work
@@ -145,19 +167,39 @@ func (r *Runner) command(taskID, deviceID, path string, args []string) (*exec.Cm
 	// server does; the Go runtime ends a thread only when a goroutine leaves it locked, which
 	// nothing in the server does, so in practice the child dies with the server.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	stdout, err := os.OpenFile(filepath.Join(out, StreamStdout), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
-	if err != nil {
-		return nil, fmt.Errorf("localrun: create stdout file: %w", err)
+	// The script writes into pipes, which the server reads as it writes (see capture); a
+	// grandchild that keeps them open delays nothing, since the script is waited for through
+	// its pidfd and the capture stops reading captureGrace after the script's group is killed.
+	cmd.Stdout, cmd.Stderr = stdout.write, stderr.write
+	return cmd, &outputs{stdout: stdout, stderr: stderr}, nil
+}
+
+// prepareDirs creates the directories that hold a task's devices' working directories and
+// output, once per run, so that each device's own costs one mkdir each.
+func (r *Runner) prepareDirs(taskID string) {
+	for _, dir := range []string{filepath.Dir(r.workDir(taskID, "d")), filepath.Dir(r.outputDir(taskID, "d"))} {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			r.log.Warn("creating a task's directories failed", "task_id", taskID, "dir", dir, "err", err)
+		}
 	}
-	stderr, err := os.OpenFile(filepath.Join(out, StreamStderr), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
-	if err != nil {
-		stdout.Close()
-		return nil, fmt.Errorf("localrun: create stderr file: %w", err)
+}
+
+// mkdir creates dir, whose parent usually exists (prepareDirs): one system call where
+// os.MkdirAll takes three. A directory left by an earlier run is taken as it is.
+func mkdir(dir string) error {
+	err := os.Mkdir(dir, 0o750)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, fs.ErrExist):
+		if fi, serr := os.Stat(dir); serr == nil && fi.IsDir() {
+			return nil
+		}
+		return err
+	case errors.Is(err, fs.ErrNotExist):
+		return os.MkdirAll(dir, 0o750)
 	}
-	// Files, not pipes: the child writes straight to disk, and a grandchild holding the
-	// descriptors open cannot keep Wait from returning.
-	cmd.Stdout, cmd.Stderr = stdout, stderr
-	return cmd, nil
+	return err
 }
 
 // closeFiles closes the server's copies of the output files once the child has its own.

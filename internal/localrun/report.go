@@ -3,6 +3,7 @@ package localrun
 import (
 	"iter"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/fleetrun/fleetrun/internal/task"
@@ -49,6 +50,74 @@ func (r *Runner) reportBatch(ru *run, updates []task.DeviceUpdate) {
 	}
 }
 
+// batcher gathers the updates of a run's devices and reports them together: whatever the
+// devices reported while the previous report was being stored goes into the next one, so
+// that devices finishing at the same moment share one store commit instead of taking one each
+// (a 10,000-device task of short scripts made 20,000 commits). Nothing waits on a timer: a
+// lone update is reported at once.
+type batcher struct {
+	r       *Runner
+	ru      *run
+	mu      sync.Mutex
+	pending []task.DeviceUpdate
+	closed  bool
+	wake    chan struct{}
+	done    chan struct{}
+}
+
+// newBatcher starts the reporting of ru's device updates.
+func (r *Runner) newBatcher(ru *run) *batcher {
+	b := &batcher{r: r, ru: ru, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	go b.loop()
+	return b
+}
+
+// add queues u for the next report.
+func (b *batcher) add(u task.DeviceUpdate) {
+	b.mu.Lock()
+	b.pending = append(b.pending, u)
+	b.mu.Unlock()
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
+}
+
+// close reports what is queued and returns once it is stored (or given up).
+func (b *batcher) close() {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
+	<-b.done
+}
+
+func (b *batcher) loop() {
+	defer close(b.done)
+	for range b.wake {
+		b.mu.Lock()
+		updates, closed := b.pending, b.closed
+		b.pending = nil
+		b.mu.Unlock()
+		if len(updates) > 0 {
+			b.r.report(b.ru, updates)
+		}
+		if closed {
+			b.mu.Lock()
+			left := b.pending
+			b.pending = nil
+			b.mu.Unlock()
+			if len(left) > 0 {
+				b.r.report(b.ru, left)
+			}
+			return
+		}
+	}
+}
+
 // chunks cuts updates into batches no larger than a store page.
 func chunks(updates []task.DeviceUpdate) iter.Seq[[]task.DeviceUpdate] {
 	return func(yield func([]task.DeviceUpdate) bool) {
@@ -62,15 +131,16 @@ func chunks(updates []task.DeviceUpdate) iter.Seq[[]task.DeviceUpdate] {
 	}
 }
 
-// attachOutput puts the inline copies of a device's output, as far as it has any, into u.
+// attachOutput puts the inline copies of a device's output files, as far as it has any, into
+// u: for devices a previous life of the server ran.
 func (r *Runner) attachOutput(u *task.DeviceUpdate, taskID, deviceID string) {
 	dir := r.outputDir(taskID, deviceID)
 	var err error
-	u.Stdout, u.StdoutTruncated, err = inline(filepath.Join(dir, StreamStdout), task.StdoutInlineLimit)
+	u.Stdout, u.StdoutTruncated, err = inlineFile(filepath.Join(dir, StreamStdout), task.StdoutInlineLimit)
 	if err != nil && !isNotExist(err) {
 		r.log.Warn("reading a script's stdout failed", "task_id", taskID, "device_id", deviceID, "err", err)
 	}
-	u.Stderr, u.StderrTruncated, err = inline(filepath.Join(dir, StreamStderr), task.StderrInlineLimit)
+	u.Stderr, u.StderrTruncated, err = inlineFile(filepath.Join(dir, StreamStderr), task.StderrInlineLimit)
 	if err != nil && !isNotExist(err) {
 		r.log.Warn("reading a script's stderr failed", "task_id", taskID, "device_id", deviceID, "err", err)
 	}

@@ -27,6 +27,8 @@ type run struct {
 	reporter Reporter
 	grace    time.Duration
 	deadline time.Time // zero when the task has none
+	// updates reports the devices' updates while execute runs.
+	updates *batcher
 
 	mu      sync.Mutex
 	reason  stopReason
@@ -162,6 +164,10 @@ func (ru *run) countError() {
 // it never started are then reported as such.
 func (r *Runner) execute(ru *run, path string, pending []string, lost []task.DeviceUpdate, priorErrors int) {
 	defer r.forget(ru)
+	ru.updates = r.newBatcher(ru)
+	// Every update is stored before the run is forgotten.
+	defer ru.updates.close()
+	r.prepareDirs(ru.id)
 	ru.mu.Lock()
 	ru.errors = priorErrors + len(lost)
 	ru.mu.Unlock()
