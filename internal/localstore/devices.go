@@ -16,7 +16,7 @@ import (
 // written in one transaction. The version rises by one for each call that applied at least one
 // update, whatever the number applied.
 //
-// Calls made at the same moment share a transaction (bbolt's Batch), so a runner reporting many
+// Calls made at the same moment share a transaction (groupCommit), so a runner reporting many
 // devices at once pays for one fsync, not one per device.
 func (s *Store) ApplyDeviceUpdates(ctx context.Context, taskID string, updates []task.DeviceUpdate) (*task.Task, int, error) {
 	if err := ctx.Err(); err != nil {
@@ -36,8 +36,8 @@ func (s *Store) apply(taskID string, updates []task.DeviceUpdate, now time.Time)
 		out     *task.Task
 		applied int
 	)
-	// Batch may run this function more than once, so it starts from scratch each time.
-	err := s.db.Batch(func(tx *bolt.Tx) error {
+	// A group commit may run this function more than once, so it starts from scratch each time.
+	err := s.commits.do(func(tx *bolt.Tx) error {
 		out, applied = nil, 0
 		rec, list, err := s.liveList(tx, taskID, now)
 		if err != nil {

@@ -16,7 +16,7 @@ func (s *Store) MarkPublished(ctx context.Context, id string) error {
 		return err
 	}
 	now := s.now()
-	err := s.db.Batch(func(tx *bolt.Tx) error {
+	err := s.commits.do(func(tx *bolt.Tx) error {
 		rec, err := loadLive(tx, id, now)
 		if err != nil {
 			return err

@@ -63,6 +63,8 @@ type Store struct {
 	lists *listCache
 	// records keeps decoded task records for GetTask.
 	records *recordCache
+	// commits lets concurrent submits, transitions and device updates share commits.
+	commits *groupCommit
 }
 
 var _ task.Store = (*Store)(nil)
@@ -111,14 +113,12 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("localstore: open %s: %w", path, err)
 	}
-	// Device updates go through Batch, which lets the updates of many devices reporting at
-	// once share one commit (and one fsync). A lone update waits at most this long for company.
-	db.MaxBatchDelay = time.Millisecond
 	if err := db.Update(initialize); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("localstore: open %s: %w", path, err)
 	}
-	s := &Store{db: db, now: opts.Now, log: opts.Logger, lists: newListCache(maxCachedDeviceIDs), records: newRecordCache(maxCachedRecords)}
+	s := &Store{db: db, now: opts.Now, log: opts.Logger, lists: newListCache(maxCachedDeviceIDs), records: newRecordCache(maxCachedRecords),
+		commits: &groupCommit{db: db}}
 	s.log.Debug("store opened", "path", path)
 	return s, nil
 }

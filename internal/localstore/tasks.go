@@ -29,9 +29,9 @@ func (s *Store) CreateTask(ctx context.Context, t *task.Task, idem *task.Idempot
 		replayed *task.Task
 		created  bool
 	)
-	// Concurrent submits share one commit and one fsync (bbolt's Batch); the function may run
+	// Concurrent submits share one commit and one fsync (groupCommit); the function may run
 	// more than once, so it starts from scratch each time.
-	err := s.db.Batch(func(tx *bolt.Tx) error {
+	err := s.commits.do(func(tx *bolt.Tx) error {
 		replayed, created = nil, false
 		if idem != nil {
 			prior, err := s.replay(tx, idem, now)
@@ -219,7 +219,7 @@ func (s *Store) Transition(ctx context.Context, tr task.Transition) (*task.Task,
 	}
 	var out *task.Task
 	// Batched like submits; the function may run more than once and starts from scratch.
-	err := s.db.Batch(func(tx *bolt.Tx) error {
+	err := s.commits.do(func(tx *bolt.Tx) error {
 		out = nil
 		rec, err := loadLive(tx, tr.TaskID, now)
 		if err != nil {
