@@ -284,8 +284,10 @@ func TestReportIsRetried(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := waitStatus(t, b.store, "d1", task.DeviceSucceeded)
-	if d.Stdout != "ok\n" || b.store.reportCalls() != 4 {
-		t.Errorf("stdout %q after %d report calls, want 4 (2 refused, running, succeeded)", d.Stdout, b.store.reportCalls())
+	// Two refused calls, then running and succeeded: in one report when the script ended
+	// before the first was through, else in two.
+	if calls := b.store.reportCalls(); d.Stdout != "ok\n" || calls < 3 || calls > 4 {
+		t.Errorf("stdout %q after %d report calls, want 3 or 4 (2 refused, then running and succeeded)", d.Stdout, calls)
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -113,12 +115,52 @@ func under(abs, rootAbs, rootReal string) (rel string, ok bool) {
 }
 
 // CheckScript returns a check for task.Rules.CheckScript that accepts exactly the scriptUrls
-// ResolveScript can resolve under root.
+// ResolveScript can resolve under root, remembering for scriptCheckTTL each one it found good.
 func CheckScript(root string) func(url string) error {
-	return func(u string) error {
-		_, err := ResolveScript(root, u)
+	return newScriptCheck(root, time.Now).check
+}
+
+// scriptCheckTTL is how long a scriptUrl found good is taken as good without resolving it
+// again. Resolving takes a dozen file-system calls, which a burst of submits of one script
+// would repeat for each; a script removed meanwhile is still refused when the runner resolves
+// it to start the task, and its devices fail with the reason.
+const scriptCheckTTL = time.Second
+
+// maxGoodScripts bounds the scriptUrls a check remembers.
+const maxGoodScripts = 1024
+
+// scriptCheck is CheckScript's check, with its memory of the scriptUrls found good.
+type scriptCheck struct {
+	root string
+	now  func() time.Time
+	mu   sync.Mutex
+	good map[string]time.Time
+}
+
+func newScriptCheck(root string, now func() time.Time) *scriptCheck {
+	return &scriptCheck{root: root, now: now, good: map[string]time.Time{}}
+}
+
+func (c *scriptCheck) check(u string) error {
+	now := c.now()
+	c.mu.Lock()
+	at, ok := c.good[u]
+	c.mu.Unlock()
+	if ok && now.Sub(at) < scriptCheckTTL && !now.Before(at) {
+		return nil
+	}
+	_, err := ResolveScript(c.root, u)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err != nil {
+		delete(c.good, u)
 		return err
 	}
+	if len(c.good) >= maxGoodScripts {
+		clear(c.good)
+	}
+	c.good[u] = now
+	return nil
 }
 
 // scriptPath splits a scriptUrl into a path relative to the root (rel) or an absolute path

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -111,5 +112,34 @@ func TestResolveScriptWithoutRoot(t *testing.T) {
 	}
 	if _, err := ResolveScript(filepath.Join(t.TempDir(), "missing"), "hello.sh"); err == nil {
 		t.Error("no error with a missing script root")
+	}
+}
+
+// TestCheckScriptRemembersAGoodScriptBriefly: a scriptUrl found good is not resolved again
+// for scriptCheckTTL, and is after it: a script removed meanwhile is refused then.
+func TestCheckScriptRemembersAGoodScriptBriefly(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	path := filepath.Join(root, "ok.sh")
+	if err := os.WriteFile(path, []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	c := newScriptCheck(root, func() time.Time { return now })
+	if err := c.check("ok.sh"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.check("ok.sh"); err != nil {
+		t.Errorf("within the TTL: %v, want the remembered answer", err)
+	}
+	now = now.Add(scriptCheckTTL)
+	if err := c.check("ok.sh"); err == nil {
+		t.Error("after the TTL a removed script was still accepted")
+	}
+	if err := c.check("missing.sh"); err == nil {
+		t.Error("a missing script was accepted")
 	}
 }
