@@ -312,6 +312,8 @@ func decodeStrings(value json.RawMessage, pointer string, bad func(pointer, deta
 func isNull(v json.RawMessage) bool { return string(v) == "null" }
 
 // escapePointer escapes a member name for a JSON pointer (RFC 6901).
-func escapePointer(s string) string {
-	return strings.NewReplacer("~", "~0", "/", "~1").Replace(s)
-}
+func escapePointer(s string) string { return pointerEscaper.Replace(s) }
+
+// pointerEscaper escapes a JSON Pointer token (RFC 6901); built once, as a Replacer is costly
+// to build and safe to share.
+var pointerEscaper = strings.NewReplacer("~", "~0", "/", "~1")

@@ -174,13 +174,13 @@ func (r *Runner) command(taskID, deviceID, path string, args []string) (*exec.Cm
 	return cmd, &outputs{stdout: stdout, stderr: stderr}, nil
 }
 
-// prepareDirs creates the directories that hold a task's devices' working directories and
-// output, once per run, so that each device's own costs one mkdir each.
+// prepareDirs creates the directory that holds a task's devices' working directories, once
+// per run, so that each device's costs one mkdir. The output directories are made at a
+// device's first byte of output (see capture).
 func (r *Runner) prepareDirs(taskID string) {
-	for _, dir := range []string{filepath.Dir(r.workDir(taskID, "d")), filepath.Dir(r.outputDir(taskID, "d"))} {
-		if err := os.MkdirAll(dir, 0o750); err != nil {
-			r.log.Warn("creating a task's directories failed", "task_id", taskID, "dir", dir, "err", err)
-		}
+	dir := filepath.Dir(r.workDir(taskID, "d"))
+	if err := mkdir(dir); err != nil {
+		r.log.Warn("creating a task's working directories failed", "task_id", taskID, "dir", dir, "err", err)
 	}
 }
 
