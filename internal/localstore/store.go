@@ -95,6 +95,11 @@ const schemaVersion = "2"
 // readableVersions are the older layouts this build reads as they are.
 var readableVersions = []string{"1"}
 
+// initialMmapSize is the address space the file is mapped into at first. bbolt maps the file
+// again as it grows, and every read waits while it does: mapping a large region from the start
+// (address space, not memory) spares status reads those pauses during a burst of writes.
+const initialMmapSize = 256 << 20
+
 // lockTimeout is how long Open waits for another process to release the file.
 const lockTimeout = time.Second
 
@@ -106,7 +111,7 @@ func Open(path string, opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout, InitialMmapSize: initialMmapSize})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("localstore: open %s: the file is in use by another process: %w", path, err)
 	}
