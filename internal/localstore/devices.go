@@ -172,7 +172,7 @@ func refreshEnded(tx *bolt.Tx, t *task.Task, list *deviceList, updates []task.De
 
 // liveList reads the record of task id, as loadLive does, with its device list.
 func (s *Store) liveList(tx *bolt.Tx, id string, now time.Time) (*record, *deviceList, error) {
-	rec, err := loadLive(tx, id, now)
+	rec, err := s.loadLive(tx, id, now)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -17,7 +17,7 @@ func (s *Store) MarkPublished(ctx context.Context, id string) error {
 	}
 	now := s.now()
 	err := s.commits.do(func(tx *bolt.Tx) error {
-		rec, err := loadLive(tx, id, now)
+		rec, err := s.loadLive(tx, id, now)
 		if err != nil {
 			return err
 		}

@@ -38,16 +38,19 @@ func loadRecord(tx *bolt.Tx, id string) (*record, error) {
 }
 
 // loadLive reads the record of task id, and CodeNotFound when there is none or it has expired
-// at now.
-func loadLive(tx *bolt.Tx, id string, now time.Time) (*record, error) {
-	rec, err := loadRecord(tx, id)
+// at now. The record is the caller's to change: it comes from the record cache, which keeps a
+// task decoded once per version, with a task of its own (the fields writers change are values
+// or are replaced whole, never changed in place).
+func (s *Store) loadLive(tx *bolt.Tx, id string, now time.Time) (*record, error) {
+	kept, err := s.records.load(tx, id)
 	if err != nil {
 		return nil, err
 	}
-	if rec == nil || rec.Task.Expired(now) {
+	if kept == nil || kept.Task.Expired(now) {
 		return nil, notFound(id)
 	}
-	return rec, nil
+	t := *kept.Task
+	return &record{Seq: kept.Seq, Task: &t}, nil
 }
 
 // putRecord writes rec without its device ids.

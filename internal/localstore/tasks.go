@@ -104,7 +104,7 @@ func (s *Store) replay(tx *bolt.Tx, idem *task.IdempotencyRecord, now time.Time)
 		return nil, task.Errorf(task.CodeIdempotencyMismatch,
 			"the Idempotency-Key was already used with a different request")
 	}
-	rec, err := loadLive(tx, prior.TaskID, now)
+	rec, err := s.loadLive(tx, prior.TaskID, now)
 	if task.IsCode(err, task.CodeNotFound) {
 		return nil, nil
 	}
@@ -221,7 +221,7 @@ func (s *Store) Transition(ctx context.Context, tr task.Transition) (*task.Task,
 	// Batched like submits; the function may run more than once and starts from scratch.
 	err := s.commits.do(func(tx *bolt.Tx) error {
 		out = nil
-		rec, err := loadLive(tx, tr.TaskID, now)
+		rec, err := s.loadLive(tx, tr.TaskID, now)
 		if err != nil {
 			return err
 		}

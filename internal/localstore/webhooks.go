@@ -19,7 +19,7 @@ func (s *Store) RecordDelivery(ctx context.Context, d task.Delivery) error {
 	}
 	now := s.now()
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		if _, err := loadLive(tx, d.TaskID, now); err != nil {
+		if _, err := s.loadLive(tx, d.TaskID, now); err != nil {
 			return err
 		}
 		b := tx.Bucket(bucketDelivery)
