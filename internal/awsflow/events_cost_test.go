@@ -132,4 +132,3 @@ func sqsBatch(evs []json.RawMessage) events.SQSEvent {
 	}
 	return events.SQSEvent{Records: recs}
 }
-

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"regexp"
 
 	"github.com/fleetrun/fleetrun/api"
 	"github.com/fleetrun/fleetrun/internal/task"
@@ -114,11 +113,21 @@ const headerRequestID = api.HeaderRequestID
 
 type requestIDKey struct{}
 
-var requestIDRule = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
-
 // validRequestID reports whether a client's X-Request-Id is safe to keep: it is echoed in
-// headers and logs, so only a short token of plain characters is.
-func validRequestID(id string) bool { return requestIDRule.MatchString(id) }
+// headers and logs, so only a short token of plain characters is: ^[A-Za-z0-9._-]{1,128}$,
+// checked by hand on every request.
+func validRequestID(id string) bool {
+	if len(id) < 1 || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
 
 // newRequestID returns a fresh random request id.
 func newRequestID() string { return rand.Text() }

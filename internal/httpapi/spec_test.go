@@ -149,7 +149,7 @@ func (s *specWalker) checkUnrouted(name string, r resp) {
 		s.t.Errorf("%s: an unrouted request answered %d", name, r.StatusCode)
 	}
 	s.visit(name, "Problem", r.body)
-	if !requestIDRule.MatchString(r.Header.Get("X-Request-Id")) {
+	if !validRequestID(r.Header.Get("X-Request-Id")) {
 		s.t.Errorf("%s: X-Request-Id %q", name, r.Header.Get("X-Request-Id"))
 	}
 }

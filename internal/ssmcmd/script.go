@@ -7,10 +7,12 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 )
 
 // bucketRule is S3's rule for bucket names (general purpose buckets).
-var bucketRule = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
+// It is compiled on first use, not when a function starts.
+var bucketRule = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`) })
 
 // S3Object is a script's location.
 type S3Object struct {
@@ -26,7 +28,7 @@ func ParseScriptURL(raw string) (S3Object, error) {
 		return S3Object{}, fmt.Errorf("must be an S3 URL such as s3://bucket/scripts/patch.sh")
 	}
 	bucket, key, _ := strings.Cut(rest, "/")
-	if !bucketRule.MatchString(bucket) || strings.Contains(bucket, "..") {
+	if !bucketRule().MatchString(bucket) || strings.Contains(bucket, "..") {
 		return S3Object{}, fmt.Errorf("%q is not a valid S3 bucket name", bucket)
 	}
 	if key == "" || strings.HasSuffix(key, "/") {

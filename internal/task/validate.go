@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 )
@@ -26,9 +27,37 @@ const (
 	DefaultMaxErrors = "100%"
 )
 
-// LocalDeviceID is the pattern of device ids of the local runner. "." and ".." match it but are
-// never device ids (see ValidLocalID).
-var LocalDeviceID = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+// IDRule is a rule every device id of a deployment follows. *regexp.Regexp is one; the two
+// fleetrun uses are written out by hand, since each submit checks up to 10,000 ids against it,
+// and compiling their regular expressions took most of a Lambda function's own start-up.
+type IDRule interface {
+	MatchString(s string) bool
+	// String is the rule as a regular expression, for error messages.
+	String() string
+}
+
+// LocalDeviceID is the rule of device ids of the local runner: ^[A-Za-z0-9._:-]{1,128}$. "."
+// and ".." match it but are never device ids (see ValidLocalID).
+var LocalDeviceID IDRule = localDeviceID{}
+
+type localDeviceID struct{}
+
+func (localDeviceID) String() string { return `^[A-Za-z0-9._:-]{1,128}$` }
+
+// MatchString implements IDRule.
+func (localDeviceID) MatchString(s string) bool {
+	if len(s) < 1 || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !alnum(c) && c != '.' && c != '_' && c != ':' && c != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+func alnum(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' }
 
 // ValidLocalID reports whether s is a valid id of the local runner: it matches LocalDeviceID
 // and is not "." or "..". The runner makes every device id, and every task id, one element of a
@@ -46,18 +75,46 @@ func dotName(s string) bool { return s == "." || s == ".." }
 // counted, so that 10,000 bad ids make a short answer.
 const MaxDeviceIDErrors = 100
 
-// ManagedNodeID is the device id rule on AWS: an SSM managed node (EC2 instance or hybrid node).
-var ManagedNodeID = regexp.MustCompile(`^(i|mi)-[0-9a-f]{8,17}$`)
+// ManagedNodeID is the device id rule on AWS: an SSM managed node (EC2 instance or hybrid
+// node), ^(i|mi)-[0-9a-f]{8,17}$.
+var ManagedNodeID IDRule = managedNodeID{}
 
+type managedNodeID struct{}
+
+func (managedNodeID) String() string { return `^(i|mi)-[0-9a-f]{8,17}$` }
+
+// MatchString implements IDRule.
+func (managedNodeID) MatchString(s string) bool {
+	rest, ok := strings.CutPrefix(s, "i-")
+	if !ok {
+		if rest, ok = strings.CutPrefix(s, "mi-"); !ok {
+			return false
+		}
+	}
+	if len(rest) < 8 || len(rest) > 17 {
+		return false
+	}
+	for i := 0; i < len(rest); i++ {
+		if c := rest[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// The rules of maxConcurrency and maxErrors, compiled on first use rather than when a
+// function starts.
 var (
-	concurrencyRule = regexp.MustCompile(`^([1-9][0-9]*|([1-9][0-9]?|100)%)$`)
-	maxErrorsRule   = regexp.MustCompile(`^(0|[1-9][0-9]*|([0-9]|[1-9][0-9]|100)%)$`)
+	concurrencyRule = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^([1-9][0-9]*|([1-9][0-9]?|100)%)$`) })
+	maxErrorsRule   = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^(0|[1-9][0-9]*|([0-9]|[1-9][0-9]|100)%)$`)
+	})
 )
 
 // Rules are the parts of submit validation that depend on where fleetrun runs.
 type Rules struct {
-	// DeviceID is the pattern every device id must match.
-	DeviceID *regexp.Regexp
+	// DeviceID is the rule every device id must follow.
+	DeviceID IDRule
 	// CheckScript returns an error whose text is shown to the caller when url is not a script
 	// this deployment will run. It must not fetch anything.
 	CheckScript func(url string) error
@@ -180,7 +237,7 @@ func (r Rules) Validate(d Draft) (Request, error) {
 		pointer string
 		given   *string
 		value   *string
-		rule    *regexp.Regexp
+		rule    func() *regexp.Regexp
 		explain string
 	}{
 		{"/maxConcurrency", d.MaxConcurrency, &req.MaxConcurrency, concurrencyRule,
@@ -192,7 +249,7 @@ func (r Rules) Validate(d Draft) (Request, error) {
 		case set.given == nil:
 		case *set.given == "":
 			bad(set.pointer, "must not be empty; leave it out for the default (%q)", *set.value)
-		case !set.rule.MatchString(*set.given):
+		case !set.rule().MatchString(*set.given):
 			bad(set.pointer, "%s", set.explain)
 		default:
 			*set.value = *set.given
