@@ -11,8 +11,8 @@
 //     Runtime API: against a minimal aws-lambda-go function the benchmark builds too;
 //   - StatusFunction's arm64 bootstrap: against 10 MB.
 //
-// The server is a fresh `fleetrun serve` in this process, on a temporary data directory. It
-// prints figures and asserts nothing. With --cpuprofile DIR it writes a CPU profile of each
+// The server is a fresh `fleetrun serve` in this process, on a temporary data directory,
+// logging at its default level to a file. It prints figures and asserts nothing. With --cpuprofile DIR it writes a CPU profile of each
 // server phase there (go tool pprof DIR/status.pprof).
 package main
 
@@ -49,6 +49,7 @@ type options struct {
 	starts      int
 	profiles    string
 	only        string
+	logLevel    string
 }
 
 func realMain(ctx context.Context) error {
@@ -61,6 +62,7 @@ func realMain(ctx context.Context) error {
 	flag.IntVar(&o.starts, "starts", 15, "cold starts of each Lambda bootstrap")
 	flag.StringVar(&o.profiles, "cpuprofile", "", "write a CPU profile of each phase to this directory")
 	flag.StringVar(&o.only, "only", "", "comma-separated rows to run: get, post, devices, lambda (default: all)")
+	flag.StringVar(&o.logLevel, "log-level", "info", "the server's log level; its log goes to a file, as a server's would")
 	flag.Parse()
 
 	dir, err := os.MkdirTemp("", "fleetbench-")
@@ -77,9 +79,14 @@ func realMain(ctx context.Context) error {
 			return err
 		}
 	}
+	logs, err := os.Create(filepath.Join(dir, "server.log"))
+	if err != nil {
+		return err
+	}
+	defer logs.Close()
 	srvCtx, stopServer := context.WithCancel(ctx)
 	endpoint, done, err := serve.Start(srvCtx, []string{"--addr", "127.0.0.1:0", "--data", filepath.Join(dir, "data"),
-		"--script-root", filepath.Dir(script), "--log-level", "error"}, os.Stderr)
+		"--script-root", filepath.Dir(script), "--log-level", o.logLevel}, logs)
 	if err != nil {
 		stopServer()
 		return err

@@ -45,23 +45,30 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, getenv f
 	// The binary's children are all the runner's, so it may reap every one of them.
 	cfg.Subreaper = true
 	ready := func(addr string) { fmt.Fprintf(stdout, "listening on %s\n", addr) }
-	if err := Run(ctx, cfg, newLogger(stderr, cfg), ready); err != nil {
+	log, logs := newLogger(stderr, cfg)
+	err = Run(ctx, cfg, log, ready)
+	_ = logs.Flush()
+	if err != nil {
 		fmt.Fprintln(stderr, "fleetrun serve:", err)
 		return 1
 	}
 	return 0
 }
 
-func newLogger(w io.Writer, cfg Config) *slog.Logger {
+// newLogger returns the server's logger, writing to w through a buffer the caller flushes
+// when the server has stopped.
+func newLogger(w io.Writer, cfg Config) (*slog.Logger, *bufferedLog) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
 		l = slog.LevelInfo
 	}
 	opts := &slog.HandlerOptions{Level: l}
+	logs := newBufferedLog(w)
+	var h slog.Handler = slog.NewTextHandler(logs, opts)
 	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		h = slog.NewJSONHandler(logs, opts)
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(flushOnWarn{h, logs}), logs
 }
 
 // Run wires the embedded store, the queue, the runner, the engine and the HTTP API, resumes
@@ -339,7 +346,10 @@ func Start(ctx context.Context, args []string, logs io.Writer) (baseURL string, 
 	urls := make(chan string, 1)
 	errs := make(chan error, 1)
 	go func() {
-		errs <- Run(ctx, cfg, newLogger(logs, cfg), func(u string) { urls <- u })
+		log, buffered := newLogger(logs, cfg)
+		err := Run(ctx, cfg, log, func(u string) { urls <- u })
+		_ = buffered.Flush()
+		errs <- err
 	}()
 	select {
 	case u := <-urls:
