@@ -37,7 +37,7 @@ fuzz:
 		echo "$$fn ($$pkg) for $(FUZZTIME)"; \
 		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg; done
 
-## bench: submit/s and status-GET/s against a fresh local server, beside a bare net/http ceiling
+## bench: each row of the performance table as a ratio against its ceiling measured in the same run
 bench:
 	$(GO) run ./cmd/fleetbench
 
