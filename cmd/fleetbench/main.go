@@ -50,6 +50,7 @@ type options struct {
 	profiles    string
 	only        string
 	logLevel    string
+	serveFlags  string
 }
 
 func realMain(ctx context.Context) error {
@@ -63,6 +64,7 @@ func realMain(ctx context.Context) error {
 	flag.StringVar(&o.profiles, "cpuprofile", "", "write a CPU profile of each phase to this directory")
 	flag.StringVar(&o.only, "only", "", "comma-separated rows to run: get, post, devices, lambda (default: all)")
 	flag.StringVar(&o.logLevel, "log-level", "info", "the server's log level; its log goes to a file, as a server's would")
+	flag.StringVar(&o.serveFlags, "serve-flags", "", "more flags for the server, space-separated (such as --cgroups off)")
 	flag.Parse()
 
 	dir, err := os.MkdirTemp("", "fleetbench-")
@@ -85,8 +87,8 @@ func realMain(ctx context.Context) error {
 	}
 	defer logs.Close()
 	srvCtx, stopServer := context.WithCancel(ctx)
-	endpoint, done, err := serve.Start(srvCtx, []string{"--addr", "127.0.0.1:0", "--data", filepath.Join(dir, "data"),
-		"--script-root", filepath.Dir(script), "--log-level", o.logLevel}, logs)
+	endpoint, done, err := serve.Start(srvCtx, append([]string{"--addr", "127.0.0.1:0", "--data", filepath.Join(dir, "data"),
+		"--script-root", filepath.Dir(script), "--log-level", o.logLevel}, strings.Fields(o.serveFlags)...), logs)
 	if err != nil {
 		stopServer()
 		return err

@@ -64,7 +64,7 @@ func (r *Runner) runDevice(ru *run, path, deviceID string) {
 	if u.Status.CountsAsError() {
 		ru.countError()
 	}
-	ru.updates.add(u)
+	ru.updates.addAndWait(u)
 }
 
 // start starts a device's script: in its own cgroup where the runner has cgroups, with a pidfd
@@ -72,8 +72,8 @@ func (r *Runner) runDevice(ru *run, path, deviceID string) {
 // command, the capture of its output, the script's cgroup ("" without) and the pidfd (-1
 // where the kernel has none).
 func (r *Runner) start(taskID, deviceID, path string, args []string) (*exec.Cmd, *outputs, string, int, error) {
-	r.starting.Lock()
-	defer r.starting.Unlock()
+	r.starting <- struct{}{}
+	defer func() { <-r.starting }()
 	cmd, out, err := r.command(taskID, deviceID, path, args)
 	if err != nil {
 		return nil, nil, "", -1, err

@@ -60,6 +60,7 @@ type batcher struct {
 	ru      *run
 	mu      sync.Mutex
 	pending []task.DeviceUpdate
+	waiting []chan struct{} // closed once the pending updates are reported
 	closed  bool
 	wake    chan struct{}
 	done    chan struct{}
@@ -77,6 +78,22 @@ func (b *batcher) add(u task.DeviceUpdate) {
 	b.mu.Lock()
 	b.pending = append(b.pending, u)
 	b.mu.Unlock()
+	b.signal()
+}
+
+// addAndWait queues u and returns once it has been reported: a device's last update, so that
+// the device's slot is free only once the store no longer counts it running.
+func (b *batcher) addAndWait(u task.DeviceUpdate) {
+	reported := make(chan struct{})
+	b.mu.Lock()
+	b.pending = append(b.pending, u)
+	b.waiting = append(b.waiting, reported)
+	b.mu.Unlock()
+	b.signal()
+	<-reported
+}
+
+func (b *batcher) signal() {
 	select {
 	case b.wake <- struct{}{}:
 	default:
@@ -88,32 +105,28 @@ func (b *batcher) close() {
 	b.mu.Lock()
 	b.closed = true
 	b.mu.Unlock()
-	select {
-	case b.wake <- struct{}{}:
-	default:
-	}
+	b.signal()
 	<-b.done
 }
 
 func (b *batcher) loop() {
 	defer close(b.done)
 	for range b.wake {
-		b.mu.Lock()
-		updates, closed := b.pending, b.closed
-		b.pending = nil
-		b.mu.Unlock()
-		if len(updates) > 0 {
-			b.r.report(b.ru, updates)
-		}
-		if closed {
+		for {
 			b.mu.Lock()
-			left := b.pending
-			b.pending = nil
+			updates, waiting, closed := b.pending, b.waiting, b.closed
+			b.pending, b.waiting = nil, nil
 			b.mu.Unlock()
-			if len(left) > 0 {
-				b.r.report(b.ru, left)
+			if len(updates) == 0 {
+				if closed {
+					return
+				}
+				break
 			}
-			return
+			b.r.report(b.ru, updates)
+			for _, w := range waiting {
+				close(w)
+			}
 		}
 	}
 }

@@ -40,6 +40,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"sync"
 	"time"
 
@@ -121,10 +122,12 @@ type Runner struct {
 	children sync.Mutex
 	leaders  map[int]bool
 	reaper   *reaper // nil unless Config.Subreaper
-	// starting lets one script at a time be prepared and started. Forks are serialised by the
-	// runtime anyway; the directories, files and cgroup made before each are blocking system
-	// calls, and hundreds at once would each take an OS thread for nothing.
-	starting sync.Mutex
+	// starting holds a token for each script being prepared and started: a few at once, one
+	// per CPU and one more. The directory, pipes and cgroup made before each start are
+	// blocking system calls: hundreds at once would each take an OS thread for nothing, and one
+	// at a time left all but one CPU idle while they ran (forks are serialised by the runtime
+	// anyway).
+	starting chan struct{}
 
 	mu       sync.Mutex
 	reporter Reporter
@@ -169,6 +172,7 @@ func New(cfg Config) (*Runner, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Runner{cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel, pool: newPool(cfg.MaxProcs),
+		starting: make(chan struct{}, runtime.GOMAXPROCS(0)+1),
 		maxProcs: cfg.MaxProcs, identity: identity, leaders: make(map[int]bool),
 		reporter: cfg.Reporter, runs: make(map[string]*run)}
 	if !cfg.NoCgroups {
