@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -112,14 +111,7 @@ type handler struct {
 	mux        *http.ServeMux
 	// tasks keeps the rendered bodies of GET /tasks/{id}.
 	tasks *representations
-	// submitting holds a token for each submit being validated and stored.
-	submitting chan struct{}
 }
-
-// submitsPerCPU bounds the submits validated and stored at once, per CPU. Group commit needs
-// only a few writes in flight to fill a commit; more only queue on the CPUs that status reads
-// need too.
-const submitsPerCPU = 4
 
 // New returns the HTTP API for cfg. Every response carries X-Request-Id, every error is an
 // application/problem+json api.Problem, and every request is logged once.
@@ -151,7 +143,6 @@ func newHandler(cfg Config) *handler {
 		streams:    newStreams(cfg.MaxStreams, cfg.MaxStreamsPerOwner),
 		mux:        http.NewServeMux(),
 		tasks:      newRepresentations(),
-		submitting: make(chan struct{}, submitsPerCPU*runtime.GOMAXPROCS(0)),
 	}
 	h.routes()
 	return h

@@ -10,8 +10,9 @@ import (
 	"github.com/fleetrun/fleetrun/internal/task"
 )
 
-// maxRepresentations bounds the task bodies GET /tasks/{id} keeps: a few megabytes.
-const maxRepresentations = 4096
+// maxRepresentationBytes bounds the task bodies GET /tasks/{id} keeps, about 16,000 tasks'
+// worth: a server polled for that many tasks renders each once per change.
+const maxRepresentationBytes = 16 << 20
 
 // representations keeps the latest rendered body of GET /tasks/{id} of each task recently
 // read, so that polling a task that has not changed costs a lookup and a write instead of a
@@ -25,6 +26,7 @@ const maxRepresentations = 4096
 type representations struct {
 	mu    sync.Mutex
 	tasks map[string]representation
+	size  int // bytes of the bodies kept
 	// encode turns a task's wire form into its body; a test counts the calls.
 	encode func(v any) ([]byte, error)
 }
@@ -61,15 +63,21 @@ func (c *representations) body(t *task.Task, l links) ([]byte, error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if kept, ok := c.tasks[t.ID]; !ok || kept.version <= t.Version {
-		if !ok && len(c.tasks) >= maxRepresentations {
-			for id := range c.tasks { // any one: it is rendered again when read
-				delete(c.tasks, id)
-				break
-			}
-		}
-		c.tasks[t.ID] = representation{version: t.Version, base: l.base, body: body}
+	kept, ok := c.tasks[t.ID]
+	if ok && kept.version > t.Version {
+		return body, nil
 	}
+	c.size += len(body) - len(kept.body)
+	for id, other := range c.tasks { // any others: they are rendered again when read
+		if c.size <= maxRepresentationBytes {
+			break
+		}
+		if id != t.ID {
+			delete(c.tasks, id)
+			c.size -= len(other.body)
+		}
+	}
+	c.tasks[t.ID] = representation{version: t.Version, base: l.base, body: body}
 	return body, nil
 }
 

@@ -55,14 +55,6 @@ func (h *handler) submit(w http.ResponseWriter, r *http.Request, caller task.Cal
 		h.problem(w, r, problemFor(http.StatusBadRequest, api.ProblemMalformed, "the body could not be read"))
 		return
 	}
-	// Submits past the limit wait here, parked, so that a burst of them cannot take every CPU
-	// from the status reads beside it.
-	select {
-	case h.submitting <- struct{}{}:
-		defer func() { <-h.submitting }()
-	case <-r.Context().Done():
-		return // the client went away; nobody reads an answer
-	}
 	req, draft, err := decodeSubmit(body)
 	var m malformed
 	if errors.As(err, &m) {

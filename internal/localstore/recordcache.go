@@ -7,8 +7,9 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// maxCachedRecords bounds the decoded task records kept for GetTask.
-const maxCachedRecords = 4096
+// maxCachedRecordBytes bounds the records kept, counted by their encoded size (the decoded
+// ones take about as much again): about 16,000 tasks' worth.
+const maxCachedRecordBytes = 16 << 20
 
 // recordCache keeps the decoded record of each task GetTask read lately, with the bytes it
 // was decoded from. A read compares the bytes in the file with those: equal bytes are the same
@@ -21,6 +22,7 @@ const maxCachedRecords = 4096
 type recordCache struct {
 	mu      sync.Mutex
 	records map[string]cachedRecord
+	size    int // bytes of the raw records kept
 	limit   int
 }
 
@@ -51,10 +53,15 @@ func (c *recordCache) load(tx *bolt.Tx, id string) (*record, error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !ok && len(c.records) >= c.limit {
-		for other := range c.records { // any one: it is decoded again when read
-			delete(c.records, other)
+	old := c.records[id]
+	c.size += len(raw) - len(old.raw)
+	for other, r := range c.records { // any others: they are decoded again when read
+		if c.size <= c.limit {
 			break
+		}
+		if other != id {
+			delete(c.records, other)
+			c.size -= len(r.raw)
 		}
 	}
 	// raw lives in the file's memory map only as long as tx: keep a copy.

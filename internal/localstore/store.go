@@ -122,7 +122,7 @@ func Open(path string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("localstore: open %s: %w", path, err)
 	}
-	s := &Store{db: db, now: opts.Now, log: opts.Logger, lists: newListCache(maxCachedDeviceIDs), records: newRecordCache(maxCachedRecords),
+	s := &Store{db: db, now: opts.Now, log: opts.Logger, lists: newListCache(maxCachedDeviceIDs), records: newRecordCache(maxCachedRecordBytes),
 		commits: &groupCommit{db: db}}
 	s.log.Debug("store opened", "path", path)
 	return s, nil
