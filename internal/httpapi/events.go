@@ -136,7 +136,12 @@ func (h *handler) tooManyStreams(w http.ResponseWriter, r *http.Request) {
 // pause spaces out re-reads after a watcher woke without the stored task having changed (an
 // eventually consistent read), so such a wait cannot spin.
 func pause(ctx context.Context) {
-	t := time.NewTimer(spuriousWakePause)
+	pauseFor(ctx, spuriousWakePause)
+}
+
+// pauseFor waits d, or until ctx ends.
+func pauseFor(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:

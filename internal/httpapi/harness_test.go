@@ -135,6 +135,8 @@ type req struct {
 	// stall sends the request on a connection of its own, with all of the body but its last
 	// byte, and then nothing (see stalledDo).
 	stall bool
+	// firstEvent reads an event stream that does not end only up to its first event.
+	firstEvent bool
 }
 
 // stalledDo sends r with a body that never ends and reads the answer. A Go client cannot send

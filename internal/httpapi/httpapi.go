@@ -18,10 +18,17 @@ import (
 	"github.com/fleetrun/fleetrun/internal/engine"
 )
 
-// Watcher blocks until task id has a version newer than version, or ctx ends (then it returns
-// ctx's error). watch.Broker serves one process; watch.Poller serves Lambda.
+// Watcher tells long-polls and event streams that something changed. watch.Broker serves one
+// process; watch.Poller serves Lambda.
 type Watcher interface {
+	// Wait blocks until task id has a version newer than version, or ctx ends (then it
+	// returns ctx's error).
 	Wait(ctx context.Context, id string, version int64) error
+	// OwnerMark marks the writes to owner's tasks so far; WaitOwner blocks until there has
+	// been another, or ctx ends. WaitOwner may return without a change (a Poller cannot know),
+	// so the caller re-reads and compares.
+	OwnerMark(owner string) uint64
+	WaitOwner(ctx context.Context, owner string, mark uint64) error
 }
 
 // OutputStore opens the full output of one device of a task; stream is "stdout" or "stderr".
@@ -119,10 +126,19 @@ type route struct {
 	methods map[string]http.HandlerFunc
 }
 
+// shadowed are the paths a wildcard route matches too (/tasks/events and /tasks/{id}). The mux
+// refuses a method-less pattern for such a path beside the wildcard route's method patterns, so
+// their 405s are registered method by method, for otherMethods.
+var shadowed = map[string]bool{"/tasks/events": true}
+
+// otherMethods are the methods a shadowed path answers 405 to when it does not accept them.
+var otherMethods = []string{http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions}
+
 func (h *handler) routes() {
 	table := []route{
 		{"/healthz", map[string]http.HandlerFunc{http.MethodGet: h.healthz}},
 		{"/tasks", map[string]http.HandlerFunc{http.MethodPost: h.authed(h.submit), http.MethodGet: h.authed(h.listTasks)}},
+		{"/tasks/events", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.watchTasks)}},
 		{"/tasks/{id}", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.getTask), http.MethodDelete: h.authed(h.cancel)}},
 		{"/tasks/{id}/result", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.getResult)}},
 		{"/tasks/{id}/events", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.events)}},
@@ -145,9 +161,18 @@ func (h *handler) routes() {
 				}
 			}
 		}
+		notAllowed := h.methodNotAllowed(strings.Join(allow, ", "))
+		if shadowed[rt.path] {
+			for _, m := range otherMethods {
+				if _, ok := rt.methods[m]; !ok {
+					h.mux.HandleFunc(m+" "+rt.path, notAllowed)
+				}
+			}
+			continue
+		}
 		// A pattern without a method is less specific than the ones above, so it catches only
 		// the methods the path does not accept.
-		h.mux.HandleFunc(rt.path, h.methodNotAllowed(strings.Join(allow, ", ")))
+		h.mux.HandleFunc(rt.path, notAllowed)
 	}
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		h.problem(w, r, problemFor(http.StatusNotFound, api.ProblemNotFound, "no such resource: "+r.URL.Path))

@@ -149,6 +149,11 @@ func TestOpenAPIContract(t *testing.T) {
 	s.step("list bad limit", alice("GET", "/tasks?limit=5000"), 400, specInvalid)
 	s.step("list bad status", alice("GET", "/tasks?status=done"), 400, specInvalid)
 	s.step("list unreadable cursor", alice("GET", "/tasks?cursor=notacursor"), 400, specAny)
+	stream := alice("GET", "/tasks/events?status=completed&limit=5")
+	stream.firstEvent = true
+	s.step("list stream", stream, 200, specValid)
+	s.step("list stream bad status", alice("GET", "/tasks/events?status=done"), 400, specInvalid)
+	s.step("unauthorized list stream", req{method: "GET", path: "/tasks/events"}, 401, specInvalid)
 
 	// Every task route: not found (missing, or another owner's) and unauthorized.
 	paths := []struct{ method, path string }{
