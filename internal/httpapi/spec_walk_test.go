@@ -98,6 +98,11 @@ func TestOpenAPIContract(t *testing.T) {
 	}
 	s.step("devices next page", alice("GET", next), 200, specValid)
 	s.step("devices by status", alice("GET", tk.Links.Devices+"?status=pending,running"), 200, specValid)
+	r = s.step("device statuses", alice("GET", tk.Links.Devices+"?fields=status&limit=1"), 200, specValid)
+	if got := string(r.body); !strings.Contains(got, `"items":[{"id":"web-1","status":"pending"}]`) || !strings.Contains(got, "fields=id,status") {
+		t.Errorf("device statuses: %s", got)
+	}
+	s.step("devices bad fields", alice("GET", tk.Links.Devices+"?fields=status,secrets"), 400, specAny)
 	s.step("devices bad status", alice("GET", tk.Links.Devices+"?status=bogus"), 400, specInvalid)
 	s.step("devices bad limit", alice("GET", tk.Links.Devices+"?limit=0"), 400, specInvalid)
 	s.step("devices unreadable cursor", alice("GET", tk.Links.Devices+"?cursor=notacursor"), 400, specAny)
