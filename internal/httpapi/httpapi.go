@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/fleetrun/fleetrun/api"
+	"github.com/fleetrun/fleetrun/internal/dashboard"
 	"github.com/fleetrun/fleetrun/internal/engine"
 )
 
@@ -67,7 +68,10 @@ type Config struct {
 	// Metrics, when set, is served at GET /metrics to callers Owner accepts. It is not part of
 	// the API's contract: only `fleetrun serve` sets it.
 	Metrics http.Handler
-	Logger  *slog.Logger
+	// Dashboard, when set, is served at /ui/ to anyone (the page asks for a token itself), and
+	// a browser asking for / is redirected there. Like Metrics, only `fleetrun serve` sets it.
+	Dashboard http.Handler
+	Logger    *slog.Logger
 }
 
 // Defaults of Config.
@@ -173,6 +177,16 @@ func (h *handler) routes() {
 		// A pattern without a method is less specific than the ones above, so it catches only
 		// the methods the path does not accept.
 		h.mux.HandleFunc(rt.path, notAllowed)
+	}
+	if h.cfg.Dashboard != nil {
+		h.mux.Handle("GET "+dashboard.Path, http.StripPrefix(strings.TrimSuffix(dashboard.Path, "/"), h.cfg.Dashboard))
+		h.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+			if dashboard.WantsPage(r) {
+				dashboard.Redirect(w, r)
+				return
+			}
+			h.problem(w, r, problemFor(http.StatusNotFound, api.ProblemNotFound, "no such resource: "+r.URL.Path))
+		})
 	}
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		h.problem(w, r, problemFor(http.StatusNotFound, api.ProblemNotFound, "no such resource: "+r.URL.Path))

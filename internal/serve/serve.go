@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/net/netutil"
 
+	"github.com/fleetrun/fleetrun/internal/dashboard"
 	"github.com/fleetrun/fleetrun/internal/engine"
 	"github.com/fleetrun/fleetrun/internal/httpapi"
 	"github.com/fleetrun/fleetrun/internal/localqueue"
@@ -161,6 +162,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(baseURL s
 		MaxStreams:         cfg.MaxStreams,
 		MaxStreamsPerOwner: cfg.MaxStreamsPerOwner,
 		Metrics:            metrics.Handler(),
+		Dashboard:          dashboard.Handler(),
 		Logger:             log,
 	}
 	if cfg.MetricsAddr != "" {
