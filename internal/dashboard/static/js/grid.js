@@ -28,7 +28,10 @@ export class Grid {
       if (i >= 0) { this.focus = i; this.draw(); this.onOpen(this.devices[i].id); }
     });
     this.canvas.addEventListener('keydown', (e) => this.key(e));
-    this.canvas.addEventListener('focus', () => { if (this.focus < 0 && this.devices.length) this.move(0); });
+    // Focus from the keyboard picks a cell to start from; a click picks its own.
+    this.canvas.addEventListener('focus', () => {
+      if (this.focus < 0 && this.devices.length && this.canvas.matches(':focus-visible')) this.move(0);
+    });
     new ResizeObserver(() => this.draw()).observe(this.el);
   }
 

@@ -1,7 +1,7 @@
 // The task page: progress, counts, times, the device grid, the device table and each device's
 // output, live through the task's event stream; cancel the task or a device, relaunch.
 import { apiPath, get, pathOf, request, stream, sleep, token, Problem } from './api.js';
-import { h, badge, bar, countsText, deviceStatuses, label, when, duration, problemView, colours } from './ui.js';
+import { h, fill, badge, bar, countsText, deviceStatuses, label, when, duration, problemView, colours } from './ui.js';
 import { Grid } from './grid.js';
 
 const terminal = new Set(['completed', 'failed', 'timed_out', 'cancelled']);
@@ -58,7 +58,7 @@ class TaskView {
     this.showActions();
     const c = t.progress.devices;
     const r = t.request;
-    this.summary.replaceChildren(
+    fill(this.summary,
       h('p', { class: 'muted' }, h('code', {}, [r.scriptUrl, ...r.args].join(' ')), ` on ${r.deviceCount} devices · `,
         `at most ${r.maxConcurrency} at once, ${r.maxErrors} errors allowed, ${duration(r.timeoutSeconds * 1000)} timeout`,
         t.relaunchOf ? h('span', {}, ' · relaunch of ', h('a', { href: '#/tasks/' + encodeURIComponent(t.relaunchOf.id) }, t.relaunchOf.id)) : null),
@@ -234,7 +234,7 @@ class OutputPanel {
     this.stdout = h('pre', { id: 'stdout', tabindex: 0, 'aria-label': 'Standard output' });
     this.stderr = h('pre', { id: 'stderr', tabindex: 0, 'aria-label': 'Standard error' });
     this.head = h('div', {});
-    this.el.replaceChildren(
+    fill(this.el,
       h('div', { class: 'heading' }, h('h2', { id: 'output-title' }, 'Device ', h('code', {}, deviceId)),
         h('button', { type: 'button', class: 'link', onclick: () => this.close() }, 'Close')),
       this.head,
@@ -265,7 +265,7 @@ class OutputPanel {
 
   showDevice(d) {
     this.device = d;
-    this.head.replaceChildren(h('p', {}, badge(d.status),
+    fill(this.head, h('p', {}, badge(d.status),
       d.exitCode !== null && d.exitCode !== undefined ? ` exit ${d.exitCode}` : '',
       d.reason ? ` · ${d.reason}` : '',
       d.startedAt ? ` · started ${new Date(d.startedAt).toLocaleTimeString()}` : '',

@@ -1,6 +1,6 @@
 // The tasks page: the caller's tasks, newest first, live through GET /tasks/events.
 import { apiPath, get, pathOf, stream, sleep } from './api.js';
-import { h, badge, bar, countsText, ago, taskStatuses, label } from './ui.js';
+import { h, badge, bar, countsText, ago, taskStatuses, label, problemView } from './ui.js';
 
 const pageSize = 25;
 
@@ -28,14 +28,22 @@ export async function tasksPage(main, { signal, setLive, params }) {
     empty, more);
 
   let next = '';
+  const failed = h('div', {});
   more.addEventListener('click', async () => {
     more.disabled = true;
-    const page = await get(pathOf(next), { signal });
-    page.items.forEach((t) => older.append(row(t)));
-    next = page.next || '';
-    more.hidden = !next;
-    more.disabled = false;
+    failed.replaceChildren();
+    try {
+      const page = await get(pathOf(next), { signal });
+      page.items.forEach((t) => older.append(row(t)));
+      next = page.next || '';
+      more.hidden = !next;
+    } catch (err) {
+      if (err.name !== 'AbortError' && err.status !== 401) failed.append(problemView(err));
+    } finally {
+      more.disabled = false;
+    }
   });
+  main.append(failed);
   const show = (page) => {
     body.replaceChildren(...page.items.map(row));
     older.replaceChildren();

@@ -19,6 +19,12 @@ export function h(tag, attrs = {}, ...children) {
   return el;
 }
 
+/** fill replaces el's children with those given, leaving out null, undefined and false. */
+export function fill(el, ...children) {
+  el.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
+  return el;
+}
+
 /** The statuses of a task, in the order the API documents them. */
 export const taskStatuses = ['pending', 'running', 'cancelling', 'completed', 'failed', 'timed_out', 'cancelled'];
 
