@@ -41,23 +41,29 @@ type SubmitRequest struct {
 	ScriptURL      string   `json:"scriptUrl"`
 	Args           []string `json:"args,omitempty"`
 	TimeoutSeconds int      `json:"timeoutSeconds,omitempty"`
-	MaxConcurrency string   `json:"maxConcurrency,omitempty"`
-	MaxErrors      string   `json:"maxErrors,omitempty"`
+	// DeliveryTimeoutSeconds bounds how long a device may take to pick the task up (on AWS,
+	// SSM's delivery timeout); it has no effect on the local runner.
+	DeliveryTimeoutSeconds int    `json:"deliveryTimeoutSeconds,omitempty"`
+	MaxConcurrency         string `json:"maxConcurrency,omitempty"`
+	MaxErrors              string `json:"maxErrors,omitempty"`
 }
 
 // Task is a task as GET /tasks/{id} returns it.
 type Task struct {
-	ID          string      `json:"id"`
-	Status      string      `json:"status"`
-	Version     int64       `json:"version"`
-	CreatedAt   time.Time   `json:"createdAt"`
-	StartedAt   *time.Time  `json:"startedAt"`
-	UpdatedAt   time.Time   `json:"updatedAt"`
-	CompletedAt *time.Time  `json:"completedAt"`
-	Request     TaskRequest `json:"request"`
-	Progress    Progress    `json:"progress"`
-	Result      *Result     `json:"result"`
-	Links       TaskLinks   `json:"links"`
+	ID          string     `json:"id"`
+	Status      string     `json:"status"`
+	Version     int64      `json:"version"`
+	CreatedAt   time.Time  `json:"createdAt"`
+	StartedAt   *time.Time `json:"startedAt"`
+	UpdatedAt   time.Time  `json:"updatedAt"`
+	CompletedAt *time.Time `json:"completedAt"`
+	// EstimatedCompletionAt is when a running task is expected to finish, extrapolated from the
+	// devices finished so far; nil until one has, and whenever the task is not running.
+	EstimatedCompletionAt *time.Time  `json:"estimatedCompletionAt"`
+	Request               TaskRequest `json:"request"`
+	Progress              Progress    `json:"progress"`
+	Result                *Result     `json:"result"`
+	Links                 TaskLinks   `json:"links"`
 }
 
 // TaskRequest is what was asked for, without the device list (see the devices link).
@@ -66,8 +72,10 @@ type TaskRequest struct {
 	DeviceCount    int      `json:"deviceCount"`
 	Args           []string `json:"args"`
 	TimeoutSeconds int      `json:"timeoutSeconds"`
-	MaxConcurrency string   `json:"maxConcurrency"`
-	MaxErrors      string   `json:"maxErrors"`
+	// DeliveryTimeoutSeconds is 0 in tasks stored before the field existed.
+	DeliveryTimeoutSeconds int    `json:"deliveryTimeoutSeconds"`
+	MaxConcurrency         string `json:"maxConcurrency"`
+	MaxErrors              string `json:"maxErrors"`
 }
 
 // Progress tells how far a task has got.
@@ -107,8 +115,9 @@ type Result struct {
 type ResultLinks struct {
 	Succeeded string `json:"succeeded"`
 	Failed    string `json:"failed"`
-	// Output is a URI template for one device's full output: replace {deviceId}.
-	Output string `json:"output"`
+	// Output is a URI template for one device's full output: replace {deviceId}. It is empty
+	// where the deployment keeps no output beyond the devices' inline copies.
+	Output string `json:"output,omitempty"`
 }
 
 // TaskLinks are the task's related resources.
@@ -136,7 +145,9 @@ type Device struct {
 
 // DeviceLinks are a device's related resources.
 type DeviceLinks struct {
-	Output string `json:"output"`
+	// Output is the device's full output, empty where it cannot be served: the deployment
+	// keeps none, or the device has not started.
+	Output string `json:"output,omitempty"`
 }
 
 // TaskList is a page of GET /tasks; Next is the URL of the next page, absent on the last.

@@ -28,7 +28,8 @@ const listEventsPause = 250 * time.Millisecond
 // The event's id is a digest of the page (each task's id and version, with the query), so a
 // client that reconnects with Last-Event-ID gets the page again only if it has changed. The
 // stream never ends on its own; it counts against the same caps as a task's stream.
-func (h *handler) watchTasks(w http.ResponseWriter, r *http.Request, owner string) {
+func (h *handler) watchTasks(w http.ResponseWriter, r *http.Request, caller task.Caller) {
+	owner := caller.Owner
 	var p task.QueryParser
 	q := listParams(&p, r.URL.Query(), false)
 	last := r.Header.Get("Last-Event-ID")

@@ -156,7 +156,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(baseURL s
 		Engine:             eng,
 		Owner:              httpapi.BearerTokens(cfg.Tokens, "local"),
 		Watcher:            broker,
-		Output:             runner,
+		Output:             httpapi.OutputReader(runner.OpenOutput),
 		BaseURL:            baseURL,
 		BodyTimeout:        cfg.BodyTimeout,
 		MaxStreams:         cfg.MaxStreams,

@@ -177,7 +177,7 @@ func testCancel(t *testing.T, h *harness) {
 	ids := h.target.DeviceIDs(2)
 	tk := h.submit(t, 600, map[string]Behaviour{ids[0]: {Outcome: Hang}, ids[1]: {Outcome: Hang}})
 	h.settle(t, tk.ID, func(tk *task.Task) bool { return tk.Counts.Running == 2 })
-	cancelling, err := h.engine.Cancel(t.Context(), "alice", tk.ID)
+	cancelling, err := h.engine.Cancel(t.Context(), task.Caller{Owner: "alice"}, tk.ID)
 	if err != nil || cancelling.Status != task.StatusCancelling {
 		t.Fatalf("Cancel = %+v, %v; want cancelling", cancelling, err)
 	}

@@ -79,16 +79,10 @@ class TaskView {
     if (!t || !this.times) return;
     const start = t.startedAt ? new Date(t.startedAt).getTime() : 0;
     const end = t.completedAt ? new Date(t.completedAt).getTime() : Date.now();
-    const c = t.progress.devices;
-    const done = c.total - c.pending - c.running;
     const items = [['Submitted', when(t.createdAt)], ['Started', when(t.startedAt)],
       ['Elapsed', start ? duration(end - start) : '—']];
     if (t.completedAt) items.push(['Finished', when(t.completedAt)]);
     else if (t.estimatedCompletionAt) items.push(['Estimated completion', when(t.estimatedCompletionAt)]);
-    else if (start && done > 0 && done < c.total) {
-      const eta = new Date(start + ((Date.now() - start) * c.total) / done).toISOString();
-      items.push(['Estimated completion', h('span', {}, when(eta), h('span', { class: 'muted' }, ' (at the pace so far)'))]);
-    }
     this.times.replaceChildren(...items.map(([k, v]) => h('div', {}, h('dt', {}, k), h('dd', {}, v))));
   }
 
@@ -307,6 +301,12 @@ class OutputPanel {
 
   async read(name, follow, signal) {
     const pre = name === 'stdout' ? this.stdout : this.stderr;
+    if (!this.device.links.output) {
+      // No full output here (a device that has not started, or a deployment that keeps none):
+      // the device's own copy is what there is.
+      pre.textContent = this.device[name] || '';
+      return;
+    }
     const q = new URLSearchParams({ stream: name });
     if (follow) q.set('follow', 'true');
     const headers = new Headers({ Accept: 'text/plain, application/problem+json' });
