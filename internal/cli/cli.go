@@ -114,7 +114,7 @@ runs, and reports per-device results. "fleetrun serve" runs the API on this mach
 	root.AddGroup(&cobra.Group{ID: "tasks", Title: "Commands:"})
 	for _, c := range []*cobra.Command{
 		a.serveCommand(), a.submitCommand(), a.statusCommand(), a.waitCommand(), a.cancelCommand(),
-		a.listCommand(), a.devicesCommand(), a.outputCommand(),
+		a.listCommand(), a.devicesCommand(), a.outputCommand(), a.uiCommand(),
 	} {
 		c.GroupID = "tasks"
 		root.AddCommand(c)
