@@ -208,9 +208,19 @@ func TestCancelOnASlowTaskEndsItCancelled(t *testing.T) {
 	srv := startServer(t, "")
 	tb := newTab(t, srv.base)
 	task := srv.submit(t, api.SubmitRequest{DeviceIDs: []string{"edge-1", "edge-2", "edge-3"}, ScriptURL: "slow.sh", Args: []string{"60"}})
-	tb.run("open the task", chromedp.Navigate(srv.base+"/ui/#/tasks/"+task.ID))
+	// On a phone-width screen, and from the keyboard alone.
+	tb.run("open the task on a phone", chromedp.EmulateViewport(390, 844), chromedp.Navigate(srv.base+"/ui/#/tasks/"+task.ID))
 	tb.waitJS("the task to run", heading+` === "running" && document.getElementById("cancel-task")`)
-	tb.run("cancel it", chromedp.Click(chromedp.ID("cancel-task")))
+	if wide := eval[bool](tb, "measure the page", `document.documentElement.scrollWidth > window.innerWidth`); wide {
+		t.Error("the task page is wider than a phone's screen")
+	}
+	for i := 0; eval[string](tb, "see what has focus", `document.activeElement.id`) != "cancel-task"; i++ {
+		if i == 20 {
+			t.Fatal("Tab never reaches the cancel button")
+		}
+		tb.run("press Tab", chromedp.KeyEvent(kb.Tab))
+	}
+	tb.run("cancel it with Enter", chromedp.KeyEvent(kb.Enter))
 	tb.waitJS("the page to say cancelled", heading+` === "cancelled" && document.querySelector(".heading .badge").textContent === "cancelled" && !document.getElementById("cancel-task")`)
 	got, err := srv.api.Get(t.Context(), task.ID)
 	if err != nil || got.Status != api.StatusCancelled || got.Progress.Devices.Cancelled != 3 {
