@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -78,20 +79,12 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request, caller task.Cal
 		err = rc.Flush()
 	}
 	for err == nil && !t.Status.Terminal() {
-		ctx, cancel := context.WithTimeout(r.Context(), h.keepAlive)
-		werr := h.cfg.Watcher.Wait(ctx, id, last)
-		quiet := ctx.Err() != nil
-		cancel()
-		switch {
-		case r.Context().Err() != nil:
+		var changed bool
+		changed, err = h.awaitChange(w, rc, r, func(ctx context.Context) error { return h.cfg.Watcher.Wait(ctx, id, last) })
+		if r.Context().Err() != nil {
 			return // the client went away
-		case quiet:
-			if _, err = fmt.Fprint(w, ": keep-alive\n\n"); err == nil {
-				err = rc.Flush()
-			}
-			continue
-		case werr != nil:
-			err = werr
+		}
+		if !changed {
 			continue
 		}
 		if t, err = h.cfg.Engine.Get(r.Context(), caller, id); err != nil {
@@ -107,6 +100,25 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request, caller task.Cal
 		// The client reconnects with Last-Event-ID and misses nothing.
 		h.log.WarnContext(r.Context(), "event stream ended early", "request_id", requestID(r), "task_id", id, "err", err)
 	}
+}
+
+// awaitChange waits with wait for at most keepAlive. A quiet round ends with a keep-alive
+// comment on the stream w, and changed false; wait's return before its deadline is a change.
+func (h *handler) awaitChange(w io.Writer, rc *http.ResponseController, r *http.Request, wait func(context.Context) error) (changed bool, err error) {
+	ctx, cancel := context.WithTimeout(r.Context(), h.keepAlive)
+	werr := wait(ctx)
+	quiet := ctx.Err() != nil
+	cancel()
+	switch {
+	case r.Context().Err() != nil:
+		return false, r.Context().Err()
+	case quiet:
+		if _, err = fmt.Fprint(w, ": keep-alive\n\n"); err == nil {
+			err = rc.Flush()
+		}
+		return false, err
+	}
+	return werr == nil, werr
 }
 
 // lastEventID returns the version a reconnecting client last saw, or 0 when it saw none (task

@@ -84,20 +84,12 @@ func (h *handler) watchTasks(w http.ResponseWriter, r *http.Request, caller task
 		err = rc.Flush()
 	}
 	for err == nil {
-		ctx, cancel := context.WithTimeout(r.Context(), h.keepAlive)
-		werr := h.cfg.Watcher.WaitOwner(ctx, owner, mark)
-		quiet := ctx.Err() != nil
-		cancel()
-		switch {
-		case r.Context().Err() != nil:
+		var changed bool
+		changed, err = h.awaitChange(w, rc, r, func(ctx context.Context) error { return h.cfg.Watcher.WaitOwner(ctx, owner, mark) })
+		if r.Context().Err() != nil {
 			return // the client went away
-		case quiet:
-			if _, err = fmt.Fprint(w, ": keep-alive\n\n"); err == nil {
-				err = rc.Flush()
-			}
-			continue
-		case werr != nil:
-			err = werr
+		}
+		if !changed {
 			continue
 		}
 		pauseFor(r.Context(), listEventsPause)
