@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -194,6 +195,13 @@ func (tb *tab) listen(ev any) {
 	}
 }
 
+// requested reports whether the page asked for a URL that contains part.
+func (tb *tab) requested(part string) bool {
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	return slices.ContainsFunc(tb.requests, func(u string) bool { return strings.Contains(u, part) })
+}
+
 // run runs chromedp actions in the tab, failing the test on an error.
 func (tb *tab) run(what string, steps ...chromedp.Action[chromedp.Void]) {
 	tb.t.Helper()
@@ -217,8 +225,15 @@ func eval[T any](tb *tab, what, js string) T {
 }
 
 // waitJS waits until the JavaScript expression js is truthy in the page.
+// On a timeout it says what the page showed.
 func (tb *tab) waitJS(what, js string) {
 	tb.t.Helper()
-	tb.run("wait for "+what, chromedp.Poll[chromedp.Void](js,
+	ctx, cancel := context.WithTimeout(tb.ctx, 90*time.Second)
+	defer cancel()
+	_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](js,
 		chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(60*time.Second)))
+	if err != nil {
+		shown, _ := chromedp.Run(tb.ctx, chromedp.Evaluate[string](`location.href + "\n" + document.body.innerText.slice(0, 3000)`))
+		tb.t.Fatalf("wait for %s: %v; the page showed:\n%s", what, err, shown)
+	}
 }

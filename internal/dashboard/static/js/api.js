@@ -82,11 +82,11 @@ export const get = (path, opts) => request('GET', path, opts);
  * onState('live' | 'reconnecting') reports the connection.
  */
 export async function stream(path, { signal, onEvent, onState = () => {} }) {
-  let lastId = '';
+  const seen = { lastId: '' };
   let delay = 500;
   for (;;) {
     const h = headers({ Accept: 'text/event-stream' });
-    if (lastId) h.set('Last-Event-ID', lastId);
+    if (seen.lastId) h.set('Last-Event-ID', seen.lastId);
     let res;
     try {
       res = await fetch(path, { headers: h, signal, cache: 'no-store' });
@@ -108,7 +108,7 @@ export async function stream(path, { signal, onEvent, onState = () => {} }) {
     onState('live');
     delay = 500;
     try {
-      lastId = await readEvents(res.body, onEvent, lastId);
+      await readEvents(res.body, onEvent, seen);
     } catch (err) {
       if (signal.aborted) return;
       onState('reconnecting');
@@ -118,14 +118,15 @@ export async function stream(path, { signal, onEvent, onState = () => {} }) {
   }
 }
 
-async function readEvents(body, onEvent, lastId) {
+/** readEvents reads one response's events, keeping the id of the last in seen.lastId. */
+async function readEvents(body, onEvent, seen) {
   const reader = body.pipeThrough(new TextDecoderStream()).getReader();
   let buf = '';
   let ev = { id: '', event: 'message', data: '' };
   let hasData = false;
   for (;;) {
     const { value, done } = await reader.read();
-    if (done) return lastId;
+    if (done) return;
     buf += value;
     let nl;
     while ((nl = buf.indexOf('\n')) >= 0) {
@@ -133,8 +134,13 @@ async function readEvents(body, onEvent, lastId) {
       buf = buf.slice(nl + 1);
       if (line === '') {
         if (hasData) {
-          if (ev.id) lastId = ev.id;
-          onEvent(ev);
+          if (ev.id) seen.lastId = ev.id;
+          try {
+            onEvent(ev);
+          } catch (err) {
+            // A bug of the page, not of the stream: say so, and keep reading.
+            console.error('handling an event failed', err);
+          }
         }
         ev = { id: '', event: 'message', data: '' };
         hasData = false;

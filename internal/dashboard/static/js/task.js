@@ -51,6 +51,9 @@ class TaskView {
   }
 
   show(t) {
+    // An answer can arrive after the events that followed it (a cancel's answer after the
+    // stream has already said cancelled): a task never goes back to an older version.
+    if (this.task && t.version < this.task.version) return;
     const changed = !this.task || t.version !== this.task.version;
     this.task = t;
     this.title.replaceChildren('Task ', h('code', {}, t.id), ' ', badge(t.status));
@@ -88,6 +91,12 @@ class TaskView {
 
   showActions() {
     const t = this.task;
+    const c0 = t.progress.devices;
+    // The buttons are made again only when what they offer changes, so that one with the
+    // keyboard's focus, or under the pointer, stays while the task runs on.
+    const key = `${t.status}|${t.links.relaunch || ''}|${c0.succeeded < c0.total}`;
+    if (key === this.actionsKey) return;
+    this.actionsKey = key;
     const buttons = [];
     if (!terminal.has(t.status)) {
       buttons.push(h('button', {
@@ -182,7 +191,14 @@ class DeviceTable {
     const cursor = this.cursors[this.cursors.length - 1];
     if (cursor) q.set('cursor', cursor);
     const page = await get(pathOf(this.view.task.links.devices) + '?' + q, { signal: this.view.signal });
+    // Keep the keyboard's place across a refresh: the same control of the same device.
+    const focused = this.body.contains(document.activeElement) ? document.activeElement : null;
+    const place = focused && [focused.closest('tr')?.dataset.device, focused.className];
     this.body.replaceChildren(...page.items.map((d) => this.row(d)));
+    if (place) {
+      [...this.body.querySelectorAll('tr')].find((tr) => tr.dataset.device === place[0])
+        ?.querySelector(`button[class="${place[1]}"]`)?.focus();
+    }
     if (!page.items.length) this.body.append(h('tr', {}, h('td', { colspan: 7, class: 'muted' }, 'No devices.')));
     this.nextCursor = page.next ? new URL(page.next, location.href).searchParams.get('cursor') : '';
     this.next.disabled = !this.nextCursor;
