@@ -84,7 +84,8 @@ export function ago(iso) {
 export function countsText(c) {
   const done = c.total - c.pending - c.running;
   const parts = deviceStatuses.slice(2).filter(([, k]) => c[k] > 0).map(([s, k]) => `${c[k]} ${label(s)}`);
-  return `${done}/${c.total} done` + (parts.length ? ': ' + parts.join(', ') : '');
+  return `${done}/${c.total} done` + (parts.length ? ': ' + parts.join(', ') : '') +
+    (c.running ? ` · ${c.running} running` : '');
 }
 
 /** problemView shows a Problem: its title, detail and the fields it names. */
