@@ -174,6 +174,15 @@ func TestDeviceGridDrawsEveryDeviceAndOpensAFailedOne(t *testing.T) {
 		t.Errorf("%d cells do not have their device's colour, the first at %v", len(wrong), wrong[:min(5, len(wrong))])
 	}
 
+	// The device table pages through them, and filters by status.
+	first := `document.querySelector(".device-table tbody tr")?.dataset.device`
+	tb.waitJS("the table's first page", first+` === "d-0000"`)
+	tb.run("the next page", chromedp.Click(chromedp.CSS(".pager button:last-child")))
+	tb.waitJS("the table's second page", first+` === "d-0050" && document.querySelector(".pager span").textContent === "Page 2"`)
+	tb.run("filter the failed", chromedp.SetValue(chromedp.ID("device-filter"), "failed"))
+	eval[bool](tb, "apply the filter", `document.getElementById("device-filter").dispatchEvent(new Event("change")), true`)
+	tb.waitJS("the failed devices from the start", first+` === "d-0002" && [...document.querySelectorAll(".device-table tbody .badge")].every(b => b.textContent === "failed")`)
+
 	// Pointing at d-0002 names it; clicking it opens its output.
 	x, y := cellCentre(tb, 2)
 	tb.run("point at d-0002", chromedp.MouseEvent(input.DispatchMouseEventTypeMouseMoved, x, y, chromedp.ButtonNone))
@@ -193,11 +202,14 @@ func TestDeviceGridDrawsEveryDeviceAndOpensAFailedOne(t *testing.T) {
 	tb.waitJS("d-0002's output again", `!document.getElementById("output").hidden && document.getElementById("stderr").textContent.includes("d-0002")`)
 }
 
-// cellCentre returns where the grid draws device i, in the page's coordinates.
+// cellCentre scrolls the grid into view and returns where it draws device i, in the
+// viewport's coordinates.
 func cellCentre(tb *tab, i int) (x, y float64) {
 	tb.t.Helper()
 	xy := eval[[]float64](tb, "find a cell", fmt.Sprintf(`(() => {
-		const c = document.getElementById("grid"), r = c.getBoundingClientRect();
+		const c = document.getElementById("grid");
+		c.scrollIntoView({block: "center"});
+		const r = c.getBoundingClientRect();
 		const size = +c.dataset.cell, cols = +c.dataset.cols, i = %d;
 		return [r.left + (i %% cols) * size + size / 2, r.top + Math.floor(i / cols) * size + size / 2];
 	})()`, i))
