@@ -45,6 +45,7 @@ const (
 	kindIDs         = "ids"
 	kindCommandTask = "commandTask"
 	kindIdempotency = "idempotency"
+	kindDelivery    = "delivery"
 )
 
 // Sort keys and key prefixes.
@@ -59,6 +60,7 @@ const (
 	prefixOwner    = "OWNER#"
 	prefixIdem     = "IDEM#"
 	openPK         = "OPEN"
+	prefixDelivery = "HOOK#"
 	sortTimeLayout = "2006-01-02T15:04:05.000000000Z"
 )
 

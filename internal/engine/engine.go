@@ -102,7 +102,9 @@ type Config struct {
 	Metrics Metrics
 	// Admission, when set, bounds the work queued behind the deployment (see Backlog).
 	Admission Admission
-	Rules     task.Rules
+	// Webhooks sends the webhook events tasks subscribe to; the zero value sends none.
+	Webhooks Webhooks
+	Rules    task.Rules
 	// Retention is how long a finished task is kept.
 	Retention time.Duration
 	// PollInterval is the delay of the first progress poll after a dispatch; later polls back
@@ -132,6 +134,7 @@ type Engine struct {
 	log *slog.Logger
 	// publishing serialises the publishing of each task's notification (see ensurePublished).
 	publishing keyedMutex
+	hooks      *webhooks
 }
 
 // New returns an Engine for cfg, filling in defaults.
@@ -167,7 +170,7 @@ func New(cfg Config) *Engine {
 	if cfg.Metrics == nil {
 		cfg.Metrics = noMetrics{}
 	}
-	return &Engine{cfg: cfg, log: cfg.Logger}
+	return &Engine{cfg: cfg, log: cfg.Logger, hooks: newWebhooks(cfg.Webhooks)}
 }
 
 func (e *Engine) notify(t *task.Task) {

@@ -16,6 +16,9 @@ type Submission struct {
 	IdempotencyKey string
 	// RequestHash identifies the request body, so a replay with another body is refused.
 	RequestHash string
+	// Links is the base URL the request arrived at: the links in the task's webhook payloads
+	// start with it.
+	Links string
 }
 
 // Submit validates s, asks Admission for room, stores a pending task (with its idempotency
@@ -30,6 +33,9 @@ func (e *Engine) Submit(ctx context.Context, s Submission) (t *task.Task, create
 	req, err := e.cfg.Rules.Validate(s.Draft)
 	if err != nil {
 		return nil, false, err
+	}
+	if req.Notify != nil {
+		req.Notify.Links = s.Links
 	}
 	if e.cfg.Admission != nil {
 		release, err := e.cfg.Admission.Admit(len(req.DeviceIDs))

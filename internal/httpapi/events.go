@@ -25,6 +25,12 @@ import (
 //
 // Waits last at most keepAlive each: the in-process broker forgets tasks nobody has touched for
 // a minute, and proxies drop silent connections, so each quiet round ends with a comment.
+//
+// The stream opens with a retry field (streamRetry), which tells an EventSource how soon to
+// reconnect, and ends with a comment that says why and the retry field again. A request with a
+// deadline (a Lambda invocation, which API Gateway streams for at most 15 minutes) ends its
+// stream that way just before it, so the client reconnects at once with Last-Event-ID and
+// misses nothing; after a terminal state the reconnection gets 204.
 func (h *handler) events(w http.ResponseWriter, r *http.Request, caller task.Caller) {
 	last, err := lastEventID(r)
 	if err != nil {
@@ -61,6 +67,12 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request, caller task.Cal
 	if r.Method == http.MethodHead {
 		return // the headers are the whole answer; a HEAD must not hold the connection
 	}
+	retry := fmt.Sprintf("retry: %d\n\n", streamRetry.Milliseconds())
+	if _, err := io.WriteString(w, retry); err != nil {
+		return
+	}
+	end, bounded := r.Context().Deadline()
+	end = end.Add(-streamEndMargin)
 	l := h.links(r)
 	send := func(t *task.Task) error {
 		data, err := json.Marshal(l.renderTask(t))
@@ -71,6 +83,7 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request, caller task.Cal
 			return err
 		}
 		last = t.Version
+		h.log.DebugContext(r.Context(), "event stream sent", "request_id", requestID(r), "task_id", id, "version", t.Version)
 		return rc.Flush()
 	}
 	if t.Version > last {
@@ -78,13 +91,17 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request, caller task.Cal
 	} else {
 		err = rc.Flush()
 	}
+	ending := "the task has ended"
 	for err == nil && !t.Status.Terminal() {
-		var changed bool
-		changed, err = h.awaitChange(w, rc, r, func(ctx context.Context) error { return h.cfg.Watcher.Wait(ctx, id, last) })
+		changed, over, werr := h.awaitChange(w, rc, r, end, bounded, func(ctx context.Context) error { return h.cfg.Watcher.Wait(ctx, id, last) })
 		if r.Context().Err() != nil {
 			return // the client went away
 		}
-		if !changed {
+		if over {
+			ending = streamOver
+			break
+		}
+		if err = werr; err != nil || !changed {
 			continue
 		}
 		if t, err = h.cfg.Engine.Get(r.Context(), caller, id); err != nil {
@@ -96,30 +113,56 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request, caller task.Cal
 			pause(r.Context())
 		}
 	}
+	if err == nil {
+		if _, err = io.WriteString(w, ": "+ending+"\n"+retry); err == nil {
+			err = rc.Flush()
+		}
+	}
 	if err != nil && r.Context().Err() == nil {
 		// The client reconnects with Last-Event-ID and misses nothing.
 		h.log.WarnContext(r.Context(), "event stream ended early", "request_id", requestID(r), "task_id", id, "err", err)
 	}
 }
 
-// awaitChange waits with wait for at most keepAlive. A quiet round ends with a keep-alive
-// comment on the stream w, and changed false; wait's return before its deadline is a change.
-func (h *handler) awaitChange(w io.Writer, rc *http.ResponseController, r *http.Request, wait func(context.Context) error) (changed bool, err error) {
-	ctx, cancel := context.WithTimeout(r.Context(), h.keepAlive)
+// streamOver is the last comment of a stream whose request's time is up.
+const streamOver = "the stream ends here; reconnect with Last-Event-ID"
+
+// awaitChange waits with wait for at most keepAlive, and never past end when the stream is
+// bounded. A quiet round ends with a keep-alive comment on w, and changed false; wait's return
+// before its deadline is a change. over says the stream's time is up: the caller ends it.
+func (h *handler) awaitChange(w io.Writer, rc *http.ResponseController, r *http.Request, end time.Time, bounded bool,
+	wait func(context.Context) error) (changed, over bool, err error) {
+	d := h.keepAlive
+	if bounded {
+		if d = min(d, time.Until(end)); d <= 0 {
+			return false, true, nil
+		}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), d)
 	werr := wait(ctx)
 	quiet := ctx.Err() != nil
 	cancel()
 	switch {
 	case r.Context().Err() != nil:
-		return false, r.Context().Err()
+		return false, false, r.Context().Err()
+	case quiet && bounded && !time.Now().Before(end):
+		return false, true, nil
 	case quiet:
 		if _, err = fmt.Fprint(w, ": keep-alive\n\n"); err == nil {
 			err = rc.Flush()
 		}
-		return false, err
+		h.log.DebugContext(r.Context(), "event stream kept alive", "request_id", requestID(r), "path", r.URL.Path)
+		return false, false, err
 	}
-	return werr == nil, werr
+	return werr == nil, false, werr
 }
+
+// streamRetry is the reconnection time an event stream asks of its client (the retry field).
+const streamRetry = time.Second
+
+// streamEndMargin is how long before its request's deadline a stream ends itself, leaving time
+// for the last field to reach the client.
+const streamEndMargin = 500 * time.Millisecond
 
 // lastEventID returns the version a reconnecting client last saw, or 0 when it saw none (task
 // versions start at 1).

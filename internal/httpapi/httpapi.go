@@ -90,6 +90,10 @@ type Config struct {
 	// the engine has no better answer (Engine.RetryAfter: on AWS, the executor's poll cadence);
 	// it is sent in whole seconds, at least 1. The default is 1 s.
 	RetryAfter time.Duration
+	// KeepAlive is how long an event stream stays silent before it sends a comment, so that
+	// proxies and API Gateway (which closes a stream idle for 5 minutes) keep it open. Zero, or
+	// anything longer, is DefaultKeepAlive.
+	KeepAlive time.Duration
 	// Metrics, when set, is served at GET /metrics to callers Owner accepts. It is not part of
 	// the API's contract: only `fleetrun serve` sets it.
 	Metrics http.Handler
@@ -103,9 +107,9 @@ type Config struct {
 const (
 	DefaultMaxBodyBytes = 2 << 20
 	DefaultRetryAfter   = time.Second
-	// keepAliveInterval is the longest single wait of an event stream. The broker forgets a
+	// DefaultKeepAlive is the longest single wait of an event stream. The broker forgets a
 	// task that nobody has touched for a minute, so a wait must end well before that.
-	keepAliveInterval = 15 * time.Second
+	DefaultKeepAlive = 15 * time.Second
 )
 
 // handler is the API. It is immutable once built by New.
@@ -134,6 +138,9 @@ func newHandler(cfg Config) *handler {
 	if cfg.RetryAfter <= 0 {
 		cfg.RetryAfter = DefaultRetryAfter
 	}
+	if cfg.KeepAlive <= 0 || cfg.KeepAlive > DefaultKeepAlive {
+		cfg.KeepAlive = DefaultKeepAlive
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -141,7 +148,7 @@ func newHandler(cfg Config) *handler {
 		cfg:        cfg,
 		log:        cfg.Logger,
 		retryAfter: seconds(cfg.RetryAfter),
-		keepAlive:  keepAliveInterval,
+		keepAlive:  cfg.KeepAlive,
 		streams:    newStreams(cfg.MaxStreams, cfg.MaxStreamsPerOwner),
 		mux:        http.NewServeMux(),
 	}
@@ -171,6 +178,7 @@ func (h *handler) routes() {
 		{"/tasks/{id}", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.getTask), http.MethodDelete: h.authed(h.cancel)}},
 		{"/tasks/{id}/result", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.getResult)}},
 		{"/tasks/{id}/events", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.events)}},
+		{"/tasks/{id}/deliveries", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.listDeliveries)}},
 		{"/tasks/{id}/devices", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.listDevices)}},
 		{"/tasks/{id}/devices/{deviceId}", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.getDevice)}},
 		{"/tasks/{id}/devices/{deviceId}/output", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.output)}},

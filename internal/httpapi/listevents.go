@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -27,7 +28,9 @@ const listEventsPause = 250 * time.Millisecond
 //
 // The event's id is a digest of the page (each task's id and version, with the query), so a
 // client that reconnects with Last-Event-ID gets the page again only if it has changed. The
-// stream never ends on its own; it counts against the same caps as a task's stream.
+// stream opens with a retry field and ends only with its request's time (a Lambda's, ending with
+// a comment and the retry field again, as a task's stream does); it counts against the same caps
+// as a task's stream.
 func (h *handler) watchTasks(w http.ResponseWriter, r *http.Request, caller task.Caller) {
 	owner := caller.Owner
 	var p task.QueryParser
@@ -65,6 +68,12 @@ func (h *handler) watchTasks(w http.ResponseWriter, r *http.Request, caller task
 	if r.Method == http.MethodHead {
 		return
 	}
+	retry := fmt.Sprintf("retry: %d\n\n", streamRetry.Milliseconds())
+	if _, err := io.WriteString(w, retry); err != nil {
+		return
+	}
+	end, bounded := r.Context().Deadline()
+	end = end.Add(-streamEndMargin)
 	send := func(list api.TaskList) error {
 		id := listDigest(q, list)
 		if id == last {
@@ -84,12 +93,17 @@ func (h *handler) watchTasks(w http.ResponseWriter, r *http.Request, caller task
 		err = rc.Flush()
 	}
 	for err == nil {
-		var changed bool
-		changed, err = h.awaitChange(w, rc, r, func(ctx context.Context) error { return h.cfg.Watcher.WaitOwner(ctx, owner, mark) })
+		changed, over, werr := h.awaitChange(w, rc, r, end, bounded, func(ctx context.Context) error { return h.cfg.Watcher.WaitOwner(ctx, owner, mark) })
 		if r.Context().Err() != nil {
 			return // the client went away
 		}
-		if !changed {
+		if over {
+			if _, err = io.WriteString(w, ": "+streamOver+"\n"+retry); err == nil {
+				err = rc.Flush()
+			}
+			return
+		}
+		if err = werr; err != nil || !changed {
 			continue
 		}
 		pauseFor(r.Context(), listEventsPause)

@@ -196,19 +196,22 @@ func readFirstEvent(r io.Reader) ([]byte, error) {
 		switch {
 		case line == "" && event:
 			return out, nil
-		case line != "" && !strings.HasPrefix(line, ":"):
+		case line != "" && !strings.HasPrefix(line, ":") && !strings.HasPrefix(line, "retry:"):
 			event = true
 		}
 	}
 	return out, fmt.Errorf("the stream ended before its first event: %v", sc.Err())
 }
 
-// checkEvents checks every event of a stream: a task event whose data is a Task, or a tasks
-// event whose data is a TaskList.
+// checkEvents checks every event of a stream, after a block that sets the reconnection time:
+// a task event whose data is a Task, or a tasks event whose data is a TaskList.
 func (s *specWalker) checkEvents(name string, body []byte) {
 	s.t.Helper()
+	if !strings.HasPrefix(string(body), "retry: ") {
+		s.t.Errorf("%s: the stream does not start with its retry field: %.40q", name, body)
+	}
 	for block := range strings.SplitSeq(strings.TrimSpace(string(body)), "\n\n") {
-		if strings.HasPrefix(block, ":") {
+		if strings.HasPrefix(block, ":") || strings.HasPrefix(block, "retry: ") {
 			continue
 		}
 		var data string

@@ -70,6 +70,7 @@ func (h *handler) submit(w http.ResponseWriter, r *http.Request, caller task.Cal
 		Draft:          draft,
 		IdempotencyKey: key,
 		RequestHash:    requestHash(req),
+		Links:          h.links(r).base,
 	})
 	if err != nil {
 		h.error(w, r, err)
@@ -193,6 +194,11 @@ func decodeSubmit(body []byte) (api.SubmitRequest, task.Draft, error) {
 		case "maxErrors":
 			req.MaxErrors = decodeString(value, pointer, bad)
 			draft.MaxErrors = &req.MaxErrors
+		case "notify":
+			var err error
+			if req.Notify, draft.Notify, err = decodeNotify(value, pointer, bad); err != nil {
+				return req, draft, err
+			}
 		case "timeoutSeconds":
 			if err := json.Unmarshal(value, &req.TimeoutSeconds); err != nil || isNull(value) {
 				bad(pointer, "must be a whole number of seconds")
@@ -247,6 +253,37 @@ func truncateKey(name string) string {
 		return name[:64] + "…"
 	}
 	return name
+}
+
+// decodeNotify decodes the notify member: an object with url (a string) and events (an array of
+// strings, optional), and nothing else. A member named twice is malformed, as at the top.
+func decodeNotify(value json.RawMessage, pointer string, bad func(pointer, detail string)) (*api.Notify, *task.NotifyDraft, error) {
+	if len(value) == 0 || value[0] != '{' {
+		bad(pointer, "must be an object with url and events")
+		return nil, nil, nil
+	}
+	members, err := objectMembers(value)
+	if err != nil {
+		return nil, nil, err
+	}
+	n, d := &api.Notify{}, &task.NotifyDraft{}
+	for _, name := range slices.Sorted(maps.Keys(members)) {
+		v, p := members[name], pointer+"/"+escapePointer(name)
+		switch name {
+		case "url":
+			n.URL = decodeString(v, p, bad)
+		case "events":
+			n.Events = decodeStrings(v, p, bad)
+			d.Events = n.Events
+			if d.Events == nil {
+				d.Events = []string{}
+			}
+		default:
+			bad(p, "unknown field")
+		}
+	}
+	d.URL = n.URL
+	return n, d, nil
 }
 
 func decodeString(value json.RawMessage, pointer string, bad func(pointer, detail string)) string {

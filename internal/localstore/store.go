@@ -19,6 +19,9 @@
 //	expiry     expiresAt + task id → nothing, for every task with an expiry
 //	idem       owner + key → the idempotency record as JSON
 //	idemexp    expiresAt + owner + key → nothing
+//	deliveries task id + event time + event id + attempt → one webhook delivery attempt as JSON
+//	hooks      event id → a webhook event waiting in the outbox, as JSON
+//	hookdue    due time + event id → nothing, for every event in the outbox
 //
 // Strings inside a key are preceded by their length, so keys made of several strings never
 // collide; times are big-endian so that keys sort by time.
@@ -28,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -69,11 +73,21 @@ var (
 	bucketExpiry    = []byte("expiry")
 	bucketIdem      = []byte("idem")
 	bucketIdemExp   = []byte("idemexp")
+	bucketDelivery  = []byte("deliveries")
+	bucketHooks     = []byte("hooks")
+	bucketHookDue   = []byte("hookdue")
 )
 
 // schemaVersion is written into a new file and checked on open, so that a file written by a
 // future layout is refused rather than misread.
-const schemaVersion = "1"
+//
+// Version 2 added what version 1 files lack and read as empty (a request's notify, the
+// deliveries and outbox buckets), so a version 1 file is taken as it is and marked version 2
+// on open.
+const schemaVersion = "2"
+
+// readableVersions are the older layouts this build reads as they are.
+var readableVersions = []string{"1"}
 
 // lockTimeout is how long Open waits for another process to release the file.
 const lockTimeout = time.Second
@@ -107,14 +121,14 @@ func Open(path string, opts Options) (*Store, error) {
 
 func initialize(tx *bolt.Tx) error {
 	for _, name := range [][]byte{bucketMeta, bucketTasks, bucketDeviceIDs, bucketDevices, bucketOwners,
-		bucketActive, bucketExpiry, bucketIdem, bucketIdemExp} {
+		bucketActive, bucketExpiry, bucketIdem, bucketIdemExp, bucketDelivery, bucketHooks, bucketHookDue} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
 		}
 	}
 	meta := tx.Bucket(bucketMeta)
 	switch v := meta.Get([]byte("schema")); {
-	case v == nil:
+	case v == nil, slices.Contains(readableVersions, string(v)):
 		return meta.Put([]byte("schema"), []byte(schemaVersion))
 	case string(v) != schemaVersion:
 		return fmt.Errorf("the file has layout version %s; this build reads version %s", v, schemaVersion)

@@ -25,6 +25,8 @@ type Request struct {
 	// MaxErrors is how many device errors are tolerated before the remaining devices are not
 	// started and the task fails: a count ("0") or a share ("10%").
 	MaxErrors string `json:"maxErrors"`
+	// Notify, when set, is where the task's webhook events are posted.
+	Notify *Notify `json:"notify,omitempty"`
 }
 
 // Counts holds how many devices of a task are in each status. It is kept in the task record and
