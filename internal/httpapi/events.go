@@ -58,21 +58,11 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request, caller task.Cal
 		return
 	}
 	defer release()
-	rc := http.NewResponseController(w)
-	// A stream outlives any write timeout the server sets for ordinary responses.
-	_ = rc.SetWriteDeadline(time.Time{})
-	w.Header().Set("Content-Type", api.MediaEventStream)
-	w.Header().Set("Cache-Control", "no-cache")
-	w.WriteHeader(http.StatusOK)
-	if r.Method == http.MethodHead {
-		return // the headers are the whole answer; a HEAD must not hold the connection
-	}
-	retry := fmt.Sprintf("retry: %d\n\n", streamRetry.Milliseconds())
-	if _, err := io.WriteString(w, retry); err != nil {
+	es, ok := startStream(w, r)
+	if !ok {
 		return
 	}
-	end, bounded := r.Context().Deadline()
-	end = end.Add(-streamEndMargin)
+	rc, retry := es.rc, es.retry
 	l := h.links(r)
 	send := func(t *task.Task) error {
 		data, err := json.Marshal(l.renderTask(t))
@@ -93,7 +83,7 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request, caller task.Cal
 	}
 	ending := "the task has ended"
 	for err == nil && !t.Status.Terminal() {
-		changed, over, werr := h.awaitChange(w, rc, r, end, bounded, func(ctx context.Context) error { return h.cfg.Watcher.Wait(ctx, id, last) })
+		changed, over, werr := h.awaitChange(w, r, es, func(ctx context.Context) error { return h.cfg.Watcher.Wait(ctx, id, last) })
 		if r.Context().Err() != nil {
 			return // the client went away
 		}
@@ -127,11 +117,41 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request, caller task.Cal
 // streamOver is the last comment of a stream whose request's time is up.
 const streamOver = "the stream ends here; reconnect with Last-Event-ID"
 
-// awaitChange waits with wait for at most keepAlive, and never past end when the stream is
-// bounded. A quiet round ends with a keep-alive comment on w, and changed false; wait's return
+// eventStream is an event stream under way: its writer's controller, its retry field, and
+// the time it must end by when its request has a deadline (bounded).
+type eventStream struct {
+	rc      *http.ResponseController
+	retry   string
+	end     time.Time
+	bounded bool
+}
+
+// startStream answers r with an event stream's headers and opens it with the retry field
+// (streamRetry). ok is false when there is nothing more to send: a HEAD has its whole answer,
+// and a client that cannot take the first field has gone.
+func startStream(w http.ResponseWriter, r *http.Request) (es *eventStream, ok bool) {
+	es = &eventStream{rc: http.NewResponseController(w), retry: fmt.Sprintf("retry: %d\n\n", streamRetry.Milliseconds())}
+	// A stream outlives any write timeout the server sets for ordinary responses.
+	_ = es.rc.SetWriteDeadline(time.Time{})
+	w.Header().Set("Content-Type", api.MediaEventStream)
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return nil, false // the headers are the whole answer; a HEAD must not hold the connection
+	}
+	if _, err := io.WriteString(w, es.retry); err != nil {
+		return nil, false
+	}
+	es.end, es.bounded = r.Context().Deadline()
+	es.end = es.end.Add(-streamEndMargin)
+	return es, true
+}
+
+// awaitChange waits with wait for at most keepAlive, and never past the end of a bounded
+// stream. A quiet round ends with a keep-alive comment on w, and changed false; wait's return
 // before its deadline is a change. over says the stream's time is up: the caller ends it.
-func (h *handler) awaitChange(w io.Writer, rc *http.ResponseController, r *http.Request, end time.Time, bounded bool,
-	wait func(context.Context) error) (changed, over bool, err error) {
+func (h *handler) awaitChange(w io.Writer, r *http.Request, es *eventStream, wait func(context.Context) error) (changed, over bool, err error) {
+	end, bounded, rc := es.end, es.bounded, es.rc
 	d := h.keepAlive
 	if bounded {
 		if d = min(d, time.Until(end)); d <= 0 {

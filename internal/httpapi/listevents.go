@@ -59,21 +59,11 @@ func (h *handler) watchTasks(w http.ResponseWriter, r *http.Request, caller task
 		return
 	}
 	defer release()
-	rc := http.NewResponseController(w)
-	// A stream outlives any write timeout the server sets for ordinary responses.
-	_ = rc.SetWriteDeadline(time.Time{})
-	w.Header().Set("Content-Type", api.MediaEventStream)
-	w.Header().Set("Cache-Control", "no-cache")
-	w.WriteHeader(http.StatusOK)
-	if r.Method == http.MethodHead {
+	es, ok := startStream(w, r)
+	if !ok {
 		return
 	}
-	retry := fmt.Sprintf("retry: %d\n\n", streamRetry.Milliseconds())
-	if _, err := io.WriteString(w, retry); err != nil {
-		return
-	}
-	end, bounded := r.Context().Deadline()
-	end = end.Add(-streamEndMargin)
+	rc, retry := es.rc, es.retry
 	send := func(list api.TaskList) error {
 		id := listDigest(q, list)
 		if id == last {
@@ -93,7 +83,7 @@ func (h *handler) watchTasks(w http.ResponseWriter, r *http.Request, caller task
 		err = rc.Flush()
 	}
 	for err == nil {
-		changed, over, werr := h.awaitChange(w, rc, r, end, bounded, func(ctx context.Context) error { return h.cfg.Watcher.WaitOwner(ctx, owner, mark) })
+		changed, over, werr := h.awaitChange(w, r, es, func(ctx context.Context) error { return h.cfg.Watcher.WaitOwner(ctx, owner, mark) })
 		if r.Context().Err() != nil {
 			return // the client went away
 		}
