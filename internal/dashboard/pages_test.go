@@ -59,6 +59,15 @@ func (s *server) submit(t *testing.T, req api.SubmitRequest) *api.Task {
 	return task
 }
 
+// deviceIDs returns n device ids made by format from 0, 1, …
+func deviceIDs(format string, n int) []string {
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf(format, i)
+	}
+	return ids
+}
+
 // heading is the expression of the task page's status, once it shows the task.
 const heading = `document.querySelector(".heading[data-status]")?.dataset.status`
 
@@ -131,10 +140,7 @@ func TestSubmitFormShowsFieldErrorsThenFollowsTheNewTask(t *testing.T) {
 func TestDeviceGridDrawsEveryDeviceAndOpensAFailedOne(t *testing.T) {
 	srv := startServer(t, "")
 	tb := newTab(t, srv.base)
-	ids := make([]string, 2000)
-	for i := range ids {
-		ids[i] = fmt.Sprintf("d-%04d", i)
-	}
+	ids := deviceIDs("d-%04d", 2000)
 	// flaky.sh fails on the devices whose id ends in 2.
 	task := srv.submit(t, api.SubmitRequest{DeviceIDs: ids, ScriptURL: "flaky.sh", MaxConcurrency: "200"})
 	tb.run("open the task", chromedp.Navigate(srv.base+"/ui/#/tasks/"+task.ID))

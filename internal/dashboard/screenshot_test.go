@@ -3,7 +3,6 @@ package dashboard_test
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"image"
 	"image/png"
 	"os"
@@ -23,11 +22,7 @@ import (
 func TestTaskPageScreenshot(t *testing.T) {
 	srv := startServer(t, "")
 	tb := newTab(t, srv.base)
-	ids := make([]string, 600)
-	for i := range ids {
-		ids[i] = fmt.Sprintf("web-%03d", i)
-	}
-	task := srv.submit(t, api.SubmitRequest{DeviceIDs: ids, ScriptURL: "flaky.sh", Args: []string{"--check", "disk"},
+	task := srv.submit(t, api.SubmitRequest{DeviceIDs: deviceIDs("web-%03d", 600), ScriptURL: "flaky.sh", Args: []string{"--check", "disk"},
 		MaxConcurrency: "10%"})
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()

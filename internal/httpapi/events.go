@@ -52,16 +52,11 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request, caller task.Cal
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	release, ok := h.streams.acquire(caller.Owner)
+	es, release, ok := h.startStream(w, r, caller.Owner)
 	if !ok {
-		h.tooManyStreams(w, r)
 		return
 	}
 	defer release()
-	es, ok := startStream(w, r)
-	if !ok {
-		return
-	}
 	rc, retry := es.rc, es.retry
 	l := h.links(r)
 	send := func(t *task.Task) error {
@@ -126,10 +121,15 @@ type eventStream struct {
 	bounded bool
 }
 
-// startStream answers r with an event stream's headers and opens it with the retry field
-// (streamRetry). ok is false when there is nothing more to send: a HEAD has its whole answer,
-// and a client that cannot take the first field has gone.
-func startStream(w http.ResponseWriter, r *http.Request) (es *eventStream, ok bool) {
+// startStream takes one of owner's places for a stream (answering 503 when none is left),
+// answers r with an event stream's headers, and opens it with the retry field (streamRetry).
+// ok is false when there is nothing more to send: no place, a HEAD that has its whole answer,
+// or a client that cannot take the first field. Otherwise the caller calls release at the end.
+func (h *handler) startStream(w http.ResponseWriter, r *http.Request, owner string) (es *eventStream, release func(), ok bool) {
+	if release, ok = h.streams.acquire(owner); !ok {
+		h.tooManyStreams(w, r)
+		return nil, nil, false
+	}
 	es = &eventStream{rc: http.NewResponseController(w), retry: fmt.Sprintf("retry: %d\n\n", streamRetry.Milliseconds())}
 	// A stream outlives any write timeout the server sets for ordinary responses.
 	_ = es.rc.SetWriteDeadline(time.Time{})
@@ -137,14 +137,16 @@ func startStream(w http.ResponseWriter, r *http.Request) (es *eventStream, ok bo
 	w.Header().Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodHead {
-		return nil, false // the headers are the whole answer; a HEAD must not hold the connection
+		release() // the headers are the whole answer; a HEAD must not hold the connection
+		return nil, nil, false
 	}
 	if _, err := io.WriteString(w, es.retry); err != nil {
-		return nil, false
+		release()
+		return nil, nil, false
 	}
 	es.end, es.bounded = r.Context().Deadline()
 	es.end = es.end.Add(-streamEndMargin)
-	return es, true
+	return es, release, true
 }
 
 // awaitChange waits with wait for at most keepAlive, and never past the end of a bounded

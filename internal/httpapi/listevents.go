@@ -53,16 +53,11 @@ func (h *handler) watchTasks(w http.ResponseWriter, r *http.Request, caller task
 		h.error(w, r, err)
 		return
 	}
-	release, ok := h.streams.acquire(owner)
+	es, release, ok := h.startStream(w, r, owner)
 	if !ok {
-		h.tooManyStreams(w, r)
 		return
 	}
 	defer release()
-	es, ok := startStream(w, r)
-	if !ok {
-		return
-	}
 	rc, retry := es.rc, es.retry
 	send := func(list api.TaskList) error {
 		id := listDigest(q, list)

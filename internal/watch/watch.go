@@ -107,12 +107,7 @@ func (b *Broker) WaitOwner(ctx context.Context, owner string, mark uint64) error
 	}
 	ch := o.changed
 	b.mu.Unlock()
-	select {
-	case <-ch:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return waitOn(ctx, ch)
 }
 
 // Wait blocks until a write to task id newer than version has been notified, or ctx ends. It
@@ -128,6 +123,11 @@ func (b *Broker) Wait(ctx context.Context, id string, version int64) error {
 	e.at = now
 	ch := e.changed
 	b.mu.Unlock()
+	return waitOn(ctx, ch)
+}
+
+// waitOn blocks until ch is closed, or ctx ends (then it returns ctx's error).
+func waitOn(ctx context.Context, ch <-chan struct{}) error {
 	select {
 	case <-ch:
 		return nil
