@@ -70,6 +70,7 @@ type deviceItem struct {
 	CompletedAt     string `dynamodbav:"completedAt,omitempty"`
 	Reason          string `dynamodbav:"reason,omitempty"`
 	Ref             string `dynamodbav:"ref,omitempty"`
+	CancelRequested string `dynamodbav:"cancelRequestedAt,omitempty"`
 	UpdatedAt       string `dynamodbav:"updatedAt"`
 	Exp             int64  `dynamodbav:"exp,omitempty"`
 	TTL             int64  `dynamodbav:"ttl,omitempty"`
@@ -313,7 +314,7 @@ func encodeDevice(taskID string, d *task.Device, now, expires time.Time) (map[st
 		Status: string(d.Status), ExitCode: d.ExitCode, Stdout: d.Stdout, Stderr: d.Stderr,
 		StdoutTruncated: d.StdoutTruncated, StderrTruncated: d.StderrTruncated,
 		StartedAt: formatTimePtr(d.StartedAt), CompletedAt: formatTimePtr(d.CompletedAt),
-		Reason: d.Reason, Ref: d.Ref, UpdatedAt: formatTime(now),
+		Reason: d.Reason, Ref: d.Ref, CancelRequested: formatTimePtr(d.CancelRequestedAt), UpdatedAt: formatTime(now),
 	}
 	return attributevalue.MarshalMap(di)
 }
@@ -333,6 +334,9 @@ func decodeDevice(item map[string]types.AttributeValue) (*task.Device, error) {
 	}
 	if d.CompletedAt, err = parseTimePtr(di.CompletedAt); err != nil {
 		return nil, fmt.Errorf("decode device %s completedAt: %w", di.DeviceID, err)
+	}
+	if d.CancelRequestedAt, err = parseTimePtr(di.CancelRequested); err != nil {
+		return nil, fmt.Errorf("decode device %s cancelRequestedAt: %w", di.DeviceID, err)
 	}
 	return d, nil
 }

@@ -81,6 +81,8 @@ type deviceRecord struct {
 	CompletedAt     *time.Time `json:"completedAt,omitempty"`
 	Reason          string     `json:"reason,omitempty"`
 	Ref             string     `json:"ref,omitempty"`
+	// CancelRequestedAt was added after the first release; records without it read as nil.
+	CancelRequestedAt *time.Time `json:"cancelRequestedAt,omitempty"`
 }
 
 // idemRecord is the value of the idem bucket.
@@ -134,7 +136,8 @@ func decodeTask(raw []byte) (uint64, *task.Task, error) {
 func encodeDevice(d *task.Device) ([]byte, error) {
 	return json.Marshal(deviceRecord{TaskID: d.TaskID, ID: d.ID, Status: string(d.Status), ExitCode: d.ExitCode,
 		Stdout: d.Stdout, Stderr: d.Stderr, StdoutTruncated: d.StdoutTruncated, StderrTruncated: d.StderrTruncated,
-		StartedAt: d.StartedAt, CompletedAt: d.CompletedAt, Reason: d.Reason, Ref: d.Ref})
+		StartedAt: d.StartedAt, CompletedAt: d.CompletedAt, Reason: d.Reason, Ref: d.Ref,
+		CancelRequestedAt: d.CancelRequestedAt})
 }
 
 func decodeDevice(raw []byte) (*task.Device, error) {
@@ -144,7 +147,8 @@ func decodeDevice(raw []byte) (*task.Device, error) {
 	}
 	return &task.Device{TaskID: r.TaskID, ID: r.ID, Status: task.DeviceStatus(r.Status), ExitCode: r.ExitCode,
 		Stdout: r.Stdout, Stderr: r.Stderr, StdoutTruncated: r.StdoutTruncated, StderrTruncated: r.StderrTruncated,
-		StartedAt: r.StartedAt, CompletedAt: r.CompletedAt, Reason: r.Reason, Ref: r.Ref}, nil
+		StartedAt: r.StartedAt, CompletedAt: r.CompletedAt, Reason: r.Reason, Ref: r.Ref,
+		CancelRequestedAt: r.CancelRequestedAt}, nil
 }
 
 func encodeIdem(rec *task.IdempotencyRecord) ([]byte, error) {

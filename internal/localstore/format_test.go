@@ -29,7 +29,7 @@ func goldenRecords() (*task.Task, *task.Device, *task.IdempotencyRecord) {
 		Published: true}
 	d := &task.Device{TaskID: t.ID, ID: "web-1", Status: task.DeviceFailed, ExitCode: new(3), Stdout: "out\n",
 		Stderr: "err\n", StdoutTruncated: true, StderrTruncated: true, StartedAt: new(at(3)), CompletedAt: new(at(4)),
-		Reason: "the script exited 3", Ref: "pgid:4242"}
+		Reason: "the script exited 3", Ref: "pgid:4242", CancelRequestedAt: new(at(3))}
 	idem := &task.IdempotencyRecord{Owner: "alice", Key: "key-1", TaskID: t.ID, RequestHash: "abc123", ExpiresAt: at(30)}
 	return t, d, idem
 }

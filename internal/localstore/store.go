@@ -28,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -73,7 +74,13 @@ var (
 
 // schemaVersion is written into a new file and checked on open, so that a file written by a
 // future layout is refused rather than misread.
-const schemaVersion = "1"
+//
+// Version 2 added fields that version 1 files lack and read as their zero value (a device's
+// cancelRequestedAt), so a version 1 file is taken as it is and marked version 2 on open.
+const schemaVersion = "2"
+
+// readableVersions are the older layouts this build reads as they are.
+var readableVersions = []string{"1"}
 
 // lockTimeout is how long Open waits for another process to release the file.
 const lockTimeout = time.Second
@@ -114,7 +121,7 @@ func initialize(tx *bolt.Tx) error {
 	}
 	meta := tx.Bucket(bucketMeta)
 	switch v := meta.Get([]byte("schema")); {
-	case v == nil:
+	case v == nil, slices.Contains(readableVersions, string(v)):
 		return meta.Put([]byte("schema"), []byte(schemaVersion))
 	case string(v) != schemaVersion:
 		return fmt.Errorf("the file has layout version %s; this build reads version %s", v, schemaVersion)

@@ -167,6 +167,47 @@ func TestOpenRefusesAnotherLayout(t *testing.T) {
 	}
 }
 
+// TestOpenReadsAVersionOneFile opens a file of the first layout, whose device records have no
+// cancelRequestedAt: it is read as it is, and marked with the current version.
+func TestOpenReadsAVersionOneFile(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "fleetrun.db")
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := `{"taskId":"t1","id":"web-1","status":"running","exitCode":null,"stdout":"","stderr":"","stdoutTruncated":false,"stderrTruncated":false,"ref":"pgid:7"}`
+	err = db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucket(bucketMeta)
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte("schema"), []byte("1"))
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatalf("Open of a version 1 file: %v", err)
+	}
+	defer s.Close()
+	err = s.db.View(func(tx *bolt.Tx) error {
+		if v := string(tx.Bucket(bucketMeta).Get([]byte("schema"))); v != schemaVersion {
+			t.Errorf("the file is marked version %s after Open, want %s", v, schemaVersion)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := decodeDevice([]byte(old))
+	if err != nil || d.Status != task.DeviceRunning || d.Ref != "pgid:7" || d.CancelRequestedAt != nil {
+		t.Errorf("a version 1 device record reads as %+v, %v", d, err)
+	}
+}
+
 // TestDeleteExpiredLeavesNothingBehind looks inside the file: a swept task must leave no record,
 // device, index entry or idempotency record behind, not merely be hidden from reads.
 func TestDeleteExpiredLeavesNothingBehind(t *testing.T) {

@@ -57,6 +57,8 @@ func Run(t *testing.T, open func(t *testing.T, now func() time.Time) task.Store)
 		{"ApplyDeviceUpdates", testApplyDeviceUpdates},
 		{"ListDevices", testListDevices},
 		{"Concurrency", testConcurrency},
+		{"DeviceCancel", testDeviceCancel},
+		{"DeviceCancelConcurrency", testDeviceCancelConcurrency},
 		{"DeleteExpired", testDeleteExpired},
 		{"MarkPublished", testMarkPublished},
 		{"UnstartedDevices", testUnstartedDevices},
