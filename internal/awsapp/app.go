@@ -55,6 +55,7 @@ func New(cfg Config, sdk aws.Config, log *slog.Logger) *App {
 	runner := ssmrun.New(ssmrun.Config{
 		API:            ssm.NewFromConfig(sdk),
 		CommandLog:     store,
+		Devices:        store,
 		DocumentName:   cfg.DocumentName,
 		AllowedBuckets: cfg.AllowedScriptBuckets,
 		Logger:         log,

@@ -186,7 +186,7 @@ func (f *flow) wireWithClock(t *testing.T, now func() time.Time) {
 	t.Helper()
 	cfg := f.config(t)
 	store := dynamo.New(dynamodb.NewFromConfig(f.sdk), cfg.TableName, dynamo.Options{Logger: f.log, Now: now, Retention: cfg.Retention})
-	runner := ssmrun.New(ssmrun.Config{API: ssm.NewFromConfig(f.sdk), CommandLog: store, DocumentName: cfg.DocumentName,
+	runner := ssmrun.New(ssmrun.Config{API: ssm.NewFromConfig(f.sdk), CommandLog: store, Devices: store, DocumentName: cfg.DocumentName,
 		AllowedBuckets: cfg.AllowedScriptBuckets, Logger: f.log, Now: now})
 	f.engine = engine.New(engine.Config{
 		Store:  store,

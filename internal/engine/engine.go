@@ -21,6 +21,11 @@ type Runner interface {
 	Start(ctx context.Context, t *task.Task) error
 	// Cancel asks every device of t still working to stop; the devices report cancelled.
 	Cancel(ctx context.Context, t *task.Task) error
+	// StopDevices asks the named devices of t to stop, or never to start, while the rest of t
+	// runs on: a running device reports cancelled once it has stopped (or its own ending, if
+	// it finished first). It is idempotent, and a device that has ended, or that this runner
+	// never started and never will, is no error.
+	StopDevices(ctx context.Context, t *task.Task, deviceIDs []string) error
 }
 
 // PolledRunner is a Runner that must be asked for progress (SSM). The executor calls Poll on
@@ -50,10 +55,19 @@ const (
 	ActionPoll Action = "poll"
 	// ActionCancel stops the devices of a cancelling task.
 	ActionCancel Action = "cancel"
+	// ActionStopDevices stops the devices named in the message (a caller cancelled them one
+	// by one) while the task runs on.
+	ActionStopDevices Action = "stop-devices"
 )
 
-// MessageVersion is the version of the Message schema written by this code.
-const MessageVersion = 1
+// MessageVersion is the version of the Message schema written by this code. Version 2 added
+// DeviceIDs and ActionStopDevices; a version 1 message means what it always meant, so the
+// executor takes both (MinMessageVersion).
+const MessageVersion = 2
+
+// MinMessageVersion is the oldest Message schema the executor still handles: messages written
+// by the previous release may be in the queue when this one starts.
+const MinMessageVersion = 1
 
 // Message is the executor's queue message: small, versioned JSON.
 type Message struct {
@@ -61,6 +75,8 @@ type Message struct {
 	Action  Action `json:"action"`
 	TaskID  string `json:"taskId"`
 	Attempt int    `json:"attempt"`
+	// DeviceIDs are the devices an ActionStopDevices message is about.
+	DeviceIDs []string `json:"deviceIds,omitempty"`
 }
 
 // Notifier is told about every write that changed a task, so that long-polls and event streams

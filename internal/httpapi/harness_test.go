@@ -304,7 +304,12 @@ func (q *fakeQueue) len() int {
 
 // fakeRunner starts nothing: the test moves devices with Report.
 type fakeRunner struct {
-	started, cancelled atomic.Int32
+	started, cancelled, stopped atomic.Int32
+}
+
+func (r *fakeRunner) StopDevices(_ context.Context, _ *task.Task, ids []string) error {
+	r.stopped.Add(int32(len(ids)))
+	return nil
 }
 
 func (r *fakeRunner) Start(context.Context, *task.Task) error {

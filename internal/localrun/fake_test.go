@@ -62,6 +62,10 @@ func (s *fakeStore) Report(ctx context.Context, taskID string, updates []task.De
 	for _, u := range updates {
 		s.updates = append(s.updates, u)
 		d, ok := s.devices[u.DeviceID]
+		if ok && d.Status == task.DeviceRunning && u.Status == task.DeviceRunning && len(u.Stdout) > len(d.Stdout) {
+			d.Stdout = u.Stdout // a running device's output, refreshed
+			continue
+		}
 		if !ok || !d.Status.CanMove(u.Status) {
 			continue
 		}
@@ -97,6 +101,17 @@ func (s *fakeStore) ListDevices(ctx context.Context, taskID string, q task.Devic
 		page.Next = strconv.Itoa(i)
 	}
 	return page, nil
+}
+
+func (s *fakeStore) GetDevice(ctx context.Context, taskID, id string) (*task.Device, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, ok := s.devices[id]
+	if !ok {
+		return nil, task.Errorf(task.CodeNotFound, "no device %s", id)
+	}
+	c := *d
+	return &c, nil
 }
 
 // device returns a copy of a device as stored.
@@ -168,7 +183,14 @@ type bundle struct {
 	runner     *Runner
 }
 
+// setup starts a runner on store whose running devices' output is not refreshed, so that a
+// test sees only the reports it expects; setupWith changes the configuration.
 func setup(t *testing.T, store *fakeStore, now func() time.Time) *bundle {
+	t.Helper()
+	return setupWith(t, store, now, func(*Config) {})
+}
+
+func setupWith(t *testing.T, store *fakeStore, now func() time.Time, edit func(*Config)) *bundle {
 	t.Helper()
 	b := &bundle{root: t.TempDir(), data: t.TempDir(), store: store}
 	trap := &errorTrap{}
@@ -177,8 +199,10 @@ func setup(t *testing.T, store *fakeStore, now func() time.Time) *bundle {
 			t.Errorf("the runner logged an error: %s", m)
 		}
 	})
-	r, err := New(Config{ScriptRoot: b.root, DataDir: b.data, Devices: store, Grace: 200 * time.Millisecond, Now: now,
-		Logger: slog.New(trap)})
+	cfg := Config{ScriptRoot: b.root, DataDir: b.data, Devices: store, Grace: 200 * time.Millisecond, Now: now,
+		OutputInterval: -1, Logger: slog.New(trap)}
+	edit(&cfg)
+	r, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,9 @@ const (
 	stopCancel
 	stopDeadline
 	stopShutdown
+	// stopDevice is a caller cancelling one device; it signals that device's script alone and
+	// is never the reason of the whole run.
+	stopDevice
 )
 
 // run is one task being run by this process.
@@ -34,11 +37,16 @@ type run struct {
 	stopped chan struct{} // closed when reason is first set
 	procs   map[string]*proc
 	errors  int // devices counted against maxErrors
+	// asked are the devices a caller cancelled one by one: one not started yet never starts,
+	// and one running is stopped (see stopDevices).
+	asked map[string]bool
 }
 
 // proc is one device's script while its process group leader has not been reaped.
 type proc struct {
 	pgid int
+	// started is when the script was started, the device's StartedAt.
+	started time.Time
 	// exited is set once the leader has exited; its group is never signalled again by stop,
 	// since the group id is freed when the leader is reaped.
 	exited bool
@@ -49,7 +57,7 @@ type proc struct {
 
 func newRun(t *task.Task, rep Reporter, grace time.Duration) *run {
 	return &run{id: t.ID, req: t.Request, reporter: rep, grace: grace, deadline: t.Deadline(),
-		stopped: make(chan struct{}), procs: make(map[string]*proc)}
+		stopped: make(chan struct{}), procs: make(map[string]*proc), asked: make(map[string]bool)}
 }
 
 // stop ends the run early: no device starts any more, and every running script's group gets
@@ -97,13 +105,37 @@ func (ru *run) killAll() {
 	}
 }
 
-// register records a started script, and stops it at once if the run is already stopping.
+// stopDevices stops the named devices alone: a running script's group gets SIGTERM, then
+// SIGKILL after the grace period, and a device not started yet is skipped when its turn comes.
+func (ru *run) stopDevices(ids []string) {
+	ru.mu.Lock()
+	defer ru.mu.Unlock()
+	for _, id := range ids {
+		ru.asked[id] = true
+		if p, ok := ru.procs[id]; ok {
+			ru.signal(p, stopDevice)
+		}
+	}
+}
+
+// wasAsked reports whether a caller cancelled device id.
+func (ru *run) wasAsked(id string) bool {
+	ru.mu.Lock()
+	defer ru.mu.Unlock()
+	return ru.asked[id]
+}
+
+// register records a started script, and stops it at once if the run is already stopping or
+// a caller cancelled the device while it was being started.
 func (ru *run) register(deviceID string, p *proc) {
 	ru.mu.Lock()
 	defer ru.mu.Unlock()
 	ru.procs[deviceID] = p
-	if ru.reason != stopNone {
+	switch {
+	case ru.reason != stopNone:
 		ru.signal(p, ru.reason)
+	case ru.asked[deviceID]:
+		ru.signal(p, stopDevice)
 	}
 }
 
@@ -140,7 +172,12 @@ func (ru *run) countError() {
 func (r *Runner) execute(ru *run, path string, pending []string, lost []task.DeviceUpdate, priorErrors int) {
 	defer r.forget(ru)
 	ru.mu.Lock()
-	ru.errors = priorErrors + len(lost)
+	ru.errors = priorErrors
+	for _, u := range lost {
+		if u.Status.CountsAsError() {
+			ru.errors++
+		}
+	}
 	ru.mu.Unlock()
 	r.report(ru, lost)
 
@@ -152,8 +189,15 @@ func (r *Runner) execute(ru *run, path string, pending []string, lost []task.Dev
 	slots := make(chan struct{}, ru.req.Concurrency())
 	var devices sync.WaitGroup
 	maxErrorsExceeded := false
-	started := 0
-	for _, id := range pending {
+	following := r.follow(ru)
+	defer following.stop()
+	started, next := 0, 0
+	for ; next < len(pending); next++ {
+		id := pending[next]
+		if ru.wasAsked(id) {
+			r.skip(ru, id)
+			continue
+		}
 		select {
 		case slots <- struct{}{}:
 		case <-ru.stopped:
@@ -165,6 +209,11 @@ func (r *Runner) execute(ru *run, path string, pending []string, lost []task.Dev
 		if reason != stopNone || maxErrorsExceeded {
 			break
 		}
+		if ru.wasAsked(id) { // cancelled while it waited for a slot
+			<-slots
+			r.skip(ru, id)
+			continue
+		}
 		started++
 		devices.Add(1)
 		go func() {
@@ -174,7 +223,7 @@ func (r *Runner) execute(ru *run, path string, pending []string, lost []task.Dev
 		}()
 	}
 
-	if rest := pending[started:]; len(rest) > 0 {
+	if rest := pending[next:]; len(rest) > 0 {
 		reason, _, quiet := ru.state()
 		var status task.DeviceStatus
 		var why string
@@ -198,6 +247,17 @@ func (r *Runner) execute(ru *run, path string, pending []string, lost []task.Dev
 	}
 	devices.Wait()
 	r.log.Info("task run finished", "task_id", ru.id, "started", started, "not_started", len(pending)-started)
+}
+
+// skip reports a device that a caller cancelled before it started. The engine recorded the
+// cancel already, so this report is normally a duplicate the store ignores; it makes sure
+// that a device the run leaves out is never left pending.
+func (r *Runner) skip(ru *run, id string) {
+	if _, _, quiet := ru.state(); quiet {
+		return
+	}
+	r.report(ru, []task.DeviceUpdate{{DeviceID: id, Status: task.DeviceCancelled, At: r.cfg.Now().UTC(),
+		Reason: "cancelled by request before it started"}})
 }
 
 // armDeadline stops the run at the task's deadline. The clock is read once, here, to know how

@@ -46,6 +46,7 @@ type Reporter interface {
 // DeviceLister reads a task's devices as stored; a task.Store satisfies it.
 type DeviceLister interface {
 	ListDevices(ctx context.Context, taskID string, q task.DeviceQuery) (*task.DevicePage, error)
+	GetDevice(ctx context.Context, taskID, deviceID string) (*task.Device, error)
 }
 
 // DefaultGrace is how long a stopped script has between SIGTERM and SIGKILL by default.
@@ -66,6 +67,11 @@ type Config struct {
 	Devices DeviceLister
 	// Grace is how long a script has to exit after SIGTERM before its group gets SIGKILL.
 	Grace time.Duration
+	// OutputInterval is how often the inline output of running devices is refreshed from
+	// what their scripts have written: at most one store write per task per interval, and
+	// only when some device's output grew. DefaultOutputInterval when zero; a negative value
+	// turns the refresh off, so a device's output appears when it ends.
+	OutputInterval time.Duration
 	// Now is the clock; it is read when a run starts to know how long is left until the
 	// task's deadline.
 	Now    func() time.Time
@@ -108,6 +114,9 @@ func New(cfg Config) (*Runner, error) {
 	}
 	if cfg.Grace <= 0 {
 		cfg.Grace = DefaultGrace
+	}
+	if cfg.OutputInterval == 0 {
+		cfg.OutputInterval = DefaultOutputInterval
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -171,6 +180,7 @@ func (r *Runner) Start(ctx context.Context, t *task.Task) error {
 		return err
 	}
 	lost := r.stopLost(t.ID, p.lost, lostReason, task.DeviceFailed)
+	lost = append(lost, r.stopLost(t.ID, p.asked, stoppedReason, task.DeviceCancelled)...)
 	path, err := ResolveScript(r.cfg.ScriptRoot, t.Request.ScriptURL)
 	if err != nil {
 		if len(lost) > 0 {
@@ -185,6 +195,9 @@ func (r *Runner) Start(ctx context.Context, t *task.Task) error {
 	go r.execute(ru, path, p.pending, lost, p.errors)
 	return nil
 }
+
+// stoppedReason is why a device a caller cancelled alone is cancelled.
+const stoppedReason = "stopped by request: the device was cancelled"
 
 // lostReason is why a device that was running when the server stopped is failed.
 const lostReason = "the server stopped while the script was running; fleetrun does not re-run a script that may have partly run"
@@ -230,6 +243,53 @@ func (r *Runner) Cancel(ctx context.Context, t *task.Task) error {
 		if _, err := rep.Report(ctx, t.ID, batch); err != nil {
 			return fmt.Errorf("localrun: report cancelled devices of %s: %w", t.ID, err)
 		}
+	}
+	return nil
+}
+
+// StopDevices stops the named devices of t while the rest of t runs on: a running script's
+// process group gets SIGTERM, then SIGKILL after Grace, and the device reports cancelled once
+// its script has exited (with the output it wrote); a device not started yet is skipped when
+// its turn comes, and reported cancelled. A device that finished first keeps its outcome.
+//
+// If this process is not running t (the server restarted), the named devices that are running
+// in the store belong to a previous life: their recorded process groups are killed, if they
+// still exist, and they are reported cancelled before StopDevices returns. StopDevices is
+// idempotent.
+func (r *Runner) StopDevices(ctx context.Context, t *task.Task, deviceIDs []string) error {
+	r.mu.Lock()
+	ru, ok := r.runs[t.ID]
+	closed, rep := r.closed, r.reporter
+	r.mu.Unlock()
+	if ok {
+		ru.stopDevices(deviceIDs)
+		return nil
+	}
+	if closed {
+		return task.Errorf(task.CodeUnavailable, "the local runner is shutting down")
+	}
+	if rep == nil {
+		return errors.New("localrun: stop devices: no reporter set")
+	}
+	var lost []*task.Device
+	for _, id := range deviceIDs {
+		d, err := r.cfg.Devices.GetDevice(ctx, t.ID, id)
+		if task.IsCode(err, task.CodeNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("localrun: read device %s of %s: %w", id, t.ID, err)
+		}
+		if d.Status == task.DeviceRunning {
+			lost = append(lost, d)
+		}
+	}
+	updates := r.stopLost(t.ID, lost, stoppedReason, task.DeviceCancelled)
+	if len(updates) == 0 {
+		return nil
+	}
+	if _, err := rep.Report(ctx, t.ID, updates); err != nil {
+		return fmt.Errorf("localrun: report stopped devices of %s: %w", t.ID, err)
 	}
 	return nil
 }

@@ -24,11 +24,20 @@ func Decode(body string) (engine.Message, error) {
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return engine.Message{}, fmt.Errorf("sqsqueue: decode message: %w: data after the JSON object", engine.ErrMalformed)
 	}
-	if m.Version != engine.MessageVersion {
-		return engine.Message{}, fmt.Errorf("sqsqueue: message version %d, want %d: %w", m.Version, engine.MessageVersion, engine.ErrMalformed)
+	if m.Version < engine.MinMessageVersion || m.Version > engine.MessageVersion {
+		return engine.Message{}, fmt.Errorf("sqsqueue: message version %d, want %d to %d: %w", m.Version,
+			engine.MinMessageVersion, engine.MessageVersion, engine.ErrMalformed)
 	}
 	switch m.Action {
 	case engine.ActionDispatch, engine.ActionPoll, engine.ActionCancel:
+		if len(m.DeviceIDs) > 0 {
+			return engine.Message{}, fmt.Errorf("sqsqueue: %s message with device ids: %w", m.Action, engine.ErrMalformed)
+		}
+	case engine.ActionStopDevices:
+		if m.Version < 2 || len(m.DeviceIDs) == 0 {
+			return engine.Message{}, fmt.Errorf("sqsqueue: version %d %s message with %d device ids: %w", m.Version, m.Action,
+				len(m.DeviceIDs), engine.ErrMalformed)
+		}
 	default:
 		return engine.Message{}, fmt.Errorf("sqsqueue: unknown action %q: %w", m.Action, engine.ErrMalformed)
 	}

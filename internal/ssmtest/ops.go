@@ -424,6 +424,7 @@ func (s *Server) cancelCommand(body []byte) (any, *apiError) {
 	if len(req.InstanceIds) == 0 {
 		c.cancelled = true
 	}
+	s.cancels = append(s.cancels, CancelRequest{CommandID: c.CommandId, InstanceIDs: append([]string(nil), req.InstanceIds...)})
 	now := s.now().UTC()
 	for _, inv := range c.invocations {
 		if len(req.InstanceIds) > 0 && !seen[inv.instanceID] {

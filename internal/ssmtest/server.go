@@ -56,7 +56,26 @@ type Server struct {
 	calls    map[string]int
 	faults   map[string][]fault
 	events   []json.RawMessage
+	cancels  []CancelRequest
 	seq      int
+}
+
+// CancelRequest is a CancelCommand the server accepted, as it was sent.
+type CancelRequest struct {
+	CommandID string
+	// InstanceIDs are the instances the request named; none means the whole command.
+	InstanceIDs []string
+}
+
+// Cancels returns every CancelCommand the server accepted, in the order received.
+func (s *Server) Cancels() []CancelRequest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]CancelRequest, len(s.cancels))
+	for i, c := range s.cancels {
+		out[i] = CancelRequest{CommandID: c.CommandID, InstanceIDs: append([]string(nil), c.InstanceIDs...)}
+	}
+	return out
 }
 
 // fault is one injected failure of the next call to an operation.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -287,6 +288,12 @@ func TestCancelAndEvents(t *testing.T) {
 	list, err := c.ListCommands(t.Context(), &ssm.ListCommandsInput{CommandId: aws.String(id)})
 	if err != nil || list.Commands[0].Status != types.CommandStatusCancelled {
 		t.Errorf("command status after cancel: %v %+v", err, list)
+	}
+	// Every accepted CancelCommand is recorded as it was sent.
+	cancels := srv.Cancels()
+	if len(cancels) != 3 || cancels[0].CommandID != id || !slices.Equal(cancels[0].InstanceIDs, []string{instance(2)}) ||
+		len(cancels[1].InstanceIDs) != 0 || len(cancels[2].InstanceIDs) != 0 {
+		t.Errorf("recorded cancels = %+v; want one naming %s, then two of the whole command", cancels, instance(2))
 	}
 
 	raw, err := srv.Event(id, instance(2))

@@ -91,7 +91,7 @@ const (
 //   - A caller's event (u.Event) is taken where the deviceEvents table allows it and u.Status
 //     is where the table leads: the device records when it was asked (CancelRequestedAt) and
 //     moves if the table moves it (a pending device is cancelled, with u's reason). A running
-//     device asked to stop a second time is unchanged.
+//     device asked to stop a second time, or a cancelled one asked again, is unchanged.
 //   - Anything else is ignored and leaves d as it was.
 func (d *Device) Apply(u DeviceUpdate, now time.Time) Applied {
 	at := u.At
@@ -140,8 +140,8 @@ func (d *Device) take(u DeviceUpdate, at time.Time) Applied {
 		return Ignored
 	}
 	if next == d.Status {
-		if d.CancelRequestedAt != nil {
-			return Ignored
+		if d.Status.Terminal() || d.CancelRequestedAt != nil {
+			return Ignored // asked already, or ended already: nothing changes
 		}
 		d.CancelRequestedAt = &at
 		return Marked
@@ -158,8 +158,9 @@ func (d *Device) take(u DeviceUpdate, at time.Time) Applied {
 
 // CancelDevice builds the update that cancels device d of task t at time at, for a store's
 // ApplyDeviceUpdates: a pending device becomes cancelled at once, a running one is marked as
-// asked to stop. It refuses, with CodeConflict, a task that has ended (carrying its status)
-// and a device that has ended (carrying the device's status).
+// asked to stop; for a device already cancelled, or marked, the update changes nothing
+// (Apply ignores it). It refuses, with CodeConflict, a task that has ended (carrying its
+// status) and a device that ended otherwise (carrying the device's status).
 func CancelDevice(t *Task, d *Device, at time.Time) (DeviceUpdate, error) {
 	if t.Status.Terminal() {
 		return DeviceUpdate{}, &Error{Code: CodeConflict, Status: t.Status, DeviceStatus: d.Status,

@@ -176,11 +176,12 @@ func DeviceEvents() []DeviceEvent {
 //
 // A pending device is cancelled at once and never starts. A running one stays running, marked
 // as asked to stop (Device.CancelRequestedAt), until its runner reports that it stopped: the
-// runner's cancelled update is a move deviceMoves already allows. A repeated cancel of a
-// running device changes nothing.
+// runner's cancelled update is a move deviceMoves already allows. Cancel is idempotent: a
+// repeated cancel of a running device, or a cancel of a cancelled one, changes nothing.
 var deviceEvents = map[DeviceStatus]map[DeviceEvent]DeviceStatus{
-	DevicePending: {DeviceEventCancel: DeviceCancelled},
-	DeviceRunning: {DeviceEventCancel: DeviceRunning},
+	DevicePending:   {DeviceEventCancel: DeviceCancelled},
+	DeviceRunning:   {DeviceEventCancel: DeviceRunning},
+	DeviceCancelled: {DeviceEventCancel: DeviceCancelled},
 }
 
 // On returns the status that event e moves a device in status d to. It returns an *Error

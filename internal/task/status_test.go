@@ -195,7 +195,7 @@ var wantOn = map[task.DeviceStatus]map[task.DeviceEvent]task.DeviceStatus{
 	task.DeviceSucceeded:     {task.DeviceEventCancel: ""},
 	task.DeviceFailed:        {task.DeviceEventCancel: ""},
 	task.DeviceTimedOut:      {task.DeviceEventCancel: ""},
-	task.DeviceCancelled:     {task.DeviceEventCancel: ""},
+	task.DeviceCancelled:     {task.DeviceEventCancel: task.DeviceCancelled},
 	task.DeviceUndeliverable: {task.DeviceEventCancel: ""},
 }
 
