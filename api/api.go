@@ -121,21 +121,25 @@ type TaskLinks struct {
 
 // Device is one device of a task as GET /tasks/{id}/devices returns it.
 type Device struct {
-	ID              string      `json:"id"`
-	Status          string      `json:"status"`
-	ExitCode        *int        `json:"exitCode"`
-	Stdout          string      `json:"stdout"`
-	Stderr          string      `json:"stderr"`
-	StdoutTruncated bool        `json:"stdoutTruncated"`
-	StderrTruncated bool        `json:"stderrTruncated"`
-	StartedAt       *time.Time  `json:"startedAt"`
-	CompletedAt     *time.Time  `json:"completedAt"`
-	Reason          string      `json:"reason,omitempty"`
-	Links           DeviceLinks `json:"links"`
+	ID              string     `json:"id"`
+	Status          string     `json:"status"`
+	ExitCode        *int       `json:"exitCode"`
+	Stdout          string     `json:"stdout"`
+	Stderr          string     `json:"stderr"`
+	StdoutTruncated bool       `json:"stdoutTruncated"`
+	StderrTruncated bool       `json:"stderrTruncated"`
+	StartedAt       *time.Time `json:"startedAt"`
+	CompletedAt     *time.Time `json:"completedAt"`
+	// CancelRequestedAt is when a caller cancelled this device alone, absent if nobody did; a
+	// running device so marked is being stopped.
+	CancelRequestedAt *time.Time  `json:"cancelRequestedAt,omitempty"`
+	Reason            string      `json:"reason,omitempty"`
+	Links             DeviceLinks `json:"links"`
 }
 
 // DeviceLinks are a device's related resources.
 type DeviceLinks struct {
+	Self   string `json:"self"`
 	Output string `json:"output"`
 }
 
@@ -164,6 +168,9 @@ type Problem struct {
 	// TaskStatus is the task's current status, on conflicts (cancel of a finished task, result
 	// of an unfinished one).
 	TaskStatus string `json:"taskStatus,omitempty"`
+	// DeviceStatus is the device's current status, on conflicts about one device (cancel of
+	// a device that has ended).
+	DeviceStatus string `json:"deviceStatus,omitempty"`
 	// RequestID repeats the X-Request-Id response header.
 	RequestID string `json:"requestId,omitempty"`
 }

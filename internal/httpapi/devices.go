@@ -53,6 +53,28 @@ func (h *handler) getDevice(w http.ResponseWriter, r *http.Request, owner string
 	writeJSON(w, http.StatusOK, h.links(r).renderDevice(id, d))
 }
 
+// cancelDevice is DELETE /tasks/{id}/devices/{deviceId}; engine.CancelDevice documents the
+// semantics. A device cancelled at once (it had not started, or was cancelled already) answers
+// 200; a running one being stopped answers 202 with Location and Retry-After until it has
+// stopped; a device that ended otherwise, or one of a finished task, answers 409 with the
+// current status.
+func (h *handler) cancelDevice(w http.ResponseWriter, r *http.Request, owner string) {
+	id := r.PathValue("id")
+	_, d, err := h.cfg.Engine.CancelDevice(r.Context(), owner, id, r.PathValue("deviceId"))
+	if err != nil {
+		h.error(w, r, err)
+		return
+	}
+	l := h.links(r)
+	status := http.StatusOK
+	if !d.Status.Terminal() {
+		status = http.StatusAccepted
+		w.Header().Set("Location", l.device(id, d.ID))
+		w.Header().Set("Retry-After", h.retryAfter)
+	}
+	writeJSON(w, status, l.renderDevice(id, d))
+}
+
 // output is GET /tasks/{id}/devices/{deviceId}/output?stream=stdout|stderr: the device's full
 // output, where the device resource holds only a truncated copy. The owner and the device are
 // checked through the engine before any output is opened.

@@ -113,7 +113,7 @@ func (h *handler) routes() {
 		{"/tasks/{id}/result", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.getResult)}},
 		{"/tasks/{id}/events", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.events)}},
 		{"/tasks/{id}/devices", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.listDevices)}},
-		{"/tasks/{id}/devices/{deviceId}", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.getDevice)}},
+		{"/tasks/{id}/devices/{deviceId}", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.getDevice), http.MethodDelete: h.authed(h.cancelDevice)}},
 		{"/tasks/{id}/devices/{deviceId}/output", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.output)}},
 	}
 	for _, rt := range table {

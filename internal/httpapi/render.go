@@ -105,17 +105,18 @@ func (l links) renderResult(t *task.Task) api.Result {
 // renderDevice turns a stored device into its wire form.
 func (l links) renderDevice(taskID string, d *task.Device) api.Device {
 	return api.Device{
-		ID:              d.ID,
-		Status:          string(d.Status),
-		ExitCode:        d.ExitCode,
-		Stdout:          d.Stdout,
-		Stderr:          d.Stderr,
-		StdoutTruncated: d.StdoutTruncated,
-		StderrTruncated: d.StderrTruncated,
-		StartedAt:       utc(d.StartedAt),
-		CompletedAt:     utc(d.CompletedAt),
-		Reason:          d.Reason,
-		Links:           api.DeviceLinks{Output: l.device(taskID, d.ID) + "/output"},
+		ID:                d.ID,
+		Status:            string(d.Status),
+		ExitCode:          d.ExitCode,
+		Stdout:            d.Stdout,
+		Stderr:            d.Stderr,
+		StdoutTruncated:   d.StdoutTruncated,
+		StderrTruncated:   d.StderrTruncated,
+		StartedAt:         utc(d.StartedAt),
+		CompletedAt:       utc(d.CompletedAt),
+		CancelRequestedAt: utc(d.CancelRequestedAt),
+		Reason:            d.Reason,
+		Links:             api.DeviceLinks{Self: l.device(taskID, d.ID), Output: l.device(taskID, d.ID) + "/output"},
 	}
 }
 

@@ -135,6 +135,23 @@ func TestOpenAPIContract(t *testing.T) {
 	s.step("cancel running", alice("DELETE", running.Links.Self), 202, specValid)
 	s.step("cancel finished", alice("DELETE", tk.Links.Self), 409, specValid)
 
+	// Cancel one device: pending (at once), running (being stopped), ended, and of a finished task.
+	several := b.submit("web-1", "web-2", "web-3")
+	b.deliver()
+	b.report(several.ID, task.DeviceUpdate{DeviceID: "web-2", Status: task.DeviceRunning},
+		task.DeviceUpdate{DeviceID: "web-3", Status: task.DeviceSucceeded, ExitCode: new(0)})
+	s.step("cancel pending device", alice("DELETE", several.Links.Devices+"/web-1"), 200, specValid)
+	s.step("cancel cancelled device", alice("DELETE", several.Links.Devices+"/web-1"), 200, specValid)
+	r = s.step("cancel running device", alice("DELETE", several.Links.Devices+"/web-2"), 202, specValid)
+	if d := decode[api.Device](t, r); d.Status != api.DeviceRunning || d.CancelRequestedAt == nil || r.Header.Get("Location") != d.Links.Self {
+		t.Errorf("cancel running device: %+v, Location %q", d, r.Header.Get("Location"))
+	}
+	r = s.step("cancel ended device", alice("DELETE", several.Links.Devices+"/web-3"), 409, specValid)
+	if p := decode[api.Problem](t, r); p.DeviceStatus != api.DeviceSucceeded || p.TaskStatus != api.StatusRunning {
+		t.Errorf("cancel ended device: %+v", p)
+	}
+	s.step("cancel device of a finished task", alice("DELETE", tk.Links.Devices+"/web-1"), 409, specValid)
+
 	// Listing.
 	r = s.step("list", alice("GET", "/tasks?limit=2"), 200, specValid)
 	list := decode[api.TaskList](t, r)
@@ -151,6 +168,7 @@ func TestOpenAPIContract(t *testing.T) {
 	paths := []struct{ method, path string }{
 		{"GET", "/tasks/%s"}, {"DELETE", "/tasks/%s"}, {"GET", "/tasks/%s/result"}, {"GET", "/tasks/%s/events"},
 		{"GET", "/tasks/%s/devices"}, {"GET", "/tasks/%s/devices/web-1"}, {"GET", "/tasks/%s/devices/web-1/output"},
+		{"DELETE", "/tasks/%s/devices/web-1"},
 	}
 	for _, p := range paths {
 		s.step("missing "+p.path, alice(p.method, fmt.Sprintf(p.path, missingID)), 404, specValid)
@@ -158,6 +176,7 @@ func TestOpenAPIContract(t *testing.T) {
 		s.step("unauthorized "+p.path, req{method: p.method, path: fmt.Sprintf(p.path, tk.ID)}, 401, specInvalid)
 	}
 	s.step("missing device", alice("GET", tk.Links.Devices+"/web-9"), 404, specValid)
+	s.step("cancel missing device", alice("DELETE", tk.Links.Devices+"/web-9"), 404, specValid)
 	s.step("unauthorized list", req{method: "GET", path: "/tasks"}, 401, specInvalid)
 	s.step("unauthorized submit", req{method: "POST", path: "/tasks", body: submitBody("web-1")}, 401, specInvalid)
 
