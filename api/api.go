@@ -2,7 +2,10 @@
 // client reads. openapi.yaml describes the same shapes; a test keeps the two in step.
 package api
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // Task statuses as they appear on the wire.
 const (
@@ -45,6 +48,29 @@ type SubmitRequest struct {
 	MaxErrors      string   `json:"maxErrors,omitempty"`
 }
 
+// RelaunchRequest is the body of POST /tasks/{id}/relaunch. Devices is "failed" (every device
+// that did not succeed), "all", or an array of the task's device ids; each other field, when
+// present, replaces the original task's.
+type RelaunchRequest struct {
+	Devices        json.RawMessage `json:"devices"`
+	Args           *[]string       `json:"args,omitempty"`
+	TimeoutSeconds *int            `json:"timeoutSeconds,omitempty"`
+	MaxConcurrency *string         `json:"maxConcurrency,omitempty"`
+	MaxErrors      *string         `json:"maxErrors,omitempty"`
+}
+
+// Relaunch selections of RelaunchRequest.Devices.
+const (
+	RelaunchFailed = "failed"
+	RelaunchAll    = "all"
+)
+
+// TaskRef names another task: its id and its URL.
+type TaskRef struct {
+	ID   string `json:"id"`
+	Link string `json:"link"`
+}
+
 // Task is a task as GET /tasks/{id} returns it.
 type Task struct {
 	ID          string      `json:"id"`
@@ -57,7 +83,10 @@ type Task struct {
 	Request     TaskRequest `json:"request"`
 	Progress    Progress    `json:"progress"`
 	Result      *Result     `json:"result"`
-	Links       TaskLinks   `json:"links"`
+	// RelaunchOf names the finished task this one relaunched; absent on a task submitted
+	// afresh.
+	RelaunchOf *TaskRef  `json:"relaunchOf,omitempty"`
+	Links      TaskLinks `json:"links"`
 }
 
 // TaskRequest is what was asked for, without the device list (see the devices link).
@@ -117,6 +146,9 @@ type TaskLinks struct {
 	Devices string `json:"devices"`
 	Result  string `json:"result"`
 	Events  string `json:"events"`
+	// Relaunches lists the tasks relaunched from this one (GET /tasks?relaunchOf=); present
+	// once the task has finished, when it can be relaunched.
+	Relaunches string `json:"relaunches,omitempty"`
 }
 
 // Device is one device of a task as GET /tasks/{id}/devices returns it.

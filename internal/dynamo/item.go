@@ -37,8 +37,9 @@ type taskItem struct {
 	// IDParts is how many "ids" items hold the device list when it was too large to inline.
 	IDParts   int    `dynamodbav:"idParts,omitempty"`
 	Step      string `dynamodbav:"step,omitempty"`
-	Result    []byte `dynamodbav:"result,omitempty"`
-	Published bool   `dynamodbav:"published,omitempty"`
+	Result     []byte `dynamodbav:"result,omitempty"`
+	Published  bool   `dynamodbav:"published,omitempty"`
+	RelaunchOf string `dynamodbav:"relaunchOf,omitempty"`
 
 	Total         int `dynamodbav:"c_total"`
 	Pending       int `dynamodbav:"c_pending"`
@@ -187,7 +188,7 @@ func encodeTask(t *task.Task) (item map[string]types.AttributeValue, parts [][]b
 		ID: t.ID, Owner: t.Owner, Status: string(t.Status), Version: t.Version,
 		CreatedAt: formatTime(t.CreatedAt), UpdatedAt: formatTime(t.UpdatedAt),
 		StartedAt: formatTimePtr(t.StartedAt), CompletedAt: formatTimePtr(t.CompletedAt),
-		Exp: exp, TTL: ttl, Request: reqBlob, Step: t.CurrentStep,
+		Exp: exp, TTL: ttl, Request: reqBlob, Step: t.CurrentStep, RelaunchOf: t.RelaunchOf,
 		Total: t.Counts.Total, Pending: t.Counts.Pending, Running: t.Counts.Running,
 		Succeeded: t.Counts.Succeeded, Failed: t.Counts.Failed, TimedOut: t.Counts.TimedOut,
 		Cancelled: t.Counts.Cancelled, Undeliverable: t.Counts.Undeliverable,
@@ -236,7 +237,7 @@ func decodeTask(item map[string]types.AttributeValue, parts [][]byte) (*task.Tas
 	}
 	t := &task.Task{
 		ID: ti.ID, Owner: ti.Owner, Status: task.Status(ti.Status), Version: ti.Version,
-		CurrentStep: ti.Step, Published: ti.Published,
+		CurrentStep: ti.Step, Published: ti.Published, RelaunchOf: ti.RelaunchOf,
 		Counts: task.Counts{Total: ti.Total, Pending: ti.Pending, Running: ti.Running,
 			Succeeded: ti.Succeeded, Failed: ti.Failed, TimedOut: ti.TimedOut,
 			Cancelled: ti.Cancelled, Undeliverable: ti.Undeliverable},

@@ -25,6 +25,11 @@ type Submission struct {
 // A task that was stored but could not be queued is failed at once rather than left pending
 // forever, and the error is returned.
 func (e *Engine) Submit(ctx context.Context, s Submission) (t *task.Task, created bool, err error) {
+	return e.submit(ctx, s, "")
+}
+
+// submit is Submit of a task that relaunches task relaunchOf, or of a fresh one when it is "".
+func (e *Engine) submit(ctx context.Context, s Submission, relaunchOf string) (t *task.Task, created bool, err error) {
 	req, err := e.cfg.Rules.Validate(s.Draft)
 	if err != nil {
 		return nil, false, err
@@ -40,6 +45,7 @@ func (e *Engine) Submit(ctx context.Context, s Submission) (t *task.Task, create
 		Request:     req,
 		Counts:      task.Counts{Total: len(req.DeviceIDs), Pending: len(req.DeviceIDs)},
 		CurrentStep: "queued",
+		RelaunchOf:  relaunchOf,
 	}
 	var idem *task.IdempotencyRecord
 	if s.IdempotencyKey != "" {
@@ -62,7 +68,7 @@ func (e *Engine) Submit(ctx context.Context, s Submission) (t *task.Task, create
 		return stored, false, nil
 	}
 	e.log.InfoContext(ctx, "task submitted", "task_id", stored.ID, "owner", stored.Owner,
-		"devices", stored.Counts.Total, "script", stored.Request.ScriptURL)
+		"devices", stored.Counts.Total, "script", stored.Request.ScriptURL, "relaunch_of", stored.RelaunchOf)
 	e.notify(stored)
 	if err := e.cfg.Queue.Send(ctx, Message{Version: MessageVersion, Action: ActionDispatch, TaskID: stored.ID}, 0); err != nil {
 		e.log.ErrorContext(ctx, "queue dispatch failed", "task_id", stored.ID, "err", err)

@@ -34,7 +34,11 @@ func (h *handler) listDevices(w http.ResponseWriter, r *http.Request, owner stri
 		list.Items = append(list.Items, l.renderDevice(id, d))
 	}
 	if page.Next != "" {
-		list.Next = nextURL(l.devices(id), join(statuses, ","), limit, page.Next)
+		var filters []string
+		if len(statuses) > 0 {
+			filters = append(filters, "status="+join(statuses, ","))
+		}
+		list.Next = nextURL(l.devices(id), filters, limit, page.Next)
 		w.Header().Set("Link", "<"+list.Next+`>; rel="next"`)
 	}
 	w.Header().Set("Cache-Control", "no-cache")

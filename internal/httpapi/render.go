@@ -75,6 +75,10 @@ func (l links) renderTask(t *task.Task) api.Task {
 	}
 	if t.Status.Terminal() {
 		out.Result = new(l.renderResult(t))
+		out.Links.Relaunches = l.tasks() + "?relaunchOf=" + url.QueryEscape(t.ID)
+	}
+	if t.RelaunchOf != "" {
+		out.RelaunchOf = &api.TaskRef{ID: t.RelaunchOf, Link: l.task(t.RelaunchOf)}
 	}
 	return out
 }

@@ -152,6 +152,34 @@ func TestOpenAPIContract(t *testing.T) {
 	}
 	s.step("cancel device of a finished task", alice("DELETE", tk.Links.Devices+"/web-1"), 409, specValid)
 
+	// Relaunch the finished task's failed device, and every way a relaunch is refused.
+	relaunchOf := func(id, body string, h ...string) req {
+		r := with(alice("POST", "/tasks/"+id+"/relaunch"), h...)
+		r.body = body
+		return r
+	}
+	r = s.step("relaunch", relaunchOf(tk.ID, `{"devices":"failed","maxErrors":"0"}`, "Idempotency-Key", "walk-relaunch"), 202, specValid)
+	again := decode[api.Task](t, r)
+	if again.RelaunchOf == nil || again.RelaunchOf.ID != tk.ID || again.Request.DeviceCount != 1 || r.Header.Get("Location") != again.Links.Self {
+		t.Errorf("relaunch: %+v, Location %q", again, r.Header.Get("Location"))
+	}
+	r = s.step("relaunch replay", relaunchOf(tk.ID, `{"maxErrors":"0", "devices":"failed"}`, "Idempotency-Key", "walk-relaunch"), 202, specValid)
+	if decode[api.Task](t, r).ID != again.ID || r.Header.Get("Idempotent-Replayed") != "true" {
+		t.Errorf("relaunch replay: Idempotent-Replayed %q", r.Header.Get("Idempotent-Replayed"))
+	}
+	r = s.step("relaunches", alice("GET", done.Links.Relaunches), 200, specValid)
+	if list := decode[api.TaskList](t, r); len(list.Items) != 1 || list.Items[0].ID != again.ID {
+		t.Errorf("relaunches of %s: %+v", tk.ID, list)
+	}
+	s.step("relaunch of an unfinished task", relaunchOf(again.ID, `{"devices":"all"}`), 409, specValid)
+	s.step("relaunch bad fields", relaunchOf(tk.ID, `{"devices":["web-1","web-7"],"timeoutSeconds":0}`), 422, specInvalid)
+	s.step("relaunch wrong types", relaunchOf(tk.ID, `{"devices":7,"extra":1}`), 422, specInvalid)
+	s.step("relaunch not JSON", relaunchOf(tk.ID, `{"devices":`), 400, specInvalid)
+	textRelaunch := relaunchOf(tk.ID, `{"devices":"all"}`)
+	textRelaunch.ctype = "text/plain"
+	s.step("relaunch unsupported media type", textRelaunch, 415, specInvalid)
+	s.step("relaunch too large", relaunchOf(tk.ID, `{"devices":"all"}`+strings.Repeat(" ", 8192)), 413, specAny)
+
 	// Listing.
 	r = s.step("list", alice("GET", "/tasks?limit=2"), 200, specValid)
 	list := decode[api.TaskList](t, r)
@@ -162,18 +190,25 @@ func TestOpenAPIContract(t *testing.T) {
 	s.step("list by status", alice("GET", "/tasks?status=completed"), 200, specValid)
 	s.step("list bad limit", alice("GET", "/tasks?limit=5000"), 400, specInvalid)
 	s.step("list bad status", alice("GET", "/tasks?status=done"), 400, specInvalid)
+	s.step("list bad relaunchOf", alice("GET", "/tasks?relaunchOf="), 400, specInvalid)
 	s.step("list unreadable cursor", alice("GET", "/tasks?cursor=notacursor"), 400, specAny)
 
 	// Every task route: not found (missing, or another owner's) and unauthorized.
 	paths := []struct{ method, path string }{
 		{"GET", "/tasks/%s"}, {"DELETE", "/tasks/%s"}, {"GET", "/tasks/%s/result"}, {"GET", "/tasks/%s/events"},
 		{"GET", "/tasks/%s/devices"}, {"GET", "/tasks/%s/devices/web-1"}, {"GET", "/tasks/%s/devices/web-1/output"},
-		{"DELETE", "/tasks/%s/devices/web-1"},
+		{"DELETE", "/tasks/%s/devices/web-1"}, {"POST", "/tasks/%s/relaunch"},
 	}
 	for _, p := range paths {
-		s.step("missing "+p.path, alice(p.method, fmt.Sprintf(p.path, missingID)), 404, specValid)
-		s.step("another owner's "+p.path, req{method: p.method, path: fmt.Sprintf(p.path, tk.ID), token: bobToken}, 404, specValid)
-		s.step("unauthorized "+p.path, req{method: p.method, path: fmt.Sprintf(p.path, tk.ID)}, 401, specInvalid)
+		var body string
+		if p.method == "POST" {
+			body = `{"devices":"all"}`
+		}
+		missing := alice(p.method, fmt.Sprintf(p.path, missingID))
+		missing.body = body
+		s.step("missing "+p.path, missing, 404, specValid)
+		s.step("another owner's "+p.path, req{method: p.method, path: fmt.Sprintf(p.path, tk.ID), token: bobToken, body: body}, 404, specValid)
+		s.step("unauthorized "+p.path, req{method: p.method, path: fmt.Sprintf(p.path, tk.ID), body: body}, 401, specInvalid)
 	}
 	s.step("missing device", alice("GET", tk.Links.Devices+"/web-9"), 404, specValid)
 	s.step("cancel missing device", alice("DELETE", tk.Links.Devices+"/web-9"), 404, specValid)

@@ -23,40 +23,12 @@ import (
 // or queued unless every one passes: Idempotency-Key (400), Content-Type (415), size (413),
 // JSON syntax (400), JSON shape (422), then the engine's validation (422).
 func (h *handler) submit(w http.ResponseWriter, r *http.Request, owner string) {
-	key, err := idempotencyKey(r)
-	if err != nil {
-		h.problem(w, r, problemFor(http.StatusBadRequest, api.ProblemMalformed, err.Error()))
-		return
-	}
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != api.MediaJSON {
-		h.problem(w, r, problemFor(http.StatusUnsupportedMediaType, api.ProblemUnsupportedMedia,
-			"the body must be sent as "+api.MediaJSON))
-		return
-	}
-	tooLarge := problemFor(http.StatusRequestEntityTooLarge, api.ProblemTooLarge,
-		fmt.Sprintf("the body may be at most %d bytes", h.cfg.MaxBodyBytes))
-	if r.ContentLength > h.cfg.MaxBodyBytes {
-		h.problem(w, r, tooLarge)
-		return
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
-	var mbe *http.MaxBytesError
-	switch {
-	case errors.As(err, &mbe):
-		h.problem(w, r, tooLarge)
-		return
-	case err != nil:
-		h.problem(w, r, problemFor(http.StatusBadRequest, api.ProblemMalformed, "the body could not be read"))
+	key, body, ok := h.readBody(w, r)
+	if !ok {
 		return
 	}
 	req, draft, err := decodeSubmit(body)
-	var m malformed
-	if errors.As(err, &m) {
-		h.problem(w, r, problemFor(http.StatusBadRequest, api.ProblemMalformed, string(m)))
-		return
-	}
-	if err != nil {
-		h.error(w, r, err)
+	if !h.decoded(w, r, err) {
 		return
 	}
 	t, created, err := h.cfg.Engine.Submit(r.Context(), engine.Submission{
@@ -65,6 +37,60 @@ func (h *handler) submit(w http.ResponseWriter, r *http.Request, owner string) {
 		IdempotencyKey: key,
 		RequestHash:    requestHash(req),
 	})
+	h.accepted(w, r, t, created, err)
+}
+
+// readBody reads the Idempotency-Key and the JSON body of a request that creates a task,
+// answering the problem and returning false when either is refused: Idempotency-Key (400),
+// Content-Type (415), size (413).
+func (h *handler) readBody(w http.ResponseWriter, r *http.Request) (key string, body []byte, ok bool) {
+	key, err := idempotencyKey(r)
+	if err != nil {
+		h.problem(w, r, problemFor(http.StatusBadRequest, api.ProblemMalformed, err.Error()))
+		return "", nil, false
+	}
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != api.MediaJSON {
+		h.problem(w, r, problemFor(http.StatusUnsupportedMediaType, api.ProblemUnsupportedMedia,
+			"the body must be sent as "+api.MediaJSON))
+		return "", nil, false
+	}
+	tooLarge := problemFor(http.StatusRequestEntityTooLarge, api.ProblemTooLarge,
+		fmt.Sprintf("the body may be at most %d bytes", h.cfg.MaxBodyBytes))
+	if r.ContentLength > h.cfg.MaxBodyBytes {
+		h.problem(w, r, tooLarge)
+		return "", nil, false
+	}
+	body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		h.problem(w, r, tooLarge)
+		return "", nil, false
+	case err != nil:
+		h.problem(w, r, problemFor(http.StatusBadRequest, api.ProblemMalformed, "the body could not be read"))
+		return "", nil, false
+	}
+	return key, body, true
+}
+
+// decoded answers a body that did not decode, not JSON (400) or of the wrong shape (422), and
+// reports whether it did.
+func (h *handler) decoded(w http.ResponseWriter, r *http.Request, err error) bool {
+	var m malformed
+	switch {
+	case errors.As(err, &m):
+		h.problem(w, r, problemFor(http.StatusBadRequest, api.ProblemMalformed, string(m)))
+		return false
+	case err != nil:
+		h.error(w, r, err)
+		return false
+	}
+	return true
+}
+
+// accepted answers a request that created task t, or replayed its creation: 202, Location,
+// Retry-After and the task.
+func (h *handler) accepted(w http.ResponseWriter, r *http.Request, t *task.Task, created bool, err error) {
 	if err != nil {
 		h.error(w, r, err)
 		return
@@ -100,9 +126,11 @@ func idempotencyKey(r *http.Request) (string, error) {
 	return key, nil
 }
 
-// requestHash identifies a submit request by its content, not its bytes: the decoded request
-// is marshalled again, so whitespace and key order do not make two equal requests differ.
-func requestHash(req api.SubmitRequest) string {
+// requestHash identifies a request by its content, not its bytes: the decoded request is
+// marshalled again, so whitespace and key order do not make two equal requests differ. A
+// relaunch's request names its kind and its task, so that it never matches a submit or the
+// relaunch of another task.
+func requestHash(req any) string {
 	b, _ := json.Marshal(req)
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
@@ -127,30 +155,9 @@ func decodeSubmit(body []byte) (api.SubmitRequest, task.Draft, error) {
 		req   api.SubmitRequest
 		draft task.Draft
 	)
-	dec := json.NewDecoder(bytes.NewReader(body))
-	var raw json.RawMessage
-	if err := dec.Decode(&raw); err != nil {
-		var se *json.SyntaxError
-		switch {
-		case errors.Is(err, io.EOF):
-			return req, draft, malformed("the body is empty; it must be a JSON object")
-		case errors.As(err, &se):
-			return req, draft, malformed(fmt.Sprintf("the body is not valid JSON: %s (at byte %d)", se, se.Offset))
-		}
-		return req, draft, malformed("the body is not valid JSON: " + err.Error())
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return req, draft, malformed("the body has more data after its JSON value")
-	}
-	invalid := func(errs []task.FieldError) error {
-		return &task.Error{Code: task.CodeInvalid, Message: "the request body has fields of the wrong type", Fields: errs}
-	}
-	if raw[0] != '{' {
-		return req, draft, invalid([]task.FieldError{{Pointer: "", Detail: "the body must be a JSON object"}})
-	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &fields); err != nil {
-		return req, draft, malformed("the body is not valid JSON: " + err.Error())
+	fields, err := decodeObject(body)
+	if err != nil {
+		return req, draft, err
 	}
 	var errs []task.FieldError
 	bad := func(pointer, detail string) {
@@ -183,10 +190,43 @@ func decodeSubmit(body []byte) (api.SubmitRequest, task.Draft, error) {
 		}
 	}
 	if len(errs) > 0 {
-		return req, draft, invalid(errs)
+		return req, draft, wrongTypes(errs)
 	}
 	draft.DeviceIDs, draft.ScriptURL, draft.Args = req.DeviceIDs, req.ScriptURL, req.Args
 	return req, draft, nil
+}
+
+// wrongTypes is the 422 of a body whose fields have the wrong types.
+func wrongTypes(errs []task.FieldError) error {
+	return &task.Error{Code: task.CodeInvalid, Message: "the request body has fields of the wrong type", Fields: errs}
+}
+
+// decodeObject parses a body that must be one JSON object into its members: malformed (400)
+// when it is not JSON, a 422 when it is JSON but not an object.
+func decodeObject(body []byte) (map[string]json.RawMessage, error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	var raw json.RawMessage
+	if err := dec.Decode(&raw); err != nil {
+		var se *json.SyntaxError
+		switch {
+		case errors.Is(err, io.EOF):
+			return nil, malformed("the body is empty; it must be a JSON object")
+		case errors.As(err, &se):
+			return nil, malformed(fmt.Sprintf("the body is not valid JSON: %s (at byte %d)", se, se.Offset))
+		}
+		return nil, malformed("the body is not valid JSON: " + err.Error())
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, malformed("the body has more data after its JSON value")
+	}
+	if raw[0] != '{' {
+		return nil, wrongTypes([]task.FieldError{{Pointer: "", Detail: "the body must be a JSON object"}})
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil {
+		return nil, malformed("the body is not valid JSON: " + err.Error())
+	}
+	return fields, nil
 }
 
 func decodeString(value json.RawMessage, pointer string, bad func(pointer, detail string)) string {

@@ -121,12 +121,17 @@ func (h *handler) listTasks(w http.ResponseWriter, r *http.Request, owner string
 	if s, ok := single(&p, q, "status"); ok {
 		status = p.Status(s)
 	}
+	var relaunchOf string
+	if s, ok := single(&p, q, "relaunchOf"); ok {
+		relaunchOf = p.TaskID("relaunchOf", s)
+	}
 	limit, cursor := pageParams(&p, q)
 	if err := p.Err(); err != nil {
 		h.error(w, r, err)
 		return
 	}
-	page, err := h.cfg.Engine.List(r.Context(), task.ListQuery{Owner: owner, Status: status, Limit: limit, Cursor: cursor})
+	page, err := h.cfg.Engine.List(r.Context(), task.ListQuery{Owner: owner, Status: status, RelaunchOf: relaunchOf,
+		Limit: limit, Cursor: cursor})
 	if err != nil {
 		h.error(w, r, err)
 		return
@@ -137,20 +142,24 @@ func (h *handler) listTasks(w http.ResponseWriter, r *http.Request, owner string
 		list.Items = append(list.Items, l.renderTask(t))
 	}
 	if page.Next != "" {
-		list.Next = nextURL(l.tasks(), string(status), limit, page.Next)
+		var filters []string
+		if status != "" {
+			filters = append(filters, "status="+string(status))
+		}
+		if relaunchOf != "" {
+			filters = append(filters, "relaunchOf="+url.QueryEscape(relaunchOf))
+		}
+		list.Next = nextURL(l.tasks(), filters, limit, page.Next)
 		w.Header().Set("Link", "<"+list.Next+`>; rel="next"`)
 	}
 	w.Header().Set("Cache-Control", "no-cache")
 	writeJSON(w, http.StatusOK, list)
 }
 
-// nextURL is the link to the page after this one, keeping the caller's filters. Statuses are
-// plain words, so their commas are left readable.
-func nextURL(path, statuses string, limit int, cursor string) string {
-	var q []string
-	if statuses != "" {
-		q = append(q, "status="+statuses)
-	}
+// nextURL is the link to the page after this one, keeping the caller's filters, each an
+// escaped "name=value". Statuses are plain words, so their commas are left readable.
+func nextURL(path string, filters []string, limit int, cursor string) string {
+	q := append([]string(nil), filters...)
 	if limit > 0 {
 		q = append(q, "limit="+strconv.Itoa(limit))
 	}

@@ -35,6 +35,7 @@ type taskRecord struct {
 	CurrentStep string        `json:"currentStep"`
 	Result      *resultRecord `json:"result,omitempty"`
 	Published   bool          `json:"published,omitempty"`
+	RelaunchOf  string        `json:"relaunchOf,omitempty"`
 }
 
 // requestRecord is a task's request. Its device ids are kept in the deviceids bucket, so they
@@ -100,7 +101,7 @@ func encodeTask(seq uint64, t *task.Task) ([]byte, error) {
 	c := t.Counts
 	rec := taskRecord{ID: t.ID, Owner: t.Owner, Status: string(t.Status), Version: t.Version,
 		CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt, StartedAt: t.StartedAt, CompletedAt: t.CompletedAt,
-		ExpiresAt: t.ExpiresAt, CurrentStep: t.CurrentStep, Published: t.Published,
+		ExpiresAt: t.ExpiresAt, CurrentStep: t.CurrentStep, Published: t.Published, RelaunchOf: t.RelaunchOf,
 		Request: requestRecord{ScriptURL: r.ScriptURL, Args: r.Args, TimeoutSeconds: r.TimeoutSeconds,
 			MaxConcurrency: r.MaxConcurrency, MaxErrors: r.MaxErrors},
 		Counts: countsRecord{Total: c.Total, Pending: c.Pending, Running: c.Running, Succeeded: c.Succeeded,
@@ -121,7 +122,7 @@ func decodeTask(raw []byte) (uint64, *task.Task, error) {
 	rec, r, c := f.Task, f.Task.Request, f.Task.Counts
 	t := &task.Task{ID: rec.ID, Owner: rec.Owner, Status: task.Status(rec.Status), Version: rec.Version,
 		CreatedAt: rec.CreatedAt, UpdatedAt: rec.UpdatedAt, StartedAt: rec.StartedAt, CompletedAt: rec.CompletedAt,
-		ExpiresAt: rec.ExpiresAt, CurrentStep: rec.CurrentStep, Published: rec.Published,
+		ExpiresAt: rec.ExpiresAt, CurrentStep: rec.CurrentStep, Published: rec.Published, RelaunchOf: rec.RelaunchOf,
 		Request: task.Request{ScriptURL: r.ScriptURL, Args: r.Args, TimeoutSeconds: r.TimeoutSeconds,
 			MaxConcurrency: r.MaxConcurrency, MaxErrors: r.MaxErrors},
 		Counts: task.Counts{Total: c.Total, Pending: c.Pending, Running: c.Running, Succeeded: c.Succeeded,

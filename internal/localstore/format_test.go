@@ -26,7 +26,7 @@ func goldenRecords() (*task.Task, *task.Device, *task.IdempotencyRecord) {
 		CurrentStep: "finished",
 		Result: &task.Result{SucceededDevices: []string{"a", "b"}, FailedDevices: []string{"c", "d", "e"},
 			CancelledDevices: []string{"f", "g"}, Truncated: true, Reason: "the reason"},
-		Published: true}
+		Published: true, RelaunchOf: "01JC0000000000000000000000"}
 	d := &task.Device{TaskID: t.ID, ID: "web-1", Status: task.DeviceFailed, ExitCode: new(3), Stdout: "out\n",
 		Stderr: "err\n", StdoutTruncated: true, StderrTruncated: true, StartedAt: new(at(3)), CompletedAt: new(at(4)),
 		Reason: "the script exited 3", Ref: "pgid:4242", CancelRequestedAt: new(at(3))}

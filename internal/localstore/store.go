@@ -15,6 +15,8 @@
 //	deviceids  task id → the task's device ids as JSON, in request order; never changes
 //	devices    task id + device id → the device as JSON, written on its first update only
 //	owners     owner + createdAt + task id → nothing; listing newest first walks it backwards
+//	relaunches relaunched task id + createdAt + task id → nothing, for every task that relaunched
+//	           another, walked backwards like owners
 //	active     createdAt + task id → nothing, for every task not yet terminal
 //	expiry     expiresAt + task id → nothing, for every task with an expiry
 //	idem       owner + key → the idempotency record as JSON
@@ -66,6 +68,7 @@ var (
 	bucketDeviceIDs = []byte("deviceids")
 	bucketDevices   = []byte("devices")
 	bucketOwners    = []byte("owners")
+	bucketRelaunch  = []byte("relaunches")
 	bucketActive    = []byte("active")
 	bucketExpiry    = []byte("expiry")
 	bucketIdem      = []byte("idem")
@@ -76,7 +79,9 @@ var (
 // future layout is refused rather than misread.
 //
 // Version 2 added fields that version 1 files lack and read as their zero value (a device's
-// cancelRequestedAt), so a version 1 file is taken as it is and marked version 2 on open.
+// cancelRequestedAt, a task's relaunchOf and its request's targets) and the relaunches bucket,
+// which a version 1 file, having no relaunched tasks, gets empty; so a version 1 file is taken
+// as it is and marked version 2 on open.
 const schemaVersion = "2"
 
 // readableVersions are the older layouts this build reads as they are.
@@ -114,7 +119,7 @@ func Open(path string, opts Options) (*Store, error) {
 
 func initialize(tx *bolt.Tx) error {
 	for _, name := range [][]byte{bucketMeta, bucketTasks, bucketDeviceIDs, bucketDevices, bucketOwners,
-		bucketActive, bucketExpiry, bucketIdem, bucketIdemExp} {
+		bucketRelaunch, bucketActive, bucketExpiry, bucketIdem, bucketIdemExp} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
 		}

@@ -97,8 +97,8 @@ type Config struct {
 	// before their batch was sent (see StopDevices); without it they are sent and then
 	// cancelled.
 	Devices Devices
-	Now          func() time.Time
-	Logger       *slog.Logger
+	Now     func() time.Time
+	Logger  *slog.Logger
 	// Margin stops a dispatch when its context's deadline is closer than this (default 10 s),
 	// so that a Lambda records what it sent before it is stopped.
 	Margin time.Duration

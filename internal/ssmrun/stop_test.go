@@ -127,7 +127,7 @@ func TestStartLeavesCancelledDevicesOut(t *testing.T) {
 	view.t = b.runningTask("T1", ids)
 	view.cancel(ids[2])
 	view.cancel(ids[50:100]...) // the whole second batch
-	tk := *view.t // the task as the dispatch read it
+	tk := *view.t               // the task as the dispatch read it
 	// racer is cancelled right after the dispatch read the cancelled devices: the batch goes
 	// out with it, and the dispatch's second look cancels its invocation.
 	racer := ids[105]

@@ -141,6 +141,9 @@ type Task struct {
 	Counts      Counts    `json:"counts"`
 	CurrentStep string    `json:"currentStep"`
 	Result      *Result   `json:"result,omitempty"`
+	// RelaunchOf is the id of the finished task this one relaunched (Relaunch), "" for a task
+	// submitted afresh. It never changes.
+	RelaunchOf string `json:"relaunchOf,omitempty"`
 	// Published is set once the notification of the task's terminal transition has been
 	// published. Until then any executor message for the task publishes it again, so a
 	// notification is never lost to a crash or an outage between the write and the publish.

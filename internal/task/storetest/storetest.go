@@ -53,6 +53,7 @@ func Run(t *testing.T, open func(t *testing.T, now func() time.Time) task.Store)
 		{"CreateTask", testCreateTask},
 		{"GetTask", testGetTask},
 		{"ListTasks", testListTasks},
+		{"Relaunches", testRelaunches},
 		{"Transition", testTransition},
 		{"ApplyDeviceUpdates", testApplyDeviceUpdates},
 		{"ListDevices", testListDevices},
