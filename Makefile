@@ -5,7 +5,7 @@ DATA      ?= ./.fleetrun
 ADDR      ?= 127.0.0.1:8080
 PKGS      ?= ./...
 
-.PHONY: run test vet unit bench tidy-check
+.PHONY: run test vet unit bench fuzz tidy-check
 
 ## run: the local server with the embedded store and the example scripts
 run:
@@ -21,6 +21,16 @@ vet:
 ## unit: the tests that need nothing running
 unit:
 	$(GO) test -short -count=1 $(PKGS)
+
+## fuzz: each fuzz target for FUZZTIME (the seed corpora in testdata/fuzz run with every `go test`)
+FUZZTIME ?= 1m
+FUZZ_TARGETS := ./internal/httpapi:FuzzDecodeSubmit ./internal/httpapi:FuzzQueryParameters \
+	./internal/httpapi:FuzzPreferWait ./internal/httpapi:FuzzIfNoneMatch ./internal/httpapi:FuzzLastEventID \
+	./internal/lambdahttp:FuzzAdapter
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "$$fn ($$pkg) for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg; done
 
 ## bench: submit/s and status-GET/s against a fresh local server, beside a bare net/http ceiling
 bench:

@@ -238,6 +238,7 @@ const (
 	ProblemInProgress          = "urn:fleetrun:problem:request-in-progress"
 	ProblemUnsupportedMedia    = "urn:fleetrun:problem:unsupported-media-type"
 	ProblemTooLarge            = "urn:fleetrun:problem:request-too-large"
+	ProblemTimeout             = "urn:fleetrun:problem:request-timeout"
 	ProblemUnauthorized        = "urn:fleetrun:problem:unauthorized"
 	ProblemMethodNotAllowed    = "urn:fleetrun:problem:method-not-allowed"
 	ProblemUnavailable         = "urn:fleetrun:problem:unavailable"

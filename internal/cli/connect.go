@@ -71,14 +71,9 @@ func first(s ...string) string {
 	return ""
 }
 
-// bearer turns a token in any form `fleetrun serve --token` accepts (SECRET, OWNER=SECRET, or a
-// comma-separated list of them, as FLEETRUN_TOKEN may hold for the server) into the secret to
-// send: the first one's. So one FLEETRUN_TOKEN serves the server and the client alike.
+// bearer is the secret to send for a token from --token or FLEETRUN_TOKEN: the whole value,
+// trimmed, "=" and all. `fleetrun serve` reads FLEETRUN_TOKEN the same way, as the secret of its
+// "default" owner, so one FLEETRUN_TOKEN serves the server and the client alike.
 func bearer(token string) string {
-	token, _, _ = strings.Cut(token, ",")
-	token = strings.TrimSpace(token)
-	if _, secret, ok := strings.Cut(token, "="); ok {
-		return secret
-	}
-	return token
+	return strings.TrimSpace(token)
 }

@@ -92,6 +92,8 @@ type Config struct {
 	Runner    Runner
 	Publisher Publisher
 	Notifier  Notifier
+	// Admission, when set, bounds the work queued behind the deployment (see Backlog).
+	Admission Admission
 	Rules     task.Rules
 	// Retention is how long a finished task is kept.
 	Retention time.Duration
@@ -108,6 +110,8 @@ type Config struct {
 type Engine struct {
 	cfg Config
 	log *slog.Logger
+	// publishing serialises the publishing of each task's notification (see ensurePublished).
+	publishing keyedMutex
 }
 
 // New returns an Engine for cfg, filling in defaults.

@@ -93,6 +93,15 @@ func (q *queue) actions() []engine.Action {
 	return out
 }
 
+// take returns the messages sent so far and forgets them.
+func (q *queue) take() []sent {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	out := q.sent
+	q.sent = nil
+	return out
+}
+
 type publisher struct {
 	mu       sync.Mutex
 	sent     []task.Notification
@@ -125,7 +134,8 @@ type bundle struct {
 	clock  *clocktest.Clock
 }
 
-func setup(t *testing.T, runner engine.Runner) *bundle {
+// openStore opens a fresh embedded store on a clock of its own.
+func openStore(t *testing.T) (*localstore.Store, *clocktest.Clock) {
 	t.Helper()
 	clock := clocktest.New(time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC))
 	store, err := localstore.Open(filepath.Join(t.TempDir(), "db"), localstore.Options{Now: clock.Now})
@@ -133,6 +143,12 @@ func setup(t *testing.T, runner engine.Runner) *bundle {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
+	return store, clock
+}
+
+func setup(t *testing.T, runner engine.Runner) *bundle {
+	t.Helper()
+	store, clock := openStore(t)
 	b := &bundle{store: store, queue: &queue{}, pub: &publisher{}, clock: clock}
 	if runner == nil {
 		b.runner = &fakeRunner{}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/fleetrun/fleetrun/internal/task"
 )
@@ -60,7 +61,7 @@ func (e *Engine) dispatch(ctx context.Context, t *task.Task) error {
 		if err != nil {
 			return err
 		}
-		tr.Step = "running on devices"
+		tr.Step = stepRunning
 		running, err := e.cfg.Store.Transition(ctx, tr)
 		if task.IsCode(err, task.CodeConflict) {
 			// Someone else moved it first (a cancel, or a duplicate dispatch): decide again.
@@ -108,6 +109,43 @@ func (e *Engine) dispatch(ctx context.Context, t *task.Task) error {
 	}
 	_, err = e.finishIfDone(ctx, fresh)
 	return err
+}
+
+// stepRunning is the step of a task whose devices are running, or waiting only for the
+// task's own maxConcurrency.
+const stepRunning = "running on devices"
+
+// SetStep records what a running task is doing when its runner knows more than the status
+// says, such as that its devices wait for a free slot on the server; an empty step restores
+// stepRunning. It is a conditional write of the step alone: the status stays, and the version
+// rises so that long-polls and event streams see the change. A task that is no longer running,
+// or already has that step, is left as it is.
+func (e *Engine) SetStep(ctx context.Context, taskID, step string) error {
+	if step == "" {
+		step = stepRunning
+	}
+	for attempt := 0; ; attempt++ {
+		t, err := e.cfg.Store.GetTask(ctx, taskID)
+		if err != nil {
+			return err
+		}
+		if t.Status != task.StatusRunning || t.CurrentStep == step {
+			return nil
+		}
+		tr, err := task.Step(t, step, e.cfg.Now().UTC())
+		if err != nil {
+			return err
+		}
+		t, err = e.cfg.Store.Transition(ctx, tr)
+		if task.IsCode(err, task.CodeConflict) && attempt < 10 {
+			continue // a device update moved the version on: look again
+		}
+		if err != nil {
+			return fmt.Errorf("engine: set the step of %s: %w", taskID, err)
+		}
+		e.notify(t)
+		return nil
+	}
 }
 
 // poll asks a PolledRunner for progress, applies it, enforces the deadline, and schedules the
@@ -330,8 +368,20 @@ func (e *Engine) publish(ctx context.Context, t *task.Task) error {
 // an error here leaves the task unpublished, so the next message for it (the redelivery of this
 // one) publishes again. A consumer may therefore see a notification twice, never zero times;
 // the notification id is the same both times.
+//
+// Within one process, the publishing of one task is serialised and the task read again first:
+// the writer that ended the task and the handlers of messages that arrive meanwhile (the cancel
+// messages of repeated DELETEs) would otherwise each find it unpublished and each publish it. So
+// a notification goes out once per terminal transition, but when a process dies between the
+// publish and its record, or two processes (Lambdas) race.
 func (e *Engine) ensurePublished(ctx context.Context, t *task.Task) error {
 	if e.cfg.Publisher == nil || t.Published {
+		return nil
+	}
+	unlock := e.publishing.lock(t.ID)
+	defer unlock()
+	if fresh, err := e.cfg.Store.GetTask(ctx, t.ID); err == nil && fresh.Published {
+		t.Published = true
 		return nil
 	}
 	if err := e.cfg.Publisher.Publish(ctx, task.NotificationFor(t)); err != nil {
@@ -344,6 +394,41 @@ func (e *Engine) ensurePublished(ctx context.Context, t *task.Task) error {
 	}
 	t.Published = true
 	return nil
+}
+
+// keyedMutex is a mutex per key, held only while someone needs it.
+type keyedMutex struct {
+	mu   sync.Mutex
+	keys map[string]*keyLock
+}
+
+type keyLock struct {
+	sync.Mutex
+	users int
+}
+
+// lock locks key and returns its unlock.
+func (k *keyedMutex) lock(key string) (unlock func()) {
+	k.mu.Lock()
+	if k.keys == nil {
+		k.keys = make(map[string]*keyLock)
+	}
+	l := k.keys[key]
+	if l == nil {
+		l = &keyLock{}
+		k.keys[key] = l
+	}
+	l.users++
+	k.mu.Unlock()
+	l.Lock()
+	return func() {
+		l.Unlock()
+		k.mu.Lock()
+		if l.users--; l.users == 0 {
+			delete(k.keys, key)
+		}
+		k.mu.Unlock()
+	}
 }
 
 func errorMessage(err error) string {

@@ -18,9 +18,11 @@ type Submission struct {
 	RequestHash string
 }
 
-// Submit validates s, stores a pending task (with its idempotency record, atomically) and
-// queues its dispatch. created is false when an earlier submit with the same Idempotency-Key
-// and body is being replayed; that task is returned and nothing new is stored or queued.
+// Submit validates s, asks Admission for room, stores a pending task (with its idempotency
+// record, atomically) and queues its dispatch. created is false when an earlier submit with the
+// same Idempotency-Key and body is being replayed; that task is returned and nothing new is
+// stored or queued. A submit that Admission refuses stores nothing: the caller retries later,
+// with the same Idempotency-Key.
 //
 // A task that was stored but could not be queued is failed at once rather than left pending
 // forever, and the error is returned.
@@ -33,6 +35,13 @@ func (e *Engine) submit(ctx context.Context, s Submission, relaunchOf string) (t
 	req, err := e.cfg.Rules.Validate(s.Draft)
 	if err != nil {
 		return nil, false, err
+	}
+	if e.cfg.Admission != nil {
+		release, err := e.cfg.Admission.Admit(len(req.DeviceIDs))
+		if err != nil {
+			return nil, false, err
+		}
+		defer release()
 	}
 	now := e.cfg.Now().UTC()
 	t = &task.Task{

@@ -17,7 +17,10 @@ import (
 //
 // A reconnecting client sends back the last id it saw (Last-Event-ID, or ?lastEventId= where a
 // client cannot set headers) and gets only newer states. A client that has already seen the
-// final state gets 204, which tells an EventSource to stop reconnecting.
+// final state gets 204, which tells an EventSource to stop reconnecting. An id ahead of the
+// task's version was not sent by this task's stream (a client mixing up tasks, or a store
+// restored from a backup), so it gets the current state, as a client that sent none would;
+// either way the stream ends after the final state.
 //
 // Waits last at most keepAlive each: the in-process broker forgets tasks nobody has touched for
 // a minute, and proxies drop silent connections, so each quiet round ends with a comment.
@@ -35,10 +38,19 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request, owner string) {
 		h.error(w, r, err)
 		return
 	}
-	if t.Status.Terminal() && last >= t.Version {
+	if last > t.Version {
+		last = 0
+	}
+	if t.Status.Terminal() && last == t.Version {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
+	release, ok := h.streams.acquire(owner)
+	if !ok {
+		h.tooManyStreams(w, r)
+		return
+	}
+	defer release()
 	rc := http.NewResponseController(w)
 	// A stream outlives any write timeout the server sets for ordinary responses.
 	_ = rc.SetWriteDeadline(time.Time{})
@@ -112,6 +124,13 @@ func lastEventID(r *http.Request) (int64, error) {
 		return 0, fmt.Errorf("the last event id must be an event id this stream sent, got %q", s)
 	}
 	return n, nil
+}
+
+// tooManyStreams answers an event stream or long-poll past the caps of Config.MaxStreams and
+// Config.MaxStreamsPerOwner.
+func (h *handler) tooManyStreams(w http.ResponseWriter, r *http.Request) {
+	h.error(w, r, task.Errorf(task.CodeUnavailable,
+		"too many event streams and long-polls are open; retry later, or poll without Prefer: wait"))
 }
 
 // pause spaces out re-reads after a watcher woke without the stored task having changed (an

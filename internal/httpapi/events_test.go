@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fleetrun/fleetrun/api"
+	"github.com/fleetrun/fleetrun/internal/clocktest"
 	"github.com/fleetrun/fleetrun/internal/task"
 )
 
@@ -212,4 +214,110 @@ func TestEventsHeadDoesNotStream(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the handler kept streaming for a HEAD")
 	}
+}
+
+func TestEventsWithAnIDAheadOfTheTaskSendTheCurrentStateAndEnd(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	finished := b.submit("web-1")
+	done := b.finish(finished.ID, "web-1")
+	running := b.submit("web-2")
+	b.deliver()
+
+	// A finished task: its final state, then the end of the stream, whatever the id says.
+	for _, path := range []string{finished.Links.Events, finished.Links.Events + "?lastEventId=1000"} {
+		header := http.Header{"Last-Event-ID": {"1000"}}
+		if strings.Contains(path, "?") {
+			header = nil
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		events := newSSEReader(b.openEvents(ctx, path, header))
+		ev, ok := events.next()
+		if !ok {
+			t.Fatalf("%s: the stream ended without the final state", path)
+		}
+		if got := taskEvent(t, ev); got.Status != api.StatusCompleted || got.Version != done.Version {
+			t.Errorf("%s: sent %s v%d, want completed v%d", path, got.Status, got.Version, done.Version)
+		}
+		if ev, ok := events.next(); ok {
+			t.Errorf("%s: the stream went on after the final state with %+v", path, ev)
+		}
+		if ctx.Err() != nil {
+			t.Errorf("%s: the stream was held open until the client gave up", path)
+		}
+		cancel()
+	}
+
+	// A running task: its current state at once, then its changes to the end.
+	events := newSSEReader(b.openEvents(t.Context(), running.Links.Events, http.Header{"Last-Event-ID": {"1000"}}))
+	ev, _ := events.next()
+	if got := taskEvent(t, ev); got.Status != api.StatusRunning {
+		t.Fatalf("first event %s, want the current, running state", got.Status)
+	}
+	b.report(running.ID, task.DeviceUpdate{DeviceID: "web-2", Status: task.DeviceSucceeded, ExitCode: new(0)})
+	var last api.Task
+	for {
+		ev, ok := events.next()
+		if !ok {
+			break
+		}
+		last = taskEvent(t, ev)
+	}
+	if last.Status != api.StatusCompleted {
+		t.Errorf("the stream ended on %s, want completed", last.Status)
+	}
+}
+
+func TestStreamsAndLongPollsAreCapped(t *testing.T) {
+	t.Parallel()
+	b := setup(t, bundleOptions{maxStreams: 3, maxStreamsPerOwner: 2})
+	a1, a2 := b.submit("web-1"), b.submit("web-2")
+	bob := b.do(req{method: "POST", path: "/tasks", token: bobToken, body: submitBody("db-1")})
+	bobTask := decode[api.Task](t, bob)
+
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	b.openEvents(ctx, a1.Links.Events, nil)
+	b.awaitWait(a1.ID, 1)
+	// A long-poll counts like a stream.
+	go func() {
+		hr := b.newRequest(ctx, req{method: "GET", path: "/tasks/" + a2.ID, token: aliceToken,
+			header: http.Header{"Prefer": {"wait=20"}}})
+		if res, err := b.srv.Client().Do(hr); err == nil {
+			res.Body.Close()
+		}
+	}()
+	b.awaitWait(a2.ID, 1)
+
+	// Alice has two open: her third waits for nothing and is told to come back.
+	r := b.do(req{method: "GET", path: a2.Links.Events, token: aliceToken})
+	p := wantProblem(t, r, http.StatusServiceUnavailable, api.ProblemUnavailable)
+	if r.Header.Get("Retry-After") == "" || !strings.Contains(p.Detail, "too many") {
+		t.Errorf("refused stream: Retry-After %q, detail %q", r.Header.Get("Retry-After"), p.Detail)
+	}
+	r = b.do(req{method: "GET", path: "/tasks/" + a2.ID, token: aliceToken, header: http.Header{"Prefer": {"wait=5"}}})
+	wantProblem(t, r, http.StatusServiceUnavailable, api.ProblemUnavailable)
+	// A plain GET never waits, so it is never refused.
+	if r := b.do(req{method: "GET", path: "/tasks/" + a2.ID, token: aliceToken}); r.StatusCode != http.StatusOK {
+		t.Errorf("plain GET: %d", r.StatusCode)
+	}
+	// Bob still has room of his own, until the total is reached.
+	bobEvents, err := b.srv.Client().Do(b.newRequest(ctx, req{method: "GET", path: bobTask.Links.Events, token: bobToken}))
+	if err != nil || bobEvents.StatusCode != http.StatusOK {
+		t.Fatalf("bob's stream: %v %v", bobEvents, err)
+	}
+	defer bobEvents.Body.Close()
+	r = b.do(req{method: "GET", path: bobTask.Links.Events, token: bobToken})
+	wantProblem(t, r, http.StatusServiceUnavailable, api.ProblemUnavailable)
+
+	// Closing a stream frees its place.
+	cancel()
+	clocktest.Eventually(t, 10*time.Second, func() error {
+		release, ok := b.handler.streams.acquire("alice")
+		if !ok {
+			return errors.New("the closed stream still holds its place")
+		}
+		release()
+		return nil
+	})
 }

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -51,6 +53,9 @@ type bundleOptions struct {
 	maxBodyBytes int64
 	keepAlive    time.Duration
 	noOutput     bool
+	bodyTimeout  time.Duration
+	// maxStreams and maxStreamsPerOwner cap event streams and long-polls.
+	maxStreams, maxStreamsPerOwner int
 	// wrap, when set, wraps the API in the test server.
 	wrap func(http.Handler) http.Handler
 }
@@ -93,12 +98,15 @@ func setup(t *testing.T, opts ...bundleOptions) *testBundle {
 		Now: clock.Now,
 	})
 	cfg := Config{
-		Engine:       b.engine,
-		Owner:        BearerTokens(map[string]string{aliceToken: "alice", bobToken: "bob"}, ""),
-		Watcher:      b.watcher,
-		Output:       b.output,
-		MaxBodyBytes: o.maxBodyBytes,
-		Logger:       slog.New(slog.NewTextHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		MaxStreamsPerOwner: o.maxStreamsPerOwner,
+		Engine:             b.engine,
+		Owner:              BearerTokens(map[string]string{aliceToken: "alice", bobToken: "bob"}, ""),
+		Watcher:            b.watcher,
+		Output:             b.output,
+		MaxBodyBytes:       o.maxBodyBytes,
+		BodyTimeout:        o.bodyTimeout,
+		MaxStreams:         o.maxStreams,
+		Logger:             slog.New(slog.NewTextHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	if o.noOutput {
 		cfg.Output = nil
@@ -124,6 +132,29 @@ type req struct {
 	header http.Header
 	body   string
 	ctype  string // Content-Type; defaults to application/json when there is a body; "-" sends none
+	// stall sends the request on a connection of its own, with all of the body but its last
+	// byte, and then nothing (see stalledDo).
+	stall bool
+}
+
+// stalledDo sends r with a body that never ends and reads the answer. A Go client cannot send
+// such a request: it writes a body whole before it reads an answer.
+func (b *testBundle) stalledDo(r req) *http.Response {
+	b.t.Helper()
+	addr := strings.TrimPrefix(b.srv.URL, "http://")
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	b.t.Cleanup(func() { conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(conn, "%s %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s",
+		r.method, r.path, addr, r.token, api.MediaJSON, len(r.body), r.body[:len(r.body)-1])
+	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		b.t.Fatalf("%s %s with a stalled body: %v", r.method, r.path, err)
+	}
+	return res
 }
 
 // resp is a response with its body read.

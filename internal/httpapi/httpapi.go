@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/fleetrun/fleetrun/api"
@@ -40,11 +41,19 @@ type Config struct {
 	// Output serves full device output; nil answers 404 for every output request.
 	Output OutputStore
 	// BaseURL returns the absolute base of the links and Location headers of a response
-	// (scheme and host, and a path prefix if the API is mounted under one). The default uses
-	// the request's scheme (TLS, or X-Forwarded-Proto behind a proxy) and Host.
+	// (scheme and host, and a path prefix if the API is mounted under one). The default is
+	// ListenerBaseURL; PublicURL and ForwardedBaseURL are the others a server may choose.
 	BaseURL func(r *http.Request) string
 	// MaxBodyBytes bounds a request body; the default, 2 MiB, fits 10,000 ids of 128 chars.
 	MaxBodyBytes int64
+	// BodyTimeout bounds how long a request body may take to arrive once its headers have: a
+	// slower one is answered 408 and its connection closed. Zero means no bound beyond the
+	// server's own (a Lambda's body has arrived whole before the handler runs).
+	BodyTimeout time.Duration
+	// MaxStreams and MaxStreamsPerOwner cap the event streams and long-polls open at once, in
+	// all and for one owner: past either, such a request is answered 503 with Retry-After.
+	// Zero means no cap.
+	MaxStreams, MaxStreamsPerOwner int
 	// RetryAfter is how soon a client should look again at a task that is not finished; it is
 	// sent in whole seconds, at least 1. The default is 1 s.
 	RetryAfter time.Duration
@@ -66,6 +75,7 @@ type handler struct {
 	log        *slog.Logger
 	retryAfter string
 	keepAlive  time.Duration
+	streams    *streams
 	mux        *http.ServeMux
 }
 
@@ -77,7 +87,7 @@ func New(cfg Config) http.Handler {
 
 func newHandler(cfg Config) *handler {
 	if cfg.BaseURL == nil {
-		cfg.BaseURL = defaultBaseURL
+		cfg.BaseURL = ListenerBaseURL
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
@@ -93,6 +103,7 @@ func newHandler(cfg Config) *handler {
 		log:        cfg.Logger,
 		retryAfter: strconv.Itoa(max(1, int(math.Ceil(cfg.RetryAfter.Seconds())))),
 		keepAlive:  keepAliveInterval,
+		streams:    newStreams(cfg.MaxStreams, cfg.MaxStreamsPerOwner),
 		mux:        http.NewServeMux(),
 	}
 	h.routes()
@@ -137,7 +148,9 @@ func (h *handler) routes() {
 	})
 }
 
-// ServeHTTP assigns the request id, recovers from panics, logs the request and routes it.
+// ServeHTTP assigns the request id, recovers from panics, logs the request and routes it. A
+// request without a usable Host is a 400: HTTP/1.1 requires one, and nothing built from a
+// malformed one could be trusted.
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	id := r.Header.Get(headerRequestID)
@@ -146,6 +159,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set(headerRequestID, id)
 	r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id))
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = &trackedBody{ReadCloser: r.Body}
+	}
 	rec := &recorder{ResponseWriter: w}
 	defer func() {
 		if v := recover(); v != nil {
@@ -160,6 +176,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.log.InfoContext(r.Context(), "request", "method", r.Method, "path", r.URL.Path,
 			"status", rec.statusOrOK(), "duration", time.Since(start), "request_id", id)
 	}()
+	if !validHost(r.Host) {
+		h.problem(rec, r, problemFor(http.StatusBadRequest, api.ProblemMalformed, "the Host header is missing or malformed"))
+		return
+	}
 	h.mux.ServeHTTP(rec, r)
 }
 
@@ -190,20 +210,27 @@ func (h *handler) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// defaultBaseURL derives the base from the request: https when it came over TLS or a proxy says
-// so in X-Forwarded-Proto, and the Host header.
-func defaultBaseURL(r *http.Request) string {
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
+// trackedBody records whether a request body has been read to its end.
+type trackedBody struct {
+	io.ReadCloser
+	done atomic.Bool
+}
+
+func (b *trackedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		b.done.Store(true)
 	}
-	if p, _, _ := strings.Cut(r.Header.Get("X-Forwarded-Proto"), ","); p != "" {
-		switch p = strings.ToLower(strings.TrimSpace(p)); p {
-		case "http", "https":
-			scheme = p
-		}
-	}
-	return scheme + "://" + r.Host
+	return n, err
+}
+
+// bodyUnread reports whether r has a body that has not been read to its end. An answer sent
+// before the end, a 401 or a 408, closes the connection: net/http would otherwise read the
+// rest first, to keep the connection, and a client that never sends it would hold the answer
+// back for ever.
+func bodyUnread(r *http.Request) bool {
+	b, ok := r.Body.(*trackedBody)
+	return ok && !b.done.Load()
 }
 
 // recorder remembers the status written, for the request log. Unwrap lets

@@ -1,6 +1,10 @@
 package httpapi
 
 import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -175,38 +179,124 @@ func TestInternalErrorsAreLoggedNotShown(t *testing.T) {
 	}
 }
 
-func TestBaseURL(t *testing.T) {
+func TestLinksIgnoreHostAndForwardedHeadersByDefault(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	r := b.do(req{method: "POST", path: "/tasks", token: aliceToken, body: submitBody("web-1"),
-		header: http.Header{"X-Forwarded-Proto": {"https"}}})
-	host := strings.TrimPrefix(b.srv.URL, "http://")
-	if loc := r.Header.Get("Location"); !strings.HasPrefix(loc, "https://"+host+"/tasks/") {
-		t.Errorf("Location %q behind a TLS proxy", loc)
+	addr := strings.TrimPrefix(b.srv.URL, "http://")
+	submit := "POST %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer " + aliceToken + "\r\n%s" +
+		"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+	body := submitBody("web-1")
+	cases := []struct {
+		name, target, host, extra string
+		status                    int
+	}{
+		{"a spoofed Host", "/tasks", "evil.example", "", http.StatusAccepted},
+		{"a spoofed Host behind a spoofed proxy", "/tasks", "evil.example", "X-Forwarded-Proto: https\r\nX-Forwarded-Host: evil.example\r\n", http.StatusAccepted},
+		{"an absolute-form target", "http://evil.example/tasks", addr, "", http.StatusAccepted},
+		{"an empty Host", "/tasks", "", "", http.StatusBadRequest},
+		// net/http answers this one itself, before any handler, in plain text.
+		{"a Host with a path", "/tasks", "evil.example/x", "", http.StatusBadRequest},
+		{"a Host with a bad port", "/tasks", "evil.example:99999", "", http.StatusBadRequest},
 	}
-	r = b.do(req{method: "POST", path: "/tasks", token: aliceToken, body: submitBody("web-1"),
-		header: http.Header{"X-Forwarded-Proto": {"gopher"}}})
-	if loc := r.Header.Get("Location"); !strings.HasPrefix(loc, "http://"+host+"/tasks/") {
-		t.Errorf("Location %q with a bogus X-Forwarded-Proto", loc)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := rawRequest(t, addr, fmt.Sprintf(submit, c.target, c.host, c.extra, len(body), body))
+			if r.StatusCode != c.status {
+				t.Fatalf("status %d, want %d: %s", r.StatusCode, c.status, r.body)
+			}
+			if c.status != http.StatusAccepted {
+				if !strings.Contains(c.host, "/") {
+					wantProblem(t, r, c.status, api.ProblemMalformed)
+				}
+				return
+			}
+			if loc := r.Header.Get("Location"); !strings.HasPrefix(loc, b.srv.URL+"/tasks/") {
+				t.Errorf("Location %q, want it under the listener's %s", loc, b.srv.URL)
+			}
+		})
+	}
+}
+
+func TestBaseURLChoices(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	hr := func(host string, header http.Header) *http.Request {
+		r := httptest.NewRequest("GET", "/tasks", nil)
+		r.Host, r.Header = host, header
+		return r
+	}
+	cases := []struct {
+		name string
+		base func(*http.Request) string
+		r    *http.Request
+		want string
+	}{
+		{"public URL", PublicURL("https://fleet.example.com"), hr("evil.example", http.Header{"X-Forwarded-Host": {"evil.example"}}), "https://fleet.example.com"},
+		{"trusted proxy", ForwardedBaseURL, hr("internal:8080", http.Header{"X-Forwarded-Proto": {"https"}, "X-Forwarded-Host": {"fleet.example.com"}}), "https://fleet.example.com"},
+		{"trusted proxy passing Host on", ForwardedBaseURL, hr("fleet.example.com", http.Header{"X-Forwarded-Proto": {"HTTPS, http"}}), "https://fleet.example.com"},
+		{"trusted proxy, bogus values ignored", ForwardedBaseURL, hr("fleet.example.com", http.Header{"X-Forwarded-Proto": {"gopher"}, "X-Forwarded-Host": {"a/b"}}), "http://fleet.example.com"},
+		{"no listener: the checked Host", ListenerBaseURL, hr("127.0.0.1:9", http.Header{"X-Forwarded-Host": {"evil.example"}}), "http://127.0.0.1:9"},
+	}
+	for _, c := range cases {
+		if got := c.base(c.r); got != c.want {
+			t.Errorf("%s: %q, want %q", c.name, got, c.want)
+		}
 	}
 
 	custom := newHandler(Config{Engine: b.engine, Owner: BearerTokens(nil, "alice"), Watcher: b.watcher,
-		BaseURL: func(*http.Request) string { return "https://api.example.com/v1/" }, RetryAfter: 2500 * time.Millisecond})
+		BaseURL: PublicURL("https://api.example.com/v1/"), RetryAfter: 2500 * time.Millisecond})
 	w := httptest.NewRecorder()
 	custom.ServeHTTP(w, httptest.NewRequest("POST", "/tasks", strings.NewReader(submitBody("web-1"))).WithContext(t.Context()))
 	if w.Code != http.StatusUnsupportedMediaType {
 		t.Fatalf("status %d without Content-Type", w.Code)
 	}
-	hr := httptest.NewRequest("POST", "/tasks", strings.NewReader(submitBody("web-1")))
-	hr.Header.Set("Content-Type", "application/json")
+	r := httptest.NewRequest("POST", "/tasks", strings.NewReader(submitBody("web-1")))
+	r.Header.Set("Content-Type", "application/json")
 	w = httptest.NewRecorder()
-	custom.ServeHTTP(w, hr)
+	custom.ServeHTTP(w, r)
 	if loc := w.Header().Get("Location"); !strings.HasPrefix(loc, "https://api.example.com/v1/tasks/") {
 		t.Errorf("Location %q with a configured base", loc)
 	}
 	if ra := w.Header().Get("Retry-After"); ra != "3" {
 		t.Errorf("Retry-After %q for 2.5s, want 3", ra)
 	}
+}
+
+func TestValidHost(t *testing.T) {
+	t.Parallel()
+	for h, want := range map[string]bool{
+		"example.com": true, "example.com:8080": true, "127.0.0.1:8080": true, "[::1]:8080": true, "[::1]": true,
+		"localhost": true, "my_host.internal.": true,
+		"": false, "a b": false, "example.com:": false, "example.com:x": false, "example.com:65536": false,
+		"[::1": false, "[127.0.0.1]": false, "[::1]x": false, "-bad.example": false, "a..b": false, "ex/ample": false,
+		"user@host": false, strings.Repeat("a", 64) + ".com": false,
+	} {
+		if got := validHost(h); got != want {
+			t.Errorf("validHost(%q) = %v, want %v", h, got, want)
+		}
+	}
+}
+
+// rawRequest sends text as one HTTP/1.1 request on a new connection to addr and reads the
+// answer, for requests a Go client would not send.
+func rawRequest(t *testing.T, addr, text string) resp {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(conn, text); err != nil {
+		t.Fatal(err)
+	}
+	r, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	body, _ := io.ReadAll(r.Body)
+	return resp{r, body}
 }
 
 func TestPanicsAnswerAnInternalProblem(t *testing.T) {

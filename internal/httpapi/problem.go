@@ -43,6 +43,7 @@ var titles = map[string]string{
 	api.ProblemInProgress:          "A request with this Idempotency-Key is still in progress",
 	api.ProblemUnsupportedMedia:    "Unsupported media type",
 	api.ProblemTooLarge:            "The request body is too large",
+	api.ProblemTimeout:             "The request body did not arrive in time",
 	api.ProblemUnauthorized:        "Unauthorized",
 	api.ProblemMethodNotAllowed:    "Method not allowed",
 	api.ProblemUnavailable:         "Service unavailable",
@@ -91,6 +92,9 @@ func (h *handler) problem(w http.ResponseWriter, r *http.Request, p api.Problem)
 	}
 	if p.Title == "" {
 		p.Title = http.StatusText(p.Status)
+	}
+	if bodyUnread(r) {
+		w.Header().Set("Connection", "close")
 	}
 	w.Header().Set("Content-Type", api.MediaProblem)
 	w.Header().Set("Cache-Control", "no-store")

@@ -15,7 +15,7 @@ import (
 // checked like a submit (Idempotency-Key, Content-Type, size, JSON, shape) and answered like
 // one: 202 with Location and Retry-After, or the earlier relaunch on a replay of its key.
 func (h *handler) relaunch(w http.ResponseWriter, r *http.Request, owner string) {
-	key, body, ok := h.readBody(w, r)
+	key, body, ok := h.readCreate(w, r)
 	if !ok {
 		return
 	}

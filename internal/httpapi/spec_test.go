@@ -104,8 +104,11 @@ func (s *specWalker) step(name string, r req, status int, validity reqValidity, 
 		}
 	}
 
-	res, err := s.b.srv.Client().Do(sent)
-	if err != nil {
+	var res *http.Response
+	var err error
+	if r.stall {
+		res = s.b.stalledDo(r)
+	} else if res, err = s.b.srv.Client().Do(sent); err != nil {
 		s.t.Fatalf("%s: %v", name, err)
 	}
 	defer res.Body.Close()

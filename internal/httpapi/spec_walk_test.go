@@ -18,7 +18,7 @@ import (
 // It ends by checking that every documented response was seen.
 func TestOpenAPIContract(t *testing.T) {
 	t.Parallel()
-	b := setup(t, bundleOptions{maxBodyBytes: 8192, keepAlive: 100 * time.Millisecond})
+	b := setup(t, bundleOptions{maxBodyBytes: 8192, keepAlive: 100 * time.Millisecond, bodyTimeout: 500 * time.Millisecond})
 	s := newSpecWalker(t, b)
 	alice := func(method, path string) req { return req{method: method, path: path, token: aliceToken} }
 	with := func(r req, h ...string) req {
@@ -57,6 +57,9 @@ func TestOpenAPIContract(t *testing.T) {
 	s.step("unsupported media type", plain, 415, specInvalid)
 	s.step("too large", post(submitBody(strings.Repeat("d", 120)+"-1", strings.Repeat("d", 120)+"-2")+strings.Repeat(" ", 8192)), 413, specAny)
 	s.step("not JSON", post(`{"deviceIds":`), 400, specInvalid)
+	slow := post(submitBody("web-1"))
+	slow.stall = true
+	s.step("body too slow", slow, 408, specValid)
 	s.step("bad idempotency key", post(submitBody("web-1"), "Idempotency-Key", strings.Repeat("k", 256)), 400, specInvalid)
 	b.queue.fail.Store(true)
 	r = s.step("queue down", post(submitBody("web-1")), 503, specValid)

@@ -11,8 +11,10 @@ import (
 	"maps"
 	"mime"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/fleetrun/fleetrun/api"
 	"github.com/fleetrun/fleetrun/internal/engine"
@@ -23,7 +25,7 @@ import (
 // or queued unless every one passes: Idempotency-Key (400), Content-Type (415), size (413),
 // JSON syntax (400), JSON shape (422), then the engine's validation (422).
 func (h *handler) submit(w http.ResponseWriter, r *http.Request, owner string) {
-	key, body, ok := h.readBody(w, r)
+	key, body, ok := h.readCreate(w, r)
 	if !ok {
 		return
 	}
@@ -40,10 +42,10 @@ func (h *handler) submit(w http.ResponseWriter, r *http.Request, owner string) {
 	h.accepted(w, r, t, created, err)
 }
 
-// readBody reads the Idempotency-Key and the JSON body of a request that creates a task,
+// readCreate reads the Idempotency-Key and the JSON body of a request that creates a task,
 // answering the problem and returning false when either is refused: Idempotency-Key (400),
-// Content-Type (415), size (413).
-func (h *handler) readBody(w http.ResponseWriter, r *http.Request) (key string, body []byte, ok bool) {
+// Content-Type (415), size (413), a body that does not arrive in time (408).
+func (h *handler) readCreate(w http.ResponseWriter, r *http.Request) (key string, body []byte, ok bool) {
 	key, err := idempotencyKey(r)
 	if err != nil {
 		h.problem(w, r, problemFor(http.StatusBadRequest, api.ProblemMalformed, err.Error()))
@@ -60,11 +62,15 @@ func (h *handler) readBody(w http.ResponseWriter, r *http.Request) (key string, 
 		h.problem(w, r, tooLarge)
 		return "", nil, false
 	}
-	body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
+	body, err = h.readBody(w, r)
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &mbe):
 		h.problem(w, r, tooLarge)
+		return "", nil, false
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		h.problem(w, r, problemFor(http.StatusRequestTimeout, api.ProblemTimeout,
+			fmt.Sprintf("the body did not arrive within %s", h.cfg.BodyTimeout)))
 		return "", nil, false
 	case err != nil:
 		h.problem(w, r, problemFor(http.StatusBadRequest, api.ProblemMalformed, "the body could not be read"))
@@ -102,6 +108,20 @@ func (h *handler) accepted(w http.ResponseWriter, r *http.Request, t *task.Task,
 		w.Header().Set("Idempotent-Replayed", "true")
 	}
 	writeJSON(w, http.StatusAccepted, l.renderTask(t))
+}
+
+// readBody reads a request body of at most MaxBodyBytes within BodyTimeout. The deadline is
+// the connection's, so it is lifted again once the body is in: the server goes on reading the
+// connection to notice a client that leaves, and a deadline left behind would end the request
+// then.
+func (h *handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	if h.cfg.BodyTimeout > 0 {
+		rc := http.NewResponseController(w)
+		if err := rc.SetReadDeadline(time.Now().Add(h.cfg.BodyTimeout)); err == nil {
+			defer rc.SetReadDeadline(time.Time{})
+		}
+	}
+	return io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
 }
 
 // idempotencyKey returns the request's Idempotency-Key, "" when none was sent. A key is 1 to
@@ -201,8 +221,8 @@ func wrongTypes(errs []task.FieldError) error {
 	return &task.Error{Code: task.CodeInvalid, Message: "the request body has fields of the wrong type", Fields: errs}
 }
 
-// decodeObject parses a body that must be one JSON object into its members: malformed (400)
-// when it is not JSON, a 422 when it is JSON but not an object.
+// decodeObject parses a body that must be one JSON object into its members (objectMembers):
+// malformed (400) when it is not JSON, a 422 when it is JSON but not an object.
 func decodeObject(body []byte) (map[string]json.RawMessage, error) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	var raw json.RawMessage
@@ -222,11 +242,42 @@ func decodeObject(body []byte) (map[string]json.RawMessage, error) {
 	if raw[0] != '{' {
 		return nil, wrongTypes([]task.FieldError{{Pointer: "", Detail: "the body must be a JSON object"}})
 	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &fields); err != nil {
+	return objectMembers(raw)
+}
+
+// objectMembers returns the members of a JSON object by name. A name that appears twice is
+// malformed: parsers disagree on which value wins (encoding/json takes the last, many proxies
+// and validators the first), so a body that one reads as harmless could run as another.
+func objectMembers(raw json.RawMessage) (map[string]json.RawMessage, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if _, err := dec.Token(); err != nil { // the opening brace
 		return nil, malformed("the body is not valid JSON: " + err.Error())
 	}
+	fields := make(map[string]json.RawMessage)
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, malformed("the body is not valid JSON: " + err.Error())
+		}
+		name, _ := tok.(string)
+		var value json.RawMessage
+		if err := dec.Decode(&value); err != nil {
+			return nil, malformed("the body is not valid JSON: " + err.Error())
+		}
+		if _, dup := fields[name]; dup {
+			return nil, malformed(fmt.Sprintf("the body has the key %q more than once; each key may appear only once", truncateKey(name)))
+		}
+		fields[name] = value
+	}
 	return fields, nil
+}
+
+// truncateKey shortens a member name for an error message.
+func truncateKey(name string) string {
+	if len(name) > 64 {
+		return name[:64] + "…"
+	}
+	return name
 }
 
 func decodeString(value json.RawMessage, pointer string, bad func(pointer, detail string)) string {

@@ -1,10 +1,15 @@
 package httpapi
 
 import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fleetrun/fleetrun/api"
 )
@@ -80,6 +85,8 @@ func TestSubmitRejects(t *testing.T) {
 		{"cut short", req{body: `{"deviceIds":["web-1"]`}, 400, api.ProblemMalformed, nil},
 		{"trailing garbage", req{body: valid + `x`}, 400, api.ProblemMalformed, nil},
 		{"two values", req{body: valid + ` {}`}, 400, api.ProblemMalformed, nil},
+		{"a key twice", req{body: `{"scriptUrl":"../../etc/passwd","deviceIds":["web-1"],"scriptUrl":"scripts/x"}`}, 400, api.ProblemMalformed, nil},
+		{"a key twice, once escaped", req{body: `{"deviceIds":["web-1"],"scriptUrl":"scripts/x","script\u0055rl":"/etc/passwd"}`}, 400, api.ProblemMalformed, nil},
 		{"idempotency key too long", req{body: valid, header: http.Header{"Idempotency-Key": {strings.Repeat("k", 256)}}}, 400, api.ProblemMalformed, nil},
 		{"idempotency key not ascii", req{body: valid, header: http.Header{"Idempotency-Key": {"clé"}}}, 400, api.ProblemMalformed, nil},
 		{"idempotency key twice", req{body: valid, header: http.Header{"Idempotency-Key": {"a", "b"}}}, 400, api.ProblemMalformed, nil},
@@ -137,6 +144,36 @@ func TestSubmitTooLargeWithoutContentLength(t *testing.T) {
 	}
 	if stored := b.storedTasks("alice"); len(stored) != 0 {
 		t.Errorf("stored %d tasks", len(stored))
+	}
+}
+
+func TestSubmitDuplicateKeyIsNamed(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	r := b.do(req{method: "POST", path: "/tasks", token: aliceToken,
+		body: `{"scriptUrl":"../../etc/passwd","deviceIds":["web-1"],"scriptUrl":"scripts/x"}`})
+	p := wantProblem(t, r, http.StatusBadRequest, api.ProblemMalformed)
+	if !strings.Contains(p.Detail, `"scriptUrl"`) {
+		t.Errorf("detail %q does not name the key", p.Detail)
+	}
+}
+
+func TestSubmitSlowBodyIsARequestTimeout(t *testing.T) {
+	t.Parallel()
+	b := setup(t, bundleOptions{bodyTimeout: 200 * time.Millisecond})
+	body := submitBody("web-1")
+	// The headers promise a body; all but its last byte comes, then nothing.
+	res := b.stalledDo(req{method: "POST", path: "/tasks", token: aliceToken, body: body})
+	data, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	wantProblem(t, resp{res, data}, http.StatusRequestTimeout, api.ProblemTimeout)
+	if stored := b.storedTasks("alice"); len(stored) != 0 {
+		t.Errorf("stored %d tasks", len(stored))
+	}
+
+	// A body that arrives in time is read as usual, and the deadline does not outlive it.
+	if r := b.do(req{method: "POST", path: "/tasks", token: aliceToken, body: body}); r.StatusCode != http.StatusAccepted {
+		t.Fatalf("a prompt body: %d %s", r.StatusCode, r.body)
 	}
 }
 
@@ -215,5 +252,38 @@ func TestDecodeSubmitHashIgnoresLayout(t *testing.T) {
 	}
 	if requestHash(a) == requestHash(c) {
 		t.Error("devices in another order hash the same")
+	}
+}
+
+func TestSubmitIsRefusedBeforeItsBodyArrives(t *testing.T) {
+	t.Parallel()
+	b := setup(t) // no body timeout: only the answer's Connection: close lets it go out
+	addr := strings.TrimPrefix(b.srv.URL, "http://")
+	for _, tc := range []struct {
+		name, auth, ctype string
+		status            int
+	}{
+		{"no credentials", "", "application/json", http.StatusUnauthorized},
+		{"a wrong token", "Authorization: Bearer wrong-secret\r\n", "application/json", http.StatusUnauthorized},
+		{"a wrong media type", "Authorization: Bearer " + aliceToken + "\r\n", "text/plain", http.StatusUnsupportedMediaType},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+			// A body of a megabyte is promised and never sent.
+			fmt.Fprintf(conn, "POST /tasks HTTP/1.1\r\nHost: %s\r\n%sContent-Type: %s\r\nContent-Length: 1048576\r\n\r\n{", addr, tc.auth, tc.ctype)
+			res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatalf("no answer before the body: %v", err)
+			}
+			res.Body.Close()
+			if res.StatusCode != tc.status || !res.Close {
+				t.Errorf("status %d, close %v; want %d and the connection closed", res.StatusCode, res.Close, tc.status)
+			}
+		})
 	}
 }

@@ -29,7 +29,13 @@ func (h *handler) getTask(w http.ResponseWriter, r *http.Request, owner string) 
 	}
 	present, matched := noneMatch(r, t.Version)
 	if wait > 0 && !t.Status.Terminal() && (!present || matched) {
+		release, ok := h.streams.acquire(owner)
+		if !ok {
+			h.tooManyStreams(w, r)
+			return
+		}
 		t, err = h.waitForChange(r, owner, t, time.Duration(wait)*time.Second)
+		release()
 		if r.Context().Err() != nil {
 			return // the client went away; nobody reads an answer
 		}

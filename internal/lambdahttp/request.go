@@ -28,7 +28,6 @@ type gateway struct {
 	// prefix is the part of the caller's path in front of the API's own paths: "/prod" for a
 	// named stage, "/v1" for a custom domain's API mapping, "" otherwise.
 	prefix string
-	scheme string
 }
 
 // NewRequest turns an HTTP API payload 2.0 event into an *http.Request for ctx. The request's
@@ -96,11 +95,7 @@ func NewRequest(ctx context.Context, ev events.APIGatewayV2HTTPRequest) (*http.R
 		r.Body = http.NoBody
 	}
 
-	scheme := "https" // API Gateway serves HTTPS only
-	if p, _, _ := strings.Cut(header(ev.Headers, "X-Forwarded-Proto"), ","); strings.EqualFold(strings.TrimSpace(p), "http") {
-		scheme = "http"
-	}
-	g := gateway{rc: ev.RequestContext, prefix: prefix, scheme: scheme}
+	g := gateway{rc: ev.RequestContext, prefix: prefix}
 	return r.WithContext(context.WithValue(ctx, contextKey{}, g)), nil
 }
 
@@ -225,18 +220,16 @@ func Owner(r *http.Request) (string, error) {
 	return "", ErrNoIdentity
 }
 
-// BaseURL is the absolute URL the caller reached the API at, without a trailing slash: the
-// domain it called (the execute-api endpoint or a custom domain) and the stage or API mapping
-// prefix it used. It is httpapi's BaseURL on Lambda. A request not made by NewRequest gets
-// https and its Host.
+// BaseURL is the absolute URL the caller reached the API at, without a trailing slash: https
+// (API Gateway serves nothing else), the domain it called (the execute-api endpoint or a custom
+// domain) as the request context names it, and the stage or API mapping prefix it used. It is
+// httpapi's BaseURL on Lambda. Neither the Host header nor X-Forwarded-* is read: API Gateway
+// passes on what the caller sent in them. Only an event without a domain name, which API
+// Gateway never sends (a hand-written one), falls back on its Host, as httpapi has checked it.
 func BaseURL(r *http.Request) string {
 	g, ok := r.Context().Value(contextKey{}).(gateway)
-	if !ok {
-		return "https://" + r.Host
+	if !ok || g.rc.DomainName == "" {
+		return "https://" + r.Host + g.prefix
 	}
-	host := g.rc.DomainName
-	if host == "" {
-		host = r.Host
-	}
-	return g.scheme + "://" + host + g.prefix
+	return "https://" + g.rc.DomainName + g.prefix
 }

@@ -232,3 +232,23 @@ func TestOwner(t *testing.T) {
 		t.Errorf("Owner of a plain request: %v", err)
 	}
 }
+
+func TestBaseURLComesFromTheRequestContext(t *testing.T) {
+	t.Parallel()
+	// What the caller sends in Host and X-Forwarded-* reaches the function as it was sent.
+	ev := events.APIGatewayV2HTTPRequest{
+		RouteKey: "POST /tasks", RawPath: "/prod/tasks",
+		Headers: map[string]string{"host": "evil.example", "x-forwarded-proto": "http", "x-forwarded-host": "evil.example"},
+		RequestContext: events.APIGatewayV2HTTPRequestContext{
+			Stage: "prod", DomainName: "abc123.execute-api.eu-west-1.amazonaws.com",
+			HTTP: events.APIGatewayV2HTTPRequestContextHTTPDescription{Method: "POST", Path: "/prod/tasks"},
+		},
+	}
+	r, err := NewRequest(context.Background(), ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := BaseURL(r), "https://abc123.execute-api.eu-west-1.amazonaws.com/prod"; got != want {
+		t.Errorf("BaseURL = %q, want %q", got, want)
+	}
+}

@@ -79,6 +79,9 @@ func (w *responseWriter) response() events.APIGatewayV2HTTPResponse {
 			resp.Cookies = append(resp.Cookies, vs...)
 			continue
 		}
+		if strings.EqualFold(k, "Connection") {
+			continue // hop by hop: API Gateway runs its own connections to the caller
+		}
 		resp.Headers[k] = strings.Join(vs, ", ")
 	}
 	b := w.body.Bytes()

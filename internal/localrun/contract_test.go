@@ -9,5 +9,6 @@ import (
 var (
 	_ engine.Runner = (*Runner)(nil)
 	_ Reporter      = (*engine.Engine)(nil)
+	_ Stepper       = (*engine.Engine)(nil)
 	_ DeviceLister  = task.Store(nil)
 )

@@ -86,7 +86,7 @@ func TestStopDevicesOfATaskUnknownToThisProcess(t *testing.T) {
 // script writes, before the script ends.
 func TestRunningOutputIsRefreshed(t *testing.T) {
 	t.Parallel()
-	b := setupWith(t, newFakeStore("d1"), nil, func(c *Config) { c.OutputInterval = 50 * time.Millisecond })
+	b := setupWith(t, newFakeStore("d1"), Config{OutputInterval: 50 * time.Millisecond})
 	name := b.script(t, "talk.sh", `echo line 1
 until [ -e release ]; do sleep 0.05; done
 echo line 2`)

@@ -31,6 +31,7 @@ type fakeStore struct {
 	failFirst  int // fail this many Report calls before accepting any
 	running    int // devices currently running, by the reports
 	maxRunning int
+	steps      []string // every SetStep, as "task: step"
 }
 
 func newFakeStore(ids ...string) *fakeStore {
@@ -40,6 +41,17 @@ func newFakeStore(ids ...string) *fakeStore {
 		s.devices[id] = &task.Device{ID: id, Status: task.DevicePending}
 	}
 	return s
+}
+
+// addTask adds devices that belong to taskID alone; devices added by newFakeStore belong to
+// every task.
+func (s *fakeStore) addTask(taskID string, ids ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, id := range ids {
+		s.order = append(s.order, id)
+		s.devices[id] = &task.Device{TaskID: taskID, ID: id, Status: task.DevicePending}
+	}
 }
 
 // set stores a device as it would be after an earlier life of the server.
@@ -81,6 +93,20 @@ func (s *fakeStore) Report(ctx context.Context, taskID string, updates []task.De
 	return &task.Task{ID: taskID}, nil
 }
 
+// SetStep records what the runner says a task is doing.
+func (s *fakeStore) SetStep(_ context.Context, taskID, step string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.steps = append(s.steps, taskID+": "+step)
+	return nil
+}
+
+func (s *fakeStore) stepsSeen() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.steps)
+}
+
 func (s *fakeStore) ListDevices(ctx context.Context, taskID string, q task.DeviceQuery) (*task.DevicePage, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -93,6 +119,9 @@ func (s *fakeStore) ListDevices(ctx context.Context, taskID string, q task.Devic
 	i := start
 	for ; i < len(s.order) && len(page.Devices) < pageSize; i++ {
 		d := *s.devices[s.order[i]]
+		if d.TaskID != "" && d.TaskID != taskID {
+			continue
+		}
 		if len(q.Statuses) == 0 || slices.Contains(q.Statuses, d.Status) {
 			page.Devices = append(page.Devices, &d)
 		}
@@ -187,10 +216,12 @@ type bundle struct {
 // test sees only the reports it expects; setupWith changes the configuration.
 func setup(t *testing.T, store *fakeStore, now func() time.Time) *bundle {
 	t.Helper()
-	return setupWith(t, store, now, func(*Config) {})
+	return setupWith(t, store, Config{Now: now})
 }
 
-func setupWith(t *testing.T, store *fakeStore, now func() time.Time, edit func(*Config)) *bundle {
+// setupWith is setup with more of the runner's Config: MaxProcs, NoCgroups, OutputInterval
+// (which is off unless set).
+func setupWith(t *testing.T, store *fakeStore, cfg Config) *bundle {
 	t.Helper()
 	b := &bundle{root: t.TempDir(), data: t.TempDir(), store: store}
 	trap := &errorTrap{}
@@ -199,9 +230,10 @@ func setupWith(t *testing.T, store *fakeStore, now func() time.Time, edit func(*
 			t.Errorf("the runner logged an error: %s", m)
 		}
 	})
-	cfg := Config{ScriptRoot: b.root, DataDir: b.data, Devices: store, Grace: 200 * time.Millisecond, Now: now,
-		OutputInterval: -1, Logger: slog.New(trap)}
-	edit(&cfg)
+	cfg.ScriptRoot, cfg.DataDir, cfg.Devices, cfg.Grace, cfg.Logger = b.root, b.data, store, 200*time.Millisecond, slog.New(trap)
+	if cfg.OutputInterval == 0 {
+		cfg.OutputInterval = -1
+	}
 	r, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -116,14 +116,9 @@ func processGroups() (map[int][]int, error) {
 		if err != nil {
 			continue // gone already
 		}
-		// The command name is in parentheses and may hold anything; the fields after it are
-		// state, ppid, pgrp.
-		i := bytes.LastIndexByte(stat, ')')
-		if i < 0 {
-			continue
-		}
-		fields := strings.Fields(string(stat[i+1:]))
-		if len(fields) < 3 {
+		// After the command name: state, ppid, pgrp.
+		fields, ok := statFields(stat)
+		if !ok || len(fields) < 3 {
 			continue
 		}
 		if pgrp, err := strconv.Atoi(fields[2]); err == nil {

@@ -19,11 +19,9 @@ const (
 	StreamStderr = "stderr"
 )
 
-// safeElement reports whether s can be used as one path element under the data directory:
-// it matches the local device id rule and is not "." or "..", so it can never climb out.
-func safeElement(s string) bool {
-	return task.LocalDeviceID.MatchString(s) && s != "." && s != ".."
-}
+// safeElement reports whether s can be used as one path element under the data directory: the
+// domain's local id rule, which keeps every id a name that cannot climb out.
+func safeElement(s string) bool { return task.ValidLocalID(s) }
 
 // outputDir is where a device's full output is kept: DataDir/output/<task>/<device>.
 func (r *Runner) outputDir(taskID, deviceID string) string {

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -21,11 +22,7 @@ const (
 
 // runDevice runs the script for one device and reports it running, then finished.
 func (r *Runner) runDevice(ru *run, path, deviceID string) {
-	cmd, err := r.command(ru.id, deviceID, path, ru.req.Args)
-	if err == nil {
-		err = cmd.Start()
-	}
-	closeFiles(cmd)
+	cmd, cgroup, pidfd, err := r.start(ru.id, deviceID, path, ru.req.Args)
 	if err != nil {
 		r.log.Warn("script could not be started", "task_id", ru.id, "device_id", deviceID, "err", err)
 		ru.countError()
@@ -36,23 +33,26 @@ func (r *Runner) runDevice(ru *run, path, deviceID string) {
 		return
 	}
 	pgid := cmd.Process.Pid
-	p := &proc{pgid: pgid, started: r.cfg.Now().UTC()}
+	p := &proc{pgid: pgid, cgroup: cgroup, started: r.cfg.Now().UTC()}
 	ru.register(deviceID, p)
 	if _, _, quiet := ru.state(); !quiet {
 		r.report(ru, []task.DeviceUpdate{{DeviceID: deviceID, Status: task.DeviceRunning, At: p.started, Ref: groupRef(pgid)}})
 	}
 
-	if err := waitExit(pgid); err != nil {
-		// Waiting without reaping failed, which should not happen: fall back on Wait alone.
+	if err := waitExit(pgid, pidfd); err != nil {
+		// Waiting on the pidfd failed, which should not happen: wait with a thread instead.
 		r.log.Error("waiting for a script to exit failed", "task_id", ru.id, "device_id", deviceID, "err", err)
+		_ = waitExitBlocking(pgid)
 	}
 	signalled, quiet := ru.exited(deviceID, p)
 	// The leader has exited but is not reaped yet, so its group id cannot have been reused:
-	// whatever the script left running in its group is killed before the id is freed.
-	_ = syscall.Kill(-pgid, syscall.SIGKILL)
-	if err := cmd.Wait(); err != nil && cmd.ProcessState == nil {
+	// whatever the script left running in its group, or anywhere in its cgroup, is killed
+	// before the id is freed.
+	p.kill()
+	if err := r.reap(cmd); err != nil && cmd.ProcessState == nil {
 		r.log.Error("reaping a script failed", "task_id", ru.id, "device_id", deviceID, "err", err)
 	}
+	r.cleanUp(cgroup)
 	if quiet {
 		return
 	}
@@ -63,6 +63,66 @@ func (r *Runner) runDevice(ru *run, path, deviceID string) {
 	}
 	r.attachOutput(&u, ru.id, deviceID)
 	r.report(ru, []task.DeviceUpdate{u})
+}
+
+// start starts a device's script: in its own cgroup where the runner has cgroups, with a pidfd
+// to wait on, and recorded as a child this runner reaps itself (see reaper). It returns the
+// command, the script's cgroup ("" without) and the pidfd (-1 where the kernel has none).
+func (r *Runner) start(taskID, deviceID, path string, args []string) (*exec.Cmd, string, int, error) {
+	r.starting.Lock()
+	defer r.starting.Unlock()
+	cmd, err := r.command(taskID, deviceID, path, args)
+	if err != nil {
+		return nil, "", -1, err
+	}
+	defer closeFiles(cmd)
+	cgroup := ""
+	if r.cg != nil {
+		dir, fd, err := r.cg.create()
+		if err != nil {
+			r.log.Warn("a script runs without a cgroup of its own", "task_id", taskID, "device_id", deviceID, "err", err)
+		} else {
+			defer unix.Close(fd)
+			cgroup = dir
+			cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, fd
+		}
+	}
+	pidfd := -1
+	cmd.SysProcAttr.PidFD = &pidfd
+	// The reaper must not take this child for an orphan it adopted, however soon it exits.
+	r.children.Lock()
+	err = cmd.Start()
+	if err == nil {
+		r.leaders[cmd.Process.Pid] = true
+	}
+	r.children.Unlock()
+	if err != nil {
+		if cgroup != "" {
+			_ = os.Remove(cgroup)
+		}
+		return nil, "", -1, err
+	}
+	return cmd, cgroup, pidfd, nil
+}
+
+// reap reaps a script's leader, which has exited, and forgets it as one. Both happen under the
+// lock that start holds while it forks, so that no new child can take the freed pid before
+// it is forgotten.
+func (r *Runner) reap(cmd *exec.Cmd) error {
+	r.children.Lock()
+	defer r.children.Unlock()
+	err := cmd.Wait() // the leader has exited: this does not block
+	delete(r.leaders, cmd.Process.Pid)
+	return err
+}
+
+// cleanUp removes a finished script's cgroup once the processes killed in it have gone, and
+// has the reaper look for what the script left behind.
+func (r *Runner) cleanUp(cgroup string) {
+	if cgroup != "" {
+		go removeCgroup(cgroup, 10*time.Second)
+	}
+	r.kickReaper()
 }
 
 // command prepares a device's script: its working directory, its output files, its
@@ -80,7 +140,7 @@ func (r *Runner) command(taskID, deviceID, path string, args []string) (*exec.Cm
 	}
 	cmd := exec.Command(path, args...)
 	cmd.Dir = work
-	cmd.Env = append(os.Environ(), envTaskID+"="+taskID, envDeviceID+"="+deviceID)
+	cmd.Env = append(os.Environ(), envTaskID+"="+taskID, envDeviceID+"="+deviceID, envServerID+"="+r.identity)
 	// Pdeathsig is sent when the OS thread that forked the child ends, not only when the
 	// server does; the Go runtime ends a thread only when a goroutine leaves it locked, which
 	// nothing in the server does, so in practice the child dies with the server.
@@ -102,9 +162,6 @@ func (r *Runner) command(taskID, deviceID, path string, args []string) (*exec.Cm
 
 // closeFiles closes the server's copies of the output files once the child has its own.
 func closeFiles(cmd *exec.Cmd) {
-	if cmd == nil {
-		return
-	}
 	for _, w := range []any{cmd.Stdout, cmd.Stderr} {
 		if f, ok := w.(*os.File); ok {
 			f.Close()
@@ -112,8 +169,46 @@ func closeFiles(cmd *exec.Cmd) {
 	}
 }
 
-// waitExit blocks until process pid has exited, without reaping it.
-func waitExit(pid int) error {
+// waitExit waits until process pid has exited, without reaping it, and closes pidfd.
+//
+// The wait parks the calling goroutine in the runtime's network poller, not an OS thread: a
+// pidfd becomes readable when its process exits. A blocking waitid would hold a thread per
+// running script, and Go ends the whole server at 10,000 threads. Only a kernel without pidfds
+// (before Linux 5.4; pidfd is then -1) gets the blocking wait.
+func waitExit(pid, pidfd int) error {
+	if pidfd < 0 {
+		return waitExitBlocking(pid)
+	}
+	if err := unix.SetNonblock(pidfd, true); err != nil {
+		unix.Close(pidfd)
+		return fmt.Errorf("localrun: pidfd: %w", err)
+	}
+	f := os.NewFile(uintptr(pidfd), "pidfd")
+	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("localrun: pidfd: %w", err)
+	}
+	var werr error
+	err = rc.Read(func(fd uintptr) bool {
+		for {
+			var info unix.Siginfo
+			werr = unix.Waitid(unix.P_PIDFD, int(fd), &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
+			if werr == unix.EINTR {
+				continue
+			}
+			// With WNOHANG, a process that has not exited yet leaves info zeroed.
+			return werr != nil || info.Signo != 0
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("localrun: wait on pidfd: %w", err)
+	}
+	return werr
+}
+
+// waitExitBlocking blocks an OS thread until process pid has exited, without reaping it.
+func waitExitBlocking(pid int) error {
 	for {
 		var info unix.Siginfo
 		err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)

@@ -10,10 +10,11 @@ import (
 func TestPruneRemovesTheFilesOfForgottenTasksOnly(t *testing.T) {
 	t.Parallel()
 	data := t.TempDir()
-	r, err := New(Config{ScriptRoot: t.TempDir(), DataDir: data, Devices: newFakeStore()})
+	r, err := New(Config{ScriptRoot: t.TempDir(), DataDir: data, Devices: newFakeStore(), NoCgroups: true})
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = r.Shutdown(context.Background()) })
 	for _, dir := range []string{"output/gone/d1", "work/gone/d1", "output/kept/d1", "work/kept/d1", "work/onlywork/d1"} {
 		if err := os.MkdirAll(filepath.Join(data, dir), 0o755); err != nil {
 			t.Fatal(err)

@@ -36,7 +36,10 @@ type run struct {
 	quiet   bool          // the server is shutting down: report nothing more
 	stopped chan struct{} // closed when reason is first set
 	procs   map[string]*proc
-	errors  int // devices counted against maxErrors
+	// finished are the devices whose script has exited; whatever they left behind may be
+	// killed (see reaper).
+	finished map[string]bool
+	errors   int // devices counted against maxErrors
 	// asked are the devices a caller cancelled one by one: one not started yet never starts,
 	// and one running is stopped (see stopDevices).
 	asked map[string]bool
@@ -47,17 +50,37 @@ type proc struct {
 	pgid int
 	// started is when the script was started, the device's StartedAt.
 	started time.Time
+	// cgroup is the script's own cgroup, "" where the runner has none.
+	cgroup string
 	// exited is set once the leader has exited; its group is never signalled again by stop,
 	// since the group id is freed when the leader is reaped.
 	exited bool
 	// signalled is why this runner signalled the group, stopNone if it did not.
 	signalled stopReason
-	kill      *time.Timer
+	killTimer *time.Timer
+}
+
+// term asks everything the script runs to stop: its process group, and everything in its
+// cgroup, which holds what left the group too.
+func (p *proc) term() {
+	_ = syscall.Kill(-p.pgid, syscall.SIGTERM)
+	if p.cgroup != "" {
+		signalCgroup(p.cgroup, syscall.SIGTERM)
+	}
+}
+
+// kill ends everything the script runs at once.
+func (p *proc) kill() {
+	_ = syscall.Kill(-p.pgid, syscall.SIGKILL)
+	if p.cgroup != "" {
+		_ = killCgroup(p.cgroup)
+	}
 }
 
 func newRun(t *task.Task, rep Reporter, grace time.Duration) *run {
 	return &run{id: t.ID, req: t.Request, reporter: rep, grace: grace, deadline: t.Deadline(),
-		stopped: make(chan struct{}), procs: make(map[string]*proc), asked: make(map[string]bool)}
+		stopped: make(chan struct{}), procs: make(map[string]*proc), finished: make(map[string]bool),
+		asked: make(map[string]bool)}
 }
 
 // stop ends the run early: no device starts any more, and every running script's group gets
@@ -84,12 +107,12 @@ func (ru *run) signal(p *proc, reason stopReason) {
 		return
 	}
 	p.signalled = reason
-	_ = syscall.Kill(-p.pgid, syscall.SIGTERM)
-	p.kill = time.AfterFunc(ru.grace, func() {
+	p.term()
+	p.killTimer = time.AfterFunc(ru.grace, func() {
 		ru.mu.Lock()
 		defer ru.mu.Unlock()
 		if !p.exited {
-			_ = syscall.Kill(-p.pgid, syscall.SIGKILL)
+			p.kill()
 		}
 	})
 }
@@ -100,7 +123,7 @@ func (ru *run) killAll() {
 	defer ru.mu.Unlock()
 	for _, p := range ru.procs {
 		if !p.exited {
-			_ = syscall.Kill(-p.pgid, syscall.SIGKILL)
+			p.kill()
 		}
 	}
 }
@@ -145,10 +168,11 @@ func (ru *run) exited(deviceID string, p *proc) (stopReason, bool) {
 	ru.mu.Lock()
 	defer ru.mu.Unlock()
 	p.exited = true
-	if p.kill != nil {
-		p.kill.Stop()
+	if p.killTimer != nil {
+		p.killTimer.Stop()
 	}
 	delete(ru.procs, deviceID)
+	ru.finished[deviceID] = true
 	return p.signalled, ru.quiet
 }
 
@@ -188,7 +212,16 @@ func (r *Runner) execute(ru *run, path string, pending []string, lost []task.Dev
 	budget := ru.req.ErrorBudget()
 	slots := make(chan struct{}, ru.req.Concurrency())
 	var devices sync.WaitGroup
-	maxErrorsExceeded := false
+	maxErrorsExceeded, waited := false, false
+	// more reports whether another device may start: the run has not been stopped, and no
+	// more devices have failed than maxErrors allows.
+	more := func() bool {
+		reason, errs, _ := ru.state()
+		if reason == stopNone && errs > budget {
+			maxErrorsExceeded = true
+		}
+		return reason == stopNone && !maxErrorsExceeded
+	}
 	following := r.follow(ru)
 	defer following.stop()
 	started, next := 0, 0
@@ -198,15 +231,12 @@ func (r *Runner) execute(ru *run, path string, pending []string, lost []task.Dev
 			r.skip(ru, id)
 			continue
 		}
+		// The task's own maxConcurrency first, then the server's cap, shared with every task.
 		select {
 		case slots <- struct{}{}:
 		case <-ru.stopped:
 		}
-		reason, errs, _ := ru.state()
-		if reason == stopNone && errs > budget {
-			maxErrorsExceeded = true
-		}
-		if reason != stopNone || maxErrorsExceeded {
+		if !more() {
 			break
 		}
 		if ru.wasAsked(id) { // cancelled while it waited for a slot
@@ -214,13 +244,38 @@ func (r *Runner) execute(ru *run, path string, pending []string, lost []task.Dev
 			r.skip(ru, id)
 			continue
 		}
+		if !r.pool.tryAcquire() {
+			if !waited {
+				waited = true
+				r.setStep(ru, fmt.Sprintf("waiting for a free slot: this server runs at most %d scripts at once", r.maxProcs))
+			}
+			if !r.pool.acquire(ru.stopped) {
+				break
+			}
+			// The wait may have been long: the run may have stopped, or failed, or a caller
+			// cancelled the device, meanwhile.
+			if !more() {
+				r.pool.release()
+				break
+			}
+			if ru.wasAsked(id) {
+				r.pool.release()
+				<-slots
+				r.skip(ru, id)
+				continue
+			}
+		}
 		started++
 		devices.Add(1)
 		go func() {
 			defer devices.Done()
 			defer func() { <-slots }()
+			defer r.pool.release()
 			r.runDevice(ru, path, id)
 		}()
+	}
+	if waited && next == len(pending) {
+		r.setStep(ru, "") // every device has started: the task is just running
 	}
 
 	if rest := pending[next:]; len(rest) > 0 {
@@ -258,6 +313,20 @@ func (r *Runner) skip(ru *run, id string) {
 	}
 	r.report(ru, []task.DeviceUpdate{{DeviceID: id, Status: task.DeviceCancelled, At: r.cfg.Now().UTC(),
 		Reason: "cancelled by request before it started"}})
+}
+
+// setStep tells the Reporter, when it is also a Stepper, what the task is doing.
+func (r *Runner) setStep(ru *run, step string) {
+	s, ok := ru.reporter.(Stepper)
+	if !ok {
+		return
+	}
+	if _, _, quiet := ru.state(); quiet {
+		return
+	}
+	if err := s.SetStep(r.ctx, ru.id, step); err != nil {
+		r.log.Warn("recording what a task is doing failed", "task_id", ru.id, "step", step, "err", err)
+	}
 }
 
 // armDeadline stops the run at the task's deadline. The clock is read once, here, to know how

@@ -2,25 +2,33 @@
 // a child process of the server and reports each device's progress to the engine.
 //
 // A device here is a name, not a machine: every device runs the same script on this host, in
-// its own working directory (DataDir/work/<task>/<device>), with FLEETRUN_TASK_ID and
-// FLEETRUN_DEVICE_ID added to the server's environment and the task's args passed as argv,
-// never through a shell. Its stdout and stderr are kept whole on disk
+// its own working directory (DataDir/work/<task>/<device>), with FLEETRUN_TASK_ID,
+// FLEETRUN_DEVICE_ID and FLEETRUN_SERVER_ID added to the server's environment and the task's
+// args passed as argv, never through a shell. Its stdout and stderr are kept whole on disk
 // (DataDir/output/<task>/<device>/stdout|stderr, see OpenOutput); the reported copies are cut
 // at task.StdoutInlineLimit and task.StderrInlineLimit characters.
 //
 // Each script runs in a process group of its own, recorded in the device's Ref as
 // "pgid:<n>", so that stopping a device stops everything the script started, and a restarted
 // server can find and stop what a previous life left behind. When the script exits, whatever
-// it left running in its group is killed too: no work outlives the device's report. A process
-// that moves itself to another group or session (setsid, a double-forking daemon) escapes this.
+// it left running is killed too: no work outlives the device's report. Where this process may
+// create cgroups, each script also runs in a cgroup of its own (see cgroups), which holds what
+// leaves the group or the session (setsid, a double-forking daemon) too; elsewhere, with
+// Config.Subreaper, the server adopts such a process once its parent exits and kills it when
+// its device has finished (see reaper). What a server that died left behind, the next one
+// stops (StopLeftovers).
+//
+// A script is waited for through a pidfd in the runtime's poller (see waitExit), so a running
+// script costs a goroutine, not an OS thread, and Config.MaxProcs caps how many run at once
+// across every task (see pool).
 //
 // Outcomes: exit 0 is succeeded, any other exit failed with its exit code. A script ended by a
 // signal it was not sent by the runner is failed with no exit code (nil) and the signal named
 // in the device's reason. A script the runner stopped is cancelled (Cancel) or timed_out (the
 // task's deadline) whatever its exit code, which is kept when it exited and nil when the signal
-// killed it. maxConcurrency bounds how many scripts run at once; once more devices have failed
-// or timed out than maxErrors allows, no further device starts and the rest are reported
-// cancelled.
+// killed it. maxConcurrency bounds how many scripts of a task run at once, within the server's
+// cap; once more devices have failed or timed out than maxErrors allows, no further device
+// starts and the rest are reported cancelled.
 //
 // Wiring: the engine reports for the runner and the runner is part of the engine, so build the
 // runner without a Reporter, build the engine with the runner, then call SetReporter(engine).
@@ -41,6 +49,13 @@ import (
 // Reporter receives device updates; *engine.Engine satisfies it.
 type Reporter interface {
 	Report(ctx context.Context, taskID string, updates []task.DeviceUpdate) (*task.Task, error)
+}
+
+// Stepper is told what a task is doing when the runner knows more than the task's status says:
+// that devices wait for a free slot under the server's cap, and that they no longer do (an
+// empty step). *engine.Engine satisfies it; a Reporter that is also a Stepper is told.
+type Stepper interface {
+	SetStep(ctx context.Context, taskID, step string) error
 }
 
 // DeviceLister reads a task's devices as stored; a task.Store satisfies it.
@@ -72,6 +87,20 @@ type Config struct {
 	// only when some device's output grew. DefaultOutputInterval when zero; a negative value
 	// turns the refresh off, so a device's output appears when it ends.
 	OutputInterval time.Duration
+	// MaxProcs caps the scripts running at once across every task, shared fairly between the
+	// tasks that wait (a task's maxConcurrency is then an upper bound, not a promise). Zero
+	// means DefaultMaxProcs().
+	MaxProcs int
+	// Subreaper makes this process a child subreaper (PR_SET_CHILD_SUBREAPER): a process that
+	// a script leaves behind when its parent exits, setsid or not, becomes the server's child
+	// instead of init's, and is killed once its device has finished. The runner then reaps
+	// every child it did not start itself, so only a process whose children are all the
+	// runner's may set it, as `fleetrun serve` does; tests in a shared process leave it off.
+	Subreaper bool
+	// NoCgroups runs scripts without a cgroup each even where this process may create cgroups.
+	// By default every script runs in a cgroup v2 of its own where the kernel and permissions
+	// allow it (see cgroups), and only its process group otherwise.
+	NoCgroups bool
 	// Now is the clock; it is read when a run starts to know how long is left until the
 	// task's deadline.
 	Now    func() time.Time
@@ -86,6 +115,22 @@ type Runner struct {
 	// ctx outlives every request: runs and their reports use it, and Shutdown ends it.
 	ctx    context.Context
 	cancel context.CancelFunc
+
+	pool     *pool
+	maxProcs int
+	// identity is this process's envServerID, the mark on every script it starts.
+	identity string
+	// cg holds the scripts' cgroups; nil where the runner cannot use cgroups.
+	cg *cgroups
+	// children guards leaders, the scripts started and not yet reaped by os/exec, which the
+	// reaper must leave alone.
+	children sync.Mutex
+	leaders  map[int]bool
+	reaper   *reaper // nil unless Config.Subreaper
+	// starting lets one script at a time be prepared and started. Forks are serialised by the
+	// runtime anyway; the directories, files and cgroup made before each are blocking system
+	// calls, and hundreds at once would each take an OS thread for nothing.
+	starting sync.Mutex
 
 	mu       sync.Mutex
 	reporter Reporter
@@ -124,9 +169,40 @@ func New(cfg Config) (*Runner, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.MaxProcs <= 0 {
+		cfg.MaxProcs = DefaultMaxProcs()
+	}
+	identity, err := processIdentity(os.Getpid())
+	if err != nil {
+		return nil, fmt.Errorf("localrun: identify this process: %w", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Runner{cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel,
-		reporter: cfg.Reporter, runs: make(map[string]*run)}, nil
+	r := &Runner{cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel, pool: newPool(cfg.MaxProcs),
+		maxProcs: cfg.MaxProcs, identity: identity, leaders: make(map[int]bool),
+		reporter: cfg.Reporter, runs: make(map[string]*run)}
+	if !cfg.NoCgroups {
+		if r.cg, err = openCgroups(identity); err != nil {
+			r.log.Info("scripts run without cgroups: a script that leaves its process group is stopped only through the child subreaper",
+				"reason", err.Error())
+		}
+	}
+	if cfg.Subreaper {
+		if err := r.startReaper(); err != nil {
+			r.close()
+			cancel()
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// Contained reports how this runner keeps a script's processes together: "cgroup" when each
+// script has a cgroup v2 of its own, "process group" otherwise.
+func (r *Runner) Contained() string {
+	if r.cg != nil {
+		return "cgroup"
+	}
+	return "process group"
 }
 
 // SetReporter sets where device updates go. Wiring builds the runner, then the engine with the
@@ -233,7 +309,7 @@ func (r *Runner) Cancel(ctx context.Context, t *task.Task) error {
 	if err != nil {
 		return err
 	}
-	updates := r.stopLost(t.ID, p.lost, "stopped because the task was cancelled", task.DeviceCancelled)
+	updates := r.stopLost(t.ID, append(p.lost, p.asked...), "stopped because the task was cancelled", task.DeviceCancelled)
 	now := r.cfg.Now().UTC()
 	for _, id := range p.pending {
 		updates = append(updates, task.DeviceUpdate{DeviceID: id, Status: task.DeviceCancelled, At: now,
@@ -317,6 +393,7 @@ func (r *Runner) Shutdown(ctx context.Context) error {
 	select {
 	case <-done:
 		r.cancel()
+		r.close()
 		return nil
 	case <-ctx.Done():
 		for _, ru := range runs {
@@ -324,7 +401,19 @@ func (r *Runner) Shutdown(ctx context.Context) error {
 		}
 		r.cancel()
 		<-done
+		r.close()
 		return fmt.Errorf("localrun: shutdown: %w", ctx.Err())
+	}
+}
+
+// close kills what the scripts left behind, in their cgroups and among this process's adopted
+// children, and removes the runner's cgroups.
+func (r *Runner) close() {
+	if r.reaper != nil {
+		r.reaper.stop()
+	}
+	if r.cg != nil {
+		r.cg.close()
 	}
 }
 

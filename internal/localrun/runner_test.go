@@ -186,13 +186,26 @@ func TestMaxErrorsStopsStartingDevices(t *testing.T) {
 func TestUnstartableScriptFailsTheDevice(t *testing.T) {
 	t.Parallel()
 	b := setup(t, newFakeStore("d1"), nil)
-	writeExecutable(t, filepath.Join(b.root, "noshebang"), "echo hi\n")
-	if err := b.runner.Start(context.Background(), newTask("T1", "noshebang", time.Now(), "d1")); err != nil {
+	writeExecutable(t, filepath.Join(b.root, "nointerpreter"), "#!/no/such/interpreter\necho hi\n")
+	if err := b.runner.Start(context.Background(), newTask("T1", "nointerpreter", time.Now(), "d1")); err != nil {
 		t.Fatal(err)
 	}
 	d := waitStatus(t, b.store, "d1", task.DeviceFailed)
-	if d.ExitCode != nil || !strings.Contains(d.Reason, "#!") {
+	if d.ExitCode != nil || !strings.Contains(d.Reason, "could not be started") {
 		t.Errorf("exit code %v, reason %q", d.ExitCode, d.Reason)
+	}
+}
+
+func TestScriptWithoutShebangIsInvalid(t *testing.T) {
+	t.Parallel()
+	b := setup(t, newFakeStore("d1"), nil)
+	writeExecutable(t, filepath.Join(b.root, "noshebang"), "echo hi\n")
+	err := b.runner.Start(context.Background(), newTask("T1", "noshebang", time.Now(), "d1"))
+	if !task.IsCode(err, task.CodeInvalid) || !strings.Contains(err.Error(), "#!") {
+		t.Fatalf("Start = %v, want an invalid error about the #! line", err)
+	}
+	if b.store.reportCalls() != 0 {
+		t.Errorf("%d reports for a task that could not start", b.store.reportCalls())
 	}
 }
 

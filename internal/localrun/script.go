@@ -3,11 +3,13 @@ package localrun
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -25,11 +27,12 @@ var schemeRule = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*:`)
 //     absolute path, "file:ops/patch.sh" one relative to root. Percent-escapes are decoded; a
 //     query or fragment is refused.
 //
-// Any other scheme (s3://, http://, …) is refused, and so is anything that leads outside root,
-// lexically ("..") or through a symbolic link (both root and the script are resolved with
-// filepath.EvalSymlinks before they are compared), anything that does not exist or is not a
-// regular file, and a file the server may not execute: the runner executes the script directly,
-// so it needs its execute bit and, unless it is a binary, a "#!" line naming its interpreter.
+// The path is never cleaned lexically: the system resolves it as written, one element at a
+// time inside root (os.Root), so "hello.sh/" is not hello.sh, and ".." or a symbolic link that
+// would leave root is refused. Any other scheme (s3://, http://, …) is refused, and so is
+// anything that does not exist or is not a regular file, and a file the server may not run: the
+// runner executes the script directly, so it needs its execute bit and a first line "#!" that
+// names its interpreter.
 //
 // The error text is meant for the caller who submitted the task: it repeats the scriptUrl but
 // never the server's own paths.
@@ -52,36 +55,61 @@ func ResolveScript(root, scriptURL string) (string, error) {
 	if err != nil {
 		return "", errors.New("the script root of this server does not exist")
 	}
-	candidate := abs
-	if abs == "" {
-		if !filepath.IsLocal(rel) {
+	if abs != "" {
+		var ok bool
+		if rel, ok = under(abs, rootAbs, rootReal); !ok {
 			return "", fmt.Errorf("%q is outside the script root", scriptURL)
 		}
-		candidate = filepath.Join(rootAbs, rel)
-	} else if !within(rootAbs, abs) && !within(rootReal, abs) {
+	}
+	if !filepath.IsLocal(rel) && rel != "." {
 		return "", fmt.Errorf("%q is outside the script root", scriptURL)
 	}
-	real, err := filepath.EvalSymlinks(candidate)
-	if errors.Is(err, fs.ErrNotExist) {
+	r, err := os.OpenRoot(rootReal)
+	if err != nil {
+		return "", errors.New("the script root of this server cannot be opened")
+	}
+	defer r.Close()
+	// O_NONBLOCK: opening a named pipe must not wait for a writer.
+	f, err := r.OpenFile(rel, os.O_RDONLY|unix.O_NONBLOCK, 0)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENOTDIR):
 		return "", fmt.Errorf("%q does not exist under the script root", scriptURL)
+	case err != nil:
+		return "", fmt.Errorf("%q leads outside the script root through a symbolic link, or cannot be read", scriptURL)
 	}
-	if err != nil {
-		return "", fmt.Errorf("%q cannot be read under the script root", scriptURL)
-	}
-	if !within(rootReal, real) {
-		return "", fmt.Errorf("%q leads outside the script root through a symbolic link", scriptURL)
-	}
-	info, err := os.Stat(real)
-	if err != nil {
-		return "", fmt.Errorf("%q cannot be read under the script root", scriptURL)
-	}
-	if !info.Mode().IsRegular() {
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil || !info.Mode().IsRegular() {
 		return "", fmt.Errorf("%q is not a regular file", scriptURL)
+	}
+	// The file the system opened, wherever its links led: that is what runs.
+	real, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(int(f.Fd())))
+	if err != nil || !within(rootReal, real) {
+		return "", fmt.Errorf("%q cannot be read under the script root", scriptURL)
 	}
 	if unix.Access(real, unix.X_OK) != nil {
 		return "", fmt.Errorf("%q is not executable: the local runner runs a script directly, so it needs its execute bit and a #! line", scriptURL)
 	}
+	head := make([]byte, 2)
+	if n, _ := io.ReadFull(f, head); n < 2 || string(head) != "#!" {
+		return "", fmt.Errorf("%q does not start with #!: the local runner runs a script directly, so its first line must name its interpreter, such as #!/bin/sh", scriptURL)
+	}
 	return real, nil
+}
+
+// under returns abs relative to the root, known by its absolute path or its real one; ok is
+// false when abs does not start with either. Only the prefix is compared, nothing is cleaned:
+// what follows is resolved inside the root.
+func under(abs, rootAbs, rootReal string) (rel string, ok bool) {
+	for _, root := range []string{rootAbs, rootReal} {
+		if abs == root {
+			return ".", true
+		}
+		if rel, ok := strings.CutPrefix(abs, strings.TrimSuffix(root, "/")+"/"); ok {
+			return rel, true
+		}
+	}
+	return "", false
 }
 
 // CheckScript returns a check for task.Rules.CheckScript that accepts exactly the scriptUrls
@@ -101,7 +129,7 @@ func scriptPath(scriptURL string) (rel, abs string, err error) {
 	}
 	if !schemeRule.MatchString(scriptURL) {
 		if filepath.IsAbs(scriptURL) {
-			return "", filepath.Clean(scriptURL), nil
+			return "", scriptURL, nil
 		}
 		return scriptURL, "", nil
 	}
@@ -121,7 +149,7 @@ func scriptPath(scriptURL string) (rel, abs string, err error) {
 			return "", "", fmt.Errorf("%q is not a valid URL", scriptURL)
 		}
 		if filepath.IsAbs(p) {
-			return "", filepath.Clean(p), nil
+			return "", p, nil
 		}
 		return p, "", nil
 	}
@@ -131,7 +159,7 @@ func scriptPath(scriptURL string) (rel, abs string, err error) {
 	if u.Path == "" || !filepath.IsAbs(u.Path) {
 		return "", "", fmt.Errorf("%q names no file", scriptURL)
 	}
-	return "", filepath.Clean(u.Path), nil
+	return "", u.Path, nil
 }
 
 // within reports whether path p is dir or lies under it; both must be clean and absolute.

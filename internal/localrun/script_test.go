@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestResolveScript(t *testing.T) {
@@ -16,6 +18,12 @@ func TestResolveScript(t *testing.T) {
 	writeExecutable(t, filepath.Join(root, "with space.sh"), "#!/bin/sh\n")
 	writeExecutable(t, filepath.Join(outside, "evil.sh"), "#!/bin/sh\n")
 	if err := os.WriteFile(filepath.Join(root, "noexec.sh"), []byte("#!/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	writeExecutable(t, filepath.Join(root, "noshebang.sh"), "echo hi\n")
+	writeExecutable(t, filepath.Join(root, "empty.sh"), "")
+	writeExecutable(t, filepath.Join(root, "binary"), "\x7fELF\x02\x01\x01")
+	if err := unix.Mkfifo(filepath.Join(root, "pipe.sh"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Symlink("hello.sh", filepath.Join(root, "link-in.sh")); err != nil {
@@ -38,6 +46,15 @@ func TestResolveScript(t *testing.T) {
 		{"relative", "hello.sh", hello, ""},
 		{"nested", "ops/patch.sh", patch, ""},
 		{"dot-dot that stays inside", "ops/../hello.sh", hello, ""},
+		{"a dot in front", "./hello.sh", hello, ""},
+		{"a trailing slash is not the file", "hello.sh/", "", "does not exist"},
+		{"a trailing slash, absolute", hello + "/", "", "does not exist"},
+		{"a trailing dot is not the file", "hello.sh/.", "", "does not exist"},
+		{"a file URL with a trailing slash", "file://" + hello + "/", "", "does not exist"},
+		{"no #! line", "noshebang.sh", "", "does not start with #!"},
+		{"empty", "empty.sh", "", "does not start with #!"},
+		{"a binary", "binary", "", "does not start with #!"},
+		{"a named pipe", "pipe.sh", "", "not a regular file"},
 		{"absolute inside", hello, hello, ""},
 		{"file URL absolute", "file://" + hello, hello, ""},
 		{"file URL localhost", "file://localhost" + hello, hello, ""},
@@ -60,7 +77,7 @@ func TestResolveScript(t *testing.T) {
 		{"http", "http://example.com/hello.sh", "", "not a local script"},
 		{"file URL with host", "file://example.com/hello.sh", "", "names host"},
 		{"file URL with query", "file:hello.sh?x=1", "", "query"},
-		{"empty", "  ", "", "required"},
+		{"blank", "  ", "", "required"},
 		{"NUL", "hello.sh\x00", "", "NUL"},
 	}
 	for _, tc := range tests {

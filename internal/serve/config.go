@@ -1,13 +1,18 @@
 package serve
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
+	"net/url"
+	"regexp"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fleetrun/fleetrun/internal/localrun"
 )
 
 // Config is `fleetrun serve`'s configuration, from flags and the environment.
@@ -21,9 +26,56 @@ type Config struct {
 	Retention time.Duration
 	Grace     time.Duration
 	LogLevel  string
+
+	// PublicURL is the base of Location headers and links; empty means the address the
+	// request arrived at (see httpapi.BaseURL).
+	PublicURL string
+	// TrustProxy takes the base of links from X-Forwarded-Proto and X-Forwarded-Host (or
+	// Host), which only a reverse proxy in front of the server may be trusted to set.
+	TrustProxy bool
+	// MaxProcs caps the scripts running at once across every task (localrun.Config.MaxProcs).
+	MaxProcs int
+	// MaxPending bounds the devices waiting to run across every task; past it a submit is
+	// refused with 503 and Retry-After.
+	MaxPending int
+	// MaxConns caps the open connections; a connection past it waits to be accepted.
+	MaxConns int
+	// IdleTimeout closes a keep-alive connection that sends no request for that long.
+	IdleTimeout time.Duration
+	// BodyTimeout is how long a request body may take to arrive; a slower one gets 408.
+	BodyTimeout time.Duration
+	// MaxStreams and MaxStreamsPerOwner cap the event streams and long-polls open at once, in
+	// all and for one owner; past them such a request gets 503 and Retry-After.
+	MaxStreams, MaxStreamsPerOwner int
+	// Cgroups is "auto" (a cgroup per script where the server may create cgroups) or "off".
+	Cgroups string
+	// Subreaper makes the server a child subreaper (localrun.Config.Subreaper). Main sets it;
+	// a server started in a test's process (Start) does not, since the test's other children
+	// are not the runner's.
+	Subreaper bool
 	// Now is the clock of the store, the runner, the engine and the sweeper; time.Now when
 	// nil. Flags do not set it: tests do.
 	Now func() time.Time
+}
+
+// Defaults of the limits that are not derived from the machine.
+const (
+	DefaultMaxPending         = 50000
+	DefaultIdleTimeout        = 60 * time.Second
+	DefaultBodyTimeout        = 30 * time.Second
+	DefaultMaxStreams         = 1000
+	DefaultMaxStreamsPerOwner = 100
+)
+
+// DefaultMaxConns is the default cap on open connections: a quarter of the open-file limit
+// (which Go raises to its hard limit at start), between 64 and 10,000, so that connections can
+// never take the descriptors that scripts and the store need.
+func DefaultMaxConns() int {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil || lim.Cur == unix.RLIM_INFINITY {
+		return 10000
+	}
+	return int(min(max(lim.Cur/4, 64), 10000))
 }
 
 // tokenFlags collects repeated --token values.
@@ -32,20 +84,37 @@ type tokenFlags []string
 func (t *tokenFlags) String() string     { return strings.Join(*t, ",") }
 func (t *tokenFlags) Set(v string) error { *t = append(*t, v); return nil }
 
-// parseConfig reads flags, with FLEETRUN_TOKEN (comma-separated, same forms as --token) as the
-// default for --token.
+// ownerRule is what an owner named in --token may look like; it has no "=", so the first "="
+// of a --token value always ends the owner.
+var ownerRule = regexp.MustCompile(`^[A-Za-z0-9._@-]{1,64}$`)
+
+// minSecretLength is the shortest secret a token may have.
+const minSecretLength = 8
+
+// parseConfig reads flags, with FLEETRUN_TOKEN as the default for --token: a token given in
+// the environment is one whole secret (the one the client sends) for the owner "default".
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
 	var cfg Config
 	var tokens tokenFlags
 	fs := flag.NewFlagSet("fleetrun serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:8080", "address to listen on (a non-loopback address needs --token)")
+	fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:8080", "address to listen on (a non-loopback address needs a token)")
 	fs.StringVar(&cfg.DataDir, "data", "./.fleetrun", "data directory: the task store and device output")
 	fs.StringVar(&cfg.ScriptRoot, "script-root", "./examples/scripts", "directory that scriptUrl paths are resolved in")
-	fs.Var(&tokens, "token", "bearer token, `SECRET` or OWNER=SECRET; repeat for several owners (default $FLEETRUN_TOKEN)")
+	fs.Var(&tokens, "token", "`OWNER=SECRET`: callers sending the bearer SECRET are OWNER (the first \"=\" ends OWNER); repeat for several owners (default: the secret in $FLEETRUN_TOKEN, for owner \"default\")")
 	fs.DurationVar(&cfg.Retention, "retention", 7*24*time.Hour, "how long finished tasks are kept")
 	fs.DurationVar(&cfg.Grace, "grace", 5*time.Second, "time between SIGTERM and SIGKILL when stopping a script")
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&cfg.PublicURL, "public-url", "", "base URL of Location headers and links, such as https://fleet.example.com (default: the address a request arrived at)")
+	fs.BoolVar(&cfg.TrustProxy, "trust-proxy", false, "take the base URL of links from X-Forwarded-Proto and X-Forwarded-Host, as set by a reverse proxy in front")
+	fs.IntVar(&cfg.MaxProcs, "max-procs", localrun.DefaultMaxProcs(), "scripts running at once across all tasks (default: 128 per CPU, within the open-file and process limits)")
+	fs.IntVar(&cfg.MaxPending, "max-pending", DefaultMaxPending, "devices waiting to run across all tasks before a submit gets 503")
+	fs.IntVar(&cfg.MaxConns, "max-conns", DefaultMaxConns(), "open connections at once (default: a quarter of the open-file limit, at most 10000)")
+	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", DefaultIdleTimeout, "close a keep-alive connection idle for this long")
+	fs.DurationVar(&cfg.BodyTimeout, "body-timeout", DefaultBodyTimeout, "time a request body may take to arrive before 408")
+	fs.IntVar(&cfg.MaxStreams, "max-streams", DefaultMaxStreams, "event streams and long-polls open at once")
+	fs.IntVar(&cfg.MaxStreamsPerOwner, "max-streams-per-owner", DefaultMaxStreamsPerOwner, "event streams and long-polls open at once for one owner")
+	fs.StringVar(&cfg.Cgroups, "cgroups", "auto", "auto: run each script in a cgroup of its own where the server may create cgroups; off: never")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "Usage: fleetrun serve [flags]\n\nRuns the fleetrun API with the embedded store and the local runner.\n\nFlags:")
 		fs.PrintDefaults()
@@ -56,30 +125,86 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	if len(tokens) == 0 && getenv("FLEETRUN_TOKEN") != "" {
-		tokens = strings.Split(getenv("FLEETRUN_TOKEN"), ",")
-	}
-	cfg.Tokens = make(map[string]string)
-	for _, tok := range tokens {
-		owner, secret, ok := strings.Cut(strings.TrimSpace(tok), "=")
-		if !ok {
-			owner, secret = "default", owner
-		}
-		if owner == "" || len(secret) < 8 {
-			return cfg, fmt.Errorf("--token %q: want SECRET or OWNER=SECRET, with a secret of at least 8 characters", tok)
-		}
-		if _, dup := cfg.Tokens[secret]; dup {
-			return cfg, errors.New("--token: the same secret is given twice")
-		}
-		cfg.Tokens[secret] = owner
+	var err error
+	if cfg.Tokens, err = parseTokens(tokens, getenv("FLEETRUN_TOKEN")); err != nil {
+		return cfg, err
 	}
 	if len(cfg.Tokens) == 0 && !loopback(cfg.Addr) {
 		return cfg, fmt.Errorf("refusing to listen on %s without a token: pass --token or FLEETRUN_TOKEN, or listen on 127.0.0.1", cfg.Addr)
 	}
-	if cfg.Retention <= 0 {
-		return cfg, errors.New("--retention must be positive")
+	if cfg.PublicURL, err = publicURL(cfg.PublicURL); err != nil {
+		return cfg, err
+	}
+	for _, c := range []struct {
+		name string
+		ok   bool
+	}{
+		{"--retention", cfg.Retention > 0}, {"--grace", cfg.Grace > 0}, {"--max-procs", cfg.MaxProcs > 0},
+		{"--max-pending", cfg.MaxPending > 0}, {"--max-conns", cfg.MaxConns > 0}, {"--idle-timeout", cfg.IdleTimeout > 0},
+		{"--body-timeout", cfg.BodyTimeout > 0}, {"--max-streams", cfg.MaxStreams > 0}, {"--max-streams-per-owner", cfg.MaxStreamsPerOwner > 0},
+	} {
+		if !c.ok {
+			return cfg, fmt.Errorf("%s must be positive", c.name)
+		}
+	}
+	if cfg.Cgroups != "auto" && cfg.Cgroups != "off" {
+		return cfg, fmt.Errorf("--cgroups %q: want auto or off", cfg.Cgroups)
 	}
 	return cfg, nil
+}
+
+// parseTokens reads the --token values, OWNER=SECRET each, or else the one secret of env. The
+// two forms never mix, so neither is ever guessed: a flag value is split at its first "=" (an
+// owner has none), and the environment's value is taken whole, "=" and all.
+func parseTokens(flags []string, env string) (map[string]string, error) {
+	tokens := make(map[string]string)
+	add := func(owner, secret, from string) error {
+		if len(secret) < minSecretLength {
+			return fmt.Errorf("%s: the secret must be at least %d characters", from, minSecretLength)
+		}
+		if _, dup := tokens[secret]; dup {
+			return fmt.Errorf("%s: the same secret is given twice", from)
+		}
+		tokens[secret] = owner
+		return nil
+	}
+	for _, v := range flags {
+		owner, secret, ok := strings.Cut(v, "=")
+		if !ok || !ownerRule.MatchString(owner) {
+			return nil, fmt.Errorf("--token %q: want OWNER=SECRET, an owner name (letters, digits, \".\", \"_\", \"@\", \"-\") then \"=\" then the secret; "+
+				"a single secret without an owner goes in FLEETRUN_TOKEN", redact(v))
+		}
+		if err := add(owner, secret, "--token for "+owner); err != nil {
+			return nil, err
+		}
+	}
+	if len(flags) == 0 && env != "" {
+		if err := add("default", env, "FLEETRUN_TOKEN"); err != nil {
+			return nil, err
+		}
+	}
+	return tokens, nil
+}
+
+// redact shows enough of a mistyped --token value to recognise it, never a whole secret.
+func redact(v string) string {
+	if len(v) <= 4 {
+		return "…"
+	}
+	return v[:4] + "…"
+}
+
+// publicURL checks --public-url: an absolute http or https URL with a host and no query or
+// fragment. It returns it without a trailing slash.
+func publicURL(s string) (string, error) {
+	if s == "" {
+		return "", nil
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return "", fmt.Errorf("--public-url %q: want an http or https URL such as https://fleet.example.com", s)
+	}
+	return strings.TrimRight(s, "/"), nil
 }
 
 // loopback reports whether addr (host:port) listens only on a loopback interface. An empty

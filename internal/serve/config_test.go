@@ -6,6 +6,18 @@ import (
 	"testing"
 )
 
+func TestDefaultLimits(t *testing.T) {
+	t.Parallel()
+	cfg, err := parseConfig(nil, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MaxProcs < 1 || cfg.MaxConns < 64 || cfg.MaxConns > 10000 || cfg.MaxPending != DefaultMaxPending ||
+		cfg.IdleTimeout != DefaultIdleTimeout || cfg.BodyTimeout != DefaultBodyTimeout || cfg.Cgroups != "auto" || cfg.Subreaper {
+		t.Errorf("defaults %+v", cfg)
+	}
+}
+
 func TestParseConfig(t *testing.T) {
 	t.Parallel()
 	env := func(vars map[string]string) func(string) string {
@@ -21,16 +33,29 @@ func TestParseConfig(t *testing.T) {
 		{name: "defaults listen on loopback without a token", args: nil, tokens: map[string]string{}},
 		{name: "a non-loopback address without a token is refused", args: []string{"--addr", "0.0.0.0:8080"}, wantErr: "refusing to listen"},
 		{name: "every interface without a token is refused", args: []string{"--addr", ":8080"}, wantErr: "refusing to listen"},
-		{name: "a non-loopback address with a token is allowed", args: []string{"--addr", "0.0.0.0:8080", "--token", "s3cret-value"},
-			tokens: map[string]string{"s3cret-value": "default"}},
+		{name: "a non-loopback address with a token is allowed", args: []string{"--addr", "0.0.0.0:8080", "--token", "ops=s3cret-value"},
+			tokens: map[string]string{"s3cret-value": "ops"}},
 		{name: "several owners", args: []string{"--token", "alice=alice-secret", "--token", "bob=bob-secret"},
 			tokens: map[string]string{"alice-secret": "alice", "bob-secret": "bob"}},
-		{name: "tokens from the environment", env: map[string]string{"FLEETRUN_TOKEN": "alice=alice-secret,bob=bob-secret"},
-			tokens: map[string]string{"alice-secret": "alice", "bob-secret": "bob"}},
-		{name: "a flag overrides the environment", args: []string{"--token", "carol=carol-secret"}, env: map[string]string{"FLEETRUN_TOKEN": "x=ignored-secret"},
+		{name: "the first = ends the owner; the secret may hold more", args: []string{"--token", "ci=c2VjcmV0cw=="},
+			tokens: map[string]string{"c2VjcmV0cw==": "ci"}},
+		{name: "the environment holds one whole secret", env: map[string]string{"FLEETRUN_TOKEN": "c2VjcmV0cw=="},
+			tokens: map[string]string{"c2VjcmV0cw==": "default"}},
+		{name: "the environment's secret is never split", env: map[string]string{"FLEETRUN_TOKEN": "abcdefgh=ijklmnop"},
+			tokens: map[string]string{"abcdefgh=ijklmnop": "default"}},
+		{name: "a flag overrides the environment", args: []string{"--token", "carol=carol-secret"}, env: map[string]string{"FLEETRUN_TOKEN": "ignored-secret"},
 			tokens: map[string]string{"carol-secret": "carol"}},
+		{name: "a flag without an owner is refused", args: []string{"--token", "s3cret-value"}, wantErr: "want OWNER=SECRET"},
+		{name: "a flag whose owner is not a name is refused", args: []string{"--token", "a b=s3cret-value"}, wantErr: "want OWNER=SECRET"},
+		{name: "a refusal does not repeat the secret", args: []string{"--token", "s3cret-value"}, wantErr: `"s3cr…"`},
 		{name: "a short secret is refused", args: []string{"--token", "alice=short"}, wantErr: "at least 8"},
+		{name: "a short secret in the environment is refused", env: map[string]string{"FLEETRUN_TOKEN": "short"}, wantErr: "at least 8"},
 		{name: "the same secret twice is refused", args: []string{"--token", "a=same-secret", "--token", "b=same-secret"}, wantErr: "twice"},
+		{name: "a public URL", args: []string{"--public-url", "https://fleet.example.com/"}, tokens: map[string]string{}},
+		{name: "a public URL must be http(s)", args: []string{"--public-url", "fleet.example.com"}, wantErr: "--public-url"},
+		{name: "a public URL has no query", args: []string{"--public-url", "https://fleet.example.com/?a=b"}, wantErr: "--public-url"},
+		{name: "limits must be positive", args: []string{"--max-procs", "0"}, wantErr: "--max-procs must be positive"},
+		{name: "cgroups auto or off", args: []string{"--cgroups", "maybe"}, wantErr: "--cgroups"},
 		{name: "a stray argument is refused", args: []string{"extra"}, wantErr: "unexpected argument"},
 		{name: "localhost counts as loopback", args: []string{"--addr", "localhost:9000"}, tokens: map[string]string{}},
 		{name: "IPv6 loopback", args: []string{"--addr", "[::1]:9000"}, tokens: map[string]string{}},
@@ -54,6 +79,9 @@ func TestParseConfig(t *testing.T) {
 				if cfg.Tokens[secret] != owner {
 					t.Fatalf("tokens = %v, want %v", cfg.Tokens, c.tokens)
 				}
+			}
+			if strings.HasSuffix(cfg.PublicURL, "/") {
+				t.Errorf("public URL %q keeps its trailing slash", cfg.PublicURL)
 			}
 		})
 	}

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/net/netutil"
+
 	"github.com/fleetrun/fleetrun/internal/engine"
 	"github.com/fleetrun/fleetrun/internal/httpapi"
 	"github.com/fleetrun/fleetrun/internal/localqueue"
@@ -38,6 +40,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, getenv f
 		fmt.Fprintln(stderr, "fleetrun serve:", err)
 		return 2
 	}
+	// The binary's children are all the runner's, so it may reap every one of them.
+	cfg.Subreaper = true
 	ready := func(addr string) { fmt.Fprintf(stdout, "listening on %s\n", addr) }
 	if err := Run(ctx, cfg, newLogger(stderr, cfg.LogLevel), ready); err != nil {
 		fmt.Fprintln(stderr, "fleetrun serve:", err)
@@ -59,6 +63,9 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 // running script (the children are not orphaned: the next start marks those devices failed,
 // see localrun), and closes the store.
 //
+// Before anything else it kills what servers that died on this machine left running
+// (localrun.StopLeftovers), whatever their data directory.
+//
 // ready, when not nil, is called with the server's base URL once it accepts connections.
 func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(baseURL string)) error {
 	if cfg.Now == nil {
@@ -71,17 +78,29 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(baseURL s
 	if err != nil {
 		return fmt.Errorf("script root: %w", err)
 	}
+	if n, err := localrun.StopLeftovers(log); err != nil {
+		log.Warn("looking for what dead servers left running failed", "err", err)
+	} else if n > 0 {
+		log.Warn("killed what servers that died left running", "count", n)
+	}
 	store, err := localstore.Open(filepath.Join(cfg.DataDir, "fleetrun.db"), localstore.Options{Now: cfg.Now, Logger: log})
 	if err != nil {
 		return err
 	}
 	defer store.Close()
+	active, err := store.Active(ctx)
+	if err != nil {
+		return fmt.Errorf("list unfinished tasks: %w", err)
+	}
 
 	runner, err := localrun.New(localrun.Config{
 		ScriptRoot: root,
 		DataDir:    cfg.DataDir,
 		Devices:    store,
 		Grace:      cfg.Grace,
+		MaxProcs:   cfg.MaxProcs,
+		Subreaper:  cfg.Subreaper,
+		NoCgroups:  cfg.Cgroups == "off",
 		Now:        cfg.Now,
 		Logger:     log,
 	})
@@ -89,6 +108,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(baseURL s
 		return err
 	}
 	broker := watch.NewBroker()
+	backlog := engine.NewBacklog(engine.BacklogConfig{MaxPending: cfg.MaxPending, Active: active, Now: cfg.Now})
 	// The engine and its queue refer to each other; nothing is queued before the engine exists.
 	var eng *engine.Engine
 	queue := localqueue.New(func(ctx context.Context, m engine.Message) error { return eng.Handle(ctx, m) },
@@ -98,39 +118,65 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(baseURL s
 		Queue:     queue,
 		Runner:    runner,
 		Publisher: logPublisher{log},
-		Notifier:  broker,
+		Notifier:  engine.Notifiers(broker, backlog),
+		Admission: backlog,
 		Rules:     task.Rules{DeviceID: task.LocalDeviceID, CheckScript: localrun.CheckScript(root)},
 		Retention: cfg.Retention,
 		Now:       cfg.Now,
 		Logger:    log,
 	})
 	runner.SetReporter(eng)
-
-	if err := resume(ctx, store, queue, log); err != nil {
+	// What stops early stops the runner too, which removes its cgroups.
+	stopEarly := func() {
 		queue.Close()
+		_ = runner.Shutdown(context.WithoutCancel(ctx))
+	}
+
+	if err := resume(ctx, active, queue, log); err != nil {
+		stopEarly()
 		return err
 	}
 
+	baseURL := httpapi.ListenerBaseURL
+	switch {
+	case cfg.PublicURL != "":
+		baseURL = httpapi.PublicURL(cfg.PublicURL)
+	case cfg.TrustProxy:
+		baseURL = httpapi.ForwardedBaseURL
+	}
 	api := httpapi.New(httpapi.Config{
-		Engine:  eng,
-		Owner:   httpapi.BearerTokens(cfg.Tokens, "local"),
-		Watcher: broker,
-		Output:  runner,
-		Logger:  log,
+		Engine:             eng,
+		Owner:              httpapi.BearerTokens(cfg.Tokens, "local"),
+		Watcher:            broker,
+		Output:             runner,
+		BaseURL:            baseURL,
+		BodyTimeout:        cfg.BodyTimeout,
+		MaxStreams:         cfg.MaxStreams,
+		MaxStreamsPerOwner: cfg.MaxStreamsPerOwner,
+		Logger:             log,
 	})
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
-		queue.Close()
+		stopEarly()
 		return err
 	}
-	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
+	// Past the cap, a connection waits in the kernel's backlog until one closes, instead of
+	// taking a descriptor the scripts and the store need; idle ones are closed after
+	// IdleTimeout, and headers must arrive within ReadHeaderTimeout.
+	srv := &http.Server{
+		Handler:           api,
+		ReadHeaderTimeout: min(10*time.Second, cfg.IdleTimeout),
+		IdleTimeout:       cfg.IdleTimeout,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	go func() { served <- srv.Serve(netutil.LimitListener(ln, cfg.MaxConns)) }()
+	log.Info("fleetrun serving", "addr", ln.Addr().String(), "data", cfg.DataDir, "script_root", root,
+		"auth", len(cfg.Tokens) > 0, "max_procs", cfg.MaxProcs, "max_pending", cfg.MaxPending,
+		"max_conns", cfg.MaxConns, "containment", runner.Contained(), "public_url", cfg.PublicURL)
 	if ready != nil {
 		ready("http://" + ln.Addr().String())
 	}
-	log.Info("fleetrun serving", "addr", ln.Addr().String(), "data", cfg.DataDir, "script_root", root,
-		"auth", len(cfg.Tokens) > 0)
 
 	sweepDone := make(chan struct{})
 	go func() { defer close(sweepDone); sweep(ctx, store, runner, cfg.Now, log) }()
@@ -159,11 +205,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(baseURL s
 // resume re-queues every task that was not finished when the server last stopped: pending
 // tasks are dispatched, running tasks are resumed (the runner marks devices whose process was
 // lost failed and starts the devices that had not started), and cancelling tasks are stopped.
-func resume(ctx context.Context, store *localstore.Store, q *localqueue.Queue, log *slog.Logger) error {
-	active, err := store.Active(ctx)
-	if err != nil {
-		return fmt.Errorf("list unfinished tasks: %w", err)
-	}
+func resume(ctx context.Context, active []*task.Task, q *localqueue.Queue, log *slog.Logger) error {
 	for _, t := range active {
 		action := engine.ActionDispatch
 		if t.Status == task.StatusCancelling {

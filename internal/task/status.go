@@ -69,11 +69,14 @@ const (
 	EventFail Event = "fail"
 	// EventDeadline is the task's deadline passing with devices still working.
 	EventDeadline Event = "deadline"
+	// EventStep is the runner recording what a running task is doing when the status alone
+	// does not say it (its devices wait for a free slot on the server); the status stays.
+	EventStep Event = "step"
 )
 
 // Events lists every task event.
 func Events() []Event {
-	return []Event{EventDispatch, EventCancel, EventFinish, EventFail, EventDeadline}
+	return []Event{EventDispatch, EventCancel, EventFinish, EventFail, EventDeadline, EventStep}
 }
 
 // transitions is the whole task state machine: for each status, the events it accepts and the
@@ -89,6 +92,7 @@ var transitions = map[Status]map[Event]Status{
 		EventFinish:   StatusCompleted,
 		EventFail:     StatusFailed,
 		EventDeadline: StatusTimedOut,
+		EventStep:     StatusRunning,
 	},
 	StatusCancelling: {
 		// A repeated cancel leaves the task where it is; the caller sees the current state.

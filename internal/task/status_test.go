@@ -22,6 +22,7 @@ var wantNext = map[task.Status]map[task.Event]task.Status{
 		task.EventFinish:   refused,
 		task.EventFail:     task.StatusFailed,
 		task.EventDeadline: refused,
+		task.EventStep:     refused,
 	},
 	task.StatusRunning: {
 		task.EventDispatch: refused,
@@ -29,6 +30,7 @@ var wantNext = map[task.Status]map[task.Event]task.Status{
 		task.EventFinish:   task.StatusCompleted,
 		task.EventFail:     task.StatusFailed,
 		task.EventDeadline: task.StatusTimedOut,
+		task.EventStep:     task.StatusRunning,
 	},
 	task.StatusCancelling: {
 		task.EventDispatch: refused,
@@ -36,6 +38,7 @@ var wantNext = map[task.Status]map[task.Event]task.Status{
 		task.EventFinish:   task.StatusCancelled,
 		task.EventFail:     task.StatusFailed,
 		task.EventDeadline: task.StatusCancelled,
+		task.EventStep:     refused,
 	},
 	task.StatusCompleted: {
 		task.EventDispatch: refused,
@@ -43,6 +46,7 @@ var wantNext = map[task.Status]map[task.Event]task.Status{
 		task.EventFinish:   refused,
 		task.EventFail:     refused,
 		task.EventDeadline: refused,
+		task.EventStep:     refused,
 	},
 	task.StatusFailed: {
 		task.EventDispatch: refused,
@@ -50,6 +54,7 @@ var wantNext = map[task.Status]map[task.Event]task.Status{
 		task.EventFinish:   refused,
 		task.EventFail:     refused,
 		task.EventDeadline: refused,
+		task.EventStep:     refused,
 	},
 	task.StatusTimedOut: {
 		task.EventDispatch: refused,
@@ -57,6 +62,7 @@ var wantNext = map[task.Status]map[task.Event]task.Status{
 		task.EventFinish:   refused,
 		task.EventFail:     refused,
 		task.EventDeadline: refused,
+		task.EventStep:     refused,
 	},
 	task.StatusCancelled: {
 		task.EventDispatch: refused,
@@ -64,6 +70,7 @@ var wantNext = map[task.Status]map[task.Event]task.Status{
 		task.EventFinish:   refused,
 		task.EventFail:     refused,
 		task.EventDeadline: refused,
+		task.EventStep:     refused,
 	},
 }
 
@@ -73,7 +80,7 @@ func TestStatusesAndEventsAreTheDocumentedOnes(t *testing.T) {
 	if got := task.Statuses(); !slices.Equal(got, wantStatuses) {
 		t.Errorf("Statuses() = %v, want %v", got, wantStatuses)
 	}
-	wantEvents := []task.Event{"dispatch", "cancel", "finish", "fail", "deadline"}
+	wantEvents := []task.Event{"dispatch", "cancel", "finish", "fail", "deadline", "step"}
 	if got := task.Events(); !slices.Equal(got, wantEvents) {
 		t.Errorf("Events() = %v, want %v", got, wantEvents)
 	}

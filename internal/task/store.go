@@ -32,8 +32,9 @@ type Store interface {
 	// Transition changes a task's status if the state machine allows tr (tr.Check) and the
 	// task is still in tr.From at tr.Version; it sets StartedAt when the task starts and, when
 	// it ends, CompletedAt, the result, the expiry and tr.Counts (which count the devices still
-	// pending as UnstartedAtEnd), bumps the version, and returns the task as written. Otherwise
-	// it returns CodeConflict (or CodeNotFound) and writes nothing.
+	// pending as UnstartedAtEnd), bumps the version, and returns the task as written. A step
+	// (EventStep) keeps the status and StartedAt and writes the step alone. Otherwise it
+	// returns CodeConflict (or CodeNotFound) and writes nothing.
 	Transition(ctx context.Context, tr Transition) (*Task, error)
 
 	// ApplyDeviceUpdates applies the updates for one task, each with Device.Apply: only a move

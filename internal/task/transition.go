@@ -44,6 +44,14 @@ func Cancel(t *Task, at time.Time) (Transition, error) {
 	return tr, err
 }
 
+// Step builds the transition that records what running task t is doing (step) at time at,
+// leaving its status as it is.
+func Step(t *Task, step string, at time.Time) (Transition, error) {
+	tr, err := build(t, EventStep, at)
+	tr.Step = step
+	return tr, err
+}
+
 // End builds the transition that ends t with event e at time at, storing result and the time
 // the task expires. It refuses an event that does not move t into a terminal state.
 func End(t *Task, e Event, at time.Time, result *Result, expiresAt time.Time) (Transition, error) {

@@ -5,6 +5,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Submit limits.
@@ -20,8 +22,25 @@ const (
 	DefaultMaxErrors = "100%"
 )
 
-// LocalDeviceID is the device id rule of the local runner.
+// LocalDeviceID is the pattern of device ids of the local runner. "." and ".." match it but are
+// never device ids (see ValidLocalID).
 var LocalDeviceID = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+
+// ValidLocalID reports whether s is a valid id of the local runner: it matches LocalDeviceID
+// and is not "." or "..". The runner makes every device id, and every task id, one element of a
+// path under its data directory, so this one rule decides both which device ids a submit may
+// name and which names the runner may use as directories.
+func ValidLocalID(s string) bool {
+	return LocalDeviceID.MatchString(s) && !dotName(s)
+}
+
+// dotName reports whether s is "." or "..": names of directories on every system, which no
+// device may take, wherever it runs.
+func dotName(s string) bool { return s == "." || s == ".." }
+
+// MaxDeviceIDErrors bounds the device ids a validation error lists one by one; the rest are
+// counted, so that 10,000 bad ids make a short answer.
+const MaxDeviceIDErrors = 100
 
 // ManagedNodeID is the device id rule on AWS: an SSM managed node (EC2 instance or hybrid node).
 var ManagedNodeID = regexp.MustCompile(`^(i|mi)-[0-9a-f]{8,17}$`)
@@ -68,23 +87,39 @@ func (r Rules) Validate(d Draft) (Request, error) {
 		bad("/deviceIds", "at most %d devices per task, got %d", MaxDevices, n)
 	default:
 		seen := make(map[string]int, n)
+		badIDs := 0
+		badID := func(i int, format string, args ...any) {
+			if badIDs++; badIDs <= MaxDeviceIDErrors {
+				bad(fmt.Sprintf("/deviceIds/%d", i), format, args...)
+			}
+		}
 		for i, id := range d.DeviceIDs {
-			p := fmt.Sprintf("/deviceIds/%d", i)
-			if r.DeviceID != nil && !r.DeviceID.MatchString(id) {
-				bad(p, "%q is not a valid device id (must match %s)", truncate(id, 140), r.DeviceID)
-				continue
+			switch first, dup := seen[id]; {
+			case r.DeviceID != nil && !r.DeviceID.MatchString(id):
+				badID(i, "%q is not a valid device id (must match %s)", truncate(id, 140), r.DeviceID)
+			case dotName(id):
+				badID(i, "%q is not a valid device id (\".\" and \"..\" name directories)", id)
+			case dup:
+				badID(i, "%q is a duplicate of /deviceIds/%d", id, first)
+			default:
+				seen[id] = i
 			}
-			if first, dup := seen[id]; dup {
-				bad(p, "%q is a duplicate of /deviceIds/%d", id, first)
-				continue
-			}
-			seen[id] = i
+		}
+		if badIDs > MaxDeviceIDErrors {
+			bad("/deviceIds", "%d more device ids are invalid or duplicated; only the first %d are listed",
+				badIDs-MaxDeviceIDErrors, MaxDeviceIDErrors)
 		}
 	}
 
 	switch {
 	case strings.TrimSpace(d.ScriptURL) == "":
 		bad("/scriptUrl", "scriptUrl is required")
+	case !utf8.ValidString(d.ScriptURL):
+		bad("/scriptUrl", "scriptUrl must be valid UTF-8")
+	case strings.IndexFunc(d.ScriptURL, hidden) >= 0:
+		c, _ := utf8.DecodeRuneInString(d.ScriptURL[strings.IndexFunc(d.ScriptURL, hidden):])
+		bad("/scriptUrl", "scriptUrl may not contain control or formatting characters such as %U: "+
+			"they make what a log or a screen shows of it differ from what runs", c)
 	case r.CheckScript != nil:
 		if err := r.CheckScript(d.ScriptURL); err != nil {
 			bad("/scriptUrl", "%s", err.Error())
@@ -173,6 +208,13 @@ func resolve(spec string, total int, roundUp bool) int {
 	}
 	n, _ := strconv.Atoi(spec)
 	return n
+}
+
+// hidden reports whether r is a control character or an invisible formatting one (bidi
+// overrides, zero-width spaces, the byte order mark): characters that make a scriptUrl read
+// differently from what runs.
+func hidden(r rune) bool {
+	return unicode.IsControl(r) || unicode.Is(unicode.Cf, r)
 }
 
 func truncate(s string, n int) string {

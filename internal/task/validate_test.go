@@ -64,6 +64,10 @@ func TestValidateReportsEveryBadField(t *testing.T) {
 			[]field{{"/deviceIds/1", `"not ok" is not a valid device id`}}},
 		{"local id empty", localRules, func(r *task.Draft) { r.DeviceIDs = []string{""} },
 			[]field{{"/deviceIds/0", "not a valid device id"}}},
+		{"local ids . and ..", localRules, func(r *task.Draft) { r.DeviceIDs = []string{".", "..", "...", ".a"} },
+			[]field{{"/deviceIds/0", `"." is not a valid device id`}, {"/deviceIds/1", `".." is not a valid device id`}}},
+		{"AWS ids . and .. (refused by the pattern first)", awsRules, func(r *task.Draft) { r.DeviceIDs = []string{"."} },
+			[]field{{"/deviceIds/0", "not a valid device id"}}},
 		{"local id of 129 characters", localRules, func(r *task.Draft) { r.DeviceIDs = []string{strings.Repeat("x", 129)} },
 			[]field{{"/deviceIds/0", "not a valid device id"}}},
 		{"managed node id too short", awsRules, func(r *task.Draft) { r.DeviceIDs = []string{"i-0123456"} },
@@ -78,6 +82,14 @@ func TestValidateReportsEveryBadField(t *testing.T) {
 			[]field{{"/scriptUrl", "required"}}},
 		{"blank script", localRules, func(r *task.Draft) { r.ScriptURL = "  \t" },
 			[]field{{"/scriptUrl", "required"}}},
+		{"script with a control character", localRules, func(r *task.Draft) { r.ScriptURL = "hello\x1b[2K.sh" },
+			[]field{{"/scriptUrl", "U+001B"}}},
+		{"script with a bidi override", localRules, func(r *task.Draft) { r.ScriptURL = "evil\u202Ehs.sh" },
+			[]field{{"/scriptUrl", "U+202E"}}},
+		{"script with a zero-width space", awsRules, func(r *task.Draft) { r.ScriptURL = "s3://bucket/pat\u200bch.sh" },
+			[]field{{"/scriptUrl", "U+200B"}}},
+		{"script not UTF-8", localRules, func(r *task.Draft) { r.ScriptURL = "a\xffb.sh" },
+			[]field{{"/scriptUrl", "UTF-8"}}},
 		{"script refused by CheckScript", localRules, func(r *task.Draft) { r.ScriptURL = "../etc/passwd" },
 			[]field{{"/scriptUrl", "scriptUrl must stay under the script root"}}},
 		{"101 args", localRules, func(r *task.Draft) { r.Args = make([]string, 101) },
@@ -285,6 +297,42 @@ func TestConcurrencyAndErrorBudget(t *testing.T) {
 		}
 		if got := req.ErrorBudget(); got != tt.wantBudget {
 			t.Errorf("%d devices, maxErrors %q: ErrorBudget() = %d, want %d", tt.devices, tt.maxErrors, got, tt.wantBudget)
+		}
+	}
+}
+
+func TestValidateListsAtMostAHundredBadDeviceIDs(t *testing.T) {
+	t.Parallel()
+	req := validRequest()
+	req.DeviceIDs = make([]string, 10000)
+	for i := range req.DeviceIDs {
+		req.DeviceIDs[i] = fmt.Sprintf("bad id %d", i)
+	}
+	req.DeviceIDs[0] = "web-1"
+	req.DeviceIDs[1] = "web-1" // a duplicate counts too
+	_, err := localRules.Validate(req)
+	var te *task.Error
+	if !errors.As(err, &te) {
+		t.Fatalf("Validate() = %v", err)
+	}
+	if len(te.Fields) != task.MaxDeviceIDErrors+1 {
+		t.Fatalf("%d field errors, want %d and a count", len(te.Fields), task.MaxDeviceIDErrors+1)
+	}
+	if te.Fields[0].Pointer != "/deviceIds/1" || !strings.Contains(te.Fields[0].Detail, "duplicate") {
+		t.Errorf("first error %+v, want the duplicate at /deviceIds/1", te.Fields[0])
+	}
+	last := te.Fields[task.MaxDeviceIDErrors]
+	if last.Pointer != "/deviceIds" || !strings.Contains(last.Detail, "9899 more device ids") {
+		t.Errorf("last error %+v, want a count of the 9899 not listed", last)
+	}
+}
+
+func TestValidLocalIDIsTheRunnersDirectoryRule(t *testing.T) {
+	t.Parallel()
+	for id, want := range map[string]bool{"web-1": true, "...": true, ".hidden": true, "a:b.c_d": true,
+		".": false, "..": false, "": false, "a/b": false, strings.Repeat("x", 129): false} {
+		if got := task.ValidLocalID(id); got != want {
+			t.Errorf("ValidLocalID(%q) = %v, want %v", id, got, want)
 		}
 	}
 }

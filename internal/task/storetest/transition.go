@@ -42,6 +42,23 @@ func testTransition(e *env) {
 		sameTask(e.t, "GetTask of the cancelling task", e.get(want.ID), want)
 	})
 
+	e.run("a step writes the step alone and keeps startedAt", func(e *env) {
+		want := e.move(e.create(e.newTask(e.id("owner"), deviceNames(2))), task.StatusRunning, 0)
+		e.clock.Advance(time.Second)
+		at := e.clock.Now()
+		tr, err := task.Step(want, "waiting for a free slot", at)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		got, err := e.store.Transition(e.ctx, tr)
+		if err != nil {
+			e.t.Fatalf("Transition of a step = %v", err)
+		}
+		want.Version, want.UpdatedAt, want.CurrentStep = want.Version+1, at, "waiting for a free slot"
+		sameTask(e.t, "task after a step", got, want)
+		sameTask(e.t, "GetTask after a step", e.get(want.ID), want)
+	})
+
 	e.run("a terminal transition stores completedAt, result, counts and expiry", func(e *env) {
 		for _, path := range [][]task.Status{
 			{task.StatusPending, task.StatusCancelled},
