@@ -40,12 +40,41 @@ func Terminal(status string) bool {
 
 // SubmitRequest is the body of POST /tasks.
 type SubmitRequest struct {
-	DeviceIDs      []string `json:"deviceIds"`
+	// DeviceIDs names the devices; Targets selects them by tag instead (one or the other).
+	DeviceIDs []string `json:"deviceIds,omitempty"`
+	Targets   []Target `json:"targets,omitempty"`
+	// IncludeOffline asks targets to select offline devices too (on AWS; every local device
+	// is online).
+	IncludeOffline bool     `json:"includeOffline,omitempty"`
 	ScriptURL      string   `json:"scriptUrl"`
 	Args           []string `json:"args,omitempty"`
 	TimeoutSeconds int      `json:"timeoutSeconds,omitempty"`
 	MaxConcurrency string   `json:"maxConcurrency,omitempty"`
 	MaxErrors      string   `json:"maxErrors,omitempty"`
+}
+
+// Target selects devices by a tag: Key is "tag:<name>", and a device matches with any of
+// Values. A submit's targets are ANDed.
+type Target struct {
+	Key    string   `json:"key"`
+	Values []string `json:"values"`
+}
+
+// InventoryDevice is one device of GET /devices: a managed node on AWS, an entry of the
+// inventory file locally.
+type InventoryDevice struct {
+	ID         string            `json:"id"`
+	Name       string            `json:"name,omitempty"`
+	Platform   string            `json:"platform,omitempty"`
+	PingStatus string            `json:"pingStatus"`
+	Tags       map[string]string `json:"tags"`
+}
+
+// InventoryList is a page of GET /devices; Next is the URL of the next page, absent on the
+// last.
+type InventoryList struct {
+	Items []InventoryDevice `json:"items"`
+	Next  string            `json:"next,omitempty"`
 }
 
 // RelaunchRequest is the body of POST /tasks/{id}/relaunch. Devices is "failed" (every device
@@ -91,8 +120,12 @@ type Task struct {
 
 // TaskRequest is what was asked for, without the device list (see the devices link).
 type TaskRequest struct {
-	ScriptURL      string   `json:"scriptUrl"`
-	DeviceCount    int      `json:"deviceCount"`
+	ScriptURL   string `json:"scriptUrl"`
+	DeviceCount int    `json:"deviceCount"`
+	// Targets are the tag targets the devices were resolved from at submit, absent when the
+	// caller named them; DeviceCount is how many they resolved to.
+	Targets        []Target `json:"targets,omitempty"`
+	IncludeOffline bool     `json:"includeOffline,omitempty"`
 	Args           []string `json:"args"`
 	TimeoutSeconds int      `json:"timeoutSeconds"`
 	MaxConcurrency string   `json:"maxConcurrency"`

@@ -79,6 +79,16 @@ type Message struct {
 	DeviceIDs []string `json:"deviceIds,omitempty"`
 }
 
+// Inventory names a home's devices with their tags: the managed nodes on AWS, the inventory
+// file locally. Submit resolves a task's targets with it; GET /devices lists it.
+type Inventory interface {
+	// Resolve returns the ids of the devices that match r.Targets (task.InventoryDevice.Matches),
+	// online ones only unless r.IncludeOffline, in a stable order, at most r.Limit of them.
+	Resolve(ctx context.Context, r task.Resolution) ([]string, error)
+	// List returns a page of the devices that match q.Targets, online or not.
+	List(ctx context.Context, q task.InventoryQuery) (*task.InventoryPage, error)
+}
+
 // Notifier is told about every write that changed a task, so that long-polls and event streams
 // in the same process can answer at once.
 type Notifier interface {
@@ -94,6 +104,9 @@ type Config struct {
 	Notifier  Notifier
 	// Admission, when set, bounds the work queued behind the deployment (see Backlog).
 	Admission Admission
+	// Inventory resolves targets and lists devices; nil when the home has none, and then a
+	// submit with targets is refused with a CodeInvalid error that says why.
+	Inventory Inventory
 	Rules     task.Rules
 	// Retention is how long a finished task is kept.
 	Retention time.Duration

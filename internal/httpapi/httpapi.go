@@ -123,6 +123,7 @@ func (h *handler) routes() {
 		{"/tasks/{id}", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.getTask), http.MethodDelete: h.authed(h.cancel)}},
 		{"/tasks/{id}/result", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.getResult)}},
 		{"/tasks/{id}/relaunch", map[string]http.HandlerFunc{http.MethodPost: h.authed(h.relaunch)}},
+		{"/devices", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.inventory)}},
 		{"/tasks/{id}/events", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.events)}},
 		{"/tasks/{id}/devices", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.listDevices)}},
 		{"/tasks/{id}/devices/{deviceId}", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.getDevice), http.MethodDelete: h.authed(h.cancelDevice)}},

@@ -56,6 +56,8 @@ func (l links) renderTask(t *task.Task) api.Task {
 		Request: api.TaskRequest{
 			ScriptURL:      t.Request.ScriptURL,
 			DeviceCount:    len(t.Request.DeviceIDs),
+			Targets:        renderTargets(t.Request.Targets),
+			IncludeOffline: t.Request.IncludeOffline,
 			Args:           args,
 			TimeoutSeconds: t.Request.TimeoutSeconds,
 			MaxConcurrency: t.Request.MaxConcurrency,
@@ -122,6 +124,17 @@ func (l links) renderDevice(taskID string, d *task.Device) api.Device {
 		Reason:            d.Reason,
 		Links:             api.DeviceLinks{Self: l.device(taskID, d.ID), Output: l.device(taskID, d.ID) + "/output"},
 	}
+}
+
+func renderTargets(targets []task.Target) []api.Target {
+	if targets == nil {
+		return nil
+	}
+	out := make([]api.Target, len(targets))
+	for i, t := range targets {
+		out[i] = api.Target{Key: t.Key, Values: t.Values}
+	}
+	return out
 }
 
 func counts(c task.Counts) api.DeviceCounts {

@@ -205,6 +205,17 @@ func decodeSubmit(body []byte) (api.SubmitRequest, task.Draft, error) {
 				bad(pointer, "must be a whole number of seconds")
 			}
 			draft.TimeoutSeconds = &req.TimeoutSeconds
+		case "targets":
+			req.Targets = decodeTargets(value, pointer, bad)
+			draft.Targets = make([]task.Target, len(req.Targets))
+			for i, t := range req.Targets {
+				draft.Targets[i] = task.Target{Key: t.Key, Values: t.Values}
+			}
+		case "includeOffline":
+			if err := json.Unmarshal(value, &req.IncludeOffline); err != nil || isNull(value) {
+				bad(pointer, "must be true or false")
+			}
+			draft.IncludeOffline = req.IncludeOffline
 		default:
 			bad(pointer, "unknown field")
 		}
@@ -278,6 +289,36 @@ func truncateKey(name string) string {
 		return name[:64] + "…"
 	}
 	return name
+}
+
+// decodeTargets decodes an array of {"key": string, "values": [string]} objects, naming each
+// member of the wrong type, or unknown, by its pointer.
+func decodeTargets(value json.RawMessage, pointer string, bad func(pointer, detail string)) []api.Target {
+	var items []json.RawMessage
+	if err := json.Unmarshal(value, &items); err != nil || isNull(value) {
+		bad(pointer, `must be an array of {"key": "tag:Name", "values": [...]} objects`)
+		return nil
+	}
+	out := make([]api.Target, len(items))
+	for i, item := range items {
+		p := fmt.Sprintf("%s/%d", pointer, i)
+		fields, err := objectMembers(item)
+		if err != nil || len(item) == 0 || item[0] != '{' {
+			bad(p, `must be an object {"key": "tag:Name", "values": [...]}`)
+			continue
+		}
+		for _, name := range slices.Sorted(maps.Keys(fields)) {
+			switch name {
+			case "key":
+				out[i].Key = decodeString(fields[name], p+"/key", bad)
+			case "values":
+				out[i].Values = decodeStrings(fields[name], p+"/values", bad)
+			default:
+				bad(p+"/"+escapePointer(name), "unknown field")
+			}
+		}
+	}
+	return out
 }
 
 func decodeString(value json.RawMessage, pointer string, bad func(pointer, detail string)) string {

@@ -49,6 +49,9 @@ type Config struct {
 	MaxStreams, MaxStreamsPerOwner int
 	// Cgroups is "auto" (a cgroup per script where the server may create cgroups) or "off".
 	Cgroups string
+	// Inventory is a YAML file of devices and their tags (inventoryfile), which submits may
+	// target by tag and GET /devices lists; SIGHUP reads it again. Empty means none.
+	Inventory string
 	// Subreaper makes the server a child subreaper (localrun.Config.Subreaper). Main sets it;
 	// a server started in a test's process (Start) does not, since the test's other children
 	// are not the runner's.
@@ -115,6 +118,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.IntVar(&cfg.MaxStreams, "max-streams", DefaultMaxStreams, "event streams and long-polls open at once")
 	fs.IntVar(&cfg.MaxStreamsPerOwner, "max-streams-per-owner", DefaultMaxStreamsPerOwner, "event streams and long-polls open at once for one owner")
 	fs.StringVar(&cfg.Cgroups, "cgroups", "auto", "auto: run each script in a cgroup of its own where the server may create cgroups; off: never")
+	fs.StringVar(&cfg.Inventory, "inventory", "", "`FILE` of devices and their tags (YAML) that submits may target by tag; SIGHUP reloads it")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "Usage: fleetrun serve [flags]\n\nRuns the fleetrun API with the embedded store and the local runner.\n\nFlags:")
 		fs.PrintDefaults()

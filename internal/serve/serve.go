@@ -21,6 +21,7 @@ import (
 
 	"github.com/fleetrun/fleetrun/internal/engine"
 	"github.com/fleetrun/fleetrun/internal/httpapi"
+	"github.com/fleetrun/fleetrun/internal/inventoryfile"
 	"github.com/fleetrun/fleetrun/internal/localqueue"
 	"github.com/fleetrun/fleetrun/internal/localrun"
 	"github.com/fleetrun/fleetrun/internal/localstore"
@@ -107,6 +108,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(baseURL s
 	if err != nil {
 		return err
 	}
+	var inventory engine.Inventory
+	if cfg.Inventory != "" {
+		inv, err := inventoryfile.Open(cfg.Inventory, inventoryfile.Options{Logger: log})
+		if err != nil {
+			return err
+		}
+		inventory = inv
+		stopReloads := reloadOnHangup(inv, log)
+		defer stopReloads()
+	}
 	broker := watch.NewBroker()
 	backlog := engine.NewBacklog(engine.BacklogConfig{MaxPending: cfg.MaxPending, Active: active, Now: cfg.Now})
 	// The engine and its queue refer to each other; nothing is queued before the engine exists.
@@ -120,6 +131,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(baseURL s
 		Publisher: logPublisher{log},
 		Notifier:  engine.Notifiers(broker, backlog),
 		Admission: backlog,
+		Inventory: inventory,
 		Rules:     task.Rules{DeviceID: task.LocalDeviceID, CheckScript: localrun.CheckScript(root)},
 		Retention: cfg.Retention,
 		Now:       cfg.Now,

@@ -21,6 +21,11 @@ type Request struct {
 	// MaxErrors is how many device errors are tolerated before the remaining devices are not
 	// started and the task fails: a count ("0") or a share ("10%").
 	MaxErrors string `json:"maxErrors"`
+	// Targets are the tag targets DeviceIDs were resolved from when the task was submitted,
+	// nil when the caller named the devices; IncludeOffline says offline devices were asked
+	// for too.
+	Targets        []Target `json:"targets,omitempty"`
+	IncludeOffline bool     `json:"includeOffline,omitempty"`
 }
 
 // Counts holds how many devices of a task are in each status. It is kept in the task record and

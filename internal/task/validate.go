@@ -69,6 +69,10 @@ type Draft struct {
 	TimeoutSeconds *int
 	MaxConcurrency *string
 	MaxErrors      *string
+	// Targets, when not nil, are the tag targets the devices were resolved from (CheckTargets,
+	// then the engine's inventory fills DeviceIDs); IncludeOffline asks for offline devices too.
+	Targets        []Target
+	IncludeOffline bool
 }
 
 // Validate checks a submitted request and returns it with its defaults filled in, or an *Error
@@ -138,7 +142,12 @@ func (r Rules) Validate(d Draft) (Request, error) {
 		}
 	}
 
-	req := Request{DeviceIDs: d.DeviceIDs, ScriptURL: d.ScriptURL, Args: d.Args,
+	if d.IncludeOffline && d.Targets == nil {
+		bad("/includeOffline", "includeOffline applies to targets only")
+	}
+
+	req := Request{DeviceIDs: d.DeviceIDs, ScriptURL: d.ScriptURL, Args: d.Args, Targets: d.Targets,
+		IncludeOffline: d.IncludeOffline,
 		TimeoutSeconds: DefaultTimeout, MaxConcurrency: DefaultConcurrency, MaxErrors: DefaultMaxErrors}
 	if req.Args == nil {
 		req.Args = []string{}
