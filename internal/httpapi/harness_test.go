@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -22,6 +23,7 @@ import (
 	"github.com/fleetrun/fleetrun/api"
 	"github.com/fleetrun/fleetrun/internal/clocktest"
 	"github.com/fleetrun/fleetrun/internal/engine"
+	"github.com/fleetrun/fleetrun/internal/inventoryfile"
 	"github.com/fleetrun/fleetrun/internal/localstore"
 	"github.com/fleetrun/fleetrun/internal/task"
 	"github.com/fleetrun/fleetrun/internal/watch"
@@ -53,12 +55,21 @@ type bundleOptions struct {
 	maxBodyBytes int64
 	keepAlive    time.Duration
 	noOutput     bool
-	bodyTimeout  time.Duration
+	// noInventory wires no inventory, as `fleetrun serve` without --inventory.
+	noInventory bool
+	bodyTimeout time.Duration
 	// maxStreams and maxStreamsPerOwner cap event streams and long-polls.
 	maxStreams, maxStreamsPerOwner int
 	// wrap, when set, wraps the API in the test server.
 	wrap func(http.Handler) http.Handler
 }
+
+// testInventory is the inventory of every test server: three devices in two tags.
+const testInventory = `devices:
+  - {id: web-1, name: web-1.example, platform: Linux, tags: {Env: prod, Role: web}}
+  - {id: web-2, tags: {Env: staging, Role: web}}
+  - {id: db-1, tags: {Env: prod, Role: db}}
+`
 
 func setup(t *testing.T, opts ...bundleOptions) *testBundle {
 	t.Helper()
@@ -84,11 +95,24 @@ func setup(t *testing.T, opts ...bundleOptions) *testBundle {
 	}
 	broker := watch.NewBroker()
 	b.watcher = &signalWatcher{Watcher: broker, waiting: make(chan string, 100)}
+	inventory := filepath.Join(t.TempDir(), "devices.yaml")
+	if err := os.WriteFile(inventory, []byte(testInventory), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	inv, err := inventoryfile.Open(inventory, inventoryfile.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inventoryOrNone engine.Inventory = inv
+	if o.noInventory {
+		inventoryOrNone = nil
+	}
 	b.engine = engine.New(engine.Config{
-		Store:    b.store,
-		Queue:    b.queue,
-		Runner:   b.runner,
-		Notifier: broker,
+		Store:     b.store,
+		Queue:     b.queue,
+		Runner:    b.runner,
+		Notifier:  broker,
+		Inventory: inventoryOrNone,
 		Rules: task.Rules{DeviceID: task.LocalDeviceID, CheckScript: func(url string) error {
 			if !strings.HasPrefix(url, "scripts/") {
 				return errors.New("scriptUrl must name a file under scripts/")

@@ -52,6 +52,12 @@ func TestOpenAPIContract(t *testing.T) {
 	s.step("key reused", post(submitBody("web-9"), "Idempotency-Key", "walk-1"), 422, specValid)
 	s.step("invalid fields", post(`{"deviceIds":["web 1","web-2","web-2"],"scriptUrl":"scripts/x","timeoutSeconds":0}`), 422, specInvalid)
 	s.step("wrong types", post(`{"deviceIds":[1],"scriptUrl":"scripts/x","extra":true}`), 422, specInvalid)
+	r = s.step("submit with targets", post(`{"targets":[{"key":"tag:Env","values":["prod"]},{"key":"tag:Role","values":["web","db"]}],"scriptUrl":"scripts/patch.sh"}`), 202, specValid)
+	if got := decode[api.Task](t, r); got.Request.DeviceCount != 2 || len(got.Request.Targets) != 2 {
+		t.Errorf("submit with targets: %+v", got.Request)
+	}
+	s.step("targets that match nothing", post(`{"targets":[{"key":"tag:Env","values":["dev"]}],"scriptUrl":"scripts/patch.sh"}`), 422, specValid)
+	s.step("targets and devices", post(`{"deviceIds":["web-1"],"targets":[{"key":"Env","values":[]}],"scriptUrl":"scripts/patch.sh"}`), 422, specInvalid)
 	plain := post(submitBody("web-1"))
 	plain.ctype = "text/plain"
 	s.step("unsupported media type", plain, 415, specInvalid)
@@ -155,6 +161,18 @@ func TestOpenAPIContract(t *testing.T) {
 	}
 	s.step("cancel device of a finished task", alice("DELETE", tk.Links.Devices+"/web-1"), 409, specValid)
 
+	// The inventory, filtered by tag, page by page.
+	r = s.step("inventory", alice("GET", "/devices?tag:Role=web,db&limit=2"), 200, specValid)
+	inv := decode[api.InventoryList](t, r)
+	if len(inv.Items) != 2 || inv.Next == "" || inv.Items[0].Tags["Env"] != "prod" {
+		t.Fatalf("inventory page: %s", r.body)
+	}
+	if r = s.step("inventory next page", alice("GET", inv.Next), 200, specValid); len(decode[api.InventoryList](t, r).Items) != 1 {
+		t.Errorf("inventory next page: %s", r.body)
+	}
+	s.step("inventory bad filter", alice("GET", "/devices?env=prod"), 400, specAny)
+	s.step("unauthorized inventory", req{method: "GET", path: "/devices"}, 401, specInvalid)
+
 	// Relaunch the finished task's failed device, and every way a relaunch is refused.
 	relaunchOf := func(id, body string, h ...string) req {
 		r := with(alice("POST", "/tasks/"+id+"/relaunch"), h...)
@@ -233,6 +251,8 @@ func TestOpenAPIContract(t *testing.T) {
 			return true // one of each is walked above; the rest are the same components
 		case op == "submitTask" && status == 409:
 			return true // a concurrent write of the same key: a store race the walk cannot stage
+		case op == "listInventory" && status == 404:
+			return true // a server without an inventory: TestInventoryWithoutOne
 		}
 		return false
 	})
