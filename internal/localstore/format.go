@@ -47,6 +47,14 @@ type requestRecord struct {
 	TimeoutSeconds int      `json:"timeoutSeconds"`
 	MaxConcurrency string   `json:"maxConcurrency"`
 	MaxErrors      string   `json:"maxErrors"`
+	// Targets and IncludeOffline were added in version 2; a version 1 record has neither.
+	Targets        []targetRecord `json:"targets,omitempty"`
+	IncludeOffline bool           `json:"includeOffline,omitempty"`
+}
+
+type targetRecord struct {
+	Key    string   `json:"key"`
+	Values []string `json:"values"`
 }
 
 type countsRecord struct {
@@ -103,9 +111,12 @@ func encodeTask(seq uint64, t *task.Task) ([]byte, error) {
 		CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt, StartedAt: t.StartedAt, CompletedAt: t.CompletedAt,
 		ExpiresAt: t.ExpiresAt, CurrentStep: t.CurrentStep, Published: t.Published, RelaunchOf: t.RelaunchOf,
 		Request: requestRecord{ScriptURL: r.ScriptURL, Args: r.Args, TimeoutSeconds: r.TimeoutSeconds,
-			MaxConcurrency: r.MaxConcurrency, MaxErrors: r.MaxErrors},
+			MaxConcurrency: r.MaxConcurrency, MaxErrors: r.MaxErrors, IncludeOffline: r.IncludeOffline},
 		Counts: countsRecord{Total: c.Total, Pending: c.Pending, Running: c.Running, Succeeded: c.Succeeded,
 			Failed: c.Failed, TimedOut: c.TimedOut, Cancelled: c.Cancelled, Undeliverable: c.Undeliverable}}
+	for _, tg := range r.Targets {
+		rec.Request.Targets = append(rec.Request.Targets, targetRecord{Key: tg.Key, Values: tg.Values})
+	}
 	if res := t.Result; res != nil {
 		rec.Result = &resultRecord{SucceededDevices: res.SucceededDevices, FailedDevices: res.FailedDevices,
 			CancelledDevices: res.CancelledDevices, Truncated: res.Truncated, Reason: res.Reason}
@@ -124,9 +135,12 @@ func decodeTask(raw []byte) (uint64, *task.Task, error) {
 		CreatedAt: rec.CreatedAt, UpdatedAt: rec.UpdatedAt, StartedAt: rec.StartedAt, CompletedAt: rec.CompletedAt,
 		ExpiresAt: rec.ExpiresAt, CurrentStep: rec.CurrentStep, Published: rec.Published, RelaunchOf: rec.RelaunchOf,
 		Request: task.Request{ScriptURL: r.ScriptURL, Args: r.Args, TimeoutSeconds: r.TimeoutSeconds,
-			MaxConcurrency: r.MaxConcurrency, MaxErrors: r.MaxErrors},
+			MaxConcurrency: r.MaxConcurrency, MaxErrors: r.MaxErrors, IncludeOffline: r.IncludeOffline},
 		Counts: task.Counts{Total: c.Total, Pending: c.Pending, Running: c.Running, Succeeded: c.Succeeded,
 			Failed: c.Failed, TimedOut: c.TimedOut, Cancelled: c.Cancelled, Undeliverable: c.Undeliverable}}
+	for _, tg := range r.Targets {
+		t.Request.Targets = append(t.Request.Targets, task.Target{Key: tg.Key, Values: tg.Values})
+	}
 	if res := rec.Result; res != nil {
 		t.Result = &task.Result{SucceededDevices: res.SucceededDevices, FailedDevices: res.FailedDevices,
 			CancelledDevices: res.CancelledDevices, Truncated: res.Truncated, Reason: res.Reason}

@@ -5,7 +5,8 @@
 // CancelCommand, and devices that are slow, fail, time out or cannot be reached.
 //
 // Operations: SendCommand, ListCommands, ListCommandInvocations, GetCommandInvocation and
-// CancelCommand. Each device follows a Script; faults (throttling, a 500 after the work was
+// CancelCommand; for the managed nodes a task may target, DescribeInstanceInformation (with
+// its tag filters) and ListTagsForResource (see AddNodes). Each device follows a Script; faults (throttling, a 500 after the work was
 // done) are injected per operation, and every call is counted.
 package ssmtest
 
@@ -57,6 +58,7 @@ type Server struct {
 	faults   map[string][]fault
 	events   []json.RawMessage
 	cancels  []CancelRequest
+	nodes    []Node
 	seq      int
 }
 
@@ -302,11 +304,13 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	handlers := map[string]func([]byte) (any, *apiError){
-		OpSendCommand:            s.sendCommand,
-		OpListCommands:           s.listCommands,
-		OpListCommandInvocations: s.listCommandInvocations,
-		OpGetCommandInvocation:   s.getCommandInvocation,
-		OpCancelCommand:          s.cancelCommand,
+		OpSendCommand:                 s.sendCommand,
+		OpListCommands:                s.listCommands,
+		OpListCommandInvocations:      s.listCommandInvocations,
+		OpGetCommandInvocation:        s.getCommandInvocation,
+		OpCancelCommand:               s.cancelCommand,
+		OpDescribeInstanceInformation: s.describeInstanceInformation,
+		OpListTagsForResource:         s.listTagsForResource,
 	}
 	h, ok := handlers[op]
 	if !ok {
