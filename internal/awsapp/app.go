@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	awseventbridge "github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
@@ -24,6 +25,7 @@ import (
 	"github.com/fleetrun/fleetrun/internal/httpapi"
 	"github.com/fleetrun/fleetrun/internal/lambdahttp"
 	"github.com/fleetrun/fleetrun/internal/sqsqueue"
+	"github.com/fleetrun/fleetrun/internal/ssminventory"
 	"github.com/fleetrun/fleetrun/internal/ssmrun"
 	"github.com/fleetrun/fleetrun/internal/task"
 	"github.com/fleetrun/fleetrun/internal/watch"
@@ -52,8 +54,9 @@ type App struct {
 // honours AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE>). It makes no AWS call.
 func New(cfg Config, sdk aws.Config, log *slog.Logger) *App {
 	store := dynamo.New(dynamodb.NewFromConfig(sdk), cfg.TableName, dynamo.Options{Logger: log, Retention: cfg.Retention})
+	ssmClient := ssm.NewFromConfig(sdk)
 	runner := ssmrun.New(ssmrun.Config{
-		API:            ssm.NewFromConfig(sdk),
+		API:            ssmClient,
 		CommandLog:     store,
 		Devices:        store,
 		DocumentName:   cfg.DocumentName,
@@ -69,6 +72,7 @@ func New(cfg Config, sdk aws.Config, log *slog.Logger) *App {
 		Queue:     queue,
 		Runner:    runner,
 		Publisher: eventbridge.New(awseventbridge.NewFromConfig(sdk), cfg.EventBusName, eventbridge.Options{Logger: log}),
+		Inventory: ssminventory.New(ssminventory.Config{SSM: ssmClient, EC2: ec2.NewFromConfig(sdk), Logger: log}),
 		Rules:     task.Rules{DeviceID: task.ManagedNodeID, CheckScript: ssmrun.CheckScript(cfg.AllowedScriptBuckets)},
 		Retention: cfg.Retention,
 		Logger:    log,
