@@ -92,13 +92,28 @@ func (h *handler) output(w http.ResponseWriter, r *http.Request, owner string) {
 		}
 		stream = s
 	}
+	follow := false
+	if s, ok := single(&p, q, "follow"); ok {
+		switch s {
+		case "true", "1":
+			follow = true
+		case "false", "0":
+		default:
+			p.Bad("follow", "follow must be true or false")
+		}
+	}
 	if err := p.Err(); err != nil {
 		h.error(w, r, err)
 		return
 	}
 	id, deviceID := r.PathValue("id"), r.PathValue("deviceId")
-	if _, err := h.cfg.Engine.Device(r.Context(), owner, id, deviceID); err != nil {
+	d, err := h.cfg.Engine.Device(r.Context(), owner, id, deviceID)
+	if err != nil {
 		h.error(w, r, err)
+		return
+	}
+	if follow {
+		h.follow(w, r, owner, d, stream)
 		return
 	}
 	if h.cfg.Output == nil {

@@ -57,6 +57,9 @@ type bundleOptions struct {
 	noOutput     bool
 	// noInventory wires no inventory, as `fleetrun serve` without --inventory.
 	noInventory bool
+	// following makes the output store a follower (outputs read while written), and buffered
+	// says responses reach the caller whole, as on API Gateway's HTTP API.
+	following, buffered bool
 	bodyTimeout time.Duration
 	// maxStreams and maxStreamsPerOwner cap event streams and long-polls.
 	maxStreams, maxStreamsPerOwner int
@@ -135,6 +138,11 @@ func setup(t *testing.T, opts ...bundleOptions) *testBundle {
 	if o.noOutput {
 		cfg.Output = nil
 	}
+	if o.following {
+		cfg.Output = &fakeFollower{fakeOutput: b.output}
+	}
+	cfg.Buffered = o.buffered
+	cfg.FollowInterval = 20 * time.Millisecond
 	b.handler = newHandler(cfg)
 	if o.keepAlive > 0 {
 		b.handler.keepAlive = o.keepAlive
@@ -376,6 +384,48 @@ func (r *fakeRunner) Cancel(context.Context, *task.Task) error {
 	r.cancelled.Add(1)
 	return nil
 }
+
+// fakeFollower is a fakeOutput whose outputs can be followed while they grow (put replaces,
+// appendOutput adds): each reader returns what was added since it last read, then io.EOF.
+type fakeFollower struct{ *fakeOutput }
+
+func (o *fakeOutput) appendOutput(taskID, deviceID, stream, text string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.files[taskID+"/"+deviceID+"/"+stream] += text
+}
+
+func (f *fakeFollower) FollowOutput(_ context.Context, taskID, deviceID, stream string) (io.ReadCloser, error) {
+	key := taskID + "/" + deviceID + "/" + stream
+	f.mu.Lock()
+	_, ok := f.files[key]
+	f.mu.Unlock()
+	if !ok {
+		return nil, task.Errorf(task.CodeNotFound, "no %s output for device %s yet", stream, deviceID)
+	}
+	return &growing{o: f.fakeOutput, key: key}, nil
+}
+
+// growing reads a fakeOutput's text as it grows.
+type growing struct {
+	o   *fakeOutput
+	key string
+	pos int
+}
+
+func (g *growing) Read(p []byte) (int, error) {
+	g.o.mu.Lock()
+	defer g.o.mu.Unlock()
+	text := g.o.files[g.key]
+	if g.pos >= len(text) {
+		return 0, io.EOF
+	}
+	n := copy(p, text[g.pos:])
+	g.pos += n
+	return n, nil
+}
+
+func (g *growing) Close() error { return nil }
 
 // fakeOutput serves full output from a map keyed "task/device/stream".
 type fakeOutput struct {

@@ -30,6 +30,15 @@ type OutputStore interface {
 	OpenOutput(taskID, deviceID, stream string) (io.ReadCloser, error)
 }
 
+// OutputFollower is an OutputStore that can hand over a device's output while it is being
+// written, for GET …/output?follow=true: each Read of the returned reader returns what was
+// written since the last one, and io.EOF when nothing more has been written yet; the handler
+// reads again after a pause until the device has ended. The local runner's files are such,
+// and so is SSM's CloudWatch output.
+type OutputFollower interface {
+	FollowOutput(ctx context.Context, taskID, deviceID, stream string) (io.ReadCloser, error)
+}
+
 // Config wires the HTTP API. Engine, Owner and Watcher are required.
 type Config struct {
 	Engine *engine.Engine
@@ -46,6 +55,12 @@ type Config struct {
 	BaseURL func(r *http.Request) string
 	// MaxBodyBytes bounds a request body; the default, 2 MiB, fits 10,000 ids of 128 chars.
 	MaxBodyBytes int64
+	// Buffered says that responses reach the caller whole, as through API Gateway's HTTP API:
+	// a followed output is then answered once its device has ended (see follow).
+	Buffered bool
+	// FollowInterval is how often a followed output is looked at for more, and its device for
+	// its end; 250 ms when zero.
+	FollowInterval time.Duration
 	// BodyTimeout bounds how long a request body may take to arrive once its headers have: a
 	// slower one is answered 408 and its connection closed. Zero means no bound beyond the
 	// server's own (a Lambda's body has arrived whole before the handler runs).
@@ -64,6 +79,9 @@ type Config struct {
 const (
 	DefaultMaxBodyBytes = 2 << 20
 	DefaultRetryAfter   = time.Second
+	// DefaultFollowInterval is how often a followed output is looked at by default: often
+	// enough that a line shows a quarter of a second after it was written.
+	DefaultFollowInterval = 250 * time.Millisecond
 	// keepAliveInterval is the longest single wait of an event stream. The broker forgets a
 	// task that nobody has touched for a minute, so a wait must end well before that.
 	keepAliveInterval = 15 * time.Second
@@ -94,6 +112,9 @@ func newHandler(cfg Config) *handler {
 	}
 	if cfg.RetryAfter <= 0 {
 		cfg.RetryAfter = DefaultRetryAfter
+	}
+	if cfg.FollowInterval <= 0 {
+		cfg.FollowInterval = DefaultFollowInterval
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

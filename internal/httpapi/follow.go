@@ -1,0 +1,188 @@
+package httpapi
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/fleetrun/fleetrun/internal/task"
+)
+
+// follow is GET /tasks/{id}/devices/{deviceId}/output?follow=true: the device's output as it
+// is written, plain text, chunked, ending when the device ends. Every FollowInterval the
+// handler sends what was written since it last looked and reads the device again; once the
+// device has ended it sends the rest and closes. A device that has not started yet is waited
+// for. Followed outputs count against the same caps as event streams.
+//
+// Where responses reach the caller whole (Config.Buffered: API Gateway's HTTP API), or the
+// output store cannot be read while it is written, there is nothing to stream: the handler
+// waits, within the request's time, for the device to end and then answers with its whole
+// output (the output store's, or the device's inline copy where there is none). A device still
+// working when the request's time is up is a 409 with Retry-After; following again continues
+// the wait.
+func (h *handler) follow(w http.ResponseWriter, r *http.Request, owner string, d *task.Device, stream string) {
+	release, ok := h.streams.acquire(owner)
+	if !ok {
+		h.tooManyStreams(w, r)
+		return
+	}
+	defer release()
+	follower, _ := h.cfg.Output.(OutputFollower)
+	if h.cfg.Buffered || follower == nil {
+		h.followToTheEnd(w, r, owner, d, stream)
+		return
+	}
+	ctx := r.Context()
+	id := r.PathValue("id")
+	rc := http.NewResponseController(w)
+	// A followed output outlives any write timeout the server sets for ordinary responses.
+	_ = rc.SetWriteDeadline(time.Time{})
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	_ = rc.Flush()
+	if r.Method == http.MethodHead {
+		return
+	}
+	var out io.ReadCloser
+	defer func() {
+		if out != nil {
+			out.Close()
+		}
+	}()
+	buf := make([]byte, 32<<10)
+	ended := d.Status.Terminal()
+	ticker := time.NewTicker(h.cfg.FollowInterval)
+	defer ticker.Stop()
+	for {
+		if out == nil {
+			var err error
+			out, err = follower.FollowOutput(ctx, id, d.ID, stream)
+			if err != nil && !task.IsCode(err, task.CodeNotFound) {
+				h.followFailed(r, d, stream, err)
+				return
+			}
+		}
+		if out != nil {
+			if err := copyAvailable(w, rc, out, buf); err != nil {
+				h.followFailed(r, d, stream, err)
+				return
+			}
+		}
+		// The device was seen ended before this last read, so nothing more will be written.
+		if ended {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		cur, err := h.cfg.Engine.Device(ctx, owner, id, d.ID)
+		if err != nil {
+			h.followFailed(r, d, stream, err)
+			return
+		}
+		ended = cur.Status.Terminal()
+	}
+}
+
+// copyAvailable sends what out holds now, flushing each chunk, and returns at io.EOF.
+func copyAvailable(w io.Writer, rc *http.ResponseController, out io.Reader, buf []byte) error {
+	for {
+		n, err := out.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return werr
+			}
+			_ = rc.Flush()
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// followFailed logs why a followed output stopped short: its status is sent already.
+func (h *handler) followFailed(r *http.Request, d *task.Device, stream string, err error) {
+	if r.Context().Err() != nil {
+		return // the caller went away
+	}
+	h.log.WarnContext(r.Context(), "following output failed", "request_id", requestID(r),
+		"task_id", r.PathValue("id"), "device_id", d.ID, "stream", stream, "err", err)
+}
+
+// followToTheEnd waits for device d to end, within the request's time, and answers with its
+// whole output; a device still working then is a 409 with Retry-After.
+func (h *handler) followToTheEnd(w http.ResponseWriter, r *http.Request, owner string, d *task.Device, stream string) {
+	ctx := r.Context()
+	id := r.PathValue("id")
+	ticker := time.NewTicker(h.cfg.FollowInterval)
+	defer ticker.Stop()
+	for !d.Status.Terminal() {
+		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < 2*h.cfg.FollowInterval {
+			break // answer while there is still time to
+		}
+		select {
+		case <-ctx.Done():
+		case <-ticker.C:
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		cur, err := h.cfg.Engine.Device(ctx, owner, id, d.ID)
+		if err != nil {
+			h.error(w, r, err)
+			return
+		}
+		d = cur
+	}
+	if !d.Status.Terminal() {
+		h.error(w, r, &task.Error{Code: task.CodeNotFinished, DeviceStatus: d.Status, Message: fmt.Sprintf(
+			"device %s is still %s; its output is answered whole once it ends here: follow again", d.ID, d.Status)})
+		return
+	}
+	var body io.Reader = strings.NewReader(inlineCopy(d, stream))
+	if h.cfg.Output != nil {
+		out, err := h.openWhole(context.WithoutCancel(ctx), id, d.ID, stream)
+		switch {
+		case err == nil:
+			defer out.Close()
+			body = out
+		case !task.IsCode(err, task.CodeNotFound):
+			h.error(w, r, err)
+			return
+		}
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	if _, err := io.Copy(w, body); err != nil {
+		h.followFailed(r, d, stream, err)
+	}
+}
+
+// openWhole opens the whole output of an ended device: through the follower when the store
+// has one (it reads to the end), else as a plain output.
+func (h *handler) openWhole(ctx context.Context, taskID, deviceID, stream string) (io.ReadCloser, error) {
+	if f, ok := h.cfg.Output.(OutputFollower); ok {
+		return f.FollowOutput(ctx, taskID, deviceID, stream)
+	}
+	return h.cfg.Output.OpenOutput(taskID, deviceID, stream)
+}
+
+// inlineCopy is the copy of a stream the device record holds.
+func inlineCopy(d *task.Device, stream string) string {
+	if stream == "stderr" {
+		return d.Stderr
+	}
+	return d.Stdout
+}
