@@ -4,12 +4,17 @@ GO        ?= go
 DATA      ?= ./.fleetrun
 ADDR      ?= 127.0.0.1:8080
 PKGS      ?= ./...
+BIN       ?= bin/fleetrun
 
 .PHONY: run test vet unit bench fuzz tidy-check
 
-## run: the local server with the embedded store and the example scripts
+## run: the local server with the embedded store and the example scripts; Ctrl-C stops it
 run:
-	$(GO) run ./cmd/fleetrun serve --addr $(ADDR) --data $(DATA) --script-root ./examples/scripts
+	$(GO) build -o $(BIN) ./cmd/fleetrun
+	@# With job control on, the server runs in a process group of its own in the terminal's
+	@# foreground, so Ctrl-C reaches the server alone: it shuts down, exits 0, and so does make.
+	@# Without it make would get the signal too, and die of it whatever the server did.
+	@set -m 2>/dev/null; $(BIN) serve --addr $(ADDR) --data $(DATA) --script-root ./examples/scripts
 
 ## test: vet and every test (starts and stops what the tests need on 127.0.0.1)
 test: vet lint-template
@@ -36,6 +41,29 @@ fuzz:
 bench:
 	$(GO) run ./cmd/fleetbench
 
+# ---------------------------------------------------------------- release
+# The command-line client (and, on Linux, the local server) for every platform below, each
+# stamped with VERSION and COMMIT (`fleetrun --version` prints them), and SHA256SUMS.
+
+DIST           ?= dist
+DIST_PLATFORMS ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 windows/arm64
+VERSION        ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+COMMIT         ?= $(shell git rev-parse HEAD 2>/dev/null)
+DIST_LDFLAGS    = -s -w -X github.com/fleetrun/fleetrun/internal/cli.version=$(VERSION) \
+                  -X github.com/fleetrun/fleetrun/internal/cli.commit=$(COMMIT)
+
+.PHONY: dist
+
+## dist: fleetrun for linux, darwin and windows on amd64 and arm64 in dist/, with SHA256SUMS
+dist:
+	@rm -rf $(DIST) && mkdir -p $(DIST)
+	@set -e; for p in $(DIST_PLATFORMS); do \
+	  os=$${p%/*}; arch=$${p#*/}; ext=; if [ $$os = windows ]; then ext=.exe; fi; \
+	  out=fleetrun-$(VERSION)-$$os-$$arch$$ext; echo "$(DIST)/$$out"; \
+	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags "$(DIST_LDFLAGS)" -o $(DIST)/$$out ./cmd/fleetrun; \
+	done
+	@cd $(DIST) && sha256sum fleetrun-* > SHA256SUMS && echo "$(DIST)/SHA256SUMS"
+
 # ---------------------------------------------------------------- Lambda build
 # Every function is one Go binary named bootstrap for the provided.al2023 runtime. `sam build`
 # runs `make build-<LogicalId>` with ARTIFACTS_DIR set (Metadata BuildMethod: makefile in
@@ -46,7 +74,7 @@ LAMBDA_GOARCH ?= arm64
 LAMBDA_BUILD   = CGO_ENABLED=0 GOOS=$(LAMBDA_GOOS) GOARCH=$(LAMBDA_GOARCH) $(GO) build -tags lambda.norpc -trimpath -ldflags "-s -w"
 FUNCTIONS     := submit status cancel executor progress
 
-.PHONY: build deploy lint-template build-SubmitFunction build-StatusFunction build-CancelFunction build-ExecutorFunction build-ProgressFunction
+.PHONY: build deploy deploy-config lint-template build-SubmitFunction build-StatusFunction build-CancelFunction build-ExecutorFunction build-ProgressFunction
 
 ## build: every function to build/<name>/bootstrap (linux/arm64, stripped)
 build:
@@ -70,9 +98,23 @@ define lambda
 endef
 
 ## deploy: build and deploy the SAM application (samconfig.toml holds the defaults)
-deploy:
+deploy: deploy-config
 	sam build && sam deploy
 
-## lint-template: cfn-lint on the SAM template (part of `make test`)
+# deploy-config stops `make deploy` before it builds anything when samconfig.toml does not set
+# the one parameter without a default, AllowedScriptBuckets, and says how to set it.
+SAMCONFIG ?= samconfig.toml
+deploy-config:
+	@awk '/^\[/ { deploy = ($$0 == "[default.deploy.parameters]") } \
+	     deploy && /^[ \t]*parameter_overrides[ \t]*=/ && /AllowedScriptBuckets=/ { found = 1 } \
+	     END { exit !found }' $(SAMCONFIG) || { \
+	  echo "make deploy: AllowedScriptBuckets is not set in $(SAMCONFIG)." >&2; \
+	  echo "  It names the S3 buckets scriptUrl may point into (comma-separated). Either run" >&2; \
+	  echo "  'sam deploy --guided' once (it asks for it and saves the answer), or add under" >&2; \
+	  echo "  [default.deploy.parameters]:" >&2; \
+	  echo "    parameter_overrides = \"AllowedScriptBuckets=my-fleet-scripts\"" >&2; \
+	  exit 2; }
+
+## lint-template: cfn-lint on the SAM template, informational checks included (part of `make test`)
 lint-template:
-	cfn-lint template.yaml
+	cfn-lint --include-checks I -- template.yaml

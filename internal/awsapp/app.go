@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -20,6 +22,7 @@ import (
 
 	"github.com/fleetrun/fleetrun/internal/awsretry"
 	"github.com/fleetrun/fleetrun/internal/dynamo"
+	"github.com/fleetrun/fleetrun/internal/emf"
 	"github.com/fleetrun/fleetrun/internal/engine"
 	"github.com/fleetrun/fleetrun/internal/eventbridge"
 	"github.com/fleetrun/fleetrun/internal/httpapi"
@@ -51,10 +54,16 @@ type App struct {
 }
 
 // New wires an App from cfg and the SDK configuration sdk (config.LoadDefaultConfig, which
-// honours AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE>). It makes no AWS call.
-func New(cfg Config, sdk aws.Config, log *slog.Logger) *App {
+// honours AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE>). It makes no AWS call. Metrics are
+// written to metricsOut as CloudWatch embedded metric format lines in the namespace
+// cfg.MetricsNamespace; nil records none.
+func New(cfg Config, sdk aws.Config, log *slog.Logger, metricsOut io.Writer) *App {
+	if metricsOut == nil {
+		metricsOut = io.Discard
+	}
+	metrics := emf.New(emf.Config{Out: metricsOut, Namespace: cfg.MetricsNamespace})
 	store := dynamo.New(dynamodb.NewFromConfig(sdk), cfg.TableName, dynamo.Options{Logger: log, Retention: cfg.Retention})
-	ssmClient := ssm.NewFromConfig(sdk)
+	ssmClient := ssm.NewFromConfig(sdk, ssmrun.ObserveThrottles(metrics))
 	runner := ssmrun.New(ssmrun.Config{
 		API:            ssmClient,
 		CommandLog:     store,
@@ -73,6 +82,7 @@ func New(cfg Config, sdk aws.Config, log *slog.Logger) *App {
 		Runner:    runner,
 		Publisher: eventbridge.New(awseventbridge.NewFromConfig(sdk), cfg.EventBusName, eventbridge.Options{Logger: log}),
 		Inventory: ssminventory.New(ssminventory.Config{SSM: ssmClient, EC2: ec2.NewFromConfig(sdk), Logger: log}),
+		Metrics:   metrics,
 		Rules:     task.Rules{DeviceID: task.ManagedNodeID, CheckScript: ssmrun.CheckScript(cfg.AllowedScriptBuckets)},
 		Retention: cfg.Retention,
 		Logger:    log,
@@ -140,8 +150,8 @@ func Start(name string, handler func(*App) any, required ...string) {
 // Setup is what every function's main does before lambda.Start: read the configuration from
 // the environment (the variables named in required must be set), load the SDK configuration
 // (config.LoadDefaultConfig, which honours AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE>,
-// with the one retryer of every client, awsretry), and wire the App with a JSON logger on
-// stdout.
+// with the one retryer of every client, awsretry), and wire the App with a JSON logger and the
+// metric lines on stdout.
 func Setup(ctx context.Context, required ...string) (*App, error) {
 	cfg, err := Load(os.LookupEnv, required...)
 	if err != nil {
@@ -151,5 +161,20 @@ func Setup(ctx context.Context, required ...string) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load the AWS configuration: %w", err)
 	}
-	return New(cfg, sdk, NewLogger(os.Stdout, cfg.LogLevel)), nil
+	// The log and the metric lines share standard output, one whole line per write.
+	out := &lineWriter{w: os.Stdout}
+	return New(cfg, sdk, NewLogger(out, cfg.LogLevel), out), nil
+}
+
+// lineWriter serialises writes to w, so that lines written by the logger and by the metrics
+// recorder, each in one Write, never interleave.
+type lineWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lineWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

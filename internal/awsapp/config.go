@@ -26,12 +26,16 @@ const (
 	EnvDocumentName         = "DOCUMENT_NAME"
 	EnvTaskRetentionDays    = "TASK_RETENTION_DAYS"
 	EnvLogLevel             = "LOG_LEVEL"
+	EnvMetricsNamespace     = "METRICS_NAMESPACE"
 )
 
 // Defaults for the optional settings.
 const (
 	DefaultDocumentName  = "AWS-RunRemoteScript"
 	DefaultRetentionDays = 30
+	// DefaultMetricsNamespace is the CloudWatch namespace of the metrics when none is set;
+	// the template sets one per stack, fleetrun/<stack name>.
+	DefaultMetricsNamespace = "fleetrun"
 )
 
 // Config is the functions' configuration.
@@ -50,6 +54,8 @@ type Config struct {
 	Retention time.Duration
 	// LogLevel is the level of the JSON log.
 	LogLevel slog.Level
+	// MetricsNamespace is the CloudWatch namespace of the embedded-metric-format lines.
+	MetricsNamespace string
 }
 
 // LookupFunc reads one environment variable; os.LookupEnv is the production one, and tests pass
@@ -71,14 +77,18 @@ func Load(lookup LookupFunc, required ...string) (Config, error) {
 		}
 	}
 	cfg := Config{
-		TableName:    get(EnvTableName),
-		QueueURL:     get(EnvQueueURL),
-		EventBusName: get(EnvEventBusName),
-		DocumentName: get(EnvDocumentName),
-		Retention:    DefaultRetentionDays * 24 * time.Hour,
+		TableName:        get(EnvTableName),
+		QueueURL:         get(EnvQueueURL),
+		EventBusName:     get(EnvEventBusName),
+		DocumentName:     get(EnvDocumentName),
+		Retention:        DefaultRetentionDays * 24 * time.Hour,
+		MetricsNamespace: get(EnvMetricsNamespace),
 	}
 	if cfg.DocumentName == "" {
 		cfg.DocumentName = DefaultDocumentName
+	}
+	if cfg.MetricsNamespace == "" {
+		cfg.MetricsNamespace = DefaultMetricsNamespace
 	}
 	for b := range strings.SplitSeq(get(EnvAllowedScriptBuckets), ",") {
 		if b = strings.TrimSpace(b); b != "" {

@@ -19,6 +19,7 @@ func TestLoad(t *testing.T) {
 		EnvTableName: "tasks", EnvQueueURL: "https://sqs.us-east-1.amazonaws.com/123456789012/q",
 		EnvEventBusName: "fleetrun-tasks", EnvAllowedScriptBuckets: " scripts-a, scripts-b ,,",
 		EnvDocumentName: "Custom-Run", EnvTaskRetentionDays: "7", EnvLogLevel: "debug",
+		EnvMetricsNamespace: "fleetrun/prod",
 	}
 	with := func(changes map[string]string) map[string]string {
 		m := map[string]string{}
@@ -45,11 +46,12 @@ func TestLoad(t *testing.T) {
 			name: "everything set", env: full, required: []string{EnvTableName, EnvQueueURL},
 			want: Config{TableName: "tasks", QueueURL: full[EnvQueueURL], EventBusName: "fleetrun-tasks",
 				AllowedScriptBuckets: []string{"scripts-a", "scripts-b"}, DocumentName: "Custom-Run",
-				Retention: 7 * 24 * time.Hour, LogLevel: slog.LevelDebug},
+				Retention: 7 * 24 * time.Hour, LogLevel: slog.LevelDebug, MetricsNamespace: "fleetrun/prod"},
 		},
 		{
 			name: "defaults", env: map[string]string{EnvTableName: "tasks"}, required: []string{EnvTableName},
-			want: Config{TableName: "tasks", DocumentName: DefaultDocumentName, Retention: 30 * 24 * time.Hour, LogLevel: slog.LevelInfo},
+			want: Config{TableName: "tasks", DocumentName: DefaultDocumentName, Retention: 30 * 24 * time.Hour, LogLevel: slog.LevelInfo,
+				MetricsNamespace: DefaultMetricsNamespace},
 		},
 		{
 			name: "missing and blank required variables", env: with(map[string]string{EnvTableName: "-", EnvQueueURL: "  "}),
@@ -64,7 +66,7 @@ func TestLoad(t *testing.T) {
 		{name: "log level by name, any case", env: with(map[string]string{EnvLogLevel: "WARN"}),
 			want: Config{TableName: "tasks", QueueURL: full[EnvQueueURL], EventBusName: "fleetrun-tasks",
 				AllowedScriptBuckets: []string{"scripts-a", "scripts-b"}, DocumentName: "Custom-Run",
-				Retention: 7 * 24 * time.Hour, LogLevel: slog.LevelWarn}},
+				Retention: 7 * 24 * time.Hour, LogLevel: slog.LevelWarn, MetricsNamespace: "fleetrun/prod"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -87,7 +89,7 @@ func TestLoad(t *testing.T) {
 			}
 			if got.TableName != tt.want.TableName || got.QueueURL != tt.want.QueueURL || got.EventBusName != tt.want.EventBusName ||
 				!slices.Equal(got.AllowedScriptBuckets, tt.want.AllowedScriptBuckets) || got.DocumentName != tt.want.DocumentName ||
-				got.Retention != tt.want.Retention || got.LogLevel != tt.want.LogLevel {
+				got.Retention != tt.want.Retention || got.LogLevel != tt.want.LogLevel || got.MetricsNamespace != tt.want.MetricsNamespace {
 				t.Errorf("Load = %+v, want %+v", got, tt.want)
 			}
 		})

@@ -173,7 +173,7 @@ func (f *flow) config(t *testing.T) awsapp.Config {
 // wireApp wires the app exactly as the functions do, with awsapp.New.
 func (f *flow) wireApp(t *testing.T) *awsapp.App {
 	t.Helper()
-	app := awsapp.New(f.config(t), f.sdk, f.log)
+	app := awsapp.New(f.config(t), f.sdk, f.log, nil)
 	f.engine, f.executor = app.Engine, app.Executor()
 	return app
 }

@@ -1,20 +1,21 @@
 // Package cli is the fleetrun command: `fleetrun serve` for the local API, and the subcommands
-// that drive an API, local or deployed, from a terminal or a script.
+// that drive an API, local or deployed, from a terminal or a script. It is built on cobra, for
+// the habits of other Go command-line tools: flags anywhere on the line, --help and --version,
+// shell completion.
 package cli
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"time"
 
+	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
 	"github.com/fleetrun/fleetrun/client"
-	"github.com/fleetrun/fleetrun/internal/serve"
 )
 
 // Exit codes of the fleetrun command. Scripts depend on them: they never change meaning.
@@ -40,7 +41,7 @@ const (
 // task, which it does on a context of its own, since ctx is over by then.
 func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, env func(string) string) int {
 	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, env: env,
-		now: time.Now, isTerminal: isTerminal, cancelWait: time.Minute}
+		now: time.Now, isTerminal: isTerminal, termWidth: termWidth, cancelWait: time.Minute}
 	return a.main(ctx, args)
 }
 
@@ -52,83 +53,101 @@ type app struct {
 	now            func() time.Time
 	// isTerminal reports whether a stream is an interactive terminal.
 	isTerminal func(any) bool
+	// termWidth is the width in columns of a terminal stream, 0 when it is unknown.
+	termWidth func(any) int
 	// cancelWait bounds how long an interrupted wait follows the cancellation it asked for.
 	cancelWait time.Duration
 	// clientOptions are added to every client; tests use them to speed up retries.
 	clientOptions []client.Option
-}
-
-// command is one subcommand: run gets the words after its name.
-type command struct {
-	name    string
-	args    string
-	summary string
-	run     func(a *app, ctx context.Context, args []string) int
-}
-
-var commands []command
-
-func init() {
-	commands = []command{
-		{"serve", "[flags]", "run the fleetrun API on this machine (fleetrun serve --help)",
-			func(a *app, ctx context.Context, args []string) int {
-				return serve.Main(ctx, args, a.stdout, a.stderr, a.env)
-			}},
-		{"submit", "--devices a,b | --devices-file F --script URL [flags]", "submit a task; --wait to follow it to the end", (*app).submit},
-		{"status", "ID", "show a task", (*app).status},
-		{"wait", "ID", "follow a task to the end, showing progress", (*app).wait},
-		{"cancel", "ID", "cancel a task; --wait to follow it until it stops", (*app).cancel},
-		{"ls", "[--status S] [--limit N]", "list your tasks, newest first", (*app).list},
-		{"devices", "ID [--status S,...]", "list a task's devices: state, exit code, output", (*app).devices},
-		{"output", "ID DEVICE [--stderr]", "print a device's full output", (*app).output},
-	}
+	// common holds the flags every client command has, wherever they are on the line.
+	common common
+	// code is the exit code of the command that ran.
+	code int
 }
 
 func (a *app) main(ctx context.Context, args []string) int {
-	if len(args) == 0 {
-		a.usage(a.stderr)
+	root := a.newRoot()
+	if args == nil {
+		args = []string{} // cobra reads os.Args when given nil
+	}
+	root.SetArgs(args)
+	// Every error cobra returns is about the command line (an unknown command or flag, a
+	// wrong number of arguments): the commands report their own outcome in a.code.
+	cmd, err := root.ExecuteContextC(ctx)
+	if err != nil {
+		if cmd == nil {
+			cmd = root
+		}
+		fmt.Fprintf(a.stderr, "%s: %v\n", cmd.CommandPath(), err)
+		fmt.Fprintf(a.stderr, "Run \"%s --help\" for usage.\n", cmd.CommandPath())
 		return ExitUsage
 	}
-	name := args[0]
-	switch name {
-	case "-h", "-help", "--help", "help":
-		if len(args) > 1 && name == "help" {
-			return a.main(ctx, []string{args[1], "--help"})
-		}
-		a.usage(a.stdout)
-		return ExitOK
-	}
-	for _, c := range commands {
-		if c.name == name {
-			return c.run(a, ctx, args[1:])
-		}
-	}
-	fmt.Fprintf(a.stderr, "fleetrun: unknown command %q\n\n", name)
-	a.usage(a.stderr)
-	return ExitUsage
+	return a.code
 }
 
-func (a *app) usage(w io.Writer) {
-	fmt.Fprint(w, `Usage: fleetrun <command> [arguments] [flags]
-
-fleetrun runs a script on a fleet of devices through the fleetrun API, follows it while it
-runs, and reports per-device results. "fleetrun serve" runs the API on this machine.
-
-Commands:
-`)
-	for _, c := range commands {
-		fmt.Fprintf(w, "  %-8s %-52s\n           %s\n", c.name, c.args, c.summary)
+// newRoot builds the command tree for one run.
+func (a *app) newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "fleetrun",
+		Short: "Run a script on a fleet of devices through the fleetrun API",
+		Long: `fleetrun runs a script on a fleet of devices through the fleetrun API, follows it while it
+runs, and reports per-device results. "fleetrun serve" runs the API on this machine.`,
+		Example: `  fleetrun serve
+  fleetrun submit --devices web-1,web-2 --script hello.sh --wait
+  fleetrun --endpoint https://abc123.execute-api.eu-west-1.amazonaws.com ls --status running`,
+		Version:       versionString(),
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		// Without a command, say how to use it, on stderr, as a usage error.
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cmd.SetOut(a.stderr)
+			_ = cmd.Usage()
+			return errors.New("no command given")
+		},
 	}
-	fmt.Fprint(w, `
-Flags of every command but serve (flags may come before or after the arguments):
-  --endpoint URL   the API (default $FLEETRUN_ENDPOINT, else http://127.0.0.1:8080)
-  --token TOKEN    bearer token of the local server (default $FLEETRUN_TOKEN)
-  --sigv4          sign requests with AWS SigV4 for API Gateway, with the standard AWS
-                   credential chain; automatic for *.execute-api.*.amazonaws.com endpoints
-  --region REGION  AWS region for --sigv4 (default $AWS_REGION, else from the endpoint)
-  --json           print the API's JSON instead of text
+	root.SetIn(a.stdin)
+	root.SetOut(a.stdout)
+	root.SetErr(a.stderr)
+	root.SetVersionTemplate("{{.Version}}\n")
+	root.SetUsageTemplate(usageTemplate)
+	a.common.register(root)
+	root.AddGroup(&cobra.Group{ID: "tasks", Title: "Commands:"})
+	for _, c := range []*cobra.Command{
+		a.serveCommand(), a.submitCommand(), a.statusCommand(), a.waitCommand(), a.cancelCommand(),
+		a.listCommand(), a.devicesCommand(), a.outputCommand(),
+	} {
+		c.GroupID = "tasks"
+		root.AddCommand(c)
+	}
+	root.AddCommand(a.versionCommand())
+	return root
+}
 
-Run "fleetrun <command> --help" for a command's own flags.
+// usageTemplate is every command's usage: the command line, its commands or its flags, the
+// global flags, and what waiting shows and what the exit codes mean.
+const usageTemplate = `Usage: {{if .HasAvailableSubCommands}}{{.CommandPath}} <command> [arguments] [flags]{{else}}{{.UseLine}}{{end}}
+{{- if .HasExample}}
+
+Examples:
+{{.Example}}{{end}}
+{{- if .HasAvailableSubCommands}}{{range $group := .Groups}}
+
+{{.Title}}{{range $.Commands}}{{if (and (eq .GroupID $group.ID) .IsAvailableCommand)}}
+  {{rpad .Name .NamePadding}} {{.Short}}{{end}}{{end}}{{end}}
+
+Other commands:{{range .Commands}}{{if (and (eq .GroupID "") (or .IsAvailableCommand (eq .Name "help")))}}
+  {{rpad .Name .NamePadding}} {{.Short}}{{end}}{{end}}{{end}}
+{{- if .HasAvailableLocalFlags}}
+
+{{if .HasParent}}Flags{{else}}Flags of every command but serve (before or after the command){{end}}:
+{{.LocalFlags.FlagUsages | trimTrailingWhitespaces}}{{end}}
+{{- if .HasAvailableInheritedFlags}}
+
+Flags of every command but serve (before or after the command):
+{{.InheritedFlags.FlagUsages | trimTrailingWhitespaces}}{{end}}
+{{- if .HasAvailableSubCommands}}
+
+Run "{{.CommandPath}} <command> --help" for a command's own flags.{{end}}
 
 Waiting (submit --wait, wait, cancel --wait) shows a progress bar on a terminal and
 timestamped progress lines otherwise, then a summary naming every failed device. Ctrl-C
@@ -144,7 +163,47 @@ Exit codes:
   4    the server failed (5xx) or could not be reached
   130  interrupted while waiting; the task was left running
 Commands that do not wait exit 0, 2 or 4.
-`)
+`
+
+// command builds a client command: use names it and its arguments, which args checks;
+// run is its body, returning the exit code.
+func (a *app) command(use, short, long string, args cobra.PositionalArgs, run func(ctx context.Context, args []string) int) *cobra.Command {
+	return &cobra.Command{
+		Use:   use,
+		Short: short,
+		Long:  long,
+		Args:  args,
+		RunE: func(cmd *cobra.Command, pos []string) error {
+			a.code = run(cmd.Context(), pos)
+			return nil
+		},
+	}
+}
+
+// exactArgs wants exactly n positional arguments.
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		switch {
+		case len(args) < n:
+			return fmt.Errorf("missing argument: want %d, got %d", n, len(args))
+		case len(args) > n:
+			return fmt.Errorf("unexpected argument %q", args[n])
+		}
+		return nil
+	}
+}
+
+func (a *app) serveCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "serve [flags]",
+		Short: "Run the fleetrun API on this machine (fleetrun serve --help)",
+		// serve parses its own flags, which the client commands' do not concern.
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			a.code = a.serve(cmd.Context(), args)
+			return nil
+		},
+	}
 }
 
 // isTerminal reports whether f is a terminal: an *os.File on one.
@@ -153,14 +212,22 @@ func isTerminal(f any) bool {
 	return ok && term.IsTerminal(int(file.Fd()))
 }
 
-// usageError reports a usage problem and returns ExitUsage, or ExitOK for --help.
-func (a *app) usageError(fs *flag.FlagSet, err error) int {
-	if errors.Is(err, flag.ErrHelp) {
-		return ExitOK
+// termWidth is the width of the terminal f is on, 0 when it cannot be told.
+func termWidth(f any) int {
+	file, ok := f.(*os.File)
+	if !ok {
+		return 0
 	}
+	w, _, err := term.GetSize(int(file.Fd()))
 	if err != nil {
-		fmt.Fprintf(a.stderr, "%s: %v\n", fs.Name(), err)
+		return 0
 	}
-	fmt.Fprintf(a.stderr, "Run \"%s --help\" for usage.\n", fs.Name())
+	return w
+}
+
+// usageError reports a usage problem of cmd and returns ExitUsage.
+func (a *app) usageError(cmd string, err error) int {
+	fmt.Fprintf(a.stderr, "fleetrun %s: %v\n", cmd, err)
+	fmt.Fprintf(a.stderr, "Run \"fleetrun %s --help\" for usage.\n", cmd)
 	return ExitUsage
 }

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/fleetrun/fleetrun/api"
 	"github.com/fleetrun/fleetrun/client"
 )
@@ -59,7 +61,7 @@ func testApp(endpoint string, stdin io.Reader) (*app, *syncBuffer, *syncBuffer) 
 	}
 	env := map[string]string{"FLEETRUN_ENDPOINT": endpoint}
 	return &app{stdin: stdin, stdout: &stdout, stderr: &stderr, env: func(k string) string { return env[k] },
-		now: time.Now, isTerminal: func(any) bool { return false }, cancelWait: 30 * time.Second,
+		now: time.Now, isTerminal: func(any) bool { return false }, termWidth: func(any) int { return 80 }, cancelWait: 30 * time.Second,
 		clientOptions: []client.Option{client.WithRetry(client.RetryPolicy{MaxAttempts: 4, BaseDelay: 20 * time.Millisecond,
 			MaxDelay: 100 * time.Millisecond, MaxRetryAfter: 100 * time.Millisecond})},
 	}, &stdout, &stderr
@@ -106,7 +108,7 @@ func TestUsageErrorsExit2WithoutCallingTheServer(t *testing.T) {
 		{[]string{"status"}, "missing argument"},
 		{[]string{"status", "a", "b"}, `unexpected argument "b"`},
 		{[]string{"output", "a"}, "missing argument"},
-		{[]string{"status", "a", "--nope"}, "flag provided but not defined: -nope"},
+		{[]string{"status", "a", "--nope"}, "unknown flag: --nope"},
 		{[]string{"submit", "--script", "x.sh"}, "no devices"},
 		{[]string{"submit", "--devices", "a"}, "no script"},
 		{[]string{"submit", "--devices", "a", "--script", "x.sh", "--timeout", "-3"}, "--timeout"},
@@ -133,20 +135,26 @@ func TestParseAllowsFlagsAfterArguments(t *testing.T) {
 		json     bool
 		endpoint string
 	}{
-		{[]string{"ID"}, []string{"ID"}, false, ""},
-		{[]string{"ID", "--json"}, []string{"ID"}, true, ""},
-		{[]string{"--json", "ID", "--endpoint", "http://h"}, []string{"ID"}, true, "http://h"},
-		{[]string{"ID", "DEV", "--endpoint=http://h"}, []string{"ID", "DEV"}, false, "http://h"},
-		{[]string{"--json", "--", "--odd-id"}, []string{"--odd-id"}, true, ""},
+		{[]string{"x", "ID"}, []string{"ID"}, false, ""},
+		{[]string{"x", "ID", "--json"}, []string{"ID"}, true, ""},
+		{[]string{"x", "--json", "ID", "--endpoint", "http://h"}, []string{"ID"}, true, "http://h"},
+		{[]string{"x", "ID", "DEV", "--endpoint=http://h"}, []string{"ID", "DEV"}, false, "http://h"},
+		{[]string{"x", "--json", "--", "--odd-id"}, []string{"--odd-id"}, true, ""},
+		// The common flags are global: before the command too.
+		{[]string{"--endpoint", "http://h", "x", "ID"}, []string{"ID"}, false, "http://h"},
+		{[]string{"--json", "--endpoint=http://h", "x", "ID", "DEV"}, []string{"ID", "DEV"}, true, "http://h"},
 	}
 	for _, tc := range cases {
-		var c common
-		a, _, _ := testApp("", nil)
-		fs := a.newFlagSet("x", "", "", &c)
-		got, err := parse(fs, tc.args, -1)
+		a, _, stderr := testApp("", nil)
+		root := a.newRoot()
+		var got []string
+		root.AddCommand(&cobra.Command{Use: "x", RunE: func(_ *cobra.Command, args []string) error { got = args; return nil }})
+		root.SetArgs(tc.args)
+		err := root.Execute()
+		c := a.common
 		if err != nil || !slices.Equal(got, tc.want) || c.json != tc.json || c.endpoint != tc.endpoint {
-			t.Errorf("parse(%q) = %q, %v, json %v, endpoint %q; want %q, json %v, endpoint %q",
-				tc.args, got, err, c.json, c.endpoint, tc.want, tc.json, tc.endpoint)
+			t.Errorf("fleetrun %q: args %q, %v %s, json %v, endpoint %q; want %q, json %v, endpoint %q",
+				tc.args, got, err, stderr, c.json, c.endpoint, tc.want, tc.json, tc.endpoint)
 		}
 	}
 }

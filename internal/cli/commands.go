@@ -9,20 +9,22 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/fleetrun/fleetrun/api"
 	"github.com/fleetrun/fleetrun/client"
 )
 
-func (a *app) status(ctx context.Context, args []string) int {
-	var c common
-	fs := a.newFlagSet("status", "ID [flags]", "Shows a task: its status, progress and outcome.", &c)
-	pos, err := parse(fs, args, 1)
+func (a *app) statusCommand() *cobra.Command {
+	return a.command("status ID", "Show a task", "Shows a task: its status, progress and outcome.", exactArgs(1),
+		func(ctx context.Context, pos []string) int { return a.status(ctx, pos) })
+}
+
+func (a *app) status(ctx context.Context, pos []string) int {
+	c := &a.common
+	cl, err := a.connect(ctx, c)
 	if err != nil {
-		return a.usageError(fs, err)
-	}
-	cl, err := a.connect(ctx, &c)
-	if err != nil {
-		return a.usageError(fs, err)
+		return a.usageError("status", err)
 	}
 	t, err := cl.Get(ctx, pos[0])
 	if err != nil {
@@ -36,38 +38,35 @@ func (a *app) status(ctx context.Context, args []string) int {
 	return ExitOK
 }
 
-func (a *app) wait(ctx context.Context, args []string) int {
-	var (
-		c                 common
-		cancelOnInterrupt bool
-	)
-	fs := a.newFlagSet("wait", "ID [flags]", "Follows a task to its end, showing progress, then summarises it and exits as\n\"fleetrun --help\" lists.", &c)
-	fs.BoolVar(&cancelOnInterrupt, "cancel-on-interrupt", false, "cancel the task on Ctrl-C without asking")
-	pos, err := parse(fs, args, 1)
-	if err != nil {
-		return a.usageError(fs, err)
-	}
-	cl, err := a.connect(ctx, &c)
-	if err != nil {
-		return a.usageError(fs, err)
-	}
-	return a.follow(ctx, cl, pos[0], followOptions{json: c.json, cancelOnInterrupt: cancelOnInterrupt})
+func (a *app) waitCommand() *cobra.Command {
+	var cancelOnInterrupt bool
+	cmd := a.command("wait ID", "Follow a task to the end, showing progress",
+		"Follows a task to its end, showing progress, then summarises it and exits as listed below.", exactArgs(1),
+		func(ctx context.Context, pos []string) int {
+			cl, err := a.connect(ctx, &a.common)
+			if err != nil {
+				return a.usageError("wait", err)
+			}
+			return a.follow(ctx, cl, pos[0], followOptions{json: a.common.json, cancelOnInterrupt: cancelOnInterrupt})
+		})
+	cmd.Flags().BoolVar(&cancelOnInterrupt, "cancel-on-interrupt", false, "cancel the task on Ctrl-C without asking")
+	return cmd
 }
 
-func (a *app) cancel(ctx context.Context, args []string) int {
-	var (
-		c    common
-		wait bool
-	)
-	fs := a.newFlagSet("cancel", "ID [flags]", "Cancels a task: a pending task at once, a running one once its devices have stopped.\nCancelling a finished task is an error (exit 2) that says how it ended.", &c)
-	fs.BoolVar(&wait, "wait", false, "follow the task until it has stopped, then exit as \"fleetrun --help\" lists")
-	pos, err := parse(fs, args, 1)
+func (a *app) cancelCommand() *cobra.Command {
+	var wait bool
+	cmd := a.command("cancel ID", "Cancel a task; --wait to follow it until it stops",
+		"Cancels a task: a pending task at once, a running one once its devices have stopped.\nCancelling a finished task is an error (exit 2) that says how it ended.", exactArgs(1),
+		func(ctx context.Context, pos []string) int { return a.cancel(ctx, pos, wait) })
+	cmd.Flags().BoolVar(&wait, "wait", false, "follow the task until it has stopped, then exit as listed below")
+	return cmd
+}
+
+func (a *app) cancel(ctx context.Context, pos []string, wait bool) int {
+	c := &a.common
+	cl, err := a.connect(ctx, c)
 	if err != nil {
-		return a.usageError(fs, err)
-	}
-	cl, err := a.connect(ctx, &c)
-	if err != nil {
-		return a.usageError(fs, err)
+		return a.usageError("cancel", err)
 	}
 	t, err := cl.Cancel(ctx, pos[0])
 	if err != nil {
@@ -87,24 +86,26 @@ func (a *app) cancel(ctx context.Context, args []string) int {
 	return ExitOK
 }
 
-func (a *app) list(ctx context.Context, args []string) int {
+func (a *app) listCommand() *cobra.Command {
 	var (
-		c      common
 		status string
 		limit  int
 	)
-	fs := a.newFlagSet("ls", "[flags]", "Lists your tasks, newest first.", &c)
-	fs.StringVar(&status, "status", "", "only tasks in this `status` (pending, running, cancelling, completed, failed, timed_out, cancelled)")
-	fs.IntVar(&limit, "limit", 20, "list at most `N` tasks; 0 lists them all")
-	if _, err := parse(fs, args, 0); err != nil {
-		return a.usageError(fs, err)
-	}
+	cmd := a.command("ls", "List your tasks, newest first", "Lists your tasks, newest first.", exactArgs(0),
+		func(ctx context.Context, _ []string) int { return a.list(ctx, status, limit) })
+	cmd.Flags().StringVar(&status, "status", "", "only tasks in this `status` (pending, running, cancelling, completed, failed, timed_out, cancelled)")
+	cmd.Flags().IntVar(&limit, "limit", 20, "list at most `N` tasks; 0 lists them all")
+	return cmd
+}
+
+func (a *app) list(ctx context.Context, status string, limit int) int {
+	c := &a.common
 	if limit < 0 {
-		return a.usageError(fs, errors.New("--limit must not be negative"))
+		return a.usageError("ls", errors.New("--limit must not be negative"))
 	}
-	cl, err := a.connect(ctx, &c)
+	cl, err := a.connect(ctx, c)
 	if err != nil {
-		return a.usageError(fs, err)
+		return a.usageError("ls", err)
 	}
 	page := api.TaskList{Items: []api.Task{}}
 	opts := client.ListOptions{Status: status}
@@ -135,25 +136,27 @@ func (a *app) list(ctx context.Context, args []string) int {
 	return ExitOK
 }
 
-func (a *app) devices(ctx context.Context, args []string) int {
+func (a *app) devicesCommand() *cobra.Command {
 	var (
-		c        common
 		statuses listFlag
 		limit    int
 	)
-	fs := a.newFlagSet("devices", "ID [flags]", "Lists a task's devices with their status, exit code and the first line of their\noutput (\"fleetrun output\" prints all of it).", &c)
-	fs.Var(&statuses, "status", "only devices in these `statuses`, comma-separated (pending, running, succeeded,\nfailed, timed_out, cancelled, undeliverable)")
-	fs.IntVar(&limit, "limit", 0, "list at most `N` devices; 0 lists them all")
-	pos, err := parse(fs, args, 1)
-	if err != nil {
-		return a.usageError(fs, err)
-	}
+	cmd := a.command("devices ID", "List a task's devices: state, exit code, output",
+		"Lists a task's devices with their status, exit code and the first line of their\noutput (\"fleetrun output\" prints all of it).", exactArgs(1),
+		func(ctx context.Context, pos []string) int { return a.devices(ctx, pos, statuses, limit) })
+	cmd.Flags().Var(&statuses, "status", "only devices in these `statuses`, comma-separated (pending, running, succeeded,\nfailed, timed_out, cancelled, undeliverable)")
+	cmd.Flags().IntVar(&limit, "limit", 0, "list at most `N` devices; 0 lists them all")
+	return cmd
+}
+
+func (a *app) devices(ctx context.Context, pos []string, statuses listFlag, limit int) int {
+	c := &a.common
 	if limit < 0 {
-		return a.usageError(fs, errors.New("--limit must not be negative"))
+		return a.usageError("devices", errors.New("--limit must not be negative"))
 	}
-	cl, err := a.connect(ctx, &c)
+	cl, err := a.connect(ctx, c)
 	if err != nil {
-		return a.usageError(fs, err)
+		return a.usageError("devices", err)
 	}
 	page := api.DeviceList{Items: []api.Device{}}
 	opts := client.DeviceOptions{Statuses: statuses}
@@ -182,20 +185,19 @@ func (a *app) devices(ctx context.Context, args []string) int {
 	return ExitOK
 }
 
-func (a *app) output(ctx context.Context, args []string) int {
-	var (
-		c      common
-		stderr bool
-	)
-	fs := a.newFlagSet("output", "ID DEVICE [flags]", "Prints everything a device wrote to standard output (or, with --stderr, to\nstandard error), as it was written. --json does not apply.", &c)
-	fs.BoolVar(&stderr, "stderr", false, "print standard error instead of standard output")
-	pos, err := parse(fs, args, 2)
+func (a *app) outputCommand() *cobra.Command {
+	var stderr bool
+	cmd := a.command("output ID DEVICE", "Print a device's full output",
+		"Prints everything a device wrote to standard output (or, with --stderr, to\nstandard error), as it was written. --json does not apply.", exactArgs(2),
+		func(ctx context.Context, pos []string) int { return a.output(ctx, pos, stderr) })
+	cmd.Flags().BoolVar(&stderr, "stderr", false, "print standard error instead of standard output")
+	return cmd
+}
+
+func (a *app) output(ctx context.Context, pos []string, stderr bool) int {
+	cl, err := a.connect(ctx, &a.common)
 	if err != nil {
-		return a.usageError(fs, err)
-	}
-	cl, err := a.connect(ctx, &c)
-	if err != nil {
-		return a.usageError(fs, err)
+		return a.usageError("output", err)
 	}
 	stream := client.Stdout
 	if stderr {

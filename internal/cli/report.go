@@ -93,6 +93,14 @@ func allCounts(c api.DeviceCounts) string {
 	return strings.Join(parts, ", ")
 }
 
+// plural says n things: "1 device", "3 devices".
+func plural(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
+}
+
 // unsuccessful counts the devices that ended badly.
 func unsuccessful(c api.DeviceCounts) int { return c.Failed + c.TimedOut + c.Undeliverable }
 

@@ -11,68 +11,76 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/fleetrun/fleetrun/api"
 	"github.com/fleetrun/fleetrun/client"
 )
 
-func (a *app) submit(ctx context.Context, args []string) int {
-	var (
-		c                                  common
-		devices                            listFlag
-		scriptArgs                         repeatFlag
-		devicesFile, script, timeout       string
-		maxConcurrency, maxErrors, idemKey string
-		wait, cancelOnInterrupt            bool
-	)
-	fs := a.newFlagSet("submit", "--devices a,b | --devices-file F --script URL [flags]",
-		"Submits a task that runs the script on every device, and prints its id (or, with\n--wait, follows it to the end).", &c)
-	fs.Var(&devices, "devices", "comma-separated device `ids`; may be repeated")
-	fs.StringVar(&devicesFile, "devices-file", "", "`file` of device ids, one a line (# comments; - for stdin)")
-	fs.StringVar(&script, "script", "", "the script's `URL`: s3://bucket/key on AWS, a path under the script root locally")
-	fs.Var(&scriptArgs, "arg", "an `argument` for the script, passed as is; repeat for several")
-	fs.StringVar(&timeout, "timeout", "", "how long the task may run, in `seconds` or as a duration (90, 15m)")
-	fs.StringVar(&maxConcurrency, "max-concurrency", "", "devices run at once, a `number` or a percentage (10%)")
-	fs.StringVar(&maxErrors, "max-errors", "", "failed devices after which the task stops, a `number` or a percentage")
-	fs.StringVar(&idemKey, "idempotency-key", "", "Idempotency-Key: submitting again with the same `key` returns the same task")
-	fs.BoolVar(&wait, "wait", false, "follow the task to its end, then exit as \"fleetrun --help\" lists")
-	fs.BoolVar(&cancelOnInterrupt, "cancel-on-interrupt", false, "with --wait, cancel the task on Ctrl-C without asking")
-	if _, err := parse(fs, args, 0); err != nil {
-		return a.usageError(fs, err)
-	}
-	req := api.SubmitRequest{DeviceIDs: devices, ScriptURL: script, Args: scriptArgs,
-		MaxConcurrency: maxConcurrency, MaxErrors: maxErrors}
-	if devicesFile != "" {
-		ids, err := a.readDevices(devicesFile)
+// submitOptions are submit's own flags.
+type submitOptions struct {
+	devices                            listFlag
+	scriptArgs                         repeatFlag
+	devicesFile, script, timeout       string
+	maxConcurrency, maxErrors, idemKey string
+	wait, cancelOnInterrupt            bool
+}
+
+func (a *app) submitCommand() *cobra.Command {
+	var o submitOptions
+	cmd := a.command("submit --devices a,b | --devices-file F --script URL", "Submit a task; --wait to follow it to the end",
+		"Submits a task that runs the script on every device, and prints its id (or, with\n--wait, follows it to the end).", exactArgs(0),
+		func(ctx context.Context, _ []string) int { return a.submit(ctx, &o) })
+	f := cmd.Flags()
+	f.Var(&o.devices, "devices", "comma-separated device `ids`; may be repeated")
+	f.StringVar(&o.devicesFile, "devices-file", "", "`file` of device ids, one a line (# comments; - for stdin)")
+	f.StringVar(&o.script, "script", "", "the script's `URL`: s3://bucket/key on AWS, a path under the script root locally")
+	f.Var(&o.scriptArgs, "arg", "an `argument` for the script, passed as is; repeat for several")
+	f.StringVar(&o.timeout, "timeout", "", "how long the task may run, in `seconds` or as a duration (90, 15m)")
+	f.StringVar(&o.maxConcurrency, "max-concurrency", "", "devices run at once, a `number` or a percentage (10%)")
+	f.StringVar(&o.maxErrors, "max-errors", "", "failed devices after which the task stops, a `number` or a percentage")
+	f.StringVar(&o.idemKey, "idempotency-key", "", "Idempotency-Key: submitting again with the same `key` returns the same task")
+	f.BoolVar(&o.wait, "wait", false, "follow the task to its end, then exit as listed below")
+	f.BoolVar(&o.cancelOnInterrupt, "cancel-on-interrupt", false, "with --wait, cancel the task on Ctrl-C without asking")
+	return cmd
+}
+
+func (a *app) submit(ctx context.Context, o *submitOptions) int {
+	c := &a.common
+	req := api.SubmitRequest{DeviceIDs: o.devices, ScriptURL: o.script, Args: o.scriptArgs,
+		MaxConcurrency: o.maxConcurrency, MaxErrors: o.maxErrors}
+	if o.devicesFile != "" {
+		ids, err := a.readDevices(o.devicesFile)
 		if err != nil {
-			return a.usageError(fs, err)
+			return a.usageError("submit", err)
 		}
 		req.DeviceIDs = append(req.DeviceIDs, ids...)
 	}
 	var err error
-	if req.TimeoutSeconds, err = parseSeconds(timeout); err != nil {
-		return a.usageError(fs, fmt.Errorf("--timeout: %w", err))
+	if req.TimeoutSeconds, err = parseSeconds(o.timeout); err != nil {
+		return a.usageError("submit", fmt.Errorf("--timeout: %w", err))
 	}
 	switch {
 	case len(req.DeviceIDs) == 0:
-		return a.usageError(fs, errors.New("no devices: pass --devices or --devices-file"))
-	case script == "":
-		return a.usageError(fs, errors.New("no script: pass --script"))
-	case cancelOnInterrupt && !wait:
-		return a.usageError(fs, errors.New("--cancel-on-interrupt needs --wait"))
+		return a.usageError("submit", errors.New("no devices: pass --devices or --devices-file"))
+	case o.script == "":
+		return a.usageError("submit", errors.New("no script: pass --script"))
+	case o.cancelOnInterrupt && !o.wait:
+		return a.usageError("submit", errors.New("--cancel-on-interrupt needs --wait"))
 	}
-	cl, err := a.connect(ctx, &c)
+	cl, err := a.connect(ctx, c)
 	if err != nil {
-		return a.usageError(fs, err)
+		return a.usageError("submit", err)
 	}
 	var opts []client.SubmitOption
-	if idemKey != "" {
-		opts = append(opts, client.WithIdempotencyKey(idemKey))
+	if o.idemKey != "" {
+		opts = append(opts, client.WithIdempotencyKey(o.idemKey))
 	}
 	t, err := cl.Submit(ctx, req, opts...)
 	if err != nil {
 		return a.fail(ctx, err)
 	}
-	if !wait {
+	if !o.wait {
 		if c.json {
 			printJSON(a.stdout, t)
 		} else {
@@ -81,9 +89,9 @@ func (a *app) submit(ctx context.Context, args []string) int {
 		return ExitOK
 	}
 	if !c.json {
-		fmt.Fprintf(a.stdout, "submitted task %s: %s on %d devices\n", t.ID, t.Request.ScriptURL, t.Progress.Devices.Total)
+		fmt.Fprintf(a.stdout, "submitted task %s: %s on %s\n", t.ID, t.Request.ScriptURL, plural(t.Progress.Devices.Total, "device"))
 	}
-	return a.follow(ctx, cl, t.ID, followOptions{json: c.json, cancelOnInterrupt: cancelOnInterrupt})
+	return a.follow(ctx, cl, t.ID, followOptions{json: c.json, cancelOnInterrupt: o.cancelOnInterrupt})
 }
 
 // readDevices reads device ids from a file (or stdin for "-"): one a line, blank lines and

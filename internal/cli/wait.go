@@ -35,13 +35,15 @@ func (a *app) follow(ctx context.Context, c *client.Client, id string, o followO
 	return a.finish(ctx, c, t, o.json)
 }
 
-// newProgress picks the progress display: a bar when a person watches stdout, lines
-// otherwise. With --json, stdout is kept for the final JSON and the lines go to stderr.
+// newProgress picks the progress display: a bar when a person watches stdout on a terminal
+// of known width, lines otherwise. With --json, stdout is kept for the final JSON and the lines go to stderr.
 func (a *app) newProgress(json bool) progress {
 	switch {
 	case json:
 		return &lineProgress{w: a.stderr, now: a.now}
-	case a.isTerminal(a.stdout):
+	case a.isTerminal(a.stdout) && a.termWidth(a.stdout) > 0:
+		// A terminal that reports no width (0 columns, as some do under a pipe-like pty or a
+		// CI runner) would draw an invisible bar.
 		return newBarProgress(a.stdout)
 	default:
 		return &lineProgress{w: a.stdout, now: a.now}
@@ -115,7 +117,7 @@ func (a *app) finish(ctx context.Context, c *client.Client, t *api.Task, json bo
 		return code
 	}
 	counts := t.Progress.Devices
-	fmt.Fprintf(a.stdout, "task %s %s in %s: %d devices", t.ID, t.Status, took(t), counts.Total)
+	fmt.Fprintf(a.stdout, "task %s %s in %s: %s", t.ID, t.Status, took(t), plural(counts.Total, "device"))
 	if s := allCounts(counts); s != "" {
 		fmt.Fprintf(a.stdout, ", %s", s)
 	}

@@ -35,8 +35,8 @@ type taskItem struct {
 	Request     []byte `dynamodbav:"request"`
 	DeviceIDs   []byte `dynamodbav:"deviceIds,omitempty"`
 	// IDParts is how many "ids" items hold the device list when it was too large to inline.
-	IDParts   int    `dynamodbav:"idParts,omitempty"`
-	Step      string `dynamodbav:"step,omitempty"`
+	IDParts    int    `dynamodbav:"idParts,omitempty"`
+	Step       string `dynamodbav:"step,omitempty"`
 	Result     []byte `dynamodbav:"result,omitempty"`
 	Published  bool   `dynamodbav:"published,omitempty"`
 	RelaunchOf string `dynamodbav:"relaunchOf,omitempty"`

@@ -66,7 +66,9 @@ func ownerPK(owner string) string           { return prefixOwner + owner }
 
 // relaunchSK is the sort key, in the partition of the task it relaunched, of the item that
 // lists task id among that task's relaunches, newest last.
-func relaunchSK(createdAt time.Time, id string) string { return prefixRelaunch + ownerSK(createdAt, id) }
+func relaunchSK(createdAt time.Time, id string) string {
+	return prefixRelaunch + ownerSK(createdAt, id)
+}
 
 // ownerSK orders an owner's tasks by creation time, then id, at a fixed width so that the
 // string order is the time order.

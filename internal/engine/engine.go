@@ -95,6 +95,23 @@ type Notifier interface {
 	Notify(t *task.Task)
 }
 
+// Metrics is told what the engine measures, as it happens. Each method is called once per
+// event however often SQS or EventBridge deliver it, by the writer whose conditional write made
+// the change. Implementations must be safe for concurrent use and quick, and they only record:
+// nothing they do can fail the work.
+type Metrics interface {
+	// TaskSubmitted: a new task was stored and queued (an idempotent replay is not counted).
+	TaskSubmitted(ctx context.Context)
+	// TaskDispatched: a pending task was moved to running and handed to its runner, which has
+	// sent its first command (SSM) or started its first device (locally); latency runs from
+	// the submission.
+	TaskDispatched(ctx context.Context, latency time.Duration)
+	// TaskFinished: a task reached the terminal status; duration runs from its submission to
+	// its end, and devices are its final counts, so each device is counted once, when its
+	// task ends (devices that never started count as cancelled).
+	TaskFinished(ctx context.Context, status task.Status, duration time.Duration, devices task.Counts)
+}
+
 // Config wires an Engine. Store, Queue and Rules are required; the rest have defaults.
 type Config struct {
 	Store     task.Store
@@ -102,6 +119,8 @@ type Config struct {
 	Runner    Runner
 	Publisher Publisher
 	Notifier  Notifier
+	// Metrics records submissions, dispatches and finished tasks; nil records nothing.
+	Metrics Metrics
 	// Admission, when set, bounds the work queued behind the deployment (see Backlog).
 	Admission Admission
 	// Inventory resolves targets and lists devices; nil when the home has none, and then a
@@ -148,6 +167,9 @@ func New(cfg Config) *Engine {
 	if cfg.MaxPollInterval <= 0 {
 		cfg.MaxPollInterval = 60 * time.Second
 	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = noMetrics{}
+	}
 	return &Engine{cfg: cfg, log: cfg.Logger}
 }
 
@@ -155,4 +177,26 @@ func (e *Engine) notify(t *task.Task) {
 	if e.cfg.Notifier != nil && t != nil {
 		e.cfg.Notifier.Notify(t)
 	}
+}
+
+// noMetrics is the Metrics of a Config that sets none.
+type noMetrics struct{}
+
+func (noMetrics) TaskSubmitted(context.Context)                                         {}
+func (noMetrics) TaskDispatched(context.Context, time.Duration)                         {}
+func (noMetrics) TaskFinished(context.Context, task.Status, time.Duration, task.Counts) {}
+
+// finished records a task that has just reached its terminal status.
+func (e *Engine) finished(ctx context.Context, t *task.Task) {
+	end := t.UpdatedAt
+	if t.CompletedAt != nil {
+		end = *t.CompletedAt
+	}
+	e.cfg.Metrics.TaskFinished(ctx, t.Status, since(t.CreatedAt, end), t.Counts)
+}
+
+// since is the time from start to end, never negative: on AWS the two may come from the clocks
+// of different functions.
+func since(start, end time.Time) time.Duration {
+	return max(0, end.Sub(start))
 }

@@ -55,6 +55,7 @@ func (e *Engine) Handle(ctx context.Context, m Message) error {
 // already running (a redelivered dispatch, or a resume after a restart) is started again,
 // which runners treat as a resume.
 func (e *Engine) dispatch(ctx context.Context, t *task.Task) error {
+	first := false // this call moved the task to running
 	switch t.Status {
 	case task.StatusPending:
 		tr, err := task.Dispatch(t, e.cfg.Now().UTC())
@@ -79,7 +80,7 @@ func (e *Engine) dispatch(ctx context.Context, t *task.Task) error {
 		}
 		e.log.InfoContext(ctx, "task dispatched", "task_id", t.ID)
 		e.notify(running)
-		t = running
+		t, first = running, true
 	case task.StatusRunning:
 		e.log.InfoContext(ctx, "task resumed", "task_id", t.ID)
 	case task.StatusCancelling:
@@ -87,7 +88,12 @@ func (e *Engine) dispatch(ctx context.Context, t *task.Task) error {
 	default:
 		return nil // cancelled, or already finished: nothing to start
 	}
-	if err := e.cfg.Runner.Start(ctx, t); err != nil {
+	err := e.cfg.Runner.Start(ctx, t)
+	if first && (err == nil || errors.Is(err, ErrIncomplete)) {
+		// The runner has sent or started something: the dispatch latency is known.
+		e.cfg.Metrics.TaskDispatched(ctx, since(t.CreatedAt, e.cfg.Now()))
+	}
+	if err != nil {
 		if errors.Is(err, ErrIncomplete) {
 			e.log.InfoContext(ctx, "dispatch continues in another message", "task_id", t.ID)
 			return e.cfg.Queue.Send(context.WithoutCancel(ctx), Message{Version: MessageVersion, Action: ActionDispatch, TaskID: t.ID}, 0)
@@ -288,6 +294,7 @@ func (e *Engine) end(ctx context.Context, t *task.Task, step string, decide func
 		e.log.InfoContext(ctx, "task ended", "task_id", done.ID, "status", done.Status, "reason", reason,
 			"succeeded", done.Counts.Succeeded, "errors", done.Counts.Errors(), "cancelled", done.Counts.Cancelled)
 		e.notify(done)
+		e.finished(ctx, done)
 		return done, e.publish(ctx, done)
 	}
 }

@@ -83,6 +83,9 @@ func (e *Engine) submit(ctx context.Context, s Submission, relaunchOf string) (t
 	e.log.InfoContext(ctx, "task submitted", "task_id", stored.ID, "owner", stored.Owner,
 		"devices", stored.Counts.Total, "script", stored.Request.ScriptURL, "relaunch_of", stored.RelaunchOf)
 	e.notify(stored)
+	// A stored task counts as submitted even when it cannot be queued: it is then failed, and
+	// counted as finished like every other stored task.
+	e.cfg.Metrics.TaskSubmitted(ctx)
 	if err := e.cfg.Queue.Send(ctx, Message{Version: MessageVersion, Action: ActionDispatch, TaskID: stored.ID}, 0); err != nil {
 		e.log.ErrorContext(ctx, "queue dispatch failed", "task_id", stored.ID, "err", err)
 		if failed, ferr := e.fail(ctx, stored, "the task could not be queued"); ferr == nil {

@@ -61,7 +61,9 @@ func TestFollowWaitsForADeviceThatHasNotStarted(t *testing.T) {
 	tk := b.submit("web-1", "web-2")
 	b.deliver()
 	done := make(chan resp, 1)
-	go func() { done <- b.do(req{method: "GET", path: tk.Links.Devices + "/web-1/output?follow=true", token: aliceToken}) }()
+	go func() {
+		done <- b.do(req{method: "GET", path: tk.Links.Devices + "/web-1/output?follow=true", token: aliceToken})
+	}()
 	b.output.put(tk.ID, "web-1", "stdout", "hello\n")
 	b.report(tk.ID, task.DeviceUpdate{DeviceID: "web-1", Status: task.DeviceSucceeded, ExitCode: new(0)})
 	if r := <-done; r.StatusCode != 200 || string(r.body) != "hello\n" {
@@ -98,7 +100,9 @@ func TestFollowBufferedAnswersOnceTheDeviceEnds(t *testing.T) {
 		t.Fatalf("follow of a device still running when the time is up: %d %s", r.StatusCode, r.body)
 	}
 	done := make(chan resp, 1)
-	go func() { done <- b.do(req{method: "GET", path: tk.Links.Devices + "/web-1/output?follow=true", token: aliceToken}) }()
+	go func() {
+		done <- b.do(req{method: "GET", path: tk.Links.Devices + "/web-1/output?follow=true", token: aliceToken})
+	}()
 	b.output.put(tk.ID, "web-1", "stdout", "all of it\n")
 	b.report(tk.ID, task.DeviceUpdate{DeviceID: "web-1", Status: task.DeviceSucceeded, ExitCode: new(0), Stdout: "all"})
 	if r := <-done; r.StatusCode != 200 || string(r.body) != "all of it\n" {

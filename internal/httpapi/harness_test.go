@@ -60,7 +60,7 @@ type bundleOptions struct {
 	// following makes the output store a follower (outputs read while written), and buffered
 	// says responses reach the caller whole, as on API Gateway's HTTP API.
 	following, buffered bool
-	bodyTimeout time.Duration
+	bodyTimeout         time.Duration
 	// maxStreams and maxStreamsPerOwner cap event streams and long-polls.
 	maxStreams, maxStreamsPerOwner int
 	// wrap, when set, wraps the API in the test server.

@@ -72,7 +72,10 @@ type Config struct {
 	// RetryAfter is how soon a client should look again at a task that is not finished; it is
 	// sent in whole seconds, at least 1. The default is 1 s.
 	RetryAfter time.Duration
-	Logger     *slog.Logger
+	// Metrics, when set, is served at GET /metrics to callers Owner accepts. It is not part of
+	// the API's contract: only `fleetrun serve` sets it.
+	Metrics http.Handler
+	Logger  *slog.Logger
 }
 
 // Defaults of Config.
@@ -150,6 +153,10 @@ func (h *handler) routes() {
 		{"/tasks/{id}/devices/{deviceId}", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.getDevice), http.MethodDelete: h.authed(h.cancelDevice)}},
 		{"/tasks/{id}/devices/{deviceId}/output", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.output)}},
 	}
+	if h.cfg.Metrics != nil {
+		table = append(table, route{"/metrics", map[string]http.HandlerFunc{http.MethodGet: h.authed(
+			func(w http.ResponseWriter, r *http.Request, _ string) { h.cfg.Metrics.ServeHTTP(w, r) })}})
+	}
 	for _, rt := range table {
 		var allow []string
 		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodDelete} {
@@ -180,7 +187,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		id = newRequestID()
 	}
 	w.Header().Set(headerRequestID, id)
-	r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id))
+	entry := &logEntry{}
+	ctx := context.WithValue(r.Context(), requestIDKey{}, id)
+	r = r.WithContext(context.WithValue(ctx, logEntryKey{}, entry))
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = &trackedBody{ReadCloser: r.Body}
 	}
@@ -195,8 +204,16 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				h.problem(rec, r, problemFor(http.StatusInternalServerError, api.ProblemInternal, ""))
 			}
 		}
-		h.log.InfoContext(r.Context(), "request", "method", r.Method, "path", r.URL.Path,
-			"status", rec.statusOrOK(), "duration", time.Since(start), "request_id", id)
+		attrs := []slog.Attr{slog.String("method", r.Method), slog.String("path", r.URL.Path),
+			slog.Int("status", rec.statusOrOK()), slog.Duration("duration", time.Since(start)), slog.String("request_id", id)}
+		// The mux has set the route's path values on r by now.
+		if taskID := r.PathValue("id"); taskID != "" {
+			attrs = append(attrs, slog.String("task_id", taskID))
+		}
+		if entry.owner != "" {
+			attrs = append(attrs, slog.String("owner", entry.owner))
+		}
+		h.log.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
 	}()
 	if !validHost(r.Host) {
 		h.problem(rec, r, problemFor(http.StatusBadRequest, api.ProblemMalformed, "the Host header is missing or malformed"))
@@ -215,6 +232,9 @@ func (h *handler) authed(fn func(w http.ResponseWriter, r *http.Request, owner s
 			h.problem(w, r, problemFor(http.StatusUnauthorized, api.ProblemUnauthorized,
 				"a valid bearer token is required"))
 			return
+		}
+		if e, ok := r.Context().Value(logEntryKey{}).(*logEntry); ok {
+			e.owner = owner
 		}
 		fn(w, r, owner)
 	}
@@ -254,6 +274,12 @@ func bodyUnread(r *http.Request) bool {
 	b, ok := r.Body.(*trackedBody)
 	return ok && !b.done.Load()
 }
+
+// logEntry collects, while a request is handled, what its log line says beyond the request
+// itself: the caller, once authed has identified it.
+type logEntry struct{ owner string }
+
+type logEntryKey struct{}
 
 // recorder remembers the status written, for the request log. Unwrap lets
 // http.ResponseController reach the underlying writer's Flush and deadlines.

@@ -4,6 +4,9 @@ import (
 	"debug/buildinfo"
 	"debug/elf"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/fleetrun/fleetrun/internal/lambdatest"
@@ -72,5 +75,37 @@ func TestMakeBuildsArm64Bootstraps(t *testing.T) {
 			}
 			t.Logf("%s: linux/arm64 bootstrap, %.1f MiB", id, float64(fi.Size())/(1<<20))
 		})
+	}
+}
+
+// TestMakeDeployNeedsAllowedScriptBuckets holds `make deploy` to stopping, before it builds
+// anything, when samconfig.toml's deploy section does not set AllowedScriptBuckets, with a
+// message that says how to set it; the local_invoke section's value does not count.
+func TestMakeDeployNeedsAllowedScriptBuckets(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		config string
+		ok     bool
+	}{
+		{"[default.deploy.parameters]\nconfirm_changeset = true\n" +
+			"# parameter_overrides = \"AllowedScriptBuckets=b\"\n" +
+			"[default.local_invoke.parameters]\nparameter_overrides = \"AllowedScriptBuckets=example\"\n", false},
+		{"[default.deploy.parameters]\nparameter_overrides = \"AllowedScriptBuckets=\\\"my-scripts\\\" LogLevel=\\\"info\\\"\"\n", true},
+	}
+	for i, tc := range cases {
+		config := filepath.Join(t.TempDir(), "samconfig.toml")
+		if err := os.WriteFile(config, []byte(tc.config), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("make", "-s", "deploy-config", "SAMCONFIG="+config)
+		cmd.Dir = lambdatest.RepoRoot(t)
+		out, err := cmd.CombinedOutput()
+		switch {
+		case tc.ok && err != nil:
+			t.Errorf("case %d: make deploy-config failed with AllowedScriptBuckets set: %v\n%s", i, err, out)
+		case !tc.ok && (err == nil || !strings.Contains(string(out), "AllowedScriptBuckets is not set") ||
+			!strings.Contains(string(out), "sam deploy --guided")):
+			t.Errorf("case %d: make deploy-config = %v\n%s\nwant a failure that says how to set AllowedScriptBuckets", i, err, out)
+		}
 	}
 }

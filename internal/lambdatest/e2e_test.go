@@ -18,6 +18,7 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/fleetrun/fleetrun/api"
+	"github.com/fleetrun/fleetrun/internal/awsapp"
 	"github.com/fleetrun/fleetrun/internal/awstest"
 	"github.com/fleetrun/fleetrun/internal/engine"
 	"github.com/fleetrun/fleetrun/internal/lambdatest"
@@ -92,6 +93,8 @@ func TestLocalInvoke(t *testing.T) {
 
 	// Dispatch: both messages in one batch, with a malformed record that must come back as
 	// the batch's only failure (SQS then moves it to the dead-letter queue).
+	// SSM throttles the first SendCommand once: the SDK retries it, and the metric counts it.
+	ssm.ThrottleNext(ssmtest.OpSendCommand, 1)
 	d1, d2 := q.next(t, t1.ID, engine.ActionDispatch, 5*time.Second), q.next(t, t2.ID, engine.ActionDispatch, 5*time.Second)
 	bad := events.SQSMessage{MessageId: "malformed-1", Body: `{"v":1,"action":"explode"}`, EventSource: "aws:sqs"}
 	if failed := execute(t, executorFn, d1, bad, d2); !slices.Equal(failed, []string{"malformed-1"}) {
@@ -264,6 +267,7 @@ func TestLocalInvoke(t *testing.T) {
 	}
 
 	invokeEveryEvent(t, fns, t1.ID)
+	checkMetrics(t, fns, functionEnv(t, tpl, stack, "SubmitFunction", ssm.URL)[awsapp.EnvMetricsNamespace])
 	logColdStarts(t, cold)
 }
 

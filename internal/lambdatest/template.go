@@ -30,9 +30,23 @@ type Parameter struct {
 
 // Resource is a template resource.
 type Resource struct {
-	Type       string         `yaml:"Type"`
-	Properties map[string]any `yaml:"Properties"`
-	Metadata   map[string]any `yaml:"Metadata"`
+	Type                string         `yaml:"Type"`
+	Properties          map[string]any `yaml:"Properties"`
+	Metadata            map[string]any `yaml:"Metadata"`
+	DeletionPolicy      string         `yaml:"DeletionPolicy"`
+	UpdateReplacePolicy string         `yaml:"UpdateReplacePolicy"`
+}
+
+// OfType returns the logical ids of the template's resources of type typ, sorted.
+func (t *Template) OfType(typ string) []string {
+	var ids []string
+	for id, r := range t.Resources {
+		if r.Type == typ {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 // LoadTemplate reads and parses a template file.
@@ -58,14 +72,7 @@ func LoadTemplate(path string) (*Template, error) {
 // Functions returns the logical ids of the template's AWS::Serverless::Function resources,
 // sorted.
 func (t *Template) Functions() []string {
-	var ids []string
-	for id, r := range t.Resources {
-		if r.Type == "AWS::Serverless::Function" {
-			ids = append(ids, id)
-		}
-	}
-	slices.Sort(ids)
-	return ids
+	return t.OfType("AWS::Serverless::Function")
 }
 
 // FunctionProperty returns a function's property, or the Globals value when the function does

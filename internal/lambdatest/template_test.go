@@ -80,7 +80,7 @@ func TestTemplateEnvironmentIsWhatTheFunctionsRead(t *testing.T) {
 	tpl := loadTemplate(t)
 	refs := fakeRefs(tpl)
 	want := []string{awsapp.EnvAllowedScriptBuckets, awsapp.EnvDocumentName, awsapp.EnvEventBusName,
-		awsapp.EnvLogLevel, awsapp.EnvQueueURL, awsapp.EnvTableName, awsapp.EnvTaskRetentionDays}
+		awsapp.EnvLogLevel, awsapp.EnvMetricsNamespace, awsapp.EnvQueueURL, awsapp.EnvTableName, awsapp.EnvTaskRetentionDays}
 	for _, id := range tpl.Functions() {
 		env, err := tpl.FunctionEnvironment(id, refs)
 		if err != nil {

@@ -26,6 +26,12 @@ type Config struct {
 	Retention time.Duration
 	Grace     time.Duration
 	LogLevel  string
+	// LogFormat is "text" (the default, for a person at a terminal) or "json" (one object a
+	// line, with the same keys as on Lambda, for a log collector).
+	LogFormat string
+	// MetricsAddr, when set, serves GET /metrics on this loopback address without a token,
+	// instead of on Addr behind the API's tokens.
+	MetricsAddr string
 
 	// PublicURL is the base of Location headers and links; empty means the address the
 	// request arrived at (see httpapi.BaseURL).
@@ -104,7 +110,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:8080", "address to listen on (a non-loopback address needs a token)")
 	fs.StringVar(&cfg.DataDir, "data", "./.fleetrun", "data directory: the task store and device output")
 	fs.StringVar(&cfg.ScriptRoot, "script-root", "./examples/scripts", "directory that scriptUrl paths are resolved in")
-	fs.Var(&tokens, "token", "`OWNER=SECRET`: callers sending the bearer SECRET are OWNER (the first \"=\" ends OWNER); repeat for several owners (default: the secret in $FLEETRUN_TOKEN, for owner \"default\")")
+	fs.Var(&tokens, "token", "`OWNER=SECRET`: callers sending the bearer SECRET are OWNER (the first \"=\" ends OWNER);\nOWNER is 1 to 64 letters, digits, \".\", \"_\", \"@\" or \"-\", and SECRET at least 8 characters.\nRepeat for several owners, each of whom sees only its own tasks (default: the secret in\n$FLEETRUN_TOKEN, for owner \"default\"). Without a token every caller is the owner \"local\"")
 	fs.DurationVar(&cfg.Retention, "retention", 7*24*time.Hour, "how long finished tasks are kept")
 	fs.DurationVar(&cfg.Grace, "grace", 5*time.Second, "time between SIGTERM and SIGKILL when stopping a script")
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
@@ -119,9 +125,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.IntVar(&cfg.MaxStreamsPerOwner, "max-streams-per-owner", DefaultMaxStreamsPerOwner, "event streams and long-polls open at once for one owner")
 	fs.StringVar(&cfg.Cgroups, "cgroups", "auto", "auto: run each script in a cgroup of its own where the server may create cgroups; off: never")
 	fs.StringVar(&cfg.Inventory, "inventory", "", "`FILE` of devices and their tags (YAML) that submits may target by tag; SIGHUP reloads it")
+	fs.StringVar(&cfg.LogFormat, "log-format", "text", "text, or json for one JSON object a line")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve GET /metrics on this loopback `address` without a token\n(default: on --addr, behind the tokens)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "Usage: fleetrun serve [flags]\n\nRuns the fleetrun API with the embedded store and the local runner.\n\nFlags:")
-		fs.PrintDefaults()
+		printFlags(fs)
 	}
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
@@ -153,6 +161,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	}
 	if cfg.Cgroups != "auto" && cfg.Cgroups != "off" {
 		return cfg, fmt.Errorf("--cgroups %q: want auto or off", cfg.Cgroups)
+	}
+	if cfg.LogFormat != "text" && cfg.LogFormat != "json" {
+		return cfg, fmt.Errorf("--log-format %q: want text or json", cfg.LogFormat)
+	}
+	if cfg.MetricsAddr != "" && !loopback(cfg.MetricsAddr) {
+		return cfg, fmt.Errorf("--metrics-addr %s: want a loopback address, since it serves without a token", cfg.MetricsAddr)
 	}
 	return cfg, nil
 }
@@ -223,4 +237,21 @@ func loopback(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// printFlags prints fs's flags as --name VALUE, the form the documentation uses (the flag
+// package accepts both -name and --name), each description indented below its flag.
+func printFlags(fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		name, usage := flag.UnquoteUsage(f)
+		line := "  --" + f.Name
+		if name != "" {
+			line += " " + name
+		}
+		usage = strings.ReplaceAll(usage, "\n", "\n        ")
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0s" {
+			usage += fmt.Sprintf(" (default %s)", f.DefValue)
+		}
+		fmt.Fprintf(fs.Output(), "%s\n        %s\n", line, usage)
+	})
 }

@@ -1,6 +1,8 @@
 package serve
 
 import (
+	"errors"
+	"flag"
 	"io"
 	"strings"
 	"testing"
@@ -59,6 +61,11 @@ func TestParseConfig(t *testing.T) {
 		{name: "a stray argument is refused", args: []string{"extra"}, wantErr: "unexpected argument"},
 		{name: "localhost counts as loopback", args: []string{"--addr", "localhost:9000"}, tokens: map[string]string{}},
 		{name: "IPv6 loopback", args: []string{"--addr", "[::1]:9000"}, tokens: map[string]string{}},
+		{name: "JSON logs", args: []string{"--log-format", "json"}, tokens: map[string]string{}},
+		{name: "an unknown log format is refused", args: []string{"--log-format", "xml"}, wantErr: "--log-format"},
+		{name: "metrics apart on loopback", args: []string{"--metrics-addr", "127.0.0.1:9090"}, tokens: map[string]string{}},
+		{name: "metrics apart on a public address are refused", args: []string{"--token", "x=s3cret-value", "--metrics-addr", "0.0.0.0:9090"},
+			wantErr: "--metrics-addr"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -84,5 +91,25 @@ func TestParseConfig(t *testing.T) {
 				t.Errorf("public URL %q keeps its trailing slash", cfg.PublicURL)
 			}
 		})
+	}
+}
+
+func TestHelpShowsDoubleDashFlagsAndTheTokenRules(t *testing.T) {
+	t.Parallel()
+	var out strings.Builder
+	if _, err := parseConfig([]string{"--help"}, func(string) string { return "" }, &out); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("--help: %v", err)
+	}
+	help := out.String()
+	for _, want := range []string{"  --addr ", "  --token OWNER=SECRET", "at least 8 characters", "$FLEETRUN_TOKEN",
+		"  --log-format ", "  --metrics-addr "} {
+		if !strings.Contains(help, want) {
+			t.Errorf("serve --help does not say %q:\n%s", want, help)
+		}
+	}
+	for line := range strings.SplitSeq(help, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "-") && !strings.HasPrefix(strings.TrimSpace(line), "--") {
+			t.Errorf("serve --help shows a single-dash flag: %q", line)
+		}
 	}
 }

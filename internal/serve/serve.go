@@ -25,6 +25,7 @@ import (
 	"github.com/fleetrun/fleetrun/internal/localqueue"
 	"github.com/fleetrun/fleetrun/internal/localrun"
 	"github.com/fleetrun/fleetrun/internal/localstore"
+	"github.com/fleetrun/fleetrun/internal/prommetrics"
 	"github.com/fleetrun/fleetrun/internal/task"
 	"github.com/fleetrun/fleetrun/internal/watch"
 )
@@ -44,19 +45,23 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, getenv f
 	// The binary's children are all the runner's, so it may reap every one of them.
 	cfg.Subreaper = true
 	ready := func(addr string) { fmt.Fprintf(stdout, "listening on %s\n", addr) }
-	if err := Run(ctx, cfg, newLogger(stderr, cfg.LogLevel), ready); err != nil {
+	if err := Run(ctx, cfg, newLogger(stderr, cfg), ready); err != nil {
 		fmt.Fprintln(stderr, "fleetrun serve:", err)
 		return 1
 	}
 	return 0
 }
 
-func newLogger(w io.Writer, level string) *slog.Logger {
+func newLogger(w io.Writer, cfg Config) *slog.Logger {
 	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
+	if err := l.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
 		l = slog.LevelInfo
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+	opts := &slog.HandlerOptions{Level: l}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 // Run wires the embedded store, the queue, the runner, the engine and the HTTP API, resumes
@@ -119,6 +124,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(baseURL s
 		defer stopReloads()
 	}
 	broker := watch.NewBroker()
+	metrics := prommetrics.New()
 	backlog := engine.NewBacklog(engine.BacklogConfig{MaxPending: cfg.MaxPending, Active: active, Now: cfg.Now})
 	// The engine and its queue refer to each other; nothing is queued before the engine exists.
 	var eng *engine.Engine
@@ -132,6 +138,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(baseURL s
 		Notifier:  engine.Notifiers(broker, backlog),
 		Admission: backlog,
 		Inventory: inventory,
+		Metrics:   metrics,
 		Rules:     task.Rules{DeviceID: task.LocalDeviceID, CheckScript: localrun.CheckScript(root)},
 		Retention: cfg.Retention,
 		Now:       cfg.Now,
@@ -156,7 +163,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(baseURL s
 	case cfg.TrustProxy:
 		baseURL = httpapi.ForwardedBaseURL
 	}
-	api := httpapi.New(httpapi.Config{
+	apiCfg := httpapi.Config{
 		Engine:             eng,
 		Owner:              httpapi.BearerTokens(cfg.Tokens, "local"),
 		Watcher:            broker,
@@ -165,13 +172,25 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(baseURL s
 		BodyTimeout:        cfg.BodyTimeout,
 		MaxStreams:         cfg.MaxStreams,
 		MaxStreamsPerOwner: cfg.MaxStreamsPerOwner,
+		Metrics:            metrics.Handler(),
 		Logger:             log,
-	})
+	}
+	if cfg.MetricsAddr != "" {
+		apiCfg.Metrics = nil // served apart, without a token
+	}
+	api := httpapi.New(apiCfg)
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		stopEarly()
 		return err
 	}
+	stopMetrics, err := serveMetrics(cfg.MetricsAddr, metrics.Handler(), log)
+	if err != nil {
+		ln.Close()
+		stopEarly()
+		return err
+	}
+	defer stopMetrics()
 	// Past the cap, a connection waits in the kernel's backlog until one closes, instead of
 	// taking a descriptor the scripts and the store need; idle ones are closed after
 	// IdleTimeout, and headers must arrive within ReadHeaderTimeout.
@@ -212,6 +231,24 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(baseURL s
 		err = nil
 	}
 	return err
+}
+
+// serveMetrics serves GET /metrics on addr, a loopback address, until the returned function is
+// called; with no addr it serves nothing.
+func serveMetrics(addr string, h http.Handler, log *slog.Logger) (stop func(), err error) {
+	if addr == "" {
+		return func() {}, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics-addr: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", h)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	log.Info("metrics serving", "addr", ln.Addr().String())
+	return func() { srv.Close() }, nil
 }
 
 // resume re-queues every task that was not finished when the server last stopped: pending
@@ -286,7 +323,7 @@ func Start(ctx context.Context, args []string, logs io.Writer) (baseURL string, 
 	urls := make(chan string, 1)
 	errs := make(chan error, 1)
 	go func() {
-		errs <- Run(ctx, cfg, newLogger(logs, cfg.LogLevel), func(u string) { urls <- u })
+		errs <- Run(ctx, cfg, newLogger(logs, cfg), func(u string) { urls <- u })
 	}()
 	select {
 	case u := <-urls:
