@@ -20,6 +20,8 @@ import (
 // submitOptions are submit's own flags.
 type submitOptions struct {
 	devices                            listFlag
+	targets                            repeatFlag
+	includeOffline                     bool
 	scriptArgs                         repeatFlag
 	devicesFile, script, timeout       string
 	maxConcurrency, maxErrors, idemKey string
@@ -28,12 +30,14 @@ type submitOptions struct {
 
 func (a *app) submitCommand() *cobra.Command {
 	var o submitOptions
-	cmd := a.command("submit --devices a,b | --devices-file F --script URL", "Submit a task; --wait to follow it to the end",
-		"Submits a task that runs the script on every device, and prints its id (or, with\n--wait, follows it to the end).", exactArgs(0),
+	cmd := a.command("submit --devices a,b | --devices-file F | --target tag:K=V --script URL", "Submit a task; --wait to follow it to the end",
+		"Submits a task that runs the script on every device, and prints its id (or, with\n--wait, follows it to the end). --target names the devices by tag instead: each\n--target tag:NAME=V1,V2 keeps the devices whose tag has one of the values, and every\n--target must hold; they are resolved when the task is submitted.", exactArgs(0),
 		func(ctx context.Context, _ []string) int { return a.submit(ctx, &o) })
 	f := cmd.Flags()
 	f.Var(&o.devices, "devices", "comma-separated device `ids`; may be repeated")
 	f.StringVar(&o.devicesFile, "devices-file", "", "`file` of device ids, one a line (# comments; - for stdin)")
+	f.Var(&o.targets, "target", "`tag:NAME=VALUE[,VALUE…]`: the devices with this tag (see \"fleetrun inventory\"); repeat to AND")
+	f.BoolVar(&o.includeOffline, "include-offline", false, "with --target, include devices that are offline (AWS)")
 	f.StringVar(&o.script, "script", "", "the script's `URL`: s3://bucket/key on AWS, a path under the script root locally")
 	f.Var(&o.scriptArgs, "arg", "an `argument` for the script, passed as is; repeat for several")
 	f.StringVar(&o.timeout, "timeout", "", "how long the task may run, in `seconds` or as a duration (90, 15m)")
@@ -60,9 +64,17 @@ func (a *app) submit(ctx context.Context, o *submitOptions) int {
 	if req.TimeoutSeconds, err = parseSeconds(o.timeout); err != nil {
 		return a.usageError("submit", fmt.Errorf("--timeout: %w", err))
 	}
+	if req.Targets, err = parseTargets(o.targets); err != nil {
+		return a.usageError("submit", err)
+	}
+	req.IncludeOffline = o.includeOffline
 	switch {
-	case len(req.DeviceIDs) == 0:
-		return a.usageError("submit", errors.New("no devices: pass --devices or --devices-file"))
+	case len(req.DeviceIDs) == 0 && len(req.Targets) == 0:
+		return a.usageError("submit", errors.New("no devices: pass --devices, --devices-file or --target"))
+	case len(req.DeviceIDs) > 0 && len(req.Targets) > 0:
+		return a.usageError("submit", errors.New("--target names the devices: leave out --devices and --devices-file"))
+	case o.includeOffline && len(req.Targets) == 0:
+		return a.usageError("submit", errors.New("--include-offline needs --target"))
 	case o.script == "":
 		return a.usageError("submit", errors.New("no script: pass --script"))
 	case o.cancelOnInterrupt && !o.wait:
