@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	awseventbridge "github.com/aws/aws-sdk-go-v2/service/eventbridge"
@@ -21,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
 	"github.com/fleetrun/fleetrun/internal/awsretry"
+	"github.com/fleetrun/fleetrun/internal/cwoutput"
 	"github.com/fleetrun/fleetrun/internal/dynamo"
 	"github.com/fleetrun/fleetrun/internal/emf"
 	"github.com/fleetrun/fleetrun/internal/engine"
@@ -51,6 +53,9 @@ type App struct {
 	Store  *dynamo.Store
 	Engine *engine.Engine
 	Runner *ssmrun.Runner
+	// Output reads the commands' output from CloudWatch Logs, nil unless the stack sends it
+	// there (Config.OutputLogGroup).
+	Output *cwoutput.Output
 }
 
 // New wires an App from cfg and the SDK configuration sdk (config.LoadDefaultConfig, which
@@ -68,6 +73,7 @@ func New(cfg Config, sdk aws.Config, log *slog.Logger, metricsOut io.Writer) *Ap
 		API:            ssmClient,
 		CommandLog:     store,
 		Devices:        store,
+		OutputLogGroup: cfg.OutputLogGroup,
 		DocumentName:   cfg.DocumentName,
 		AllowedBuckets: cfg.AllowedScriptBuckets,
 		Logger:         log,
@@ -87,20 +93,32 @@ func New(cfg Config, sdk aws.Config, log *slog.Logger, metricsOut io.Writer) *Ap
 		Retention: cfg.Retention,
 		Logger:    log,
 	})
-	return &App{Config: cfg, Log: log, Store: store, Engine: eng, Runner: runner}
+	app := &App{Config: cfg, Log: log, Store: store, Engine: eng, Runner: runner}
+	if cfg.OutputLogGroup != "" {
+		app.Output = cwoutput.New(cwoutput.Config{API: cloudwatchlogs.NewFromConfig(sdk), Devices: store, Group: cfg.OutputLogGroup})
+	}
+	return app
 }
 
 // HTTP returns the handler of the API functions (SubmitFunction, StatusFunction,
 // CancelFunction): the same httpapi handler `fleetrun serve` uses, behind the payload 2.0
 // adapter. The caller is the authorizer's identity; long-polls re-read the store.
 func (a *App) HTTP() func(context.Context, events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
-	h := httpapi.New(httpapi.Config{
+	cfg := httpapi.Config{
 		Engine:  a.Engine,
 		Owner:   lambdahttp.Owner,
 		Watcher: watch.Poller{Store: a.Store, Interval: StatusPollInterval},
 		BaseURL: lambdahttp.BaseURL,
-		Logger:  a.Log,
-	})
+		// The HTTP API delivers an answer whole: a followed output is answered once its device
+		// has ended, read every second meanwhile.
+		Buffered:       true,
+		FollowInterval: StatusPollInterval,
+		Logger:         a.Log,
+	}
+	if a.Output != nil {
+		cfg.Output = a.Output
+	}
+	h := httpapi.New(cfg)
 	return lambdahttp.Handler(h, lambdahttp.Options{Logger: a.Log})
 }
 

@@ -27,6 +27,9 @@ const (
 	EnvTaskRetentionDays    = "TASK_RETENTION_DAYS"
 	EnvLogLevel             = "LOG_LEVEL"
 	EnvMetricsNamespace     = "METRICS_NAMESPACE"
+	// EnvOutputLogGroup names the CloudWatch Logs group of the commands' output; set when the
+	// stack's CommandOutputToCloudWatch is true, empty otherwise.
+	EnvOutputLogGroup = "OUTPUT_LOG_GROUP"
 )
 
 // Defaults for the optional settings.
@@ -56,6 +59,9 @@ type Config struct {
 	LogLevel slog.Level
 	// MetricsNamespace is the CloudWatch namespace of the embedded-metric-format lines.
 	MetricsNamespace string
+	// OutputLogGroup is the CloudWatch Logs group SSM sends the commands' output to, which a
+	// followed output reads; empty when the stack does not send output there.
+	OutputLogGroup string
 }
 
 // LookupFunc reads one environment variable; os.LookupEnv is the production one, and tests pass
@@ -83,6 +89,7 @@ func Load(lookup LookupFunc, required ...string) (Config, error) {
 		DocumentName:     get(EnvDocumentName),
 		Retention:        DefaultRetentionDays * 24 * time.Hour,
 		MetricsNamespace: get(EnvMetricsNamespace),
+		OutputLogGroup:   get(EnvOutputLogGroup),
 	}
 	if cfg.DocumentName == "" {
 		cfg.DocumentName = DefaultDocumentName

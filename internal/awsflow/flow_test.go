@@ -153,7 +153,7 @@ func (f *flow) createQueue(t *testing.T, name string, attrs map[string]string) (
 
 // config reads the functions' configuration from the environment the SAM template would give
 // ExecutorFunction, through the functions' own loader.
-func (f *flow) config(t *testing.T) awsapp.Config {
+func (f *flow) config(t *testing.T, extra ...string) awsapp.Config {
 	t.Helper()
 	env := map[string]string{
 		awsapp.EnvTableName:            f.table,
@@ -161,6 +161,9 @@ func (f *flow) config(t *testing.T) awsapp.Config {
 		awsapp.EnvEventBusName:         f.bus,
 		awsapp.EnvAllowedScriptBuckets: scriptBucket,
 		awsapp.EnvDocumentName:         ssmtest.RemoteScriptDocument,
+	}
+	for i := 0; i+1 < len(extra); i += 2 {
+		env[extra[i]] = extra[i+1]
 	}
 	cfg, err := awsapp.Load(func(k string) (string, bool) { v, ok := env[k]; return v, ok },
 		awsapp.EnvTableName, awsapp.EnvQueueURL, awsapp.EnvAllowedScriptBuckets)
@@ -170,10 +173,11 @@ func (f *flow) config(t *testing.T) awsapp.Config {
 	return cfg
 }
 
-// wireApp wires the app exactly as the functions do, with awsapp.New.
-func (f *flow) wireApp(t *testing.T) *awsapp.App {
+// wireApp wires the app exactly as the functions do, with awsapp.New, from the environment
+// the template gives the functions and the extra variables (name, value pairs).
+func (f *flow) wireApp(t *testing.T, extra ...string) *awsapp.App {
 	t.Helper()
-	app := awsapp.New(f.config(t), f.sdk, f.log, nil)
+	app := awsapp.New(f.config(t, extra...), f.sdk, f.log, nil)
 	f.engine, f.executor = app.Engine, app.Executor()
 	return app
 }

@@ -40,6 +40,12 @@ func (a answer) decode(t *testing.T, v any) {
 // call sends one request; header is name, value pairs.
 func (c *apiCaller) call(method, target, body string, header ...string) answer {
 	c.t.Helper()
+	return c.callCtx(context.Background(), method, target, body, header...)
+}
+
+// callCtx sends one request within ctx, whose deadline is the function's.
+func (c *apiCaller) callCtx(ctx context.Context, method, target, body string, header ...string) answer {
+	c.t.Helper()
 	u, err := url.Parse(target)
 	if err != nil {
 		c.t.Fatal(err)
@@ -62,7 +68,7 @@ func (c *apiCaller) call(method, target, body string, header ...string) answer {
 				IAM: &events.APIGatewayV2HTTPRequestContextAuthorizerIAMDescription{UserARN: owner}},
 		},
 	}
-	resp, err := c.handler(context.Background(), ev)
+	resp, err := c.handler(ctx, ev)
 	if err != nil {
 		c.t.Fatalf("%s %s: %v", method, target, err)
 	}

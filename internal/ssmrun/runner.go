@@ -93,6 +93,9 @@ type Config struct {
 	// OutputBucket, when set, is where SSM writes every device's full output, under the key
 	// prefix fleetrun/<task id>/.
 	OutputBucket string
+	// OutputLogGroup, when set, is the CloudWatch Logs group SSM sends every device's output
+	// to while it runs (CloudWatchOutputConfig), where a followed output is read.
+	OutputLogGroup string
 	// Devices, when set, lets Start leave out the devices that callers cancelled one by one
 	// before their batch was sent (see StopDevices); without it they are sent and then
 	// cancelled.

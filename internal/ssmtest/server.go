@@ -198,6 +198,9 @@ type Command struct {
 	TimeoutSeconds     int
 	OutputS3BucketName string
 	OutputS3KeyPrefix  string
+	// CloudWatchLogGroup is the log group of the command's output, "" unless CloudWatch
+	// output was enabled.
+	CloudWatchLogGroup string
 	RequestedAt        time.Time
 	// Cancelled is true once CancelCommand named the whole command.
 	Cancelled bool
@@ -217,7 +220,8 @@ func (s *Server) Commands() []Command {
 			InstanceIDs: append([]string(nil), c.InstanceIds...), Parameters: params,
 			MaxConcurrency: c.MaxConcurrency, MaxErrors: c.MaxErrors, TimeoutSeconds: c.TimeoutSeconds,
 			OutputS3BucketName: c.OutputS3BucketName, OutputS3KeyPrefix: c.OutputS3KeyPrefix,
-			RequestedAt: c.requested, Cancelled: c.cancelled})
+			CloudWatchLogGroup: cloudWatchGroup(c.CloudWatchOutputConfig),
+			RequestedAt:        c.requested, Cancelled: c.cancelled})
 	}
 	return out
 }
@@ -379,4 +383,12 @@ func newUUID() string {
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// cloudWatchGroup is the log group a command's output goes to, "" when it goes to none.
+func cloudWatchGroup(c cloudWatchOutputConfigJSON) string {
+	if !c.CloudWatchOutputEnabled {
+		return ""
+	}
+	return c.CloudWatchLogGroupName
 }
