@@ -80,7 +80,8 @@ func TestTemplateEnvironmentIsWhatTheFunctionsRead(t *testing.T) {
 	tpl := loadTemplate(t)
 	refs := fakeRefs(tpl)
 	want := []string{awsapp.EnvAllowedScriptBuckets, awsapp.EnvDocumentName, awsapp.EnvEventBusName,
-		awsapp.EnvLogLevel, awsapp.EnvMetricsNamespace, awsapp.EnvQueueURL, awsapp.EnvTableName, awsapp.EnvTaskRetentionDays}
+		awsapp.EnvLogLevel, awsapp.EnvMetricsNamespace, awsapp.EnvOutputLogGroup, awsapp.EnvQueueURL, awsapp.EnvTableName,
+		awsapp.EnvTaskRetentionDays}
 	for _, id := range tpl.Functions() {
 		env, err := tpl.FunctionEnvironment(id, refs)
 		if err != nil {
@@ -223,8 +224,12 @@ func TestResolve(t *testing.T) {
 		{"nested", map[string]any{"Name": map[string]any{"Ref": "Table"}, "List": []any{1, map[string]any{"Ref": "Table"}}},
 			map[string]any{"Name": "tasks", "List": []any{1, "tasks"}}, false},
 		{"unknown ref", map[string]any{"Ref": "Nope"}, nil, true},
-		{"unevaluated function", map[string]any{"Fn::If": []any{"C", "a", "b"}}, nil, true},
+		{"if of a condition not evaluated", map[string]any{"Fn::If": []any{"C", "a", "b"}}, nil, true},
+		{"if true", map[string]any{"Fn::If": []any{"Yes", map[string]any{"Ref": "Table"}, "b"}}, "tasks", false},
+		{"if false", map[string]any{"Fn::If": []any{"No", "a", "b"}}, "b", false},
+		{"unevaluated function", map[string]any{"Fn::Select": []any{"0", []any{"a"}}}, nil, true},
 	}
+	refs["Condition::Yes"], refs["Condition::No"] = "true", "false"
 	for _, tt := range tests {
 		got, err := lambdatest.Resolve(tt.in, refs)
 		if tt.wantErr {
@@ -235,6 +240,30 @@ func TestResolve(t *testing.T) {
 		}
 		if err != nil || !equalJSON(got, tt.want) {
 			t.Errorf("%s: Resolve = %v, %v; want %v", tt.name, got, err, tt.want)
+		}
+	}
+}
+
+func TestWithConditionsEvaluatesTheTemplatesConditions(t *testing.T) {
+	t.Parallel()
+	tpl := &lambdatest.Template{Conditions: map[string]any{
+		"On":     map[string]any{"Fn::Equals": []any{map[string]any{"Ref": "Switch"}, "true"}},
+		"Off":    map[string]any{"Fn::Not": []any{map[string]any{"Condition": "On"}}},
+		"Both":   map[string]any{"Fn::And": []any{map[string]any{"Condition": "On"}, map[string]any{"Condition": "Off"}}},
+		"Either": map[string]any{"Fn::Or": []any{map[string]any{"Condition": "On"}, map[string]any{"Condition": "Off"}}},
+	}}
+	for sw, want := range map[string]map[string]string{
+		"true":  {"On": "true", "Off": "false", "Both": "false", "Either": "true"},
+		"false": {"On": "false", "Off": "true", "Both": "false", "Either": "true"},
+	} {
+		refs, err := tpl.WithConditions(map[string]string{"Switch": sw})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, v := range want {
+			if refs["Condition::"+name] != v {
+				t.Errorf("Switch=%s: %s = %q, want %s", sw, name, refs["Condition::"+name], v)
+			}
 		}
 	}
 }
