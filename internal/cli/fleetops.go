@@ -160,21 +160,7 @@ func (a *app) relaunch(ctx context.Context, id string, o *relaunchOptions) int {
 		opts = append(opts, client.WithIdempotencyKey(o.idemKey))
 	}
 	t, err := cl.Relaunch(ctx, id, req, opts...)
-	if err != nil {
-		return a.fail(ctx, err)
-	}
-	if !o.wait {
-		if c.json {
-			printJSON(a.stdout, t)
-		} else {
-			fmt.Fprintln(a.stdout, t.ID)
-		}
-		return ExitOK
-	}
-	if !c.json {
-		fmt.Fprintf(a.stdout, "relaunched task %s as %s: %s on %s\n", id, t.ID, t.Request.ScriptURL, plural(t.Progress.Devices.Total, "device"))
-	}
-	return a.follow(ctx, cl, t.ID, followOptions{json: c.json, cancelOnInterrupt: o.cancelOnInterrupt})
+	return a.created(ctx, cl, t, err, "relaunched task "+id+" as "+idOf(t), o.wait, o.cancelOnInterrupt)
 }
 
 func (a *app) inventoryCommand() *cobra.Command {

@@ -89,10 +89,17 @@ func (a *app) submit(ctx context.Context, o *submitOptions) int {
 		opts = append(opts, client.WithIdempotencyKey(o.idemKey))
 	}
 	t, err := cl.Submit(ctx, req, opts...)
+	return a.created(ctx, cl, t, err, "submitted task "+idOf(t), o.wait, o.cancelOnInterrupt)
+}
+
+// created reports a task that submit or relaunch created: its id (or with --json the task),
+// or, with --wait, what prints it (headline) and the task followed to its end.
+func (a *app) created(ctx context.Context, cl *client.Client, t *api.Task, err error, headline string, wait, cancelOnInterrupt bool) int {
+	c := &a.common
 	if err != nil {
 		return a.fail(ctx, err)
 	}
-	if !o.wait {
+	if !wait {
 		if c.json {
 			printJSON(a.stdout, t)
 		} else {
@@ -101,9 +108,17 @@ func (a *app) submit(ctx context.Context, o *submitOptions) int {
 		return ExitOK
 	}
 	if !c.json {
-		fmt.Fprintf(a.stdout, "submitted task %s: %s on %s\n", t.ID, t.Request.ScriptURL, plural(t.Progress.Devices.Total, "device"))
+		fmt.Fprintf(a.stdout, "%s: %s on %s\n", headline, t.Request.ScriptURL, plural(t.Progress.Devices.Total, "device"))
 	}
-	return a.follow(ctx, cl, t.ID, followOptions{json: c.json, cancelOnInterrupt: o.cancelOnInterrupt})
+	return a.follow(ctx, cl, t.ID, followOptions{json: c.json, cancelOnInterrupt: cancelOnInterrupt})
+}
+
+// idOf is t's id, "" for no task.
+func idOf(t *api.Task) string {
+	if t == nil {
+		return ""
+	}
+	return t.ID
 }
 
 // readDevices reads device ids from a file (or stdin for "-"): one a line, blank lines and

@@ -2,9 +2,7 @@ package httpapi
 
 import (
 	"encoding/json"
-	"maps"
 	"net/http"
-	"slices"
 
 	"github.com/fleetrun/fleetrun/api"
 	"github.com/fleetrun/fleetrun/internal/engine"
@@ -47,25 +45,16 @@ func decodeRelaunch(body []byte) (api.RelaunchRequest, task.RelaunchDraft, error
 		req   api.RelaunchRequest
 		draft task.RelaunchDraft
 	)
-	fields, err := decodeObject(body)
-	if err != nil {
-		return req, draft, err
-	}
-	var errs []task.FieldError
-	bad := func(pointer, detail string) {
-		if len(errs) < maxShapeErrors {
-			errs = append(errs, task.FieldError{Pointer: pointer, Detail: detail})
-		}
-	}
-	for _, name := range slices.Sorted(maps.Keys(fields)) {
-		value, pointer := fields[name], "/"+escapePointer(name)
+	seen := false
+	err := decodeFields(body, func(name string, value json.RawMessage, pointer string, bad func(pointer, detail string)) {
 		switch name {
 		case "devices":
+			seen = true
 			req.Devices = value
 			var which string
 			if json.Unmarshal(value, &which) == nil && !isNull(value) {
 				draft.Which = which
-				continue
+				return
 			}
 			draft.DeviceIDs = decodeStrings(value, pointer, func(p, detail string) {
 				if p == pointer {
@@ -91,12 +80,9 @@ func decodeRelaunch(body []byte) (api.RelaunchRequest, task.RelaunchDraft, error
 		default:
 			bad(pointer, "unknown field")
 		}
+	})
+	if err == nil && !seen {
+		err = wrongTypes([]task.FieldError{{Pointer: "/devices", Detail: `devices is required: "failed", "all" or an array of device ids`}})
 	}
-	if _, ok := fields["devices"]; !ok {
-		bad("/devices", `devices is required: "failed", "all" or an array of device ids`)
-	}
-	if len(errs) > 0 {
-		return req, draft, wrongTypes(errs)
-	}
-	return req, draft, nil
+	return req, draft, err
 }

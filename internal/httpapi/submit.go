@@ -175,18 +175,7 @@ func decodeSubmit(body []byte) (api.SubmitRequest, task.Draft, error) {
 		req   api.SubmitRequest
 		draft task.Draft
 	)
-	fields, err := decodeObject(body)
-	if err != nil {
-		return req, draft, err
-	}
-	var errs []task.FieldError
-	bad := func(pointer, detail string) {
-		if len(errs) < maxShapeErrors {
-			errs = append(errs, task.FieldError{Pointer: pointer, Detail: detail})
-		}
-	}
-	for _, name := range slices.Sorted(maps.Keys(fields)) {
-		value, pointer := fields[name], "/"+escapePointer(name)
+	err := decodeFields(body, func(name string, value json.RawMessage, pointer string, bad func(pointer, detail string)) {
 		switch name {
 		case "deviceIds":
 			req.DeviceIDs = decodeStrings(value, pointer, bad)
@@ -219,12 +208,35 @@ func decodeSubmit(body []byte) (api.SubmitRequest, task.Draft, error) {
 		default:
 			bad(pointer, "unknown field")
 		}
-	}
-	if len(errs) > 0 {
-		return req, draft, wrongTypes(errs)
+	})
+	if err != nil {
+		return req, draft, err
 	}
 	draft.DeviceIDs, draft.ScriptURL, draft.Args = req.DeviceIDs, req.ScriptURL, req.Args
 	return req, draft, nil
+}
+
+// decodeFields parses body as one JSON object (decodeObject) and hands each of its members, in
+// the order of their names, to each, with its JSON pointer and bad, which collects what is
+// wrong with it (at most maxShapeErrors); it returns those as one 422.
+func decodeFields(body []byte, each func(name string, value json.RawMessage, pointer string, bad func(pointer, detail string))) error {
+	fields, err := decodeObject(body)
+	if err != nil {
+		return err
+	}
+	var errs []task.FieldError
+	bad := func(pointer, detail string) {
+		if len(errs) < maxShapeErrors {
+			errs = append(errs, task.FieldError{Pointer: pointer, Detail: detail})
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(fields)) {
+		each(name, fields[name], "/"+escapePointer(name), bad)
+	}
+	if len(errs) > 0 {
+		return wrongTypes(errs)
+	}
+	return nil
 }
 
 // wrongTypes is the 422 of a body whose fields have the wrong types.

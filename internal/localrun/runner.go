@@ -291,19 +291,13 @@ const lostReason = "the server stopped while the script was running; fleetrun do
 //
 // Cancel is idempotent: repeating it changes nothing.
 func (r *Runner) Cancel(ctx context.Context, t *task.Task) error {
-	r.mu.Lock()
-	ru, ok := r.runs[t.ID]
-	closed, rep := r.closed, r.reporter
-	r.mu.Unlock()
-	if ok {
+	ru, rep, err := r.runOf(t.ID, "cancel")
+	if ru != nil {
 		ru.stop(stopCancel)
 		return nil
 	}
-	if closed {
-		return task.Errorf(task.CodeUnavailable, "the local runner is shutting down")
-	}
-	if rep == nil {
-		return errors.New("localrun: cancel: no reporter set")
+	if err != nil {
+		return err
 	}
 	p, err := r.plan(ctx, t)
 	if err != nil {
@@ -333,19 +327,13 @@ func (r *Runner) Cancel(ctx context.Context, t *task.Task) error {
 // still exist, and they are reported cancelled before StopDevices returns. StopDevices is
 // idempotent.
 func (r *Runner) StopDevices(ctx context.Context, t *task.Task, deviceIDs []string) error {
-	r.mu.Lock()
-	ru, ok := r.runs[t.ID]
-	closed, rep := r.closed, r.reporter
-	r.mu.Unlock()
-	if ok {
+	ru, rep, err := r.runOf(t.ID, "stop devices")
+	if ru != nil {
 		ru.stopDevices(deviceIDs)
 		return nil
 	}
-	if closed {
-		return task.Errorf(task.CodeUnavailable, "the local runner is shutting down")
-	}
-	if rep == nil {
-		return errors.New("localrun: stop devices: no reporter set")
+	if err != nil {
+		return err
 	}
 	var lost []*task.Device
 	for _, id := range deviceIDs {
@@ -368,6 +356,23 @@ func (r *Runner) StopDevices(ctx context.Context, t *task.Task, deviceIDs []stri
 		return fmt.Errorf("localrun: report stopped devices of %s: %w", t.ID, err)
 	}
 	return nil
+}
+
+// runOf returns the run of task id when this process runs it; otherwise the reporter to
+// report through what the caller does itself, or an error when the runner cannot (it is
+// shutting down, or has no reporter yet). what names the caller in that error.
+func (r *Runner) runOf(id, what string) (*run, Reporter, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch ru, ok := r.runs[id]; {
+	case ok:
+		return ru, nil, nil
+	case r.closed:
+		return nil, nil, task.Errorf(task.CodeUnavailable, "the local runner is shutting down")
+	case r.reporter == nil:
+		return nil, nil, fmt.Errorf("localrun: %s: no reporter set", what)
+	}
+	return nil, r.reporter, nil
 }
 
 // Shutdown stops every script this process runs (SIGTERM, then SIGKILL after Grace) and waits
