@@ -49,8 +49,11 @@ type SubmitRequest struct {
 	ScriptURL      string   `json:"scriptUrl"`
 	Args           []string `json:"args,omitempty"`
 	TimeoutSeconds int      `json:"timeoutSeconds,omitempty"`
-	MaxConcurrency string   `json:"maxConcurrency,omitempty"`
-	MaxErrors      string   `json:"maxErrors,omitempty"`
+	// DeliveryTimeoutSeconds bounds how long a device may take to pick the task up (on AWS,
+	// SSM's delivery timeout); it has no effect on the local runner.
+	DeliveryTimeoutSeconds int    `json:"deliveryTimeoutSeconds,omitempty"`
+	MaxConcurrency         string `json:"maxConcurrency,omitempty"`
+	MaxErrors              string `json:"maxErrors,omitempty"`
 }
 
 // Target selects devices by a tag: Key is "tag:<name>", and a device matches with any of
@@ -81,11 +84,12 @@ type InventoryList struct {
 // that did not succeed), "all", or an array of the task's device ids; each other field, when
 // present, replaces the original task's.
 type RelaunchRequest struct {
-	Devices        json.RawMessage `json:"devices"`
-	Args           *[]string       `json:"args,omitempty"`
-	TimeoutSeconds *int            `json:"timeoutSeconds,omitempty"`
-	MaxConcurrency *string         `json:"maxConcurrency,omitempty"`
-	MaxErrors      *string         `json:"maxErrors,omitempty"`
+	Devices                json.RawMessage `json:"devices"`
+	Args                   *[]string       `json:"args,omitempty"`
+	TimeoutSeconds         *int            `json:"timeoutSeconds,omitempty"`
+	DeliveryTimeoutSeconds *int            `json:"deliveryTimeoutSeconds,omitempty"`
+	MaxConcurrency         *string         `json:"maxConcurrency,omitempty"`
+	MaxErrors              *string         `json:"maxErrors,omitempty"`
 }
 
 // Relaunch selections of RelaunchRequest.Devices.
@@ -102,16 +106,19 @@ type TaskRef struct {
 
 // Task is a task as GET /tasks/{id} returns it.
 type Task struct {
-	ID          string      `json:"id"`
-	Status      string      `json:"status"`
-	Version     int64       `json:"version"`
-	CreatedAt   time.Time   `json:"createdAt"`
-	StartedAt   *time.Time  `json:"startedAt"`
-	UpdatedAt   time.Time   `json:"updatedAt"`
-	CompletedAt *time.Time  `json:"completedAt"`
-	Request     TaskRequest `json:"request"`
-	Progress    Progress    `json:"progress"`
-	Result      *Result     `json:"result"`
+	ID          string     `json:"id"`
+	Status      string     `json:"status"`
+	Version     int64      `json:"version"`
+	CreatedAt   time.Time  `json:"createdAt"`
+	StartedAt   *time.Time `json:"startedAt"`
+	UpdatedAt   time.Time  `json:"updatedAt"`
+	CompletedAt *time.Time `json:"completedAt"`
+	// EstimatedCompletionAt is when a running task is expected to finish, extrapolated from the
+	// devices finished so far; nil until one has, and whenever the task is not running.
+	EstimatedCompletionAt *time.Time  `json:"estimatedCompletionAt"`
+	Request               TaskRequest `json:"request"`
+	Progress              Progress    `json:"progress"`
+	Result                *Result     `json:"result"`
 	// RelaunchOf names the finished task this one relaunched; absent on a task submitted
 	// afresh.
 	RelaunchOf *TaskRef  `json:"relaunchOf,omitempty"`
@@ -128,8 +135,10 @@ type TaskRequest struct {
 	IncludeOffline bool     `json:"includeOffline,omitempty"`
 	Args           []string `json:"args"`
 	TimeoutSeconds int      `json:"timeoutSeconds"`
-	MaxConcurrency string   `json:"maxConcurrency"`
-	MaxErrors      string   `json:"maxErrors"`
+	// DeliveryTimeoutSeconds is 0 in tasks stored before the field existed.
+	DeliveryTimeoutSeconds int    `json:"deliveryTimeoutSeconds"`
+	MaxConcurrency         string `json:"maxConcurrency"`
+	MaxErrors              string `json:"maxErrors"`
 }
 
 // Progress tells how far a task has got.
@@ -169,8 +178,9 @@ type Result struct {
 type ResultLinks struct {
 	Succeeded string `json:"succeeded"`
 	Failed    string `json:"failed"`
-	// Output is a URI template for one device's full output: replace {deviceId}.
-	Output string `json:"output"`
+	// Output is a URI template for one device's full output: replace {deviceId}. It is empty
+	// where the deployment keeps no output beyond the devices' inline copies.
+	Output string `json:"output,omitempty"`
 }
 
 // TaskLinks are the task's related resources.
@@ -204,8 +214,10 @@ type Device struct {
 
 // DeviceLinks are a device's related resources.
 type DeviceLinks struct {
-	Self   string `json:"self"`
-	Output string `json:"output"`
+	Self string `json:"self"`
+	// Output is the device's full output, empty where it cannot be served: the deployment
+	// keeps none, or the device has not started.
+	Output string `json:"output,omitempty"`
 }
 
 // TaskList is a page of GET /tasks; Next is the URL of the next page, absent on the last.

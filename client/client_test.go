@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -391,5 +392,43 @@ func TestResultAndOutput(t *testing.T) {
 	}
 	if _, err := c.Output(t.Context(), "t1", "nope", Stdout); !IsNotFound(err) {
 		t.Errorf("Output of an unknown device = %v, want not found", err)
+	}
+}
+
+// TestOutputFollowsARedirectWithoutCredentials checks that a large output's 303 is followed to
+// the URL it names with none of the API's credentials: neither the bearer token nor a SigV4
+// signature may reach another host (a presigned S3 URL carries its own).
+func TestOutputFollowsARedirectWithoutCredentials(t *testing.T) {
+	t.Parallel()
+	var leaked []string
+	storage := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for k := range r.Header {
+			if k == "Authorization" || strings.HasPrefix(k, "X-Amz-") {
+				leaked = append(leaked, k)
+			}
+		}
+		io.WriteString(w, "the whole of it\n")
+	}))
+	t.Cleanup(storage.Close)
+	api := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") == "" {
+			t.Errorf("the API request was not signed")
+		}
+		http.Redirect(w, r, storage.URL+"/big?X-Amz-Signature=abc", http.StatusSeeOther)
+	})
+	for name, opt := range map[string]Option{"token": WithToken("secret"), "sigv4": WithSigV4("eu-west-1", staticCreds("AKIDTEST", "secret", "session-token"))} {
+		c, _ := newTestClient(t, api, opt)
+		rc, err := c.Output(t.Context(), "t1", "d1", Stdout)
+		if err != nil {
+			t.Fatalf("%s: Output: %v", name, err)
+		}
+		b, _ := io.ReadAll(rc)
+		rc.Close()
+		if string(b) != "the whole of it\n" {
+			t.Errorf("%s: Output = %q", name, b)
+		}
+	}
+	if len(leaked) > 0 {
+		t.Errorf("credentials reached the redirect's host: %v", leaked)
 	}
 }

@@ -30,6 +30,9 @@ type call struct {
 	// buffer reads the whole response body inside the retry loop, so that a connection dropped
 	// in the middle of a body is retried like one dropped before the headers.
 	buffer bool
+	// noRedirect returns a redirect as the answer instead of following it, so that the
+	// request's credentials are not sent on to where it points.
+	noRedirect bool
 }
 
 // do sends cl, retrying as the policy allows, and returns a response whose status is 2xx or
@@ -75,7 +78,13 @@ func (c *Client) attempt(ctx context.Context, cl call) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	resp, err := c.hc.Do(req)
+	hc := c.hc
+	if cl.noRedirect {
+		stop := *hc
+		stop.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+		hc = &stop
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, err
 	}

@@ -106,17 +106,41 @@ const (
 
 // Output returns the full output that device deviceID of task id wrote on stream, where the
 // device list holds only its beginning. The caller closes it.
+//
+// An output too large for the API to answer with (on AWS, over 4 MiB) comes as a 303 to a
+// presigned URL, which is fetched without the client's token or signature: the URL carries
+// its own credentials, and ours are not for its host.
 func (c *Client) Output(ctx context.Context, id, deviceID string, stream Stream) (io.ReadCloser, error) {
 	if stream == "" {
 		stream = Stdout
 	}
 	resp, err := c.do(ctx, call{method: http.MethodGet, path: taskPath(id, "devices", deviceID, "output"),
-		query: url.Values{"stream": {string(stream)}}, retry: true,
+		query: url.Values{"stream": {string(stream)}}, retry: true, noRedirect: true,
 		header: http.Header{"Accept": {"text/plain, " + api.MediaProblem}}})
 	if err != nil {
 		return nil, err
 	}
-	return resp.Body, nil
+	if resp.StatusCode != http.StatusSeeOther {
+		return resp.Body, nil
+	}
+	resp.Body.Close()
+	where, err := resp.Location()
+	if err != nil {
+		return nil, fmt.Errorf("client: output of %s on %s: redirect without a usable Location: %w", id, deviceID, err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, where.String(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("client: output of %s on %s: %w", id, deviceID, err)
+	}
+	out, err := c.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("client: output of %s on %s from %s: %w", id, deviceID, where.Host, err)
+	}
+	if out.StatusCode != http.StatusOK {
+		out.Body.Close()
+		return nil, fmt.Errorf("client: output of %s on %s from %s: %s", id, deviceID, where.Host, out.Status)
+	}
+	return out.Body, nil
 }
 
 // doJSON sends cl and decodes its JSON answer into out.

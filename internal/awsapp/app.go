@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	awseventbridge "github.com/aws/aws-sdk-go-v2/service/eventbridge"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
@@ -29,6 +30,7 @@ import (
 	"github.com/fleetrun/fleetrun/internal/eventbridge"
 	"github.com/fleetrun/fleetrun/internal/httpapi"
 	"github.com/fleetrun/fleetrun/internal/lambdahttp"
+	"github.com/fleetrun/fleetrun/internal/s3output"
 	"github.com/fleetrun/fleetrun/internal/sqsqueue"
 	"github.com/fleetrun/fleetrun/internal/ssminventory"
 	"github.com/fleetrun/fleetrun/internal/ssmrun"
@@ -53,9 +55,13 @@ type App struct {
 	Store  *dynamo.Store
 	Engine *engine.Engine
 	Runner *ssmrun.Runner
-	// Output reads the commands' output from CloudWatch Logs, nil unless the stack sends it
-	// there (Config.OutputLogGroup).
-	Output *cwoutput.Output
+	// Output serves full device output from Config.OutputBucket; nil without one.
+	Output *s3output.Store
+	// retry brings a failed executor message's next delivery forward; nil without a queue.
+	retry *sqsqueue.Retry
+	// Follow reads the commands' output from CloudWatch Logs while they run, nil unless the
+	// stack sends it there (Config.OutputLogGroup).
+	Follow *cwoutput.Output
 }
 
 // New wires an App from cfg and the SDK configuration sdk (config.LoadDefaultConfig, which
@@ -76,11 +82,15 @@ func New(cfg Config, sdk aws.Config, log *slog.Logger, metricsOut io.Writer) *Ap
 		OutputLogGroup: cfg.OutputLogGroup,
 		DocumentName:   cfg.DocumentName,
 		AllowedBuckets: cfg.AllowedScriptBuckets,
+		OutputBucket:   cfg.OutputBucket,
 		Logger:         log,
 	})
 	var queue engine.Queue = noQueue{}
+	var retry *sqsqueue.Retry
 	if cfg.QueueURL != "" {
-		queue = sqsqueue.New(sqs.NewFromConfig(sdk), cfg.QueueURL)
+		client := sqs.NewFromConfig(sdk)
+		queue = sqsqueue.New(client, cfg.QueueURL)
+		retry = &sqsqueue.Retry{API: client, QueueURL: cfg.QueueURL}
 	}
 	eng := engine.New(engine.Config{
 		Store:     store,
@@ -91,22 +101,30 @@ func New(cfg Config, sdk aws.Config, log *slog.Logger, metricsOut io.Writer) *Ap
 		Metrics:   metrics,
 		Rules:     task.Rules{DeviceID: task.ManagedNodeID, CheckScript: ssmrun.CheckScript(cfg.AllowedScriptBuckets)},
 		Retention: cfg.Retention,
+		Leases:    store,
 		Logger:    log,
 	})
-	app := &App{Config: cfg, Log: log, Store: store, Engine: eng, Runner: runner}
+	app := &App{Config: cfg, Log: log, Store: store, Engine: eng, Runner: runner, retry: retry}
 	if cfg.OutputLogGroup != "" {
-		app.Output = cwoutput.New(cwoutput.Config{API: cloudwatchlogs.NewFromConfig(sdk), Devices: store, Group: cfg.OutputLogGroup})
+		app.Follow = cwoutput.New(cwoutput.Config{API: cloudwatchlogs.NewFromConfig(sdk), Devices: store, Group: cfg.OutputLogGroup})
+	}
+	if cfg.OutputBucket != "" {
+		client := s3.NewFromConfig(sdk)
+		app.Output = s3output.New(client, s3.NewPresignClient(client), cfg.OutputBucket, s3output.Options{Key: runner.OutputKey})
 	}
 	return app
 }
 
 // HTTP returns the handler of the API functions (SubmitFunction, StatusFunction,
 // CancelFunction): the same httpapi handler `fleetrun serve` uses, behind the payload 2.0
-// adapter. The caller is the authorizer's identity; long-polls re-read the store.
+// adapter. The owner is the part of the authorizer's identity that Config.OwnerScope names,
+// AdminPrincipals see every task, and long-polls re-read the store.
 func (a *App) HTTP() func(context.Context, events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
+	id := lambdahttp.Identity{Scope: a.Config.OwnerScope, Admins: a.Config.AdminPrincipals}
 	cfg := httpapi.Config{
 		Engine:  a.Engine,
-		Owner:   lambdahttp.Owner,
+		Owner:   id.Owner,
+		Admin:   id.Admin,
 		Watcher: watch.Poller{Store: a.Store, Interval: StatusPollInterval},
 		BaseURL: lambdahttp.BaseURL,
 		// The HTTP API delivers an answer whole: a followed output is answered once its device
@@ -118,6 +136,9 @@ func (a *App) HTTP() func(context.Context, events.APIGatewayV2HTTPRequest) (even
 	if a.Output != nil {
 		cfg.Output = a.Output
 	}
+	if a.Follow != nil {
+		cfg.Follow = a.Follow
+	}
 	h := httpapi.New(cfg)
 	return lambdahttp.Handler(h, lambdahttp.Options{Logger: a.Log})
 }
@@ -127,19 +148,43 @@ func (a *App) HTTP() func(context.Context, events.APIGatewayV2HTTPRequest) (even
 // retries only them and moves a message that keeps failing to the dead-letter queue. It
 // never sleeps: a poll that is not due yet is a message sent with a delay.
 func (a *App) Executor() func(context.Context, events.SQSEvent) (events.SQSEventResponse, error) {
-	return executor(a.Engine.Handle, a.Log)
+	return executor(a.Engine.Handle, a.Log, a.retry)
 }
 
 // executor is Executor's handler around handle: each batch runs under a deadline
-// ExecutorReserve before the function's own.
-func executor(handle func(context.Context, engine.Message) error, log *slog.Logger) func(context.Context, events.SQSEvent) (events.SQSEventResponse, error) {
+// ExecutorReserve before the function's own, and a message that failed is delivered again
+// after retry's backoff.
+func executor(handle func(context.Context, engine.Message) error, log *slog.Logger, retry *sqsqueue.Retry) func(context.Context, events.SQSEvent) (events.SQSEventResponse, error) {
 	return func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
-		if deadline, ok := ctx.Deadline(); ok {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithDeadline(ctx, deadline.Add(-ExecutorReserve))
-			defer cancel()
+		ctx, cancel := reserve(ctx)
+		defer cancel()
+		return sqsqueue.HandleBatch(ctx, ev, handle, log, retry), nil
+	}
+}
+
+// reserve ends ctx ExecutorReserve before the function's deadline, so that a handler that
+// stops there still answers in time.
+func reserve(ctx context.Context) (context.Context, context.CancelFunc) {
+	if deadline, ok := ctx.Deadline(); ok {
+		return context.WithDeadline(ctx, deadline.Add(-ExecutorReserve))
+	}
+	return context.WithCancel(ctx)
+}
+
+// Sweeper returns the handler of SweeperFunction, which an EventBridge schedule invokes every
+// minute: engine.Sweep ends or re-drives every unfinished task whose lease has run out. The
+// event's content does not matter. An error (a task it could not handle) fails the invocation
+// so that it shows in the function's errors; the task keeps its lease, and the next sweep
+// takes it again.
+func (a *App) Sweeper() func(context.Context, events.EventBridgeEvent) error {
+	return func(ctx context.Context, _ events.EventBridgeEvent) error {
+		ctx, cancel := reserve(ctx)
+		defer cancel()
+		n, err := a.Engine.Sweep(ctx)
+		if n > 0 {
+			a.Log.InfoContext(ctx, "sweep handled tasks whose lease ran out", "tasks", n)
 		}
-		return sqsqueue.HandleBatch(ctx, ev, handle, log), nil
+		return err
 	}
 }
 

@@ -32,7 +32,7 @@ func TestExecutorReportsFailuresAndKeepsTimeInReserve(t *testing.T) {
 		{MessageId: "busy", Body: `{"v":1,"action":"dispatch","taskId":"t-busy","attempt":0}`},
 		{MessageId: "malformed", Body: `{"v":1,"action":"explode","taskId":"t-2"}`},
 	}}
-	resp, err := executor(handle, slog.New(slog.DiscardHandler))(ctx, batch)
+	resp, err := executor(handle, slog.New(slog.DiscardHandler), nil)(ctx, batch)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/fleetrun/fleetrun/internal/lambdahttp"
 )
 
 // The environment variables the functions read. The SAM template sets them from its resources
@@ -26,6 +28,9 @@ const (
 	EnvDocumentName         = "DOCUMENT_NAME"
 	EnvTaskRetentionDays    = "TASK_RETENTION_DAYS"
 	EnvLogLevel             = "LOG_LEVEL"
+	EnvOutputBucket         = "OUTPUT_BUCKET"
+	EnvOwnerScope           = "OWNER_SCOPE"
+	EnvAdminPrincipals      = "ADMIN_PRINCIPALS"
 	EnvMetricsNamespace     = "METRICS_NAMESPACE"
 	// EnvOutputLogGroup names the CloudWatch Logs group of the commands' output; set when the
 	// stack's CommandOutputToCloudWatch is true, empty otherwise.
@@ -53,8 +58,15 @@ type Config struct {
 	AllowedScriptBuckets []string
 	// DocumentName is the SSM document that downloads and runs the script.
 	DocumentName string
+	// OutputBucket is the S3 bucket SSM writes every device's full output to, and the status
+	// function serves it from; empty keeps no output beyond the devices' inline copies.
+	OutputBucket string
 	// Retention is how long a finished task is kept.
 	Retention time.Duration
+	// OwnerScope says which part of an IAM caller's identity owns its tasks (role by default).
+	OwnerScope lambdahttp.Scope
+	// AdminPrincipals may read and cancel the tasks of every owner (see lambdahttp.Identity).
+	AdminPrincipals []string
 	// LogLevel is the level of the JSON log.
 	LogLevel slog.Level
 	// MetricsNamespace is the CloudWatch namespace of the embedded-metric-format lines.
@@ -87,6 +99,7 @@ func Load(lookup LookupFunc, required ...string) (Config, error) {
 		QueueURL:         get(EnvQueueURL),
 		EventBusName:     get(EnvEventBusName),
 		DocumentName:     get(EnvDocumentName),
+		OutputBucket:     get(EnvOutputBucket),
 		Retention:        DefaultRetentionDays * 24 * time.Hour,
 		MetricsNamespace: get(EnvMetricsNamespace),
 		OutputLogGroup:   get(EnvOutputLogGroup),
@@ -97,11 +110,13 @@ func Load(lookup LookupFunc, required ...string) (Config, error) {
 	if cfg.MetricsNamespace == "" {
 		cfg.MetricsNamespace = DefaultMetricsNamespace
 	}
-	for b := range strings.SplitSeq(get(EnvAllowedScriptBuckets), ",") {
-		if b = strings.TrimSpace(b); b != "" {
-			cfg.AllowedScriptBuckets = append(cfg.AllowedScriptBuckets, b)
-		}
+	cfg.AllowedScriptBuckets = list(get(EnvAllowedScriptBuckets))
+	cfg.AdminPrincipals = list(get(EnvAdminPrincipals))
+	scope, err := lambdahttp.ParseScope(get(EnvOwnerScope))
+	if err != nil {
+		errs = append(errs, fmt.Errorf("%s: %w", EnvOwnerScope, err))
 	}
+	cfg.OwnerScope = scope
 	if s := get(EnvTaskRetentionDays); s != "" {
 		days, err := strconv.Atoi(s)
 		if err != nil || days < 1 || days > 3650 {
@@ -119,4 +134,15 @@ func Load(lookup LookupFunc, required ...string) (Config, error) {
 		return Config{}, fmt.Errorf("awsapp: configuration: %w", err)
 	}
 	return cfg, nil
+}
+
+// list splits a comma-separated value, dropping blanks.
+func list(v string) []string {
+	var out []string
+	for s := range strings.SplitSeq(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }

@@ -5,12 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
-	"slices"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambdacontext"
+
+	"github.com/fleetrun/fleetrun/internal/lambdahttp"
 )
 
 func TestLoad(t *testing.T) {
@@ -19,6 +21,8 @@ func TestLoad(t *testing.T) {
 		EnvTableName: "tasks", EnvQueueURL: "https://sqs.us-east-1.amazonaws.com/123456789012/q",
 		EnvEventBusName: "fleetrun-tasks", EnvAllowedScriptBuckets: " scripts-a, scripts-b ,,",
 		EnvDocumentName: "Custom-Run", EnvTaskRetentionDays: "7", EnvLogLevel: "debug",
+		EnvOutputBucket: "fleetrun-output", EnvOwnerScope: "session",
+		EnvAdminPrincipals:  "arn:aws:iam::123456789012:role/Ops, arn:aws:iam::123456789012:user/carol",
 		EnvMetricsNamespace: "fleetrun/prod",
 	}
 	with := func(changes map[string]string) map[string]string {
@@ -46,12 +50,15 @@ func TestLoad(t *testing.T) {
 			name: "everything set", env: full, required: []string{EnvTableName, EnvQueueURL},
 			want: Config{TableName: "tasks", QueueURL: full[EnvQueueURL], EventBusName: "fleetrun-tasks",
 				AllowedScriptBuckets: []string{"scripts-a", "scripts-b"}, DocumentName: "Custom-Run",
-				Retention: 7 * 24 * time.Hour, LogLevel: slog.LevelDebug, MetricsNamespace: "fleetrun/prod"},
+				OutputBucket: "fleetrun-output", Retention: 7 * 24 * time.Hour, LogLevel: slog.LevelDebug,
+				OwnerScope:       lambdahttp.ScopeSession,
+				AdminPrincipals:  []string{"arn:aws:iam::123456789012:role/Ops", "arn:aws:iam::123456789012:user/carol"},
+				MetricsNamespace: "fleetrun/prod"},
 		},
 		{
 			name: "defaults", env: map[string]string{EnvTableName: "tasks"}, required: []string{EnvTableName},
 			want: Config{TableName: "tasks", DocumentName: DefaultDocumentName, Retention: 30 * 24 * time.Hour, LogLevel: slog.LevelInfo,
-				MetricsNamespace: DefaultMetricsNamespace},
+				OwnerScope: lambdahttp.ScopeRole, MetricsNamespace: DefaultMetricsNamespace},
 		},
 		{
 			name: "missing and blank required variables", env: with(map[string]string{EnvTableName: "-", EnvQueueURL: "  "}),
@@ -59,14 +66,17 @@ func TestLoad(t *testing.T) {
 			wantErrs: []string{"TABLE_NAME is required", "QUEUE_URL is required"},
 		},
 		{
-			name: "bad values are all reported", env: with(map[string]string{EnvTaskRetentionDays: "0", EnvLogLevel: "loud"}),
-			wantErrs: []string{"TASK_RETENTION_DAYS", "LOG_LEVEL"},
+			name: "bad values are all reported", env: with(map[string]string{EnvTaskRetentionDays: "0", EnvLogLevel: "loud", EnvOwnerScope: "team"}),
+			wantErrs: []string{"TASK_RETENTION_DAYS", "LOG_LEVEL", "OWNER_SCOPE"},
 		},
 		{name: "retention not a number", env: with(map[string]string{EnvTaskRetentionDays: "30d"}), wantErrs: []string{"TASK_RETENTION_DAYS"}},
 		{name: "log level by name, any case", env: with(map[string]string{EnvLogLevel: "WARN"}),
 			want: Config{TableName: "tasks", QueueURL: full[EnvQueueURL], EventBusName: "fleetrun-tasks",
 				AllowedScriptBuckets: []string{"scripts-a", "scripts-b"}, DocumentName: "Custom-Run",
-				Retention: 7 * 24 * time.Hour, LogLevel: slog.LevelWarn, MetricsNamespace: "fleetrun/prod"}},
+				OutputBucket: "fleetrun-output", Retention: 7 * 24 * time.Hour, LogLevel: slog.LevelWarn,
+				OwnerScope:       lambdahttp.ScopeSession,
+				AdminPrincipals:  []string{"arn:aws:iam::123456789012:role/Ops", "arn:aws:iam::123456789012:user/carol"},
+				MetricsNamespace: "fleetrun/prod"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -87,9 +97,7 @@ func TestLoad(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got.TableName != tt.want.TableName || got.QueueURL != tt.want.QueueURL || got.EventBusName != tt.want.EventBusName ||
-				!slices.Equal(got.AllowedScriptBuckets, tt.want.AllowedScriptBuckets) || got.DocumentName != tt.want.DocumentName ||
-				got.Retention != tt.want.Retention || got.LogLevel != tt.want.LogLevel || got.MetricsNamespace != tt.want.MetricsNamespace {
+			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("Load = %+v, want %+v", got, tt.want)
 			}
 		})

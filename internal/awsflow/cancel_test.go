@@ -36,11 +36,11 @@ func TestCancelReachesSSMAndEndsCancelled(t *testing.T) {
 	}
 
 	cancelsBefore := ssmServer.Calls(ssmtest.OpCancelCommand)
-	got, err := f.engine.Cancel(ctx, owner, tk.ID)
+	got, err := f.engine.Cancel(ctx, caller, tk.ID)
 	if err != nil || got.Status != task.StatusCancelling {
 		t.Fatalf("Cancel = %+v, %v; want cancelling", got, err)
 	}
-	if again, err := f.engine.Cancel(ctx, owner, tk.ID); err != nil || again.Status != task.StatusCancelling {
+	if again, err := f.engine.Cancel(ctx, caller, tk.ID); err != nil || again.Status != task.StatusCancelling {
 		t.Fatalf("repeated Cancel = %+v, %v; want cancelling", again, err)
 	}
 	final := f.runUntil(t, tk.ID, 10, terminal)
@@ -70,7 +70,7 @@ func TestCancelReachesSSMAndEndsCancelled(t *testing.T) {
 
 	// A pending task is cancelled at once; its dispatch finds it cancelled and does nothing.
 	pending := f.submit(t, f.devices(3))
-	got, err = f.engine.Cancel(ctx, owner, pending.ID)
+	got, err = f.engine.Cancel(ctx, caller, pending.ID)
 	if err != nil || got.Status != task.StatusCancelled {
 		t.Fatalf("Cancel of a pending task = %+v, %v; want cancelled", got, err)
 	}

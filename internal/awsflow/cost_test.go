@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/fleetrun/fleetrun/internal/engine"
+	"github.com/fleetrun/fleetrun/internal/ssmrun"
+	"github.com/fleetrun/fleetrun/internal/ssmtest"
 	"github.com/fleetrun/fleetrun/internal/task"
 )
 
@@ -55,9 +57,9 @@ func (f *flow) measure(t *testing.T, what string, op func()) cost {
 	return c
 }
 
-// TestRequestCounts counts the AWS requests of each operation the issue prices: a submit, a
-// status read, the dispatch of 100 and of 10,000 devices, and the progress rounds of 100
-// devices, and checks the aims: a submit is 2 requests whatever the fleet, a status read is 1,
+// TestRequestCounts counts the AWS requests of each operation that is priced: a submit, a
+// status read, the dispatch of 100 and of 10,000 devices, the progress rounds of 100 devices,
+// and a whole 100-device task with and without an id SSM does not know, and checks the aims: a submit is 2 requests whatever the fleet, a status read is 1,
 // a dispatch sends one SendCommand per 50 devices, and a progress round writes in batches, far
 // fewer writes than devices. Run with -v to see the table.
 //
@@ -77,7 +79,7 @@ func TestRequestCounts(t *testing.T) {
 	}
 
 	c = f.measure(t, "status", func() {
-		got, err := f.engine.Get(ctx, owner, tk.ID)
+		got, err := f.engine.Get(ctx, caller, tk.ID)
 		if err != nil || got.Status != task.StatusPending {
 			t.Fatalf("Get = %+v, %v", got, err)
 		}
@@ -118,6 +120,29 @@ func TestRequestCounts(t *testing.T) {
 	}
 	if c["EventBridge.PutEvents"] != 1 {
 		t.Errorf("the finishing round published %d times, want 1", c["EventBridge.PutEvents"])
+	}
+
+	// A whole 100-device task, from its submit to its completion event, as the executor sees
+	// it (SSM's own events, which the progress function applies, come on top), and the same
+	// with one id SSM does not know: its batch of 50 is split until the id stands alone.
+	for _, unknown := range []int{0, 1} {
+		ids := f.devices(100)
+		what := "100-device task, submit to completed"
+		if unknown > 0 {
+			ssmServer.Script(ids[42], ssmtest.Script{Outcome: ssmtest.Invalid})
+			what = "100-device task, 1 id unknown to SSM"
+		}
+		var final *task.Task
+		c = f.measure(t, what, func() {
+			tk := f.submit(t, ids)
+			final = f.runUntil(t, tk.ID, 10, terminal)
+		})
+		if final.Status != task.StatusCompleted || final.Counts.Succeeded != 100-unknown || final.Counts.Undeliverable != unknown {
+			t.Errorf("%s: %s %+v", what, final.Status, final.Counts)
+		}
+		if limit := 1 + ssmrun.MaxSendCommands(50, unknown); c["SSM.SendCommand"] > limit {
+			t.Errorf("%s: %d SendCommands, want at most %d", what, c["SSM.SendCommand"], limit)
+		}
 	}
 
 	big := f.devices(10000)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -40,6 +41,9 @@ const (
 	maxReceiveCount = 5
 )
 
+// caller is owner making a request.
+var caller = task.Caller{Owner: owner}
+
 var flowSeq atomic.Int64
 
 var unsafeName = regexp.MustCompile(`[^a-zA-Z0-9-]+`)
@@ -69,6 +73,10 @@ type flow struct {
 	sqs    *sqs.Client
 	reader *dynamo.Store
 	log    *slog.Logger
+
+	// ssm, when set before the app is wired, is an SSM test server of this test's own, used
+	// instead of the shared one (a test that moves its clock or stages an outage).
+	ssm *ssmtest.Server
 
 	// The app under test, and what the pump has delivered to its executor.
 	engine     *engine.Engine
@@ -152,8 +160,8 @@ func (f *flow) createQueue(t *testing.T, name string, attrs map[string]string) (
 }
 
 // config reads the functions' configuration from the environment the SAM template would give
-// ExecutorFunction, through the functions' own loader.
-func (f *flow) config(t *testing.T, extra ...string) awsapp.Config {
+// ExecutorFunction, through the functions' own loader; more adds or replaces variables.
+func (f *flow) config(t *testing.T, more ...map[string]string) awsapp.Config {
 	t.Helper()
 	env := map[string]string{
 		awsapp.EnvTableName:            f.table,
@@ -162,8 +170,8 @@ func (f *flow) config(t *testing.T, extra ...string) awsapp.Config {
 		awsapp.EnvAllowedScriptBuckets: scriptBucket,
 		awsapp.EnvDocumentName:         ssmtest.RemoteScriptDocument,
 	}
-	for i := 0; i+1 < len(extra); i += 2 {
-		env[extra[i]] = extra[i+1]
+	for _, m := range more {
+		maps.Copy(env, m)
 	}
 	cfg, err := awsapp.Load(func(k string) (string, bool) { v, ok := env[k]; return v, ok },
 		awsapp.EnvTableName, awsapp.EnvQueueURL, awsapp.EnvAllowedScriptBuckets)
@@ -174,10 +182,10 @@ func (f *flow) config(t *testing.T, extra ...string) awsapp.Config {
 }
 
 // wireApp wires the app exactly as the functions do, with awsapp.New, from the environment
-// the template gives the functions and the extra variables (name, value pairs).
-func (f *flow) wireApp(t *testing.T, extra ...string) *awsapp.App {
+// the template gives the functions and more variables.
+func (f *flow) wireApp(t *testing.T, more ...map[string]string) *awsapp.App {
 	t.Helper()
-	app := awsapp.New(f.config(t, extra...), f.sdk, f.log, nil)
+	app := awsapp.New(f.config(t, more...), f.sdk, f.log, nil)
 	f.engine, f.executor = app.Engine, app.Executor()
 	return app
 }
@@ -185,12 +193,16 @@ func (f *flow) wireApp(t *testing.T, extra ...string) *awsapp.App {
 // wireWithClock wires the same adapters as awsapp.New, with the same configuration, and the
 // executor as App.Executor does, except that every clock (engine, store, runner, publisher)
 // reads now. awsapp.New takes no clock, since production has one; tests that move time past a
-// deadline need this copy of its wiring.
+// deadline need this copy of its wiring. The engine's Sweep is SweeperFunction's.
 func (f *flow) wireWithClock(t *testing.T, now func() time.Time) {
 	t.Helper()
 	cfg := f.config(t)
 	store := dynamo.New(dynamodb.NewFromConfig(f.sdk), cfg.TableName, dynamo.Options{Logger: f.log, Now: now, Retention: cfg.Retention})
-	runner := ssmrun.New(ssmrun.Config{API: ssm.NewFromConfig(f.sdk), CommandLog: store, Devices: store, DocumentName: cfg.DocumentName,
+	ssmClient := ssm.NewFromConfig(f.sdk)
+	if f.ssm != nil {
+		ssmClient = ssm.NewFromConfig(f.sdk, func(o *ssm.Options) { o.BaseEndpoint = aws.String(f.ssm.URL) })
+	}
+	runner := ssmrun.New(ssmrun.Config{API: ssmClient, CommandLog: store, Devices: store, DocumentName: cfg.DocumentName,
 		AllowedBuckets: cfg.AllowedScriptBuckets, Logger: f.log, Now: now})
 	f.engine = engine.New(engine.Config{
 		Store:  store,
@@ -200,6 +212,7 @@ func (f *flow) wireWithClock(t *testing.T, now func() time.Time) {
 			eventbridge.Options{Logger: f.log, Now: now}),
 		Rules:     task.Rules{DeviceID: task.ManagedNodeID, CheckScript: ssmrun.CheckScript(cfg.AllowedScriptBuckets)},
 		Retention: cfg.Retention,
+		Leases:    store,
 		Logger:    f.log,
 		Now:       now,
 	})
@@ -209,7 +222,7 @@ func (f *flow) wireWithClock(t *testing.T, now func() time.Time) {
 			ctx, cancel = context.WithDeadline(ctx, deadline.Add(-awsapp.ExecutorReserve))
 			defer cancel()
 		}
-		return sqsqueue.HandleBatch(ctx, ev, f.engine.Handle, f.log), nil
+		return sqsqueue.HandleBatch(ctx, ev, f.engine.Handle, f.log, nil), nil
 	}
 }
 
@@ -270,10 +283,23 @@ func (f *flow) deviceStates(t *testing.T, id string) map[string]*task.Device {
 	}
 }
 
-// commands returns the commands the SSM server accepted for a task, in the order sent.
+// server is the SSM server the app talks to: the test's own, or the shared one.
+func (f *flow) server() *ssmtest.Server {
+	if f.ssm != nil {
+		return f.ssm
+	}
+	return ssmServer
+}
+
+// commands returns the commands the shared SSM server accepted for a task, in the order sent.
 func commands(taskID string) []ssmtest.Command {
+	return commandsOn(ssmServer, taskID)
+}
+
+// commandsOn returns the commands srv accepted for a task, in the order sent.
+func commandsOn(srv *ssmtest.Server, taskID string) []ssmtest.Command {
 	var out []ssmtest.Command
-	for _, c := range ssmServer.Commands() {
+	for _, c := range srv.Commands() {
 		if strings.HasPrefix(c.Comment, "fleetrun task "+taskID+" batch ") {
 			out = append(out, c)
 		}

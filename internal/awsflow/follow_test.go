@@ -31,7 +31,7 @@ func TestFollowOnAWS(t *testing.T) {
 	if _, err := logs.CreateLogGroup(ctx, &cloudwatchlogs.CreateLogGroupInput{LogGroupName: aws.String(group)}); err != nil {
 		t.Fatal(err)
 	}
-	app := f.wireApp(t, awsapp.EnvOutputLogGroup, group)
+	app := f.wireApp(t, map[string]string{awsapp.EnvOutputLogGroup: group})
 	h := f.api(t, app)
 	ids := f.devices(1)
 	ssmServer.Script(ids[0], ssmtest.Script{Polls: 3, Outcome: ssmtest.Success, Stdout: "inline copy\n"})

@@ -54,7 +54,7 @@ func TestE2EFleetOperations(t *testing.T) {
 	if first.Request.DeviceCount != 2 || len(first.Request.Targets) != 2 {
 		t.Fatalf("the targeted task: %+v", first.Request)
 	}
-	r = run(ctx, f.url, "relaunch", first.ID, "--failed", "--wait")
+	r = run(ctx, f.url, "relaunch", first.ID, "--failed", "--wait", "--timeout", "2m", "--delivery-timeout", "90")
 	if r.code != ExitTaskFailed || !strings.Contains(r.stdout, "relaunched task "+first.ID) || !strings.Contains(r.stdout, "1 device") {
 		t.Fatalf("relaunch --failed --wait = %d %q %q", r.code, r.stdout, r.stderr)
 	}
@@ -64,6 +64,10 @@ func TestE2EFleetOperations(t *testing.T) {
 			t.Fatal(err)
 		}
 		relaunches = append(relaunches, tk.ID)
+		if tk.Request.TimeoutSeconds != 120 || tk.Request.DeliveryTimeoutSeconds != 90 {
+			t.Errorf("the relaunch's overrides: timeout %d, delivery timeout %d; want 120 and 90",
+				tk.Request.TimeoutSeconds, tk.Request.DeliveryTimeoutSeconds)
+		}
 	}
 	if len(relaunches) != 1 {
 		t.Errorf("the original lists relaunches %v, want one", relaunches)

@@ -78,13 +78,14 @@ func waitDevice(ctx context.Context, cl *client.Client, id string, d *api.Device
 
 // relaunchOptions are relaunch's own flags.
 type relaunchOptions struct {
-	failed, all                        bool
-	devices                            listFlag
-	scriptArgs                         repeatFlag
-	noArgs                             bool
-	timeout, maxConcurrency, maxErrors string
-	idemKey                            string
-	wait, cancelOnInterrupt            bool
+	failed, all               bool
+	devices                   listFlag
+	scriptArgs                repeatFlag
+	noArgs                    bool
+	timeout, deliveryTimeout  string
+	maxConcurrency, maxErrors string
+	idemKey                   string
+	wait, cancelOnInterrupt   bool
 }
 
 func (a *app) relaunchCommand() *cobra.Command {
@@ -102,6 +103,7 @@ func (a *app) relaunchCommand() *cobra.Command {
 	f.Var(&o.scriptArgs, "arg", "an `argument` replacing the original's; repeat for several")
 	f.BoolVar(&o.noArgs, "no-args", false, "run the script without the original's arguments")
 	f.StringVar(&o.timeout, "timeout", "", "replace the original's timeout, in `seconds` or as a duration (90, 15m)")
+	f.StringVar(&o.deliveryTimeout, "delivery-timeout", "", "replace the original's delivery timeout, in `seconds` or as a duration")
 	f.StringVar(&o.maxConcurrency, "max-concurrency", "", "replace the original's concurrency, a `number` or a percentage")
 	f.StringVar(&o.maxErrors, "max-errors", "", "replace the original's error budget, a `number` or a percentage")
 	f.StringVar(&o.idemKey, "idempotency-key", "", "Idempotency-Key: relaunching again with the same `key` returns the same task")
@@ -144,6 +146,13 @@ func (a *app) relaunch(ctx context.Context, id string, o *relaunchOptions) int {
 			return a.usageError("relaunch", fmt.Errorf("--timeout: %w", err))
 		}
 		req.TimeoutSeconds = &secs
+	}
+	if o.deliveryTimeout != "" {
+		secs, err := parseSeconds(o.deliveryTimeout)
+		if err != nil {
+			return a.usageError("relaunch", fmt.Errorf("--delivery-timeout: %w", err))
+		}
+		req.DeliveryTimeoutSeconds = &secs
 	}
 	if o.maxConcurrency != "" {
 		req.MaxConcurrency = &o.maxConcurrency

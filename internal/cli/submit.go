@@ -24,6 +24,7 @@ type submitOptions struct {
 	includeOffline                     bool
 	scriptArgs                         repeatFlag
 	devicesFile, script, timeout       string
+	deliveryTimeout                    string
 	maxConcurrency, maxErrors, idemKey string
 	wait, cancelOnInterrupt            bool
 }
@@ -41,6 +42,7 @@ func (a *app) submitCommand() *cobra.Command {
 	f.StringVar(&o.script, "script", "", "the script's `URL`: s3://bucket/key on AWS, a path under the script root locally")
 	f.Var(&o.scriptArgs, "arg", "an `argument` for the script, passed as is; repeat for several")
 	f.StringVar(&o.timeout, "timeout", "", "how long the task may run, in `seconds` or as a duration (90, 15m)")
+	f.StringVar(&o.deliveryTimeout, "delivery-timeout", "", "how long a device may take to pick the task up, in `seconds` or as a duration (AWS)")
 	f.StringVar(&o.maxConcurrency, "max-concurrency", "", "devices run at once, a `number` or a percentage (10%)")
 	f.StringVar(&o.maxErrors, "max-errors", "", "failed devices after which the task stops, a `number` or a percentage")
 	f.StringVar(&o.idemKey, "idempotency-key", "", "Idempotency-Key: submitting again with the same `key` returns the same task")
@@ -63,6 +65,9 @@ func (a *app) submit(ctx context.Context, o *submitOptions) int {
 	var err error
 	if req.TimeoutSeconds, err = parseSeconds(o.timeout); err != nil {
 		return a.usageError("submit", fmt.Errorf("--timeout: %w", err))
+	}
+	if req.DeliveryTimeoutSeconds, err = parseSeconds(o.deliveryTimeout); err != nil {
+		return a.usageError("submit", fmt.Errorf("--delivery-timeout: %w", err))
 	}
 	if req.Targets, err = parseTargets(o.targets); err != nil {
 		return a.usageError("submit", err)

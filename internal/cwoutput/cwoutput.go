@@ -10,7 +10,6 @@
 package cwoutput
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -71,20 +70,6 @@ func (o *Output) FollowOutput(ctx context.Context, taskID, deviceID, stream stri
 		return nil, err
 	}
 	return &reader{o: o, ctx: ctx, taskID: taskID, deviceID: deviceID, stream: stream}, nil
-}
-
-// OpenOutput reads a device's whole output as CloudWatch has it now.
-func (o *Output) OpenOutput(taskID, deviceID, stream string) (io.ReadCloser, error) {
-	rc, err := o.FollowOutput(context.Background(), taskID, deviceID, stream)
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	if err != nil {
-		return nil, err
-	}
-	return io.NopCloser(bytes.NewReader(b)), nil
 }
 
 // reader follows one device's log stream.

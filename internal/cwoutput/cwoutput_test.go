@@ -87,12 +87,12 @@ func TestFollowReadsTheDevicesLogStreamAsItGrows(t *testing.T) {
 	if b, err := io.ReadAll(rc); err != nil || len(b) != 0 {
 		t.Errorf("with nothing new: %q, %v", b, err)
 	}
-	whole, err := out.OpenOutput("T1", instance, "stdout")
+	whole, err := out.FollowOutput(ctx, "T1", instance, "stdout")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := io.ReadAll(whole); string(b) != "line 1\nline 2\nline 3\n" {
-		t.Errorf("the whole output: %q", b)
+		t.Errorf("the whole output, read again from the start: %q", b)
 	}
 	if _, err := out.FollowOutput(ctx, "T1", "i-0fffffffffffffff0", "stdout"); !task.IsCode(err, task.CodeNotFound) {
 		t.Errorf("an unknown device: %v", err)

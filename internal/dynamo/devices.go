@@ -71,7 +71,11 @@ func (s *Store) ApplyDeviceUpdates(ctx context.Context, taskID string, updates [
 		return nil, 0, fmt.Errorf("dynamo: apply device updates to %s: %w", taskID, err)
 	}
 	if t.Status.Terminal() {
-		return t, 0, nil
+		n, err := s.refreshEnded(ctx, t, todo, current, byDevice)
+		if err != nil {
+			return nil, n, fmt.Errorf("dynamo: apply device updates to %s: %w", taskID, err)
+		}
+		return t, n, nil
 	}
 	member := make(map[string]bool, len(t.Request.DeviceIDs))
 	for _, id := range t.Request.DeviceIDs {
@@ -136,6 +140,69 @@ func (s *Store) ApplyDeviceUpdates(ctx context.Context, taskID string, updates [
 		return nil, applied, fmt.Errorf("dynamo: apply device updates to %s: %w", taskID, err)
 	}
 	return t, applied, nil
+}
+
+// refreshEnded writes the longer copies of output that updates bring for the devices of ended
+// task t (task.Device.ApplyEnded), without touching the task. Each device item is Put on the
+// condition that its status is unchanged and neither stored stream is longer than the one
+// written, so that two refreshes racing cannot leave the shorter copy; a refresh that loses
+// is planned again from a fresh read. Devices without an item never started and stay so.
+func (s *Store) refreshEnded(ctx context.Context, t *task.Task, ids []string, current map[string]*task.Device, updates map[string][]task.DeviceUpdate) (int, error) {
+	expires := s.deviceExpiry(t)
+	if expires.Before(t.ExpiresAt) {
+		expires = t.ExpiresAt
+	}
+	applied := 0
+	for round := 0; len(ids) > 0; round++ {
+		if round > 0 {
+			var err error
+			if current, err = s.readDevices(ctx, t.ID, ids); err != nil {
+				return applied, err
+			}
+		}
+		var retry []string
+		for _, id := range ids {
+			cur := current[id]
+			if cur == nil {
+				continue
+			}
+			d, n := *cur, 0
+			for _, u := range updates[id] {
+				if d.ApplyEnded(u) != task.Ignored {
+					n++
+				}
+			}
+			if n == 0 {
+				continue
+			}
+			item, err := encodeDevice(t.ID, &d, s.clock(), expires)
+			if err != nil {
+				return applied, fmt.Errorf("encode device %s: %w", id, err)
+			}
+			err = s.call(ctx, "TransactWriteItems", func(ctx context.Context) error {
+				_, err := s.db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{{Put: &types.Put{
+					TableName: aws.String(s.table), Item: item,
+					ConditionExpression: aws.String("#status = :status AND (attribute_not_exists(#out) OR size(#out) <= :out) " +
+						"AND (attribute_not_exists(#err) OR size(#err) <= :err)"),
+					ExpressionAttributeNames: map[string]string{"#status": attrStatus, "#out": "stdout", "#err": "stderr"},
+					ExpressionAttributeValues: map[string]types.AttributeValue{":status": str(string(d.Status)),
+						":out": num(int64(len(d.Stdout))), ":err": num(int64(len(d.Stderr)))},
+				}}}})
+				return err
+			})
+			var cancelled *types.TransactionCanceledException
+			switch {
+			case errors.As(err, &cancelled) && round < s.maxAttempts:
+				retry = append(retry, id)
+			case err != nil:
+				return applied, err
+			default:
+				applied += n
+			}
+		}
+		ids = retry
+	}
+	return applied, nil
 }
 
 // maxDeviceIDLen bounds the device ids the store looks up: longer ones cannot be part of a

@@ -14,6 +14,8 @@
 //	    - {AttributeName: sk, AttributeType: S}
 //	    - {AttributeName: gsi1pk, AttributeType: S}
 //	    - {AttributeName: gsi1sk, AttributeType: S}
+//	    - {AttributeName: gsi2pk, AttributeType: S}
+//	    - {AttributeName: gsi2sk, AttributeType: S}
 //	  KeySchema:
 //	    - {AttributeName: pk, KeyType: HASH}
 //	    - {AttributeName: sk, KeyType: RANGE}
@@ -23,6 +25,11 @@
 //	        - {AttributeName: gsi1pk, KeyType: HASH}
 //	        - {AttributeName: gsi1sk, KeyType: RANGE}
 //	      Projection: {ProjectionType: ALL}
+//	    - IndexName: gsi2
+//	      KeySchema:
+//	        - {AttributeName: gsi2pk, KeyType: HASH}
+//	        - {AttributeName: gsi2sk, KeyType: RANGE}
+//	      Projection: {ProjectionType: KEYS_ONLY}
 //	  TimeToLiveSpecification: {AttributeName: ttl, Enabled: true}
 //
 // The store calls GetItem, BatchGetItem, Query (on the table and on gsi1), UpdateItem,
@@ -51,6 +58,12 @@
 // attributes c_pending, c_running, c_succeeded, c_failed, c_timed_out, c_cancelled and
 // c_undeliverable (c_total is fixed), changed in the same transaction as the device items, so
 // progress is read without touching a device.
+//
+// Unfinished tasks are in the sparse index gsi2 (IndexOpen), for the sweep: a task with a lease
+// (Task.Lease, see engine.Leases) has gsi2pk = "OPEN", gsi2sk = "<lease>#<taskId>" at the same
+// fixed width, and "lease" (Unix nanoseconds, for exact comparisons); Renew moves them, and the
+// transition that ends a task removes all three, so the index holds only what the sweep may
+// need. Its projection is the keys alone: the sweep reads each due task itself.
 //
 // Listing by owner uses gsi1: gsi1pk = "OWNER#<owner>", gsi1sk = "<createdAt>#<taskId>" with
 // createdAt in UTC at a fixed width of nine fractional digits, so that sort order is time

@@ -17,11 +17,16 @@ import (
 // taskItem is the task as stored. The request (without its device ids) and the result are
 // gzip'd JSON, the device ids too, so that a 10,000-device task fits one item.
 type taskItem struct {
-	PK          string `dynamodbav:"pk"`
-	SK          string `dynamodbav:"sk"`
-	Type        string `dynamodbav:"type"`
-	GSI1PK      string `dynamodbav:"gsi1pk"`
-	GSI1SK      string `dynamodbav:"gsi1sk"`
+	PK     string `dynamodbav:"pk"`
+	SK     string `dynamodbav:"sk"`
+	Type   string `dynamodbav:"type"`
+	GSI1PK string `dynamodbav:"gsi1pk"`
+	GSI1SK string `dynamodbav:"gsi1sk"`
+	// GSI2PK and GSI2SK put an unfinished task with a lease in IndexOpen; Lease is the lease in
+	// Unix nanoseconds, for exact comparisons.
+	GSI2PK      string `dynamodbav:"gsi2pk,omitempty"`
+	GSI2SK      string `dynamodbav:"gsi2sk,omitempty"`
+	Lease       int64  `dynamodbav:"lease,omitempty"`
 	ID          string `dynamodbav:"id"`
 	Owner       string `dynamodbav:"owner"`
 	Status      string `dynamodbav:"status"`
@@ -193,6 +198,9 @@ func encodeTask(t *task.Task) (item map[string]types.AttributeValue, parts [][]b
 		Succeeded: t.Counts.Succeeded, Failed: t.Counts.Failed, TimedOut: t.Counts.TimedOut,
 		Cancelled: t.Counts.Cancelled, Undeliverable: t.Counts.Undeliverable,
 	}
+	if !t.Lease.IsZero() && !t.Status.Terminal() {
+		ti.GSI2PK, ti.GSI2SK, ti.Lease = openPK, leaseSK(t.Lease, t.ID), t.Lease.UnixNano()
+	}
 	if len(ids) <= inlineIDsLimit {
 		ti.DeviceIDs = ids
 	} else {
@@ -257,6 +265,9 @@ func decodeTask(item map[string]types.AttributeValue, parts [][]byte) (*task.Tas
 	}
 	if ti.Exp != 0 {
 		t.ExpiresAt = time.Unix(0, ti.Exp).UTC()
+	}
+	if ti.Lease != 0 {
+		t.Lease = time.Unix(0, ti.Lease).UTC()
 	}
 	if err := gunzipJSON(ti.Request, &t.Request); err != nil {
 		return nil, fmt.Errorf("decode task %s request: %w", ti.ID, err)

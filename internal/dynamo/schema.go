@@ -20,6 +20,9 @@ const (
 	attrType    = "type"
 	attrGSI1PK  = "gsi1pk"
 	attrGSI1SK  = "gsi1sk"
+	attrGSI2PK  = "gsi2pk"
+	attrGSI2SK  = "gsi2sk"
+	attrLease   = "lease"
 	attrTTL     = "ttl"
 	attrExp     = "exp"
 	attrStatus  = "status"
@@ -27,6 +30,9 @@ const (
 
 	// IndexByOwner is the global secondary index that lists an owner's tasks newest first.
 	IndexByOwner = "gsi1"
+	// IndexOpen is the sparse global secondary index of unfinished tasks by lease, which the
+	// sweep queries for the tasks whose lease ran out.
+	IndexOpen = "gsi2"
 	// TTLAttribute is the attribute DynamoDB's time to live must be enabled on.
 	TTLAttribute = attrTTL
 )
@@ -54,6 +60,7 @@ const (
 	prefixOwner    = "OWNER#"
 	prefixIdem     = "IDEM#"
 	prefixRelaunch = "RELAUNCH#"
+	openPK         = "OPEN"
 	sortTimeLayout = "2006-01-02T15:04:05.000000000Z"
 )
 
@@ -74,6 +81,11 @@ func relaunchSK(createdAt time.Time, id string) string {
 // string order is the time order.
 func ownerSK(createdAt time.Time, id string) string {
 	return createdAt.UTC().Format(sortTimeLayout) + "#" + id
+}
+
+// leaseSK orders the unfinished tasks by lease, then id, at a fixed width.
+func leaseSK(lease time.Time, id string) string {
+	return lease.UTC().Format(sortTimeLayout) + "#" + id
 }
 
 // idemPK hashes the owner and key so that neither can forge the other's boundary and the key
@@ -106,6 +118,8 @@ func CreateTableInput(table string) *dynamodb.CreateTableInput {
 			{AttributeName: aws.String(attrSK), AttributeType: str},
 			{AttributeName: aws.String(attrGSI1PK), AttributeType: str},
 			{AttributeName: aws.String(attrGSI1SK), AttributeType: str},
+			{AttributeName: aws.String(attrGSI2PK), AttributeType: str},
+			{AttributeName: aws.String(attrGSI2SK), AttributeType: str},
 		},
 		KeySchema: []types.KeySchemaElement{
 			{AttributeName: aws.String(attrPK), KeyType: types.KeyTypeHash},
@@ -118,6 +132,14 @@ func CreateTableInput(table string) *dynamodb.CreateTableInput {
 				{AttributeName: aws.String(attrGSI1SK), KeyType: types.KeyTypeRange},
 			},
 			Projection: &types.Projection{ProjectionType: types.ProjectionTypeAll},
+		}, {
+			IndexName: aws.String(IndexOpen),
+			KeySchema: []types.KeySchemaElement{
+				{AttributeName: aws.String(attrGSI2PK), KeyType: types.KeyTypeHash},
+				{AttributeName: aws.String(attrGSI2SK), KeyType: types.KeyTypeRange},
+			},
+			// The sweep needs only the ids of the tasks that are due; it reads each task itself.
+			Projection: &types.Projection{ProjectionType: types.ProjectionTypeKeysOnly},
 		}},
 	}
 }

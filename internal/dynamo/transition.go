@@ -43,6 +43,7 @@ func (s *Store) Transition(ctx context.Context, tr task.Transition) (*task.Task,
 		":from": str(string(tr.From)), ":to": str(string(tr.To)), ":ver": num(tr.Version),
 		":next": num(tr.Version + 1), ":at": str(formatTime(at)), ":now": num(now.UnixNano())}
 	sets := []string{"#status = :to", "#version = :next", "#updatedAt = :at"}
+	var removes []string
 	if tr.Starts() {
 		names["#startedAt"] = "startedAt"
 		sets = append(sets, "#startedAt = if_not_exists(#startedAt, :at)")
@@ -54,6 +55,9 @@ func (s *Store) Transition(ctx context.Context, tr task.Transition) (*task.Task,
 			names["#c_"+string(d)], values[":c_"+string(d)] = counterAttr(d), num(int64(tr.Counts.Of(d)))
 			sets = append(sets, fmt.Sprintf("#c_%s = :c_%s", d, d))
 		}
+		// A finished task leaves the index of unfinished ones: the sweep is done with it.
+		names["#gsi2pk"], names["#gsi2sk"], names["#lease"] = attrGSI2PK, attrGSI2SK, attrLease
+		removes = append(removes, "#gsi2pk", "#gsi2sk", "#lease")
 		if !tr.ExpiresAt.IsZero() {
 			exp, ttl := expiry(tr.ExpiresAt)
 			names["#ttl"] = attrTTL
@@ -80,7 +84,7 @@ func (s *Store) Transition(ctx context.Context, tr task.Transition) (*task.Task,
 		out, err = s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 			TableName:                           aws.String(s.table),
 			Key:                                 key(taskPK(tr.TaskID), skTask),
-			UpdateExpression:                    aws.String("SET " + strings.Join(sets, ", ")),
+			UpdateExpression:                    aws.String(updateExpression(sets, removes)),
 			ConditionExpression:                 aws.String("attribute_exists(#pk) AND #status = :from AND #version = :ver AND (attribute_not_exists(#exp) OR #exp > :now)"),
 			ExpressionAttributeNames:            names,
 			ExpressionAttributeValues:           values,
@@ -123,4 +127,13 @@ func (s *Store) refused(tr task.Transition, old map[string]types.AttributeValue,
 	}
 	return &task.Error{Code: task.CodeConflict, Status: task.Status(cur.Status),
 		Message: fmt.Sprintf("the task is %s at version %d, not %s at version %d", cur.Status, cur.Version, tr.From, tr.Version)}
+}
+
+// updateExpression joins SET and REMOVE clauses.
+func updateExpression(sets, removes []string) string {
+	expr := "SET " + strings.Join(sets, ", ")
+	if len(removes) > 0 {
+		expr += " REMOVE " + strings.Join(removes, ", ")
+	}
+	return expr
 }

@@ -51,7 +51,7 @@ func TestBacklogRefusesSubmitsPastItsBoundAndStoresNothing(t *testing.T) {
 	if _, err := submit("f"); err != nil {
 		t.Fatalf("a submit after a device started: %v", err)
 	}
-	if _, err := eng.Cancel(ctx, "alice", first.ID); err != nil {
+	if _, err := eng.Cancel(ctx, task.Caller{Owner: "alice"}, first.ID); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := eng.Report(ctx, first.ID, []task.DeviceUpdate{{DeviceID: "a", Status: task.DeviceCancelled, At: clock.Now()},

@@ -7,8 +7,9 @@ import (
 	"github.com/fleetrun/fleetrun/internal/task"
 )
 
-// CancelDevice cancels one device of owner's task id while the task goes on with its other
-// devices, and returns the task and the device as they now are. It is idempotent:
+// CancelDevice cancels one device of task id, which caller must see (its owner, or an
+// administrator), while the task goes on with its other devices, and returns the task and the
+// device as they now are. It is idempotent:
 //
 //   - A pending device is cancelled at once (task.CancelDevice, a conditional write like every
 //     device update) and never starts: the runner is told to leave it out, and on AWS a batch
@@ -24,9 +25,9 @@ import (
 //
 // A task whose remaining devices are all cancelled this way ends like any other: completed,
 // with the cancelled devices listed in its result.
-func (e *Engine) CancelDevice(ctx context.Context, owner, id, deviceID string) (*task.Task, *task.Device, error) {
+func (e *Engine) CancelDevice(ctx context.Context, caller task.Caller, id, deviceID string) (*task.Task, *task.Device, error) {
 	for attempt := 1; ; attempt++ {
-		t, err := e.Get(ctx, owner, id)
+		t, err := e.Get(ctx, caller, id)
 		if err != nil {
 			return nil, nil, err
 		}

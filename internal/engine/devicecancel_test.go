@@ -10,6 +10,9 @@ import (
 	"github.com/fleetrun/fleetrun/internal/task"
 )
 
+// alice is the owner of the tests' tasks.
+var alice = task.Caller{Owner: "alice"}
+
 // stops returns the devices named by the stop-devices messages queued for a task.
 func (q *queue) stops(taskID string) []string {
 	q.mu.Lock()
@@ -32,7 +35,7 @@ func TestCancelDeviceSemantics(t *testing.T) {
 	b.report(t, tk.ID, task.DeviceRunning, "a", "b")
 
 	// A pending device is cancelled at once, and the runner is told to leave it out.
-	got, d, err := b.eng.CancelDevice(ctx, "alice", tk.ID, "c")
+	got, d, err := b.eng.CancelDevice(ctx, alice, tk.ID, "c")
 	if err != nil || d.Status != task.DeviceCancelled || d.CancelRequestedAt == nil || d.Reason == "" ||
 		got.Status != task.StatusRunning || got.Counts.Cancelled != 1 || got.Counts.Pending != 1 {
 		t.Fatalf("cancel of a pending device = %+v, %+v, %v", got, d, err)
@@ -42,13 +45,13 @@ func TestCancelDeviceSemantics(t *testing.T) {
 	}
 
 	// A running device is marked and stays running until its runner reports the stop.
-	got, d, err = b.eng.CancelDevice(ctx, "alice", tk.ID, "a")
+	got, d, err = b.eng.CancelDevice(ctx, alice, tk.ID, "a")
 	if err != nil || d.Status != task.DeviceRunning || d.CancelRequestedAt == nil || got.Counts.Running != 2 {
 		t.Fatalf("cancel of a running device = %+v, %+v, %v", got.Counts, d, err)
 	}
 	version := got.Version
 	// Again: nothing is written, the stop is sent again.
-	got, d, err = b.eng.CancelDevice(ctx, "alice", tk.ID, "a")
+	got, d, err = b.eng.CancelDevice(ctx, alice, tk.ID, "a")
 	if err != nil || d.Status != task.DeviceRunning || got.Version != version {
 		t.Fatalf("repeated cancel of a running device = v%d %+v, %v; want v%d unchanged", got.Version, d, err, version)
 	}
@@ -66,26 +69,26 @@ func TestCancelDeviceSemantics(t *testing.T) {
 	b.report(t, tk.ID, task.DeviceCancelled, "a")
 
 	// A cancelled device may be cancelled again: nothing changes.
-	if _, d, err = b.eng.CancelDevice(ctx, "alice", tk.ID, "c"); err != nil || d.Status != task.DeviceCancelled {
+	if _, d, err = b.eng.CancelDevice(ctx, alice, tk.ID, "c"); err != nil || d.Status != task.DeviceCancelled {
 		t.Fatalf("repeated cancel of a cancelled device = %+v, %v", d, err)
 	}
 	// A device that ended otherwise cannot, and the error carries its status.
 	b.report(t, tk.ID, task.DeviceSucceeded, "b")
-	_, _, err = b.eng.CancelDevice(ctx, "alice", tk.ID, "b")
+	_, _, err = b.eng.CancelDevice(ctx, alice, tk.ID, "b")
 	var te *task.Error
 	if !errors.As(err, &te) || te.Code != task.CodeConflict || te.DeviceStatus != task.DeviceSucceeded {
 		t.Fatalf("cancel of a succeeded device: %v", err)
 	}
 	// Unknown devices and other owners' tasks are not found.
-	if _, _, err := b.eng.CancelDevice(ctx, "alice", tk.ID, "zz"); !task.IsCode(err, task.CodeNotFound) {
+	if _, _, err := b.eng.CancelDevice(ctx, alice, tk.ID, "zz"); !task.IsCode(err, task.CodeNotFound) {
 		t.Errorf("cancel of an unknown device: %v", err)
 	}
-	if _, _, err := b.eng.CancelDevice(ctx, "mallory", tk.ID, "d"); !task.IsCode(err, task.CodeNotFound) {
+	if _, _, err := b.eng.CancelDevice(ctx, task.Caller{Owner: "mallory"}, tk.ID, "d"); !task.IsCode(err, task.CodeNotFound) {
 		t.Errorf("cancel by another owner: %v", err)
 	}
 
 	// Cancelling the last device left ends the task like any other: completed.
-	got, d, err = b.eng.CancelDevice(ctx, "alice", tk.ID, "d")
+	got, d, err = b.eng.CancelDevice(ctx, alice, tk.ID, "d")
 	if err != nil || d.Status != task.DeviceCancelled || got.Status != task.StatusCompleted {
 		t.Fatalf("cancel of the last device = %s, %+v, %v; want the task completed", got.Status, d, err)
 	}
@@ -94,7 +97,7 @@ func TestCancelDeviceSemantics(t *testing.T) {
 		t.Fatalf("the finished task: %+v %+v", got.Counts, got.Result)
 	}
 	// A device of a finished task cannot be cancelled; the error carries the task's status.
-	_, _, err = b.eng.CancelDevice(ctx, "alice", tk.ID, "c")
+	_, _, err = b.eng.CancelDevice(ctx, alice, tk.ID, "c")
 	if !errors.As(err, &te) || te.Code != task.CodeConflict || te.Status != task.StatusCompleted {
 		t.Fatalf("cancel of a device of a completed task: %v", err)
 	}
@@ -109,14 +112,14 @@ func TestCancelDeviceOfAPendingTask(t *testing.T) {
 	b := setup(t, nil)
 	tk := b.submit(t, "a", "b")
 	for _, id := range []string{"a", "b"} {
-		if got, d, err := b.eng.CancelDevice(ctx, "alice", tk.ID, id); err != nil || d.Status != task.DeviceCancelled ||
+		if got, d, err := b.eng.CancelDevice(ctx, alice, tk.ID, id); err != nil || d.Status != task.DeviceCancelled ||
 			got.Status != task.StatusPending {
 			t.Fatalf("cancel of %s of a pending task = %s, %+v, %v", id, got.Status, d, err)
 		}
 	}
 	// The dispatch finds nothing left to run and the task completes.
 	b.handle(t, engine.ActionDispatch, tk.ID)
-	got, err := b.eng.Get(ctx, "alice", tk.ID)
+	got, err := b.eng.Get(ctx, alice, tk.ID)
 	if err != nil || got.Status != task.StatusCompleted || got.Counts.Cancelled != 2 {
 		t.Fatalf("after the dispatch: %+v, %v", got, err)
 	}
@@ -132,14 +135,14 @@ func TestCancelDeviceThatCannotBeQueued(t *testing.T) {
 	b.queue.mu.Lock()
 	b.queue.err = errors.New("queue down")
 	b.queue.mu.Unlock()
-	if _, _, err := b.eng.CancelDevice(ctx, "alice", tk.ID, "a"); !task.IsCode(err, task.CodeUnavailable) {
+	if _, _, err := b.eng.CancelDevice(ctx, alice, tk.ID, "a"); !task.IsCode(err, task.CodeUnavailable) {
 		t.Fatalf("cancel with the queue down: %v, want unavailable", err)
 	}
 	b.queue.mu.Lock()
 	b.queue.err = nil
 	b.queue.mu.Unlock()
 	// The mark stands; the repeated request sends the stop.
-	if _, d, err := b.eng.CancelDevice(ctx, "alice", tk.ID, "a"); err != nil || d.CancelRequestedAt == nil {
+	if _, d, err := b.eng.CancelDevice(ctx, alice, tk.ID, "a"); err != nil || d.CancelRequestedAt == nil {
 		t.Fatalf("repeated cancel: %+v, %v", d, err)
 	}
 	if !slices.Equal(b.queue.stops(tk.ID), []string{"a"}) {

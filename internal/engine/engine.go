@@ -61,8 +61,8 @@ const (
 )
 
 // MessageVersion is the version of the Message schema written by this code. Version 2 added
-// DeviceIDs and ActionStopDevices; a version 1 message means what it always meant, so the
-// executor takes both (MinMessageVersion).
+// DeviceIDs and ActionStopDevices, and Lease; a version 1 message, which has none of them,
+// means what it always meant, so the executor takes both (MinMessageVersion).
 const MessageVersion = 2
 
 // MinMessageVersion is the oldest Message schema the executor still handles: messages written
@@ -75,6 +75,10 @@ type Message struct {
 	Action  Action `json:"action"`
 	TaskID  string `json:"taskId"`
 	Attempt int    `json:"attempt"`
+	// Lease is the task's lease (Unix nanoseconds) when the message was sent, where the store
+	// keeps leases: a poll chain continues only while the task still has the lease its message
+	// carries, so that a chain the sweeper replaced, or a duplicated one, dies out.
+	Lease int64 `json:"lease,omitempty"`
 	// DeviceIDs are the devices an ActionStopDevices message is about.
 	DeviceIDs []string `json:"deviceIds,omitempty"`
 }
@@ -133,9 +137,21 @@ type Config struct {
 	// off up to MaxPollInterval.
 	PollInterval    time.Duration
 	MaxPollInterval time.Duration
-	Now             func() time.Time
-	NewID           func() string
-	Logger          *slog.Logger
+	// Leases, when set, keep a lease on every unfinished task, which Sweep relies on; nil (the
+	// embedded store, whose server re-queues its unfinished tasks when it starts) sweeps
+	// nothing. See sweep.go.
+	Leases Leases
+	// LeaseTime is how long an unfinished task may go without a dispatch, poll or cancel
+	// looking at it before Sweep re-drives it: three of the longest poll periods by default.
+	LeaseTime time.Duration
+	// DispatchGrace is how long a new task may wait for its first dispatch (2 min by default).
+	DispatchGrace time.Duration
+	// DeadlineGrace is how long past its deadline Sweep leaves a task to the executor before it
+	// ends the task itself (30 s by default).
+	DeadlineGrace time.Duration
+	Now           func() time.Time
+	NewID         func() string
+	Logger        *slog.Logger
 }
 
 // Engine is the service layer. It is safe for concurrent use.
@@ -166,6 +182,15 @@ func New(cfg Config) *Engine {
 	}
 	if cfg.MaxPollInterval <= 0 {
 		cfg.MaxPollInterval = 60 * time.Second
+	}
+	if cfg.LeaseTime <= 0 {
+		cfg.LeaseTime = 3 * cfg.MaxPollInterval
+	}
+	if cfg.DispatchGrace <= 0 {
+		cfg.DispatchGrace = 2 * time.Minute
+	}
+	if cfg.DeadlineGrace <= 0 {
+		cfg.DeadlineGrace = 30 * time.Second
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = noMetrics{}

@@ -228,7 +228,7 @@ func TestDispatchIsIdempotentAndFinishesOnce(t *testing.T) {
 	}
 	b.handle(t, engine.ActionDispatch, tk.ID)
 	b.handle(t, engine.ActionDispatch, tk.ID) // SQS delivers twice
-	got, _ := b.eng.Get(context.Background(), "alice", tk.ID)
+	got, _ := b.eng.Get(context.Background(), task.Caller{Owner: "alice"}, tk.ID)
 	if got.Status != task.StatusRunning || got.StartedAt == nil {
 		t.Fatalf("after dispatch: %s", got.Status)
 	}
@@ -252,7 +252,7 @@ func TestDispatchIsIdempotentAndFinishesOnce(t *testing.T) {
 	if err := errors.Join(errs...); err != nil {
 		t.Fatalf("a duplicated report failed: %v", err)
 	}
-	done, _ := b.eng.Get(context.Background(), "alice", tk.ID)
+	done, _ := b.eng.Get(context.Background(), task.Caller{Owner: "alice"}, tk.ID)
 	if done.Status != task.StatusCompleted {
 		t.Fatalf("status = %s, want completed (maxErrors defaults to 100%%)", done.Status)
 	}
@@ -290,7 +290,7 @@ func TestCancelSemantics(t *testing.T) {
 
 	// pending → cancelled at once; a late dispatch starts nothing.
 	p := b.submit(t, "a")
-	c, err := b.eng.Cancel(ctx, "alice", p.ID)
+	c, err := b.eng.Cancel(ctx, task.Caller{Owner: "alice"}, p.ID)
 	if err != nil || c.Status != task.StatusCancelled {
 		t.Fatalf("cancel pending: %v %v", c, err)
 	}
@@ -298,7 +298,7 @@ func TestCancelSemantics(t *testing.T) {
 	if n := b.runner.count(&b.runner.started); n != 0 {
 		t.Fatalf("a cancelled task was started")
 	}
-	if again, err := b.eng.Cancel(ctx, "alice", p.ID); err != nil || again.Version != c.Version {
+	if again, err := b.eng.Cancel(ctx, task.Caller{Owner: "alice"}, p.ID); err != nil || again.Version != c.Version {
 		t.Fatalf("repeated cancel: %v %v, want the task unchanged", again, err)
 	}
 
@@ -307,11 +307,11 @@ func TestCancelSemantics(t *testing.T) {
 	b.handle(t, engine.ActionDispatch, r.ID)
 	b.report(t, r.ID, task.DeviceRunning, "a", "b")
 	b.report(t, r.ID, task.DeviceSucceeded, "a")
-	c, err = b.eng.Cancel(ctx, "alice", r.ID)
+	c, err = b.eng.Cancel(ctx, task.Caller{Owner: "alice"}, r.ID)
 	if err != nil || c.Status != task.StatusCancelling {
 		t.Fatalf("cancel running: %v %v", c, err)
 	}
-	if _, err := b.eng.Cancel(ctx, "alice", r.ID); err != nil {
+	if _, err := b.eng.Cancel(ctx, task.Caller{Owner: "alice"}, r.ID); err != nil {
 		t.Fatalf("repeated cancel of a cancelling task: %v", err)
 	}
 	b.handle(t, engine.ActionCancel, r.ID)
@@ -327,14 +327,14 @@ func TestCancelSemantics(t *testing.T) {
 	f := b.submit(t, "a")
 	b.handle(t, engine.ActionDispatch, f.ID)
 	b.report(t, f.ID, task.DeviceSucceeded, "a")
-	_, err = b.eng.Cancel(ctx, "alice", f.ID)
+	_, err = b.eng.Cancel(ctx, task.Caller{Owner: "alice"}, f.ID)
 	var te *task.Error
 	if !errors.As(err, &te) || te.Code != task.CodeConflict || te.Status != task.StatusCompleted {
 		t.Fatalf("cancel completed: %v", err)
 	}
 
 	// Another owner's task does not exist for the caller.
-	if _, err := b.eng.Cancel(ctx, "mallory", f.ID); !task.IsCode(err, task.CodeNotFound) {
+	if _, err := b.eng.Cancel(ctx, task.Caller{Owner: "mallory"}, f.ID); !task.IsCode(err, task.CodeNotFound) {
 		t.Fatalf("cancel by another owner: %v", err)
 	}
 	statuses := map[task.Status]int{}
@@ -352,7 +352,7 @@ func TestStartRefusedAsInvalidFailsTheTask(t *testing.T) {
 	b.runner.startErr = task.Errorf(task.CodeInvalid, "script vanished")
 	tk := b.submit(t, "a")
 	b.handle(t, engine.ActionDispatch, tk.ID)
-	got, _ := b.eng.Get(context.Background(), "alice", tk.ID)
+	got, _ := b.eng.Get(context.Background(), task.Caller{Owner: "alice"}, tk.ID)
 	if got.Status != task.StatusFailed || got.Result == nil || got.Result.Reason == "" {
 		t.Fatalf("status %s result %+v, want failed with a reason", got.Status, got.Result)
 	}
@@ -360,7 +360,7 @@ func TestStartRefusedAsInvalidFailsTheTask(t *testing.T) {
 	if got.Counts.Cancelled != 1 || got.Counts.Pending != 0 || !slices.Equal(got.Result.CancelledDevices, []string{"a"}) {
 		t.Fatalf("counts %+v result %+v, want the device cancelled", got.Counts, got.Result)
 	}
-	if d, err := b.eng.Device(context.Background(), "alice", tk.ID, "a"); err != nil || d.Status != task.DeviceCancelled {
+	if d, err := b.eng.Device(context.Background(), task.Caller{Owner: "alice"}, tk.ID, "a"); err != nil || d.Status != task.DeviceCancelled {
 		t.Fatalf("device = %+v, %v; want cancelled", d, err)
 	}
 }
@@ -381,7 +381,7 @@ func TestPollingEnforcesTheDeadline(t *testing.T) {
 	runner.mu.Unlock()
 
 	b.handle(t, engine.ActionPoll, tk.ID)
-	got, _ := b.eng.Get(context.Background(), "alice", tk.ID)
+	got, _ := b.eng.Get(context.Background(), task.Caller{Owner: "alice"}, tk.ID)
 	if got.Status != task.StatusRunning || got.Counts.Succeeded != 1 || got.Counts.Running != 1 {
 		t.Fatalf("before the deadline: %s %+v", got.Status, got.Counts)
 	}
@@ -397,7 +397,7 @@ func TestPollingEnforcesTheDeadline(t *testing.T) {
 
 	b.clock.Advance(61 * time.Second)
 	b.handle(t, engine.ActionPoll, tk.ID)
-	got, _ = b.eng.Get(context.Background(), "alice", tk.ID)
+	got, _ = b.eng.Get(context.Background(), task.Caller{Owner: "alice"}, tk.ID)
 	if got.Status != task.StatusTimedOut || got.Counts.TimedOut != 1 || got.Counts.Succeeded != 1 {
 		t.Fatalf("after the deadline: %s %+v", got.Status, got.Counts)
 	}
@@ -433,7 +433,7 @@ func TestCancelOfAPolledTaskQueuesAPoll(t *testing.T) {
 	b := setup(t, runner)
 	tk := b.submit(t, "a", "b")
 	b.handle(t, engine.ActionDispatch, tk.ID)
-	if _, err := b.eng.Cancel(context.Background(), "alice", tk.ID); err != nil {
+	if _, err := b.eng.Cancel(context.Background(), task.Caller{Owner: "alice"}, tk.ID); err != nil {
 		t.Fatal(err)
 	}
 	before := len(b.queue.actions())
@@ -447,7 +447,7 @@ func TestCancelOfAPolledTaskQueuesAPoll(t *testing.T) {
 		{DeviceID: "b", Status: task.DeviceCancelled, At: b.clock.Now()}}
 	runner.mu.Unlock()
 	b.handle(t, engine.ActionPoll, tk.ID)
-	if got, _ := b.eng.Get(context.Background(), "alice", tk.ID); got.Status != task.StatusCancelled {
+	if got, _ := b.eng.Get(context.Background(), task.Caller{Owner: "alice"}, tk.ID); got.Status != task.StatusCancelled {
 		t.Fatalf("status %s after the poll, want cancelled", got.Status)
 	}
 }
@@ -464,7 +464,7 @@ func TestResumeFinishesATaskWhoseDevicesAllFinished(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.handle(t, engine.ActionDispatch, tk.ID) // the resume after a restart
-	if got, _ := b.eng.Get(context.Background(), "alice", tk.ID); got.Status != task.StatusCompleted {
+	if got, _ := b.eng.Get(context.Background(), task.Caller{Owner: "alice"}, tk.ID); got.Status != task.StatusCompleted {
 		t.Fatalf("status %s after the resume, want completed", got.Status)
 	}
 }
@@ -487,7 +487,7 @@ func TestANotificationThatFailsIsRetriedByTheExecutor(t *testing.T) {
 	if got := b.queue.actions(); len(got) != before+1 {
 		t.Fatalf("queued %v, want one retry message", got)
 	}
-	if stored, _ := b.eng.Get(ctx, "alice", tk.ID); stored.Published {
+	if stored, _ := b.eng.Get(ctx, task.Caller{Owner: "alice"}, tk.ID); stored.Published {
 		t.Fatal("the task is marked published though nothing was")
 	}
 	// The first delivery fails again (the message goes back to the queue); the second publishes.
@@ -500,7 +500,7 @@ func TestANotificationThatFailsIsRetriedByTheExecutor(t *testing.T) {
 	if n := b.pub.all(); len(n) != 1 || n[0].Status != task.StatusCompleted {
 		t.Fatalf("published %+v, want exactly one completed notification", n)
 	}
-	if stored, _ := b.eng.Get(ctx, "alice", tk.ID); !stored.Published {
+	if stored, _ := b.eng.Get(ctx, task.Caller{Owner: "alice"}, tk.ID); !stored.Published {
 		t.Fatal("the task is not marked published")
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/fleetrun/fleetrun/internal/task"
 )
@@ -40,11 +41,11 @@ func (e *Engine) Handle(ctx context.Context, m Message) error {
 	}
 	switch m.Action {
 	case ActionDispatch:
-		return e.dispatch(ctx, t)
+		return e.dispatch(ctx, t, m)
 	case ActionPoll:
-		return e.poll(ctx, t, m.Attempt)
+		return e.poll(ctx, t, m)
 	case ActionCancel:
-		return e.stop(ctx, t)
+		return e.stop(ctx, t, m)
 	case ActionStopDevices:
 		return e.stopDevices(ctx, t, m.DeviceIDs)
 	}
@@ -52,9 +53,10 @@ func (e *Engine) Handle(ctx context.Context, m Message) error {
 }
 
 // dispatch moves a pending task to running and starts it on its runner. A task that is
-// already running (a redelivered dispatch, or a resume after a restart) is started again,
-// which runners treat as a resume.
-func (e *Engine) dispatch(ctx context.Context, t *task.Task) error {
+// already running (a redelivered dispatch, a resume after a restart, or the sweep re-driving
+// it) is started again, which runners treat as a resume. Polling starts only if m still
+// holds the task's lease (see sweep.go).
+func (e *Engine) dispatch(ctx context.Context, t *task.Task, m Message) error {
 	first := false // this call moved the task to running
 	switch t.Status {
 	case task.StatusPending:
@@ -73,7 +75,7 @@ func (e *Engine) dispatch(ctx context.Context, t *task.Task) error {
 			if fresh.Status == task.StatusPending {
 				return fmt.Errorf("engine: dispatch %s: %w", t.ID, err)
 			}
-			return e.dispatch(ctx, fresh)
+			return e.dispatch(ctx, fresh, m)
 		}
 		if err != nil {
 			return err
@@ -84,7 +86,7 @@ func (e *Engine) dispatch(ctx context.Context, t *task.Task) error {
 	case task.StatusRunning:
 		e.log.InfoContext(ctx, "task resumed", "task_id", t.ID)
 	case task.StatusCancelling:
-		return e.stop(ctx, t)
+		return e.stop(ctx, t, m)
 	default:
 		return nil // cancelled, or already finished: nothing to start
 	}
@@ -96,7 +98,7 @@ func (e *Engine) dispatch(ctx context.Context, t *task.Task) error {
 	if err != nil {
 		if errors.Is(err, ErrIncomplete) {
 			e.log.InfoContext(ctx, "dispatch continues in another message", "task_id", t.ID)
-			return e.cfg.Queue.Send(context.WithoutCancel(ctx), Message{Version: MessageVersion, Action: ActionDispatch, TaskID: t.ID}, 0)
+			return e.cfg.Queue.Send(context.WithoutCancel(ctx), Message{Version: MessageVersion, Action: ActionDispatch, TaskID: t.ID, Lease: m.Lease}, 0)
 		}
 		if task.IsCode(err, task.CodeInvalid) {
 			_, ferr := e.fail(ctx, t, "the task could not start: "+errorMessage(err))
@@ -105,7 +107,11 @@ func (e *Engine) dispatch(ctx context.Context, t *task.Task) error {
 		return fmt.Errorf("engine: start %s: %w", t.ID, err)
 	}
 	if _, ok := e.cfg.Runner.(PolledRunner); ok {
-		return e.cfg.Queue.Send(ctx, Message{Version: MessageVersion, Action: ActionPoll, TaskID: t.ID}, e.cfg.PollInterval)
+		lease, ok, err := e.keepLease(ctx, t, m)
+		if err != nil || !ok {
+			return err
+		}
+		return e.cfg.Queue.Send(ctx, Message{Version: MessageVersion, Action: ActionPoll, TaskID: t.ID, Lease: lease}, e.cfg.PollInterval)
 	}
 	// A resumed task may have nothing left to run: its last device finished just before the
 	// process that was running it stopped, so no further report will come to finish it.
@@ -155,9 +161,14 @@ func (e *Engine) SetStep(ctx context.Context, taskID, step string) error {
 }
 
 // poll asks a PolledRunner for progress, applies it, enforces the deadline, and schedules the
-// next poll with backoff while the task is not finished.
-func (e *Engine) poll(ctx context.Context, t *task.Task, attempt int) error {
+// next poll with backoff while the task is not finished and m holds its lease. A poll whose
+// lease went to another message does nothing: that message's chain polls instead.
+func (e *Engine) poll(ctx context.Context, t *task.Task, m Message) error {
 	if t.Status.Terminal() || t.Status == task.StatusPending {
+		return nil
+	}
+	if !e.holds(t, m) {
+		e.log.InfoContext(ctx, "a poll whose lease went to another message ends its chain", "task_id", t.ID)
 		return nil
 	}
 	if p, ok := e.cfg.Runner.(PolledRunner); ok {
@@ -169,15 +180,27 @@ func (e *Engine) poll(ctx context.Context, t *task.Task, attempt int) error {
 			return err
 		}
 	}
-	if t, err := e.enforceDeadline(ctx, t); err != nil || t.Status.Terminal() {
+	t, err := e.enforceDeadline(ctx, t)
+	if err != nil || t.Status.Terminal() {
 		return err
 	}
-	delay := min(e.cfg.PollInterval<<min(attempt, 6), e.cfg.MaxPollInterval)
-	return e.cfg.Queue.Send(ctx, Message{Version: MessageVersion, Action: ActionPoll, TaskID: t.ID, Attempt: attempt + 1}, delay)
+	lease, ok, err := e.keepLease(ctx, t, m)
+	if err != nil || !ok {
+		return err
+	}
+	return e.cfg.Queue.Send(ctx, Message{Version: MessageVersion, Action: ActionPoll, TaskID: t.ID, Attempt: m.Attempt + 1,
+		Lease: lease}, e.pollDelay(m.Attempt))
 }
 
-// stop asks the runner to stop a cancelling task's devices.
-func (e *Engine) stop(ctx context.Context, t *task.Task) error {
+// pollDelay is how long after poll number attempt (0 for the first after a dispatch) the
+// next one comes: PollInterval, doubling up to MaxPollInterval.
+func (e *Engine) pollDelay(attempt int) time.Duration {
+	return min(e.cfg.PollInterval<<min(attempt, 6), e.cfg.MaxPollInterval)
+}
+
+// stop asks the runner to stop a cancelling task's devices, and has them polled unless another
+// message holds the task's lease (a poll chain that will see the devices stop anyway).
+func (e *Engine) stop(ctx context.Context, t *task.Task, m Message) error {
 	if t.Status != task.StatusCancelling {
 		return nil
 	}
@@ -191,7 +214,11 @@ func (e *Engine) stop(ctx context.Context, t *task.Task) error {
 	// A polled runner reports the stopped devices on its next poll. Queue one: a task cancelled
 	// before its dispatch finished has no poll chain yet, and would otherwise stay cancelling.
 	if _, ok := e.cfg.Runner.(PolledRunner); ok {
-		return e.cfg.Queue.Send(ctx, Message{Version: MessageVersion, Action: ActionPoll, TaskID: t.ID}, e.cfg.PollInterval)
+		lease, ok, err := e.keepLease(ctx, t, m)
+		if err != nil || !ok {
+			return err
+		}
+		return e.cfg.Queue.Send(ctx, Message{Version: MessageVersion, Action: ActionPoll, TaskID: t.ID, Lease: lease}, e.cfg.PollInterval)
 	}
 	return nil
 }

@@ -97,7 +97,7 @@ func TestMetricsCountEachEventOnce(t *testing.T) {
 	report(task.DeviceSucceeded, "a", "b")
 	report(task.DeviceFailed, "c")
 	report(task.DeviceFailed, "c")
-	if _, err := eng.Cancel(ctx, "alice", t2.ID); err != nil {
+	if _, err := eng.Cancel(ctx, task.Caller{Owner: "alice"}, t2.ID); err != nil {
 		t.Fatal(err)
 	}
 

@@ -50,7 +50,7 @@ func TestConcurrentCancelsPublishTheTerminalNotificationOnce(t *testing.T) {
 	}
 	// Several DELETEs while the task is cancelling: each queues a cancel message.
 	for range 8 {
-		if _, err := eng.Cancel(ctx, "alice", tk.ID); err != nil {
+		if _, err := eng.Cancel(ctx, task.Caller{Owner: "alice"}, tk.ID); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -73,7 +73,7 @@ func TestConcurrentCancelsPublishTheTerminalNotificationOnce(t *testing.T) {
 			}
 		})
 		wg.Go(func() {
-			if _, err := eng.Cancel(ctx, "alice", tk.ID); err != nil {
+			if _, err := eng.Cancel(ctx, task.Caller{Owner: "alice"}, tk.ID); err != nil {
 				t.Error(err)
 			}
 		})

@@ -10,7 +10,8 @@ import (
 // Relaunch is a request to run a finished task's script again on some of its devices, as the
 // HTTP layer knows it.
 type Relaunch struct {
-	Owner  string
+	// Caller must see the task; the relaunch is theirs.
+	Caller task.Caller
 	TaskID string
 	Draft  task.RelaunchDraft
 	// IdempotencyKey and RequestHash work as for a Submission: the same key and body return the
@@ -20,7 +21,7 @@ type Relaunch struct {
 	RequestHash    string
 }
 
-// Relaunch creates a new task that runs owner's finished task r.TaskID again on the devices
+// Relaunch creates a new task, owned by r.Caller, that runs finished task r.TaskID again on the devices
 // r.Draft selects — every device that did not succeed (task.RelaunchFailed), every device, or
 // a list of them — with the original's script and settings, except those r.Draft overrides. It
 // is submitted like any task (validated, stored pending with its idempotency record, queued)
@@ -30,7 +31,7 @@ type Relaunch struct {
 // RelaunchFailed relaunch of a task whose every device succeeded is CodeInvalid, and so are
 // devices that are not the task's.
 func (e *Engine) Relaunch(ctx context.Context, r Relaunch) (*task.Task, bool, error) {
-	orig, err := e.Get(ctx, r.Owner, r.TaskID)
+	orig, err := e.Get(ctx, r.Caller, r.TaskID)
 	if err != nil {
 		return nil, false, err
 	}
@@ -51,7 +52,7 @@ func (e *Engine) Relaunch(ctx context.Context, r Relaunch) (*task.Task, bool, er
 	default:
 		devices = r.Draft.DeviceIDs
 	}
-	return e.submit(ctx, Submission{Owner: r.Owner, Draft: r.Draft.Draft(orig, devices),
+	return e.submit(ctx, Submission{Owner: r.Caller.Owner, Draft: r.Draft.Draft(orig, devices),
 		IdempotencyKey: r.IdempotencyKey, RequestHash: r.RequestHash}, orig.ID)
 }
 

@@ -16,7 +16,7 @@ func TestRelaunch(t *testing.T) {
 	b := setup(t, nil)
 	orig := b.submit(t, "a", "b", "c", "d")
 	relaunch := func(r engine.Relaunch) (*task.Task, bool, error) {
-		r.Owner, r.TaskID = "alice", orig.ID
+		r.Caller, r.TaskID = alice, orig.ID
 		return b.eng.Relaunch(ctx, r)
 	}
 	// A task that has not finished cannot be relaunched.
@@ -73,7 +73,7 @@ func TestRelaunch(t *testing.T) {
 	if _, _, err := relaunch(engine.Relaunch{Draft: task.RelaunchDraft{DeviceIDs: []string{"z"}}}); !task.IsCode(err, task.CodeInvalid) {
 		t.Errorf("relaunch of a device not in the task: %v", err)
 	}
-	if _, _, err := b.eng.Relaunch(ctx, engine.Relaunch{Owner: "mallory", TaskID: orig.ID,
+	if _, _, err := b.eng.Relaunch(ctx, engine.Relaunch{Caller: task.Caller{Owner: "mallory"}, TaskID: orig.ID,
 		Draft: task.RelaunchDraft{Which: task.RelaunchAll}}); !task.IsCode(err, task.CodeNotFound) {
 		t.Errorf("relaunch by another owner: %v", err)
 	}
@@ -82,7 +82,7 @@ func TestRelaunch(t *testing.T) {
 	clean := b.submit(t, "x")
 	b.handle(t, engine.ActionDispatch, clean.ID)
 	b.report(t, clean.ID, task.DeviceSucceeded, "x")
-	_, _, err = b.eng.Relaunch(ctx, engine.Relaunch{Owner: "alice", TaskID: clean.ID, Draft: task.RelaunchDraft{Which: task.RelaunchFailed}})
+	_, _, err = b.eng.Relaunch(ctx, engine.Relaunch{Caller: alice, TaskID: clean.ID, Draft: task.RelaunchDraft{Which: task.RelaunchFailed}})
 	if !errors.As(err, &te) || te.Code != task.CodeInvalid || len(te.Fields) != 1 || te.Fields[0].Pointer != "/devices" {
 		t.Fatalf("relaunch of failed devices when none failed: %v", err)
 	}

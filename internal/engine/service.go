@@ -60,6 +60,9 @@ func (e *Engine) submit(ctx context.Context, s Submission, relaunchOf string) (t
 		CurrentStep: "queued",
 		RelaunchOf:  relaunchOf,
 	}
+	if e.cfg.Leases != nil {
+		t.Lease = now.Add(e.cfg.DispatchGrace)
+	}
 	var idem *task.IdempotencyRecord
 	if s.IdempotencyKey != "" {
 		idem = &task.IdempotencyRecord{
@@ -86,7 +89,7 @@ func (e *Engine) submit(ctx context.Context, s Submission, relaunchOf string) (t
 	// A stored task counts as submitted even when it cannot be queued: it is then failed, and
 	// counted as finished like every other stored task.
 	e.cfg.Metrics.TaskSubmitted(ctx)
-	if err := e.cfg.Queue.Send(ctx, Message{Version: MessageVersion, Action: ActionDispatch, TaskID: stored.ID}, 0); err != nil {
+	if err := e.cfg.Queue.Send(ctx, Message{Version: MessageVersion, Action: ActionDispatch, TaskID: stored.ID, Lease: e.lease(stored)}, 0); err != nil {
 		e.log.ErrorContext(ctx, "queue dispatch failed", "task_id", stored.ID, "err", err)
 		if failed, ferr := e.fail(ctx, stored, "the task could not be queued"); ferr == nil {
 			e.notify(failed)
@@ -129,13 +132,14 @@ func (e *Engine) Inventory(ctx context.Context, q task.InventoryQuery) (*task.In
 	return e.cfg.Inventory.List(ctx, q)
 }
 
-// Get returns owner's task id. Another owner's task is not found.
-func (e *Engine) Get(ctx context.Context, owner, id string) (*task.Task, error) {
+// Get returns task id as caller may see it. Another owner's task is not found, unless caller
+// is an administrator.
+func (e *Engine) Get(ctx context.Context, caller task.Caller, id string) (*task.Task, error) {
 	t, err := e.cfg.Store.GetTask(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	if t.Owner != owner {
+	if !caller.Sees(t) {
 		return nil, task.Errorf(task.CodeNotFound, "no task %s", id)
 	}
 	return t, nil
@@ -148,24 +152,26 @@ func (e *Engine) List(ctx context.Context, q task.ListQuery) (*task.TaskPage, er
 	return e.cfg.Store.ListTasks(ctx, q)
 }
 
-// Devices returns a page of the devices of owner's task id, as List does for tasks.
-func (e *Engine) Devices(ctx context.Context, owner, id string, q task.DeviceQuery) (*task.DevicePage, error) {
-	if _, err := e.Get(ctx, owner, id); err != nil {
+// Devices returns a page of the devices of task id, which caller must see, as List does for
+// tasks.
+func (e *Engine) Devices(ctx context.Context, caller task.Caller, id string, q task.DeviceQuery) (*task.DevicePage, error) {
+	if _, err := e.Get(ctx, caller, id); err != nil {
 		return nil, err
 	}
 	q.Limit = task.PageSize(q.Limit)
 	return e.cfg.Store.ListDevices(ctx, id, q)
 }
 
-// Device returns one device of owner's task id.
-func (e *Engine) Device(ctx context.Context, owner, id, deviceID string) (*task.Device, error) {
-	if _, err := e.Get(ctx, owner, id); err != nil {
+// Device returns one device of task id, which caller must see.
+func (e *Engine) Device(ctx context.Context, caller task.Caller, id, deviceID string) (*task.Device, error) {
+	if _, err := e.Get(ctx, caller, id); err != nil {
 		return nil, err
 	}
 	return e.cfg.Store.GetDevice(ctx, id, deviceID)
 }
 
-// Cancel cancels owner's task id and returns it as it now is. Cancel is idempotent:
+// Cancel cancels task id, which caller must see (its owner, or an administrator), and returns
+// it as it now is. Cancel is idempotent:
 //
 //   - pending becomes cancelled at once; no device was started, and a dispatch that arrives
 //     later finds the task cancelled and does nothing.
@@ -177,9 +183,9 @@ func (e *Engine) Device(ctx context.Context, owner, id, deviceID string) (*task.
 //     cancelling, in case the first was lost).
 //   - completed, failed and timed_out cannot be cancelled: an CodeConflict error carries the
 //     current status.
-func (e *Engine) Cancel(ctx context.Context, owner, id string) (*task.Task, error) {
+func (e *Engine) Cancel(ctx context.Context, caller task.Caller, id string) (*task.Task, error) {
 	for attempt := 1; ; attempt++ {
-		t, err := e.Get(ctx, owner, id)
+		t, err := e.Get(ctx, caller, id)
 		if err != nil {
 			return nil, err
 		}
@@ -209,7 +215,7 @@ func (e *Engine) Cancel(ctx context.Context, owner, id string) (*task.Task, erro
 			return nil, err
 		}
 		if t.Status == task.StatusCancelling {
-			if err := e.cfg.Queue.Send(ctx, Message{Version: MessageVersion, Action: ActionCancel, TaskID: t.ID}, 0); err != nil {
+			if err := e.cfg.Queue.Send(ctx, Message{Version: MessageVersion, Action: ActionCancel, TaskID: t.ID, Lease: e.lease(t)}, 0); err != nil {
 				return nil, fmt.Errorf("engine: queue cancel of %s: %w", t.ID, err)
 			}
 		}

@@ -10,7 +10,7 @@ import (
 
 // listDevices is GET /tasks/{id}/devices: a page of a task's devices in the order they were
 // submitted, optionally filtered by status.
-func (h *handler) listDevices(w http.ResponseWriter, r *http.Request, owner string) {
+func (h *handler) listDevices(w http.ResponseWriter, r *http.Request, caller task.Caller) {
 	q := r.URL.Query()
 	var p task.QueryParser
 	var statuses []task.DeviceStatus
@@ -23,7 +23,7 @@ func (h *handler) listDevices(w http.ResponseWriter, r *http.Request, owner stri
 		return
 	}
 	id := r.PathValue("id")
-	page, err := h.cfg.Engine.Devices(r.Context(), owner, id, task.DeviceQuery{Statuses: statuses, Limit: limit, Cursor: cursor})
+	page, err := h.cfg.Engine.Devices(r.Context(), caller, id, task.DeviceQuery{Statuses: statuses, Limit: limit, Cursor: cursor})
 	if err != nil {
 		h.error(w, r, err)
 		return
@@ -46,9 +46,9 @@ func (h *handler) listDevices(w http.ResponseWriter, r *http.Request, owner stri
 }
 
 // getDevice is GET /tasks/{id}/devices/{deviceId}.
-func (h *handler) getDevice(w http.ResponseWriter, r *http.Request, owner string) {
+func (h *handler) getDevice(w http.ResponseWriter, r *http.Request, caller task.Caller) {
 	id := r.PathValue("id")
-	d, err := h.cfg.Engine.Device(r.Context(), owner, id, r.PathValue("deviceId"))
+	d, err := h.cfg.Engine.Device(r.Context(), caller, id, r.PathValue("deviceId"))
 	if err != nil {
 		h.error(w, r, err)
 		return
@@ -62,9 +62,9 @@ func (h *handler) getDevice(w http.ResponseWriter, r *http.Request, owner string
 // 200; a running one being stopped answers 202 with Location and Retry-After until it has
 // stopped; a device that ended otherwise, or one of a finished task, answers 409 with the
 // current status.
-func (h *handler) cancelDevice(w http.ResponseWriter, r *http.Request, owner string) {
+func (h *handler) cancelDevice(w http.ResponseWriter, r *http.Request, caller task.Caller) {
 	id := r.PathValue("id")
-	_, d, err := h.cfg.Engine.CancelDevice(r.Context(), owner, id, r.PathValue("deviceId"))
+	_, d, err := h.cfg.Engine.CancelDevice(r.Context(), caller, id, r.PathValue("deviceId"))
 	if err != nil {
 		h.error(w, r, err)
 		return
@@ -81,8 +81,9 @@ func (h *handler) cancelDevice(w http.ResponseWriter, r *http.Request, owner str
 
 // output is GET /tasks/{id}/devices/{deviceId}/output?stream=stdout|stderr: the device's full
 // output, where the device resource holds only a truncated copy. The owner and the device are
-// checked through the engine before any output is opened.
-func (h *handler) output(w http.ResponseWriter, r *http.Request, owner string) {
+// checked through the engine before any output is opened. An output too large to answer with
+// is a 303 to where it can be fetched (see OutputStore).
+func (h *handler) output(w http.ResponseWriter, r *http.Request, caller task.Caller) {
 	q := r.URL.Query()
 	var p task.QueryParser
 	stream := "stdout"
@@ -107,30 +108,44 @@ func (h *handler) output(w http.ResponseWriter, r *http.Request, owner string) {
 		return
 	}
 	id, deviceID := r.PathValue("id"), r.PathValue("deviceId")
-	d, err := h.cfg.Engine.Device(r.Context(), owner, id, deviceID)
+	d, err := h.cfg.Engine.Device(r.Context(), caller, id, deviceID)
 	if err != nil {
 		h.error(w, r, err)
 		return
 	}
 	if follow {
-		h.follow(w, r, owner, d, stream)
+		h.follow(w, r, caller, d, stream)
 		return
 	}
-	if h.cfg.Output == nil {
-		h.error(w, r, task.Errorf(task.CodeNotFound, "this deployment keeps no output beyond the device's inline copy"))
-		return
-	}
-	rc, err := h.cfg.Output.OpenOutput(id, deviceID, stream)
 	if err != nil {
 		h.error(w, r, err)
 		return
 	}
-	defer rc.Close()
+	switch {
+	case h.cfg.Output == nil:
+		h.error(w, r, task.Errorf(task.CodeNotFound, "this deployment keeps no output beyond the device's inline copy"))
+		return
+	case d.Status == task.DevicePending:
+		h.error(w, r, task.Errorf(task.CodeNotFound, "device %s has not started, so it has no output yet", deviceID))
+		return
+	}
+	out, err := h.cfg.Output.OpenOutput(r.Context(), d, stream)
+	if err != nil {
+		h.error(w, r, err)
+		return
+	}
+	if out.Body == nil {
+		w.Header().Set("Location", out.Redirect)
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusSeeOther)
+		return
+	}
+	defer out.Body.Close()
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)
-	if _, err := io.Copy(w, rc); err != nil && r.Context().Err() == nil {
+	if _, err := io.Copy(w, out.Body); err != nil && r.Context().Err() == nil {
 		// The status is already sent; all that is left is to say why the body stopped short.
 		h.log.WarnContext(r.Context(), "streaming output failed", "request_id", requestID(r),
 			"task_id", id, "device_id", deviceID, "stream", stream, "err", err)

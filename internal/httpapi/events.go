@@ -24,7 +24,7 @@ import (
 //
 // Waits last at most keepAlive each: the in-process broker forgets tasks nobody has touched for
 // a minute, and proxies drop silent connections, so each quiet round ends with a comment.
-func (h *handler) events(w http.ResponseWriter, r *http.Request, owner string) {
+func (h *handler) events(w http.ResponseWriter, r *http.Request, caller task.Caller) {
 	last, err := lastEventID(r)
 	if err != nil {
 		var p task.QueryParser
@@ -33,7 +33,7 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request, owner string) {
 		return
 	}
 	id := r.PathValue("id")
-	t, err := h.cfg.Engine.Get(r.Context(), owner, id)
+	t, err := h.cfg.Engine.Get(r.Context(), caller, id)
 	if err != nil {
 		h.error(w, r, err)
 		return
@@ -45,7 +45,7 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request, owner string) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	release, ok := h.streams.acquire(owner)
+	release, ok := h.streams.acquire(caller.Owner)
 	if !ok {
 		h.tooManyStreams(w, r)
 		return
@@ -94,7 +94,7 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request, owner string) {
 			err = werr
 			continue
 		}
-		if t, err = h.cfg.Engine.Get(r.Context(), owner, id); err != nil {
+		if t, err = h.cfg.Engine.Get(r.Context(), caller, id); err != nil {
 			break
 		}
 		if t.Version > last {

@@ -23,16 +23,16 @@ import (
 // output (the output store's, or the device's inline copy where there is none). A device still
 // working when the request's time is up is a 409 with Retry-After; following again continues
 // the wait.
-func (h *handler) follow(w http.ResponseWriter, r *http.Request, owner string, d *task.Device, stream string) {
-	release, ok := h.streams.acquire(owner)
+func (h *handler) follow(w http.ResponseWriter, r *http.Request, caller task.Caller, d *task.Device, stream string) {
+	release, ok := h.streams.acquire(caller.Owner)
 	if !ok {
 		h.tooManyStreams(w, r)
 		return
 	}
 	defer release()
-	follower, _ := h.cfg.Output.(OutputFollower)
+	follower := h.cfg.Follow
 	if h.cfg.Buffered || follower == nil {
-		h.followToTheEnd(w, r, owner, d, stream)
+		h.followToTheEnd(w, r, caller, d, stream)
 		return
 	}
 	ctx := r.Context()
@@ -82,7 +82,7 @@ func (h *handler) follow(w http.ResponseWriter, r *http.Request, owner string, d
 			return
 		case <-ticker.C:
 		}
-		cur, err := h.cfg.Engine.Device(ctx, owner, id, d.ID)
+		cur, err := h.cfg.Engine.Device(ctx, caller, id, d.ID)
 		if err != nil {
 			h.followFailed(r, d, stream, err)
 			return
@@ -120,8 +120,10 @@ func (h *handler) followFailed(r *http.Request, d *task.Device, stream string, e
 }
 
 // followToTheEnd waits for device d to end, within the request's time, and answers with its
-// whole output; a device still working then is a 409 with Retry-After.
-func (h *handler) followToTheEnd(w http.ResponseWriter, r *http.Request, owner string, d *task.Device, stream string) {
+// whole output, as GET …/output answers it (a 303 to a presigned URL for a large one), else
+// what the follower holds, else the device's inline copy; a device still working then is a 409
+// with Retry-After.
+func (h *handler) followToTheEnd(w http.ResponseWriter, r *http.Request, caller task.Caller, d *task.Device, stream string) {
 	ctx := r.Context()
 	id := r.PathValue("id")
 	ticker := time.NewTicker(h.cfg.FollowInterval)
@@ -137,7 +139,7 @@ func (h *handler) followToTheEnd(w http.ResponseWriter, r *http.Request, owner s
 		if ctx.Err() != nil {
 			break
 		}
-		cur, err := h.cfg.Engine.Device(ctx, owner, id, d.ID)
+		cur, err := h.cfg.Engine.Device(ctx, caller, id, d.ID)
 		if err != nil {
 			h.error(w, r, err)
 			return
@@ -149,34 +151,44 @@ func (h *handler) followToTheEnd(w http.ResponseWriter, r *http.Request, owner s
 			"device %s is still %s; its output is answered whole once it ends here: follow again", d.ID, d.Status)})
 		return
 	}
-	var body io.Reader = strings.NewReader(inlineCopy(d, stream))
-	if h.cfg.Output != nil {
-		out, err := h.openWhole(context.WithoutCancel(ctx), id, d.ID, stream)
-		switch {
-		case err == nil:
-			defer out.Close()
-			body = out
-		case !task.IsCode(err, task.CodeNotFound):
-			h.error(w, r, err)
-			return
-		}
+	out, err := h.wholeOutput(context.WithoutCancel(ctx), id, d, stream)
+	if err != nil {
+		h.error(w, r, err)
+		return
 	}
+	if out.Body == nil {
+		w.Header().Set("Location", out.Redirect)
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusSeeOther)
+		return
+	}
+	defer out.Body.Close()
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)
-	if _, err := io.Copy(w, body); err != nil {
+	if _, err := io.Copy(w, out.Body); err != nil {
 		h.followFailed(r, d, stream, err)
 	}
 }
 
-// openWhole opens the whole output of an ended device: through the follower when the store
-// has one (it reads to the end), else as a plain output.
-func (h *handler) openWhole(ctx context.Context, taskID, deviceID, stream string) (io.ReadCloser, error) {
-	if f, ok := h.cfg.Output.(OutputFollower); ok {
-		return f.FollowOutput(ctx, taskID, deviceID, stream)
+// wholeOutput is the whole output of ended device d: the output store's, else the follower's
+// (read to its end), else the device's inline copy. A store that has none of a device that
+// never ran is no error: its output is empty.
+func (h *handler) wholeOutput(ctx context.Context, taskID string, d *task.Device, stream string) (Output, error) {
+	if h.cfg.Output != nil {
+		out, err := h.cfg.Output.OpenOutput(ctx, d, stream)
+		if !task.IsCode(err, task.CodeNotFound) {
+			return out, err
+		}
 	}
-	return h.cfg.Output.OpenOutput(taskID, deviceID, stream)
+	if h.cfg.Follow != nil {
+		rc, err := h.cfg.Follow.FollowOutput(ctx, taskID, d.ID, stream)
+		if !task.IsCode(err, task.CodeNotFound) {
+			return Output{Body: rc}, err
+		}
+	}
+	return Output{Body: io.NopCloser(strings.NewReader(inlineCopy(d, stream)))}, nil
 }
 
 // inlineCopy is the copy of a stream the device record holds.

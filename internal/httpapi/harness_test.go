@@ -63,6 +63,10 @@ type bundleOptions struct {
 	bodyTimeout         time.Duration
 	// maxStreams and maxStreamsPerOwner cap event streams and long-polls.
 	maxStreams, maxStreamsPerOwner int
+	// polled makes the runner one the executor polls, as SSM is.
+	polled bool
+	// adminToken, when set, is a token whose caller is an administrator.
+	adminToken string
 	// wrap, when set, wraps the API in the test server.
 	wrap func(http.Handler) http.Handler
 }
@@ -110,10 +114,14 @@ func setup(t *testing.T, opts ...bundleOptions) *testBundle {
 	if o.noInventory {
 		inventoryOrNone = nil
 	}
+	var runner engine.Runner = b.runner
+	if o.polled {
+		runner = polledRunner{b.runner}
+	}
 	b.engine = engine.New(engine.Config{
 		Store:     b.store,
 		Queue:     b.queue,
-		Runner:    b.runner,
+		Runner:    runner,
 		Notifier:  broker,
 		Inventory: inventoryOrNone,
 		Rules: task.Rules{DeviceID: task.LocalDeviceID, CheckScript: func(url string) error {
@@ -138,8 +146,12 @@ func setup(t *testing.T, opts ...bundleOptions) *testBundle {
 	if o.noOutput {
 		cfg.Output = nil
 	}
+	if o.adminToken != "" {
+		cfg.Owner = BearerTokens(map[string]string{aliceToken: "alice", bobToken: "bob", o.adminToken: "admin"}, "")
+		cfg.Admin = func(r *http.Request) bool { return r.Header.Get("Authorization") == "Bearer "+o.adminToken }
+	}
 	if o.following {
-		cfg.Output = &fakeFollower{fakeOutput: b.output}
+		cfg.Follow = &fakeFollower{fakeOutput: b.output}
 	}
 	cfg.Buffered = o.buffered
 	cfg.FollowInterval = 20 * time.Millisecond
@@ -152,6 +164,8 @@ func setup(t *testing.T, opts ...bundleOptions) *testBundle {
 		served = o.wrap(b.handler)
 	}
 	b.srv = httptest.NewServer(served)
+	// A redirect is an answer to check, not to follow: it may lead off this server.
+	b.srv.Client().CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	t.Cleanup(b.srv.Close)
 	return b
 }
@@ -427,6 +441,11 @@ func (g *growing) Read(p []byte) (int, error) {
 
 func (g *growing) Close() error { return nil }
 
+// polledRunner is a fakeRunner the executor polls; the polls report nothing.
+type polledRunner struct{ *fakeRunner }
+
+func (polledRunner) Poll(context.Context, *task.Task) ([]task.DeviceUpdate, error) { return nil, nil }
+
 // fakeOutput serves full output from a map keyed "task/device/stream".
 type fakeOutput struct {
 	mu    sync.Mutex
@@ -439,14 +458,25 @@ func (o *fakeOutput) put(taskID, deviceID, stream, text string) {
 	o.files[taskID+"/"+deviceID+"/"+stream] = text
 }
 
-func (o *fakeOutput) OpenOutput(taskID, deviceID, stream string) (io.ReadCloser, error) {
+// redirect makes the output of a device be served from url instead, as an output too large
+// to answer with is.
+func (o *fakeOutput) redirect(taskID, deviceID, stream, url string) {
+	o.put(taskID, deviceID, stream, redirectPrefix+url)
+}
+
+const redirectPrefix = "redirect:"
+
+func (o *fakeOutput) OpenOutput(_ context.Context, d *task.Device, stream string) (Output, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	text, ok := o.files[taskID+"/"+deviceID+"/"+stream]
+	text, ok := o.files[d.TaskID+"/"+d.ID+"/"+stream]
 	if !ok {
-		return nil, task.Errorf(task.CodeNotFound, "no %s output for device %s", stream, deviceID)
+		return Output{}, task.Errorf(task.CodeNotFound, "no %s output for device %s", stream, d.ID)
 	}
-	return io.NopCloser(strings.NewReader(text)), nil
+	if url, ok := strings.CutPrefix(text, redirectPrefix); ok {
+		return Output{Redirect: url}, nil
+	}
+	return Output{Body: io.NopCloser(strings.NewReader(text))}, nil
 }
 
 // signalWatcher tells the test when a request has started waiting, so a test can make its

@@ -16,6 +16,7 @@ import (
 
 	"github.com/fleetrun/fleetrun/api"
 	"github.com/fleetrun/fleetrun/internal/engine"
+	"github.com/fleetrun/fleetrun/internal/task"
 )
 
 // Watcher blocks until task id has a version newer than version, or ctx ends (then it returns
@@ -24,17 +25,42 @@ type Watcher interface {
 	Wait(ctx context.Context, id string, version int64) error
 }
 
-// OutputStore opens the full output of one device of a task; stream is "stdout" or "stderr".
-// A missing output is an error with code task.CodeNotFound.
+// OutputStore serves the full output of the devices of a task.
 type OutputStore interface {
-	OpenOutput(taskID, deviceID, stream string) (io.ReadCloser, error)
+	// OpenOutput returns one stream ("stdout" or "stderr") of device d's full output. d has
+	// left pending. A missing output is an error with code task.CodeNotFound.
+	OpenOutput(ctx context.Context, d *task.Device, stream string) (Output, error)
 }
 
-// OutputFollower is an OutputStore that can hand over a device's output while it is being
-// written, for GET …/output?follow=true: each Read of the returned reader returns what was
-// written since the last one, and io.EOF when nothing more has been written yet; the handler
-// reads again after a pause until the device has ended. The local runner's files are such,
-// and so is SSM's CloudWatch output.
+// Output is one stream of a device's output as an OutputStore serves it: Body, to be sent as
+// the answer, or, for an output too large to answer with, Redirect: a URL that serves it to
+// whoever holds the URL (a presigned S3 URL), sent as 303 See Other.
+type Output struct {
+	Body     io.ReadCloser
+	Redirect string
+}
+
+// OutputReader adapts a function that opens a device's output as a stream, such as the local
+// runner's OpenOutput, to an OutputStore.
+type OutputReader func(taskID, deviceID, stream string) (io.ReadCloser, error)
+
+// OpenOutput implements OutputStore.
+func (f OutputReader) OpenOutput(_ context.Context, d *task.Device, stream string) (Output, error) {
+	rc, err := f(d.TaskID, d.ID, stream)
+	return Output{Body: rc}, err
+}
+
+// FollowOutput implements OutputFollower: what f opens is a file the script is still writing,
+// read again as it grows.
+func (f OutputReader) FollowOutput(_ context.Context, taskID, deviceID, stream string) (io.ReadCloser, error) {
+	return f(taskID, deviceID, stream)
+}
+
+// OutputFollower hands over a device's output while it is being written, for GET
+// …/output?follow=true: each Read of the returned reader returns what was written since the
+// last one, and io.EOF when nothing more has been written yet; the handler reads again after a
+// pause until the device has ended. The local runner's files are such (OutputReader), and so
+// is SSM's CloudWatch output.
 type OutputFollower interface {
 	FollowOutput(ctx context.Context, taskID, deviceID, stream string) (io.ReadCloser, error)
 }
@@ -45,10 +71,17 @@ type Config struct {
 	// Owner identifies the caller; an error answers 401 with WWW-Authenticate: Bearer. Locally
 	// it checks bearer tokens (BearerTokens); on Lambda it reads the authorizer's identity.
 	Owner func(r *http.Request) (string, error)
+	// Admin reports whether the caller is an administrator, who may read and cancel the tasks
+	// of every owner; nil means nobody is. It is asked only once Owner has identified the
+	// caller.
+	Admin func(r *http.Request) bool
 	// Watcher wakes long-polls and event streams when a task changes.
 	Watcher Watcher
 	// Output serves full device output; nil answers 404 for every output request.
 	Output OutputStore
+	// Follow reads device output while it is written, for follow=true; nil when the
+	// deployment cannot (then a follow answers once the device has ended, see follow).
+	Follow OutputFollower
 	// BaseURL returns the absolute base of the links and Location headers of a response
 	// (scheme and host, and a path prefix if the API is mounted under one). The default is
 	// ListenerBaseURL; PublicURL and ForwardedBaseURL are the others a server may choose.
@@ -69,8 +102,9 @@ type Config struct {
 	// all and for one owner: past either, such a request is answered 503 with Retry-After.
 	// Zero means no cap.
 	MaxStreams, MaxStreamsPerOwner int
-	// RetryAfter is how soon a client should look again at a task that is not finished; it is
-	// sent in whole seconds, at least 1. The default is 1 s.
+	// RetryAfter is how soon a client should look again at a task that is not finished when
+	// the engine has no better answer (Engine.RetryAfter: on AWS, the executor's poll cadence);
+	// it is sent in whole seconds, at least 1. The default is 1 s.
 	RetryAfter time.Duration
 	// Metrics, when set, is served at GET /metrics to callers Owner accepts. It is not part of
 	// the API's contract: only `fleetrun serve` sets it.
@@ -125,7 +159,7 @@ func newHandler(cfg Config) *handler {
 	h := &handler{
 		cfg:        cfg,
 		log:        cfg.Logger,
-		retryAfter: strconv.Itoa(max(1, int(math.Ceil(cfg.RetryAfter.Seconds())))),
+		retryAfter: seconds(cfg.RetryAfter),
 		keepAlive:  keepAliveInterval,
 		streams:    newStreams(cfg.MaxStreams, cfg.MaxStreamsPerOwner),
 		mux:        http.NewServeMux(),
@@ -155,7 +189,7 @@ func (h *handler) routes() {
 	}
 	if h.cfg.Metrics != nil {
 		table = append(table, route{"/metrics", map[string]http.HandlerFunc{http.MethodGet: h.authed(
-			func(w http.ResponseWriter, r *http.Request, _ string) { h.cfg.Metrics.ServeHTTP(w, r) })}})
+			func(w http.ResponseWriter, r *http.Request, _ task.Caller) { h.cfg.Metrics.ServeHTTP(w, r) })}})
 	}
 	for _, rt := range table {
 		var allow []string
@@ -223,7 +257,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // authed resolves the caller before fn runs, answering 401 when it cannot.
-func (h *handler) authed(fn func(w http.ResponseWriter, r *http.Request, owner string)) http.HandlerFunc {
+func (h *handler) authed(fn func(w http.ResponseWriter, r *http.Request, caller task.Caller)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		owner, err := h.cfg.Owner(r)
 		if err != nil || owner == "" {
@@ -236,7 +270,7 @@ func (h *handler) authed(fn func(w http.ResponseWriter, r *http.Request, owner s
 		if e, ok := r.Context().Value(logEntryKey{}).(*logEntry); ok {
 			e.owner = owner
 		}
-		fn(w, r, owner)
+		fn(w, r, task.Caller{Owner: owner, Admin: h.cfg.Admin != nil && h.cfg.Admin(r)})
 	}
 }
 
@@ -246,6 +280,20 @@ func (h *handler) methodNotAllowed(allow string) http.HandlerFunc {
 		h.problem(w, r, problemFor(http.StatusMethodNotAllowed, api.ProblemMethodNotAllowed,
 			r.Method+" is not allowed here; allowed: "+allow))
 	}
+}
+
+// retryAfterFor is the Retry-After of unfinished task t: the engine's, when it follows a
+// cadence, else the configured one.
+func (h *handler) retryAfterFor(t *task.Task) string {
+	if d := h.cfg.Engine.RetryAfter(t); d > 0 {
+		return seconds(d)
+	}
+	return h.retryAfter
+}
+
+// seconds formats d as whole seconds, rounded up, at least 1.
+func seconds(d time.Duration) string {
+	return strconv.Itoa(max(1, int(math.Ceil(d.Seconds()))))
 }
 
 func (h *handler) healthz(w http.ResponseWriter, r *http.Request) {

@@ -15,7 +15,7 @@ import (
 // may target, locally the inventory file's and on AWS the managed nodes, with their tags. Each
 // tag:<name> parameter is a target: the device's tag must have one of the comma-separated
 // values, and every such parameter must hold (AND), as for a submit's targets.
-func (h *handler) inventory(w http.ResponseWriter, r *http.Request, _ string) {
+func (h *handler) inventory(w http.ResponseWriter, r *http.Request, _ task.Caller) {
 	q := r.URL.Query()
 	var p task.QueryParser
 	var targets []task.Target

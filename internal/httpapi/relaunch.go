@@ -12,7 +12,7 @@ import (
 // relaunch is POST /tasks/{id}/relaunch; engine.Relaunch documents the semantics. It is
 // checked like a submit (Idempotency-Key, Content-Type, size, JSON, shape) and answered like
 // one: 202 with Location and Retry-After, or the earlier relaunch on a replay of its key.
-func (h *handler) relaunch(w http.ResponseWriter, r *http.Request, owner string) {
+func (h *handler) relaunch(w http.ResponseWriter, r *http.Request, caller task.Caller) {
 	key, body, ok := h.readCreate(w, r)
 	if !ok {
 		return
@@ -23,7 +23,7 @@ func (h *handler) relaunch(w http.ResponseWriter, r *http.Request, owner string)
 		return
 	}
 	t, created, err := h.cfg.Engine.Relaunch(r.Context(), engine.Relaunch{
-		Owner:          owner,
+		Caller:         caller,
 		TaskID:         id,
 		Draft:          draft,
 		IdempotencyKey: key,
@@ -71,6 +71,12 @@ func decodeRelaunch(body []byte) (api.RelaunchRequest, task.RelaunchDraft, error
 				bad(pointer, "must be a whole number of seconds")
 			}
 			req.TimeoutSeconds, draft.TimeoutSeconds = &n, &n
+		case "deliveryTimeoutSeconds":
+			var n int
+			if err := json.Unmarshal(value, &n); err != nil || isNull(value) {
+				bad(pointer, "must be a whole number of seconds")
+			}
+			req.DeliveryTimeoutSeconds, draft.DeliveryTimeoutSeconds = &n, &n
 		case "maxConcurrency":
 			v := decodeString(value, pointer, bad)
 			req.MaxConcurrency, draft.MaxConcurrency = &v, &v

@@ -10,11 +10,16 @@ import (
 	"github.com/fleetrun/fleetrun/internal/task"
 )
 
-// links builds the absolute URLs of one response from its request's base.
-type links struct{ base string }
+// links builds the absolute URLs of one response from its request's base. output says
+// whether the deployment serves full output, so that output links appear only where they lead
+// somewhere.
+type links struct {
+	base       string
+	withOutput bool
+}
 
 func (h *handler) links(r *http.Request) links {
-	return links{base: trimSlash(h.cfg.BaseURL(r))}
+	return links{base: trimSlash(h.cfg.BaseURL(r)), withOutput: h.cfg.Output != nil}
 }
 
 func trimSlash(s string) string {
@@ -53,15 +58,18 @@ func (l links) renderTask(t *task.Task) api.Task {
 		StartedAt:   utc(t.StartedAt),
 		UpdatedAt:   t.UpdatedAt.UTC(),
 		CompletedAt: utc(t.CompletedAt),
+		// EstimatedCompletion depends on the stored task alone, so the ETag still covers it.
+		EstimatedCompletionAt: t.EstimatedCompletion(),
 		Request: api.TaskRequest{
-			ScriptURL:      t.Request.ScriptURL,
-			DeviceCount:    len(t.Request.DeviceIDs),
-			Targets:        renderTargets(t.Request.Targets),
-			IncludeOffline: t.Request.IncludeOffline,
-			Args:           args,
-			TimeoutSeconds: t.Request.TimeoutSeconds,
-			MaxConcurrency: t.Request.MaxConcurrency,
-			MaxErrors:      t.Request.MaxErrors,
+			ScriptURL:              t.Request.ScriptURL,
+			DeviceCount:            len(t.Request.DeviceIDs),
+			Targets:                renderTargets(t.Request.Targets),
+			IncludeOffline:         t.Request.IncludeOffline,
+			Args:                   args,
+			TimeoutSeconds:         t.Request.TimeoutSeconds,
+			DeliveryTimeoutSeconds: t.Request.DeliveryTimeoutSeconds,
+			MaxConcurrency:         t.Request.MaxConcurrency,
+			MaxErrors:              t.Request.MaxErrors,
 		},
 		Progress: api.Progress{
 			Percentage:  t.Counts.Percentage(),
@@ -92,7 +100,7 @@ func (l links) renderResult(t *task.Task) api.Result {
 	if res == nil {
 		res = &task.Result{}
 	}
-	return api.Result{
+	out := api.Result{
 		Status:           string(t.Status),
 		SucceededDevices: nonNil(res.SucceededDevices),
 		FailedDevices:    nonNil(res.FailedDevices),
@@ -103,9 +111,12 @@ func (l links) renderResult(t *task.Task) api.Result {
 		Links: api.ResultLinks{
 			Succeeded: l.devices(t.ID) + "?status=" + string(task.DeviceSucceeded),
 			Failed:    l.devices(t.ID) + "?status=" + failedStatuses,
-			Output:    l.devices(t.ID) + "/{deviceId}/output",
 		},
 	}
+	if l.withOutput {
+		out.Links.Output = l.devices(t.ID) + "/{deviceId}/output"
+	}
+	return out
 }
 
 // renderDevice turns a stored device into its wire form.
@@ -122,8 +133,18 @@ func (l links) renderDevice(taskID string, d *task.Device) api.Device {
 		CompletedAt:       utc(d.CompletedAt),
 		CancelRequestedAt: utc(d.CancelRequestedAt),
 		Reason:            d.Reason,
-		Links:             api.DeviceLinks{Self: l.device(taskID, d.ID), Output: l.device(taskID, d.ID) + "/output"},
+		Links:             api.DeviceLinks{Self: l.device(taskID, d.ID), Output: l.outputLink(taskID, d)},
 	}
+}
+
+// outputLink is a device's output link, or "" where there is no output to serve: the deployment
+// keeps none, or the device has not started (a device that started and wrote nothing has an
+// empty output, which is served).
+func (l links) outputLink(taskID string, d *task.Device) string {
+	if !l.withOutput || d.Status == task.DevicePending {
+		return ""
+	}
+	return l.device(taskID, d.ID) + "/output"
 }
 
 func renderTargets(targets []task.Target) []api.Target {

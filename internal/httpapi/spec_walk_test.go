@@ -118,6 +118,8 @@ func TestOpenAPIContract(t *testing.T) {
 	s.step("output stderr", alice("GET", device+"/output?stream=stderr"), 200, specValid)
 	s.step("output bad stream", alice("GET", device+"/output?stream=stdin"), 400, specInvalid)
 	s.step("output followed", alice("GET", device+"/output?follow=true"), 200, specValid)
+	b.output.redirect(tk.ID, "web-2", "stdout", "https://bucket.s3.amazonaws.com/big?X-Amz-Signature=abc")
+	s.step("output too large to answer with", alice("GET", tk.Links.Devices+"/web-2/output"), 303, specValid)
 	s.step("result", alice("GET", tk.Links.Result), 200, specValid)
 
 	// Events: a finished task's stream, one that has nothing new, and one followed live.

@@ -24,7 +24,7 @@ import (
 // submit is POST /tasks. The checks run from the cheapest to the dearest, and nothing is stored
 // or queued unless every one passes: Idempotency-Key (400), Content-Type (415), size (413),
 // JSON syntax (400), JSON shape (422), then the engine's validation (422).
-func (h *handler) submit(w http.ResponseWriter, r *http.Request, owner string) {
+func (h *handler) submit(w http.ResponseWriter, r *http.Request, caller task.Caller) {
 	key, body, ok := h.readCreate(w, r)
 	if !ok {
 		return
@@ -34,7 +34,7 @@ func (h *handler) submit(w http.ResponseWriter, r *http.Request, owner string) {
 		return
 	}
 	t, created, err := h.cfg.Engine.Submit(r.Context(), engine.Submission{
-		Owner:          owner,
+		Owner:          caller.Owner,
 		Draft:          draft,
 		IdempotencyKey: key,
 		RequestHash:    requestHash(req),
@@ -205,6 +205,11 @@ func decodeSubmit(body []byte) (api.SubmitRequest, task.Draft, error) {
 				bad(pointer, "must be true or false")
 			}
 			draft.IncludeOffline = req.IncludeOffline
+		case "deliveryTimeoutSeconds":
+			if err := json.Unmarshal(value, &req.DeliveryTimeoutSeconds); err != nil || isNull(value) {
+				bad(pointer, "must be a whole number of seconds")
+			}
+			draft.DeliveryTimeoutSeconds = &req.DeliveryTimeoutSeconds
 		default:
 			bad(pointer, "unknown field")
 		}

@@ -17,8 +17,8 @@ import (
 // that returns as soon as the task changes: the wait starts when the client's If-None-Match
 // names the current version, or always when it sends none, and ends with the changed task
 // (200), or at the deadline with 304 (If-None-Match still matching) or the unchanged task.
-func (h *handler) getTask(w http.ResponseWriter, r *http.Request, owner string) {
-	t, err := h.cfg.Engine.Get(r.Context(), owner, r.PathValue("id"))
+func (h *handler) getTask(w http.ResponseWriter, r *http.Request, caller task.Caller) {
+	t, err := h.cfg.Engine.Get(r.Context(), caller, r.PathValue("id"))
 	if err != nil {
 		h.error(w, r, err)
 		return
@@ -29,12 +29,12 @@ func (h *handler) getTask(w http.ResponseWriter, r *http.Request, owner string) 
 	}
 	present, matched := noneMatch(r, t.Version)
 	if wait > 0 && !t.Status.Terminal() && (!present || matched) {
-		release, ok := h.streams.acquire(owner)
+		release, ok := h.streams.acquire(caller.Owner)
 		if !ok {
 			h.tooManyStreams(w, r)
 			return
 		}
-		t, err = h.waitForChange(r, owner, t, time.Duration(wait)*time.Second)
+		t, err = h.waitForChange(r, caller, t, time.Duration(wait)*time.Second)
 		release()
 		if r.Context().Err() != nil {
 			return // the client went away; nobody reads an answer
@@ -48,7 +48,7 @@ func (h *handler) getTask(w http.ResponseWriter, r *http.Request, owner string) 
 	w.Header().Set("ETag", etag(t.Version))
 	w.Header().Set("Cache-Control", "no-cache")
 	if !t.Status.Terminal() {
-		w.Header().Set("Retry-After", h.retryAfter)
+		w.Header().Set("Retry-After", h.retryAfterFor(t))
 	}
 	if matched {
 		w.WriteHeader(http.StatusNotModified)
@@ -62,7 +62,7 @@ const spuriousWakePause = 100 * time.Millisecond
 
 // waitForChange waits up to d for t to get a version other than the one it has, and returns the
 // task as it then is.
-func (h *handler) waitForChange(r *http.Request, owner string, t *task.Task, d time.Duration) (*task.Task, error) {
+func (h *handler) waitForChange(r *http.Request, caller task.Caller, t *task.Task, d time.Duration) (*task.Task, error) {
 	ctx, cancel := context.WithTimeout(r.Context(), d)
 	defer cancel()
 	from := t.Version
@@ -73,20 +73,20 @@ func (h *handler) waitForChange(r *http.Request, owner string, t *task.Task, d t
 			}
 			return nil, fmt.Errorf("httpapi: wait for task %s: %w", t.ID, err)
 		}
-		fresh, err := h.cfg.Engine.Get(r.Context(), owner, t.ID)
+		fresh, err := h.cfg.Engine.Get(r.Context(), caller, t.ID)
 		if err != nil || fresh.Version != from {
 			return fresh, err
 		}
 		pause(ctx)
 	}
-	return h.cfg.Engine.Get(r.Context(), owner, t.ID)
+	return h.cfg.Engine.Get(r.Context(), caller, t.ID)
 }
 
 // getResult is GET /tasks/{id}/result. A task that has not finished has no result yet: that is
 // a 409 problem (api.ProblemNotFinished) with the task's status and Retry-After, rather than a
 // 404, because the resource exists and will have a result; the client should retry.
-func (h *handler) getResult(w http.ResponseWriter, r *http.Request, owner string) {
-	t, err := h.cfg.Engine.Get(r.Context(), owner, r.PathValue("id"))
+func (h *handler) getResult(w http.ResponseWriter, r *http.Request, caller task.Caller) {
+	t, err := h.cfg.Engine.Get(r.Context(), caller, r.PathValue("id"))
 	if err != nil {
 		h.error(w, r, err)
 		return
@@ -103,8 +103,8 @@ func (h *handler) getResult(w http.ResponseWriter, r *http.Request, owner string
 // cancel is DELETE /tasks/{id}; engine.Cancel documents the semantics. A task cancelled at
 // once answers 200; one whose devices are being stopped answers 202 with Location and
 // Retry-After; a finished task answers 409 with its status.
-func (h *handler) cancel(w http.ResponseWriter, r *http.Request, owner string) {
-	t, err := h.cfg.Engine.Cancel(r.Context(), owner, r.PathValue("id"))
+func (h *handler) cancel(w http.ResponseWriter, r *http.Request, caller task.Caller) {
+	t, err := h.cfg.Engine.Cancel(r.Context(), caller, r.PathValue("id"))
 	if err != nil {
 		h.error(w, r, err)
 		return
@@ -114,13 +114,13 @@ func (h *handler) cancel(w http.ResponseWriter, r *http.Request, owner string) {
 	if !t.Status.Terminal() {
 		status = http.StatusAccepted
 		w.Header().Set("Location", l.task(t.ID))
-		w.Header().Set("Retry-After", h.retryAfter)
+		w.Header().Set("Retry-After", h.retryAfterFor(t))
 	}
 	writeJSON(w, status, l.renderTask(t))
 }
 
 // listTasks is GET /tasks: the caller's tasks, newest first.
-func (h *handler) listTasks(w http.ResponseWriter, r *http.Request, owner string) {
+func (h *handler) listTasks(w http.ResponseWriter, r *http.Request, caller task.Caller) {
 	q := r.URL.Query()
 	var p task.QueryParser
 	var status task.Status
@@ -136,7 +136,7 @@ func (h *handler) listTasks(w http.ResponseWriter, r *http.Request, owner string
 		h.error(w, r, err)
 		return
 	}
-	page, err := h.cfg.Engine.List(r.Context(), task.ListQuery{Owner: owner, Status: status, RelaunchOf: relaunchOf,
+	page, err := h.cfg.Engine.List(r.Context(), task.ListQuery{Owner: caller.Owner, Status: status, RelaunchOf: relaunchOf,
 		Limit: limit, Cursor: cursor})
 	if err != nil {
 		h.error(w, r, err)

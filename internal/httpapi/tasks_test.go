@@ -387,10 +387,31 @@ func TestDevicesAndOutput(t *testing.T) {
 			t.Errorf("output%s: %d %q %q", stream, r.StatusCode, r.Header.Get("Content-Type"), r.body)
 		}
 	}
+	// A device that has not started has no output, and no link to one.
+	if pending := seen[0]; pending.Status != api.DevicePending || pending.Links.Output != "" {
+		t.Errorf("pending device %+v has an output link", pending)
+	}
 	wantProblem(t, b.do(req{method: "GET", path: created.Links.Devices + "/web-1/output", token: aliceToken}), http.StatusNotFound, api.ProblemNotFound)
 
+	// An output too large to answer with is a 303 to where it lives.
+	const big = "https://out.s3.amazonaws.com/fleetrun/big?X-Amz-Signature=abc"
+	b.report(created.ID, task.DeviceUpdate{DeviceID: "web-3", Status: task.DeviceSucceeded, ExitCode: new(0)})
+	b.output.redirect(created.ID, "web-3", "stdout", big)
+	r = b.do(req{method: "GET", path: created.Links.Devices + "/web-3/output", token: aliceToken})
+	if r.StatusCode != http.StatusSeeOther || r.Header.Get("Location") != big || r.Header.Get("Cache-Control") != "no-store" {
+		t.Errorf("large output: %d Location %q Cache-Control %q", r.StatusCode, r.Header.Get("Location"), r.Header.Get("Cache-Control"))
+	}
+
+	// Without an output store, no link leads to output, and the route says why.
 	noOutput := setup(t, bundleOptions{noOutput: true})
 	other := noOutput.submit("web-1")
+	noOutput.deliver()
+	noOutput.report(other.ID, task.DeviceUpdate{DeviceID: "web-1", Status: task.DeviceSucceeded, ExitCode: new(0)})
+	d := decode[api.Device](t, noOutput.do(req{method: "GET", path: other.Links.Devices + "/web-1", token: aliceToken}))
+	res := decode[api.Result](t, noOutput.do(req{method: "GET", path: other.Links.Result, token: aliceToken}))
+	if d.Status != api.DeviceSucceeded || d.Links.Output != "" || res.Status != api.StatusCompleted || res.Links.Output != "" {
+		t.Errorf("without an output store: device %+v, result links %+v; want no output links", d, res.Links)
+	}
 	wantProblem(t, noOutput.do(req{method: "GET", path: other.Links.Devices + "/web-1/output", token: aliceToken}), http.StatusNotFound, api.ProblemNotFound)
 }
 
@@ -426,4 +447,73 @@ func TestOtherOwnersTasksAreNotFound(t *testing.T) {
 func hasQuery(link, name, value string) bool {
 	u, err := url.Parse(link)
 	return err == nil && u.Query().Get(name) == value
+}
+
+// TestRetryAfterAndEstimateOnAPolledRunner checks, with a runner the executor polls (SSM),
+// that Retry-After follows the poll cadence instead of a flat second, and that
+// estimatedCompletionAt appears once a device has finished and extrapolates from it.
+func TestRetryAfterAndEstimateOnAPolledRunner(t *testing.T) {
+	t.Parallel()
+	b := setup(t, bundleOptions{polled: true})
+	created := b.submit("web-1", "web-2", "web-3", "web-4")
+	if created.EstimatedCompletionAt != nil {
+		t.Errorf("a pending task has an estimate: %v", created.EstimatedCompletionAt)
+	}
+	b.deliver()
+	retryAfter := func() int {
+		t.Helper()
+		r := b.do(req{method: "GET", path: created.Links.Self, token: aliceToken})
+		n, err := strconv.Atoi(r.Header.Get("Retry-After"))
+		if r.StatusCode != http.StatusOK || err != nil {
+			t.Fatalf("GET: %d Retry-After %q", r.StatusCode, r.Header.Get("Retry-After"))
+		}
+		return n
+	}
+	// The first poll comes 5 s after the dispatch; the clock moves a second per read.
+	if n := retryAfter(); n < 1 || n > 5 {
+		t.Errorf("just after the dispatch Retry-After = %d, want the seconds to the first poll (at most 5)", n)
+	}
+	// 80 s in, the polls are 40 s apart and the next is at 135 s.
+	b.clock.Advance(75 * time.Second)
+	if n := retryAfter(); n < 45 || n > 55 {
+		t.Errorf("80 s after the dispatch Retry-After = %d, want about 55", n)
+	}
+
+	got := decode[api.Task](t, b.do(req{method: "GET", path: created.Links.Self, token: aliceToken}))
+	if got.EstimatedCompletionAt != nil {
+		t.Errorf("no device finished, but estimatedCompletionAt = %v", got.EstimatedCompletionAt)
+	}
+	b.report(created.ID, task.DeviceUpdate{DeviceID: "web-1", Status: task.DeviceSucceeded, ExitCode: new(0)})
+	got = decode[api.Task](t, b.do(req{method: "GET", path: created.Links.Self, token: aliceToken}))
+	if got.EstimatedCompletionAt == nil || got.StartedAt == nil {
+		t.Fatalf("a device finished, but estimatedCompletionAt = %v", got.EstimatedCompletionAt)
+	}
+	// One device of four after this long: the rest take three times as long again.
+	took := got.UpdatedAt.Sub(*got.StartedAt)
+	if want := got.StartedAt.Add(4 * took); !got.EstimatedCompletionAt.Equal(want) {
+		t.Errorf("estimatedCompletionAt = %v, want %v (start + 4 × %v)", got.EstimatedCompletionAt, want, took)
+	}
+}
+
+// TestAdministratorsSeeEveryTask checks that an administrator reads and cancels another
+// owner's task, while another caller still finds nothing there.
+func TestAdministratorsSeeEveryTask(t *testing.T) {
+	t.Parallel()
+	const carol = "carol-secret"
+	b := setup(t, bundleOptions{adminToken: carol})
+	created := b.submit("web-1")
+	b.deliver()
+	if r := b.do(req{method: "GET", path: created.Links.Self, token: carol}); r.StatusCode != http.StatusOK {
+		t.Errorf("the administrator's GET: %d %s", r.StatusCode, r.body)
+	}
+	wantProblem(t, b.do(req{method: "GET", path: created.Links.Self, token: bobToken}), http.StatusNotFound, api.ProblemNotFound)
+	wantProblem(t, b.do(req{method: "DELETE", path: created.Links.Self, token: bobToken}), http.StatusNotFound, api.ProblemNotFound)
+	r := b.do(req{method: "DELETE", path: created.Links.Self, token: carol})
+	if got := decode[api.Task](t, r); r.StatusCode != http.StatusAccepted || got.Status != api.StatusCancelling {
+		t.Errorf("the administrator's cancel: %d %s", r.StatusCode, got.Status)
+	}
+	// An administrator's own list holds its own tasks only.
+	if list := decode[api.TaskList](t, b.do(req{method: "GET", path: "/tasks", token: carol})); len(list.Items) != 0 {
+		t.Errorf("the administrator's list = %d tasks, want none of its own", len(list.Items))
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -62,6 +63,31 @@ func TestResponse(t *testing.T) {
 				w.Write([]byte{'o', 'k', 0xff})
 			},
 			status: 200, body: base64.StdEncoding.EncodeToString([]byte{'o', 'k', 0xff}), base64: true, contentType: "text/plain",
+		},
+		{
+			name: "large text that escapes to more than base64 is base64",
+			handler: func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+				io.WriteString(w, strings.Repeat("<>\n", 30000))
+			},
+			status: 200, body: base64.StdEncoding.EncodeToString([]byte(strings.Repeat("<>\n", 30000))), base64: true,
+			contentType: "text/plain; charset=utf-8",
+		},
+		{
+			name: "large plain text stays text",
+			handler: func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+				io.WriteString(w, strings.Repeat("a line of output\n", 10000))
+			},
+			status: 200, body: strings.Repeat("a line of output\n", 10000), contentType: "text/plain; charset=utf-8",
+		},
+		{
+			name: "small text stays text however it escapes",
+			handler: func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "text/plain")
+				io.WriteString(w, "<<>>\n\n")
+			},
+			status: 200, body: "<<>>\n\n", contentType: "text/plain",
 		},
 		{
 			name: "sniffed content type",
@@ -303,5 +329,18 @@ func TestHandlerProblems(t *testing.T) {
 				t.Errorf("got %d %+v %v", resp.StatusCode, p, resp.Headers)
 			}
 		})
+	}
+}
+
+func TestJSONStringLenIsWhatEncodingJSONWrites(t *testing.T) {
+	t.Parallel()
+	for _, s := range []string{"", "plain", "quote\" back\\slash", "\n\r\t\x00\x1f\x7f", "<a href=\"x&y\">", "é€😀", "\u2028\u2029", "mixed\x01é<"} {
+		b, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := jsonStringLen([]byte(s)), len(b)-2; got != want {
+			t.Errorf("jsonStringLen(%q) = %d, encoding/json writes %d", s, got, want)
+		}
 	}
 }

@@ -64,7 +64,10 @@ func (w *responseWriter) written() bool { return w.status != 0 || w.body.Len() >
 
 // response is the buffered answer as payload 2.0 expects it: header fields joined with commas,
 // Set-Cookie fields as cookies, and a body in base64 unless its media type is text and it is
-// valid UTF-8.
+// valid UTF-8. A large text body that JSON escaping would make longer than base64 does (one
+// full of newlines, quotes or angle brackets, each of which takes two to six bytes as a JSON
+// string) is sent in base64 too, so that no body grows by more than a third on its way
+// through Lambda's 6 MB response limit; small ones stay readable in logs.
 func (w *responseWriter) response() events.APIGatewayV2HTTPResponse {
 	status := w.status
 	if status == 0 {
@@ -85,7 +88,8 @@ func (w *responseWriter) response() events.APIGatewayV2HTTPResponse {
 		resp.Headers[k] = strings.Join(vs, ", ")
 	}
 	b := w.body.Bytes()
-	if textual(w.header.Get("Content-Type")) && utf8.Valid(b) {
+	if textual(w.header.Get("Content-Type")) && utf8.Valid(b) &&
+		(len(b) <= readableLimit || jsonStringLen(b) <= base64.StdEncoding.EncodedLen(len(b))) {
 		resp.Body = string(b)
 	} else {
 		resp.Body = base64.StdEncoding.EncodeToString(b)
@@ -115,4 +119,38 @@ func textual(contentType string) bool {
 		return true
 	}
 	return false
+}
+
+// readableLimit is the size up to which a text body is always sent as text.
+const readableLimit = 64 << 10
+
+// jsonStringLen is how many bytes b takes inside a JSON string as encoding/json writes it,
+// which is how aws-lambda-go sends the response: two for a quote, a backslash and the common
+// control characters, six for other control characters, for <, > and & (escaped for HTML) and
+// for U+2028 and U+2029, one for every other byte.
+func jsonStringLen(b []byte) int {
+	n := 0
+	for i := 0; i < len(b); {
+		c := b[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t':
+				n += 2
+			case c < 0x20 || c == '<' || c == '>' || c == '&':
+				n += 6
+			default:
+				n++
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRune(b[i:])
+		if r == '\u2028' || r == '\u2029' {
+			n += 6
+		} else {
+			n += size
+		}
+		i += size
+	}
+	return n
 }

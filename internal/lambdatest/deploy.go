@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -14,6 +15,8 @@ import (
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 )
@@ -89,7 +92,7 @@ func Deploy(ctx context.Context, sdk aws.Config, tpl *Template, name string, par
 		}
 	}
 	creatable := map[string]bool{"AWS::SQS::Queue": true, "AWS::DynamoDB::Table": true,
-		"AWS::Events::EventBus": true, "AWS::Events::Rule": true}
+		"AWS::Events::EventBus": true, "AWS::Events::Rule": true, "AWS::S3::Bucket": true}
 	var pending []string
 	for _, id := range slices.Sorted(maps.Keys(tpl.Resources)) {
 		r := tpl.Resources[id]
@@ -98,7 +101,7 @@ func Deploy(ctx context.Context, sdk aws.Config, tpl *Template, name string, par
 			pending = append(pending, id)
 		}
 	}
-	sq, db, eb := sqs.NewFromConfig(sdk), dynamodb.NewFromConfig(sdk), eventbridge.NewFromConfig(sdk)
+	sq, db, eb, s3c := sqs.NewFromConfig(sdk), dynamodb.NewFromConfig(sdk), eventbridge.NewFromConfig(sdk), s3.NewFromConfig(sdk)
 	// Each round creates what refers only to resources already created (a queue's redrive
 	// policy names its dead-letter queue, a rule its bus and target).
 	for len(pending) > 0 {
@@ -119,6 +122,8 @@ func Deploy(ctx context.Context, sdk aws.Config, tpl *Template, name string, par
 				err = s.bus(ctx, eb, id, r)
 			case "AWS::Events::Rule":
 				err = s.rule(ctx, eb, id, r)
+			case "AWS::S3::Bucket":
+				err = s.bucket(ctx, s3c, id, r)
 			}
 			if err != nil {
 				return nil, fmt.Errorf("lambdatest: deploy %s (%s): %w", id, r.Type, err)
@@ -234,6 +239,76 @@ func (s *Stack) rule(ctx context.Context, c *eventbridge.Client, id string, r Re
 	}
 	s.Refs[id] = name
 	s.Refs[id+".Arn"] = aws.ToString(out.RuleArn)
+	return nil
+}
+
+// bucketRule is the part of an AWS::S3::Bucket lifecycle rule that Deploy translates.
+// Numbers may come as strings, from a Ref to a parameter.
+type bucketRule struct {
+	ID                             string `json:"Id"`
+	Status                         string
+	ExpirationInDays               json.Number
+	AbortIncompleteMultipartUpload struct{ DaysAfterInitiation json.Number }
+}
+
+// bucket creates an AWS::S3::Bucket with its encryption, public access block, ownership
+// controls and lifecycle rules, each through the call S3 takes it with. Other properties are
+// an error.
+func (s *Stack) bucket(ctx context.Context, c *s3.Client, id string, r Resource) error {
+	name := strings.ToLower(s.Name + "-" + id)
+	if _, err := c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(name)}); err != nil {
+		return err
+	}
+	for _, k := range slices.Sorted(maps.Keys(r.Properties)) {
+		v := r.Properties[k]
+		var err error
+		switch k {
+		case "BucketEncryption":
+			// CloudFormation names the API's ApplyServerSideEncryptionByDefault differently.
+			var rules []struct {
+				ServerSideEncryptionByDefault s3types.ServerSideEncryptionByDefault
+			}
+			if err = decodeStrict(dig(v, "ServerSideEncryptionConfiguration"), s.Refs, &rules); err == nil {
+				var enc s3types.ServerSideEncryptionConfiguration
+				for _, r := range rules {
+					enc.Rules = append(enc.Rules, s3types.ServerSideEncryptionRule{ApplyServerSideEncryptionByDefault: &r.ServerSideEncryptionByDefault})
+				}
+				_, err = c.PutBucketEncryption(ctx, &s3.PutBucketEncryptionInput{Bucket: aws.String(name), ServerSideEncryptionConfiguration: &enc})
+			}
+		case "PublicAccessBlockConfiguration":
+			var block s3types.PublicAccessBlockConfiguration
+			if err = decodeStrict(v, s.Refs, &block); err == nil {
+				_, err = c.PutPublicAccessBlock(ctx, &s3.PutPublicAccessBlockInput{Bucket: aws.String(name), PublicAccessBlockConfiguration: &block})
+			}
+		case "OwnershipControls":
+			var own s3types.OwnershipControls
+			if err = decodeStrict(v, s.Refs, &own); err == nil {
+				_, err = c.PutBucketOwnershipControls(ctx, &s3.PutBucketOwnershipControlsInput{Bucket: aws.String(name), OwnershipControls: &own})
+			}
+		case "LifecycleConfiguration":
+			var rules []bucketRule
+			if err = decodeStrict(dig(v, "Rules"), s.Refs, &rules); err != nil {
+				break
+			}
+			var cfg s3types.BucketLifecycleConfiguration
+			for _, rule := range rules {
+				expire, _ := rule.ExpirationInDays.Int64()
+				abort, _ := rule.AbortIncompleteMultipartUpload.DaysAfterInitiation.Int64()
+				cfg.Rules = append(cfg.Rules, s3types.LifecycleRule{ID: aws.String(rule.ID), Status: s3types.ExpirationStatus(rule.Status),
+					Filter:                         &s3types.LifecycleRuleFilter{Prefix: aws.String("")},
+					Expiration:                     &s3types.LifecycleExpiration{Days: aws.Int32(int32(expire))},
+					AbortIncompleteMultipartUpload: &s3types.AbortIncompleteMultipartUpload{DaysAfterInitiation: aws.Int32(int32(abort))}})
+			}
+			_, err = c.PutBucketLifecycleConfiguration(ctx, &s3.PutBucketLifecycleConfigurationInput{Bucket: aws.String(name), LifecycleConfiguration: &cfg})
+		default:
+			err = fmt.Errorf("the tests do not create buckets with %s", k)
+		}
+		if err != nil {
+			return fmt.Errorf("bucket property %s: %w", k, err)
+		}
+	}
+	s.Refs[id] = name
+	s.Refs[id+".Arn"] = "arn:aws:s3:::" + name
 	return nil
 }
 

@@ -44,7 +44,8 @@ var (
 //	submit → the dispatch message → executor → SSM commands → a poll message → executor →
 //	SSM's status-change events (reordered and duplicated) → progress → completed, and the
 //	example rule delivers the completion to its queue; a second task is cancelled while it
-//	runs: cancel → executor → CancelCommand → a poll → cancelled.
+//	runs: cancel → executor → CancelCommand → a poll → cancelled; a third task's device writes
+//	100,000 and 20,000 characters, which /output serves byte for byte (fullOutput).
 //
 // Then every file in events/ is invoked as it is, and cold starts are measured.
 func TestLocalInvoke(t *testing.T) {
@@ -268,6 +269,8 @@ func TestLocalInvoke(t *testing.T) {
 
 	invokeEveryEvent(t, fns, t1.ID)
 	checkMetrics(t, fns, functionEnv(t, tpl, stack, "SubmitFunction", ssm.URL)[awsapp.EnvMetricsNamespace])
+	// After the metrics' check, which counts the two tasks above.
+	fullOutput(t, fns, q, ssm, sdk)
 	logColdStarts(t, cold)
 }
 
@@ -302,7 +305,7 @@ func invokeEveryEvent(t *testing.T, fns map[string]*lambdatest.Emulator, firstTa
 		t.Fatal(err)
 	}
 	target := map[string]string{"submit": "SubmitFunction", "status": "StatusFunction", "list": "StatusFunction",
-		"cancel": "CancelFunction", "executor": "ExecutorFunction", "progress": "ProgressFunction"}
+		"cancel": "CancelFunction", "executor": "ExecutorFunction", "progress": "ProgressFunction", "sweeper": "SweeperFunction"}
 	for _, e := range entries {
 		prefix, _, _ := strings.Cut(strings.TrimSuffix(e.Name(), ".json"), "-")
 		fn := fns[target[prefix]]
@@ -339,6 +342,10 @@ func idleEvent(t *testing.T, id string) []byte {
 		ev = events.SQSEvent{Records: []events.SQSMessage{}}
 	case "ProgressFunction":
 		ev = events.EventBridgeEvent{Version: "0", ID: "idle", Source: "aws.ec2", DetailType: "EC2 Instance State-change Notification",
+			Detail: json.RawMessage(`{}`)}
+	case "SweeperFunction":
+		// A sweep with nothing due: one Query of the index of unfinished tasks.
+		ev = events.EventBridgeEvent{Version: "0", ID: "idle", Source: "aws.events", DetailType: "Scheduled Event",
 			Detail: json.RawMessage(`{}`)}
 	default:
 		health := apiEvent(t, "list.json")

@@ -128,7 +128,7 @@ func TestTemplateEveryDeadLetterQueueHasADepthAlarm(t *testing.T) {
 	t.Parallel()
 	tpl := loadTemplate(t)
 	dlqs := deadLetterQueues(tpl)
-	for _, want := range []string{"DeadLetterQueue", "ProgressEventsDeadLetterQueue", "TaskFinishedDeadLetterQueue"} {
+	for _, want := range []string{"DeadLetterQueue", "ProgressEventsDeadLetterQueue", "TaskFinishedDeadLetterQueue", "SweepDeadLetterQueue"} {
 		if !slices.Contains(dlqs, want) {
 			t.Errorf("%s is not used as a dead-letter queue (found %v)", want, dlqs)
 		}

@@ -36,6 +36,7 @@ var wantFunctions = map[string]string{
 	"ProgressFunction": "progress",
 	"StatusFunction":   "status",
 	"SubmitFunction":   "submit",
+	"SweeperFunction":  "sweeper",
 }
 
 func TestTemplateFunctions(t *testing.T) {
@@ -79,9 +80,9 @@ func TestTemplateEnvironmentIsWhatTheFunctionsRead(t *testing.T) {
 	t.Parallel()
 	tpl := loadTemplate(t)
 	refs := fakeRefs(tpl)
-	want := []string{awsapp.EnvAllowedScriptBuckets, awsapp.EnvDocumentName, awsapp.EnvEventBusName,
-		awsapp.EnvLogLevel, awsapp.EnvMetricsNamespace, awsapp.EnvOutputLogGroup, awsapp.EnvQueueURL, awsapp.EnvTableName,
-		awsapp.EnvTaskRetentionDays}
+	want := []string{awsapp.EnvAdminPrincipals, awsapp.EnvAllowedScriptBuckets, awsapp.EnvDocumentName, awsapp.EnvEventBusName,
+		awsapp.EnvLogLevel, awsapp.EnvMetricsNamespace, awsapp.EnvOutputBucket, awsapp.EnvOutputLogGroup, awsapp.EnvOwnerScope,
+		awsapp.EnvQueueURL, awsapp.EnvTableName, awsapp.EnvTaskRetentionDays}
 	for _, id := range tpl.Functions() {
 		env, err := tpl.FunctionEnvironment(id, refs)
 		if err != nil {
@@ -367,5 +368,70 @@ func TestTemplateRoutesEveryOperation(t *testing.T) {
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("template routes:\n%v\nopenapi.yaml operations:\n%v", got, want)
+	}
+}
+
+// TestTemplateScopesSendCommandToTheTargetTag evaluates the executor's SendCommand policy with
+// and without TargetTagKey: it names only the configured document and the account's nodes,
+// and with a tag it allows nodes only when they carry the tag with TargetTagValue.
+func TestTemplateScopesSendCommandToTheTargetTag(t *testing.T) {
+	t.Parallel()
+	tpl := loadTemplate(t)
+	p := tpl.Resources["ExecutorSendCommandPolicy"]
+	if p.Type != "AWS::IAM::Policy" || !equalJSON(p.Properties["Roles"], []any{map[string]any{"Ref": "ExecutorFunctionRole"}}) {
+		t.Fatalf("ExecutorSendCommandPolicy is %s for %v, want an AWS::IAM::Policy of the executor's role", p.Type, p.Properties["Roles"])
+	}
+	sub, _ := dig(p.Properties, "PolicyDocument", "Fn::Sub").([]any)
+	if len(sub) != 2 {
+		t.Fatalf("PolicyDocument is not a Fn::Sub with variables: %v", p.Properties["PolicyDocument"])
+	}
+	branches, _ := dig(sub[1], "TagCondition", "Fn::If").([]any)
+	if len(branches) != 3 || branches[0] != "HasTargetTag" {
+		t.Fatalf("TagCondition is not an Fn::If on HasTargetTag: %v", sub[1])
+	}
+	type statement struct {
+		Sid       string
+		Action    string
+		Resource  []string
+		Condition map[string]map[string]string
+	}
+	policy := func(key, value string) map[string]statement {
+		t.Helper()
+		refs := fakeRefs(tpl)
+		refs["TargetTagKey"], refs["TargetTagValue"] = key, value
+		branch := branches[2]
+		if key != "" {
+			branch = branches[1]
+		}
+		cond, err := lambdatest.ResolveString(branch, refs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		doc, err := lambdatest.ResolveString(map[string]any{"Fn::Sub": []any{sub[0], map[string]any{"TagCondition": cond}}}, refs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d struct{ Statement []statement }
+		if err := json.Unmarshal([]byte(doc), &d); err != nil {
+			t.Fatalf("the policy is not JSON: %v\n%s", err, doc)
+		}
+		out := map[string]statement{}
+		for _, s := range d.Statement {
+			if s.Action != "ssm:SendCommand" || slices.Contains(s.Resource, "*") {
+				t.Errorf("statement %s: %s on %v", s.Sid, s.Action, s.Resource)
+			}
+			out[s.Sid] = s
+		}
+		return out
+	}
+	open := policy("", "")
+	if len(open) != 2 || open["Nodes"].Condition != nil || open["Document"].Condition != nil ||
+		!slices.Contains(open["Document"].Resource, "arn:aws:ssm:us-east-1::document/AWS-RunRemoteScript") {
+		t.Errorf("without a tag: %+v", open)
+	}
+	scoped := policy("fleetrun", "prod fleet")
+	want := map[string]map[string]string{"StringEquals": {"ssm:resourceTag/fleetrun": "prod fleet"}}
+	if !equalJSON(scoped["Nodes"].Condition, want) || scoped["Document"].Condition != nil {
+		t.Errorf("with a tag: nodes %+v, document %+v; want the nodes conditioned on %v", scoped["Nodes"], scoped["Document"], want)
 	}
 }

@@ -44,10 +44,16 @@ func (s *Store) apply(taskID string, updates []task.DeviceUpdate, now time.Time)
 			return err
 		}
 		t := rec.Task
-		if !t.Status.Terminal() {
-			if applied, err = applyUpdates(tx, t, list, updates, now); err != nil {
+		if t.Status.Terminal() {
+			// Only longer copies of ended devices' output; the task does not change.
+			if applied, err = refreshEnded(tx, t, list, updates); err != nil {
 				return err
 			}
+			out, err = s.full(tx, rec)
+			return err
+		}
+		if applied, err = applyUpdates(tx, t, list, updates, now); err != nil {
+			return err
 		}
 		if applied > 0 {
 			t.Version++
@@ -75,16 +81,22 @@ func (s *Store) unchanged(taskID string, updates []task.DeviceUpdate, now time.T
 		if err != nil {
 			return err
 		}
-		if !rec.Task.Status.Terminal() {
-			devices := tx.Bucket(bucketDevices)
-			for _, u := range updates {
-				if _, ok := list.index[u.DeviceID]; !ok {
-					continue
-				}
-				d, err := loadDevice(devices, deviceKey(taskID, u.DeviceID), rec.Task, u.DeviceID)
-				if err != nil || d.Apply(u, now) != task.Ignored {
-					return err
-				}
+		devices := tx.Bucket(bucketDevices)
+		ended := rec.Task.Status.Terminal()
+		for _, u := range updates {
+			if _, ok := list.index[u.DeviceID]; !ok {
+				continue
+			}
+			key := deviceKey(taskID, u.DeviceID)
+			if ended && devices.Get(key) == nil {
+				continue // a device that never started stays as it is
+			}
+			d, err := loadDevice(devices, key, rec.Task, u.DeviceID)
+			if err != nil {
+				return err
+			}
+			if ended && d.ApplyEnded(u) != task.Ignored || !ended && d.Apply(u, now) != task.Ignored {
+				return nil
 			}
 		}
 		out, err = s.full(tx, rec)
@@ -116,11 +128,41 @@ func applyUpdates(tx *bolt.Tx, t *task.Task, list *deviceList, updates []task.De
 		}
 		t.Counts.Add(from, -1)
 		t.Counts.Add(d.Status, 1)
-		raw, err := encodeDevice(d)
-		if err != nil {
-			return 0, fmt.Errorf("encode device %s: %w", u.DeviceID, err)
+		if err := putDevice(devices, key, d); err != nil {
+			return 0, err
 		}
-		if err := devices.Put(key, raw); err != nil {
+		applied++
+	}
+	return applied, nil
+}
+
+// putDevice writes device d's record under key.
+func putDevice(devices *bolt.Bucket, key []byte, d *task.Device) error {
+	raw, err := encodeDevice(d)
+	if err != nil {
+		return fmt.Errorf("encode device %s: %w", d.ID, err)
+	}
+	return devices.Put(key, raw)
+}
+
+// refreshEnded writes the longer copies of output that the updates bring for devices of ended
+// task t (task.Device.ApplyEnded). Devices that never started have no record and stay so.
+func refreshEnded(tx *bolt.Tx, t *task.Task, list *deviceList, updates []task.DeviceUpdate) (int, error) {
+	devices := tx.Bucket(bucketDevices)
+	applied := 0
+	for _, u := range updates {
+		key := deviceKey(t.ID, u.DeviceID)
+		if _, ok := list.index[u.DeviceID]; !ok || devices.Get(key) == nil {
+			continue
+		}
+		d, err := loadDevice(devices, key, t, u.DeviceID)
+		if err != nil {
+			return 0, err
+		}
+		if d.ApplyEnded(u) == task.Ignored {
+			continue
+		}
+		if err := putDevice(devices, key, d); err != nil {
 			return 0, err
 		}
 		applied++

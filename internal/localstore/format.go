@@ -47,9 +47,11 @@ type requestRecord struct {
 	TimeoutSeconds int      `json:"timeoutSeconds"`
 	MaxConcurrency string   `json:"maxConcurrency"`
 	MaxErrors      string   `json:"maxErrors"`
-	// Targets and IncludeOffline were added in version 2; a version 1 record has neither.
-	Targets        []targetRecord `json:"targets,omitempty"`
-	IncludeOffline bool           `json:"includeOffline,omitempty"`
+	// Targets, IncludeOffline and DeliveryTimeoutSeconds were added in version 2; a version 1
+	// record has none of them.
+	Targets                []targetRecord `json:"targets,omitempty"`
+	IncludeOffline         bool           `json:"includeOffline,omitempty"`
+	DeliveryTimeoutSeconds int            `json:"deliveryTimeoutSeconds,omitempty"`
 }
 
 type targetRecord struct {
@@ -111,7 +113,8 @@ func encodeTask(seq uint64, t *task.Task) ([]byte, error) {
 		CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt, StartedAt: t.StartedAt, CompletedAt: t.CompletedAt,
 		ExpiresAt: t.ExpiresAt, CurrentStep: t.CurrentStep, Published: t.Published, RelaunchOf: t.RelaunchOf,
 		Request: requestRecord{ScriptURL: r.ScriptURL, Args: r.Args, TimeoutSeconds: r.TimeoutSeconds,
-			MaxConcurrency: r.MaxConcurrency, MaxErrors: r.MaxErrors, IncludeOffline: r.IncludeOffline},
+			MaxConcurrency: r.MaxConcurrency, MaxErrors: r.MaxErrors, IncludeOffline: r.IncludeOffline,
+			DeliveryTimeoutSeconds: r.DeliveryTimeoutSeconds},
 		Counts: countsRecord{Total: c.Total, Pending: c.Pending, Running: c.Running, Succeeded: c.Succeeded,
 			Failed: c.Failed, TimedOut: c.TimedOut, Cancelled: c.Cancelled, Undeliverable: c.Undeliverable}}
 	for _, tg := range r.Targets {
@@ -135,7 +138,8 @@ func decodeTask(raw []byte) (uint64, *task.Task, error) {
 		CreatedAt: rec.CreatedAt, UpdatedAt: rec.UpdatedAt, StartedAt: rec.StartedAt, CompletedAt: rec.CompletedAt,
 		ExpiresAt: rec.ExpiresAt, CurrentStep: rec.CurrentStep, Published: rec.Published, RelaunchOf: rec.RelaunchOf,
 		Request: task.Request{ScriptURL: r.ScriptURL, Args: r.Args, TimeoutSeconds: r.TimeoutSeconds,
-			MaxConcurrency: r.MaxConcurrency, MaxErrors: r.MaxErrors, IncludeOffline: r.IncludeOffline},
+			MaxConcurrency: r.MaxConcurrency, MaxErrors: r.MaxErrors, IncludeOffline: r.IncludeOffline,
+			DeliveryTimeoutSeconds: r.DeliveryTimeoutSeconds},
 		Counts: task.Counts{Total: c.Total, Pending: c.Pending, Running: c.Running, Succeeded: c.Succeeded,
 			Failed: c.Failed, TimedOut: c.TimedOut, Cancelled: c.Cancelled, Undeliverable: c.Undeliverable}}
 	for _, tg := range r.Targets {

@@ -20,7 +20,7 @@ func goldenRecords() (*task.Task, *task.Device, *task.IdempotencyRecord) {
 	at := func(s int) time.Time { return time.Date(2030, 5, 6, 7, 8, s, 123456789, time.UTC) }
 	t := &task.Task{ID: "01JD0000000000000000000000", Owner: "alice", Status: task.StatusCompleted, Version: 7,
 		CreatedAt: at(1), UpdatedAt: at(9), StartedAt: new(at(2)), CompletedAt: new(at(9)), ExpiresAt: at(59),
-		Request: task.Request{ScriptURL: "ops/patch.sh", Args: []string{"--dry-run", "it's"}, TimeoutSeconds: 600,
+		Request: task.Request{ScriptURL: "ops/patch.sh", Args: []string{"--dry-run", "it's"}, TimeoutSeconds: 600, DeliveryTimeoutSeconds: 120,
 			MaxConcurrency: "10%", MaxErrors: "1", IncludeOffline: true,
 			Targets: []task.Target{{Key: "tag:Env", Values: []string{"prod"}}, {Key: "tag:Role", Values: []string{"web", "db"}}}},
 		Counts:      task.Counts{Total: 8, Running: 1, Succeeded: 2, Failed: 1, TimedOut: 1, Cancelled: 2, Undeliverable: 1},

@@ -7,8 +7,11 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/fleetrun/fleetrun/internal/engine"
 )
@@ -26,8 +29,10 @@ const bodyLogLimit = 512
 // code and nothing is lost silently:
 //
 //   - Handled without error: not reported, so Lambda deletes it.
-//   - handle returned an error: reported, so the message becomes visible again after the
-//     queue's visibility timeout and is retried; logged at Warn with its receive count.
+//   - handle returned an error: reported, so the message is delivered again; logged at Warn
+//     with its receive count. With retry set, it becomes visible again after retry's backoff
+//     instead of the queue's visibility timeout, so that a poll that failed for a moment
+//     (throttling, an unreachable service) is tried again within seconds, not minutes.
 //   - Malformed (Decode failed, or handle returned an error wrapping engine.ErrMalformed):
 //     logged at Error and reported too. Retrying cannot help it, but reporting it is what leaves
 //     it to the dead-letter queue: SQS moves it there once its receive count passes the redrive
@@ -35,13 +40,13 @@ const bodyLogLimit = 512
 //   - handle panicked: logged at Error and reported, so one bad record does not fail the others.
 //   - ctx ended before the record was reached (the function is about to time out): reported
 //     without being handled, so it comes back rather than being cut off half way.
-func HandleBatch(ctx context.Context, ev events.SQSEvent, handle func(context.Context, engine.Message) error, log *slog.Logger) events.SQSEventResponse {
+func HandleBatch(ctx context.Context, ev events.SQSEvent, handle func(context.Context, engine.Message) error, log *slog.Logger, retry *Retry) events.SQSEventResponse {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	resp := events.SQSEventResponse{BatchItemFailures: []events.SQSBatchItemFailure{}}
 	for _, r := range ev.Records {
-		if !handleRecord(ctx, r, handle, log) {
+		if !handleRecord(ctx, r, handle, log, retry) {
 			resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: r.MessageId})
 		}
 	}
@@ -49,7 +54,7 @@ func HandleBatch(ctx context.Context, ev events.SQSEvent, handle func(context.Co
 }
 
 // handleRecord handles one record and reports whether it may be deleted.
-func handleRecord(ctx context.Context, r events.SQSMessage, handle func(context.Context, engine.Message) error, log *slog.Logger) bool {
+func handleRecord(ctx context.Context, r events.SQSMessage, handle func(context.Context, engine.Message) error, log *slog.Logger, retry *Retry) bool {
 	attrs := []any{"message_id", r.MessageId, "receive_count", receiveCount(r)}
 	if err := ctx.Err(); err != nil {
 		log.WarnContext(ctx, "message not handled before the deadline; it will be delivered again", append(attrs, "err", err)...)
@@ -72,8 +77,53 @@ func handleRecord(ctx context.Context, r events.SQSMessage, handle func(context.
 		log.ErrorContext(ctx, "message handler panicked; it will be delivered again", append(attrs, "err", err)...)
 	default:
 		log.WarnContext(ctx, "message failed; it will be delivered again", append(attrs, "err", err)...)
+		retry.soon(ctx, r, log)
 	}
 	return false
+}
+
+// VisibilityAPI is the part of the SQS client that Retry uses; *sqs.Client satisfies it.
+type VisibilityAPI interface {
+	ChangeMessageVisibility(ctx context.Context, in *sqs.ChangeMessageVisibilityInput, optFns ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityOutput, error)
+}
+
+// Retry makes a message that failed visible again after a backoff instead of the queue's
+// visibility timeout (twelve minutes for the executor's queue).
+type Retry struct {
+	API      VisibilityAPI
+	QueueURL string
+	// Backoff is the wait before a message that has been delivered n times is delivered
+	// again; DefaultBackoff when nil.
+	Backoff func(n int) time.Duration
+}
+
+// DefaultBackoff waits 10 s after a first failure and twice as long after each further one, at
+// most five minutes: 10, 20, 40 and 80 s before the queue's fifth delivery, after which SQS
+// moves the message to the dead-letter queue and the sweep re-drives its task.
+func DefaultBackoff(n int) time.Duration {
+	return min(10*time.Second<<min(max(n-1, 0), 10), 5*time.Minute)
+}
+
+// soon shortens r's wait for its next delivery. A failure to do so only leaves it to the
+// visibility timeout, so it is logged and nothing more.
+func (rt *Retry) soon(ctx context.Context, r events.SQSMessage, log *slog.Logger) {
+	if rt == nil || rt.API == nil || r.ReceiptHandle == "" {
+		return
+	}
+	backoff := rt.Backoff
+	if backoff == nil {
+		backoff = DefaultBackoff
+	}
+	wait := backoff(receiveCount(r))
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	_, err := rt.API.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{QueueUrl: aws.String(rt.QueueURL),
+		ReceiptHandle: aws.String(r.ReceiptHandle), VisibilityTimeout: int32(wait / time.Second)})
+	if err != nil {
+		log.WarnContext(ctx, "could not bring a failed message's next delivery forward", "message_id", r.MessageId, "err", err)
+		return
+	}
+	log.DebugContext(ctx, "failed message delivered again after a backoff", "message_id", r.MessageId, "backoff", wait)
 }
 
 // errPanic marks an error recovered from a panicking handler.

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/fleetrun/fleetrun/internal/engine"
 )
@@ -96,7 +98,7 @@ func TestHandleBatchReportsExactlyTheFailures(t *testing.T) {
 		return nil
 	}
 	logs := &captureHandler{}
-	resp := HandleBatch(context.Background(), ev, handle, slog.New(logs))
+	resp := HandleBatch(context.Background(), ev, handle, slog.New(logs), nil)
 
 	want := []string{"err", "bad-json", "bad-version", "handler-malformed", "panic"}
 	if got := failedIDs(resp); !slices.Equal(got, want) {
@@ -137,7 +139,7 @@ func TestHandleBatchAllGoodReportsNothing(t *testing.T) {
 		record("a", body(engine.ActionDispatch, "A"), 1),
 		record("b", body(engine.ActionPoll, "B"), 1),
 	}}
-	resp := HandleBatch(context.Background(), ev, func(context.Context, engine.Message) error { return nil }, nil)
+	resp := HandleBatch(context.Background(), ev, func(context.Context, engine.Message) error { return nil }, nil, nil)
 	if resp.BatchItemFailures == nil || len(resp.BatchItemFailures) != 0 {
 		t.Errorf("failures = %#v, want an empty list", resp.BatchItemFailures)
 	}
@@ -157,7 +159,7 @@ func TestHandleBatchAfterDeadlineReturnsTheRest(t *testing.T) {
 		cancel() // the function runs out of time while handling the first record
 		return nil
 	}
-	resp := HandleBatch(ctx, ev, handle, nil)
+	resp := HandleBatch(ctx, ev, handle, nil, nil)
 	if calls != 1 {
 		t.Errorf("handler called %d times, want 1", calls)
 	}
@@ -174,5 +176,57 @@ func TestExcerptBoundsLoggedBodies(t *testing.T) {
 	}
 	if got := excerpt("short"); got != "short" {
 		t.Errorf("excerpt(short) = %q", got)
+	}
+}
+
+// visibility records ChangeMessageVisibility calls.
+type visibility struct {
+	mu    sync.Mutex
+	calls map[string]int32
+}
+
+func (v *visibility) ChangeMessageVisibility(_ context.Context, in *sqs.ChangeMessageVisibilityInput, _ ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityOutput, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if aws.ToString(in.QueueUrl) != "https://queue" {
+		return nil, fmt.Errorf("queue %s", aws.ToString(in.QueueUrl))
+	}
+	v.calls[aws.ToString(in.ReceiptHandle)] = in.VisibilityTimeout
+	return &sqs.ChangeMessageVisibilityOutput{}, nil
+}
+
+// TestHandleBatchBringsRetriesForward checks that a message whose handling failed is made
+// visible again after the backoff for its receive count, while a malformed one, which no retry
+// can help, is left to the queue's visibility timeout and its redrive policy.
+func TestHandleBatchBringsRetriesForward(t *testing.T) {
+	t.Parallel()
+	withHandle := func(id, b string, n int) events.SQSMessage {
+		r := record(id, b, n)
+		r.ReceiptHandle = "rh-" + id
+		return r
+	}
+	ev := events.SQSEvent{Records: []events.SQSMessage{
+		withHandle("first-failure", body(engine.ActionPoll, "T-fail"), 1),
+		withHandle("third-failure", body(engine.ActionPoll, "T-fail"), 3),
+		withHandle("ok", body(engine.ActionPoll, "T-ok"), 1),
+		withHandle("malformed", `{"v":1}`, 1),
+	}}
+	v := &visibility{calls: map[string]int32{}}
+	resp := HandleBatch(context.Background(), ev, func(_ context.Context, m engine.Message) error {
+		if m.TaskID == "T-fail" {
+			return errors.New("throttled")
+		}
+		return nil
+	}, nil, &Retry{API: v, QueueURL: "https://queue"})
+	if got := failedIDs(resp); !slices.Equal(got, []string{"first-failure", "third-failure", "malformed"}) {
+		t.Errorf("failures = %v", got)
+	}
+	if want := map[string]int32{"rh-first-failure": 10, "rh-third-failure": 40}; fmt.Sprint(v.calls) != fmt.Sprint(want) {
+		t.Errorf("visibility changes = %v, want %v", v.calls, want)
+	}
+	for n, want := range map[int]int{1: 10, 2: 20, 4: 80, 6: 300, 50: 300} {
+		if got := DefaultBackoff(n); got.Seconds() != float64(want) {
+			t.Errorf("DefaultBackoff(%d) = %v, want %ds", n, got, want)
+		}
 	}
 }

@@ -14,6 +14,8 @@ import (
 // field it does not know, trailing data, another version, an unknown action, no task id or a
 // negative attempt — is an error wrapping engine.ErrMalformed, because delivering it again would
 // never help. Any change to the message shape therefore needs a new engine.MessageVersion.
+// Version 1 messages (without a lease) are still read, so that messages in flight during an
+// upgrade are handled.
 func Decode(body string) (engine.Message, error) {
 	dec := json.NewDecoder(strings.NewReader(body))
 	dec.DisallowUnknownFields()
@@ -24,7 +26,10 @@ func Decode(body string) (engine.Message, error) {
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return engine.Message{}, fmt.Errorf("sqsqueue: decode message: %w: data after the JSON object", engine.ErrMalformed)
 	}
-	if m.Version < engine.MinMessageVersion || m.Version > engine.MessageVersion {
+	switch {
+	case m.Version == 1 && m.Lease != 0:
+		return engine.Message{}, fmt.Errorf("sqsqueue: a version 1 message with a lease: %w", engine.ErrMalformed)
+	case m.Version < engine.MinMessageVersion || m.Version > engine.MessageVersion:
 		return engine.Message{}, fmt.Errorf("sqsqueue: message version %d, want %d to %d: %w", m.Version,
 			engine.MinMessageVersion, engine.MessageVersion, engine.ErrMalformed)
 	}

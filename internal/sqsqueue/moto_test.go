@@ -215,7 +215,7 @@ func TestMotoHandleBatchAndRedrive(t *testing.T) {
 			idOf["GOOD"] = aws.ToString(m.MessageId)
 		}
 	}
-	resp := HandleBatch(ctx, b.event(msgs), handle, log)
+	resp := HandleBatch(ctx, b.event(msgs), handle, log, nil)
 	got := failedIDs(resp)
 	slices.Sort(got)
 	want := []string{idOf["BAD"], idOf["FLAKY"]}
@@ -233,7 +233,7 @@ func TestMotoHandleBatchAndRedrive(t *testing.T) {
 		if len(msgs) == 0 {
 			break
 		}
-		b.settle(t, msgs, HandleBatch(ctx, b.event(msgs), handle, log))
+		b.settle(t, msgs, HandleBatch(ctx, b.event(msgs), handle, log, nil))
 		if time.Now().After(deadline) {
 			t.Fatalf("the queue never drained")
 		}

@@ -18,44 +18,63 @@ import (
 
 // Poll reports the devices of every batch sent for t, one update per invocation SSM lists.
 // Invocations SSM still holds back (Pending, Delayed) are not reported: the device has not
-// started. Devices of a refused batch are reported undeliverable; devices of a batch never
-// sent are reported cancelled once t is cancelling, since no dispatch will send them.
+// started. Devices of a refused batch, and the ids SSM did not know in a split batch, are
+// reported undeliverable; devices of a batch (or of the part of a split batch) never sent are
+// reported cancelled once t is cancelling, since no dispatch will send them.
 func (r *Runner) Poll(ctx context.Context, t *task.Task) ([]task.DeviceUpdate, error) {
 	recorded, err := r.cfg.CommandLog.Commands(ctx, t.ID)
 	if err != nil {
 		return nil, fmt.Errorf("ssmrun: commands of %s: %w", t.ID, err)
 	}
+	parts := map[int][]string{}
+	for _, slot := range slices.Sorted(maps.Keys(recorded)) {
+		if n, seq := slotBatch(slot); seq > 0 {
+			parts[n] = append(parts[n], recorded[slot])
+		}
+	}
 	now := r.cfg.Now().UTC()
 	var updates []task.DeviceUpdate
+	undeliverable := func(ids []string, reason string) {
+		for _, d := range ids {
+			updates = append(updates, task.DeviceUpdate{DeviceID: d, Status: task.DeviceUndeliverable, At: now, Reason: reason})
+		}
+	}
 	for n, ids := range Batches(t.Request.DeviceIDs) {
 		id, ok := recorded[n]
-		switch {
-		case !ok && t.Status == task.StatusCancelling:
-			for _, d := range ids {
-				updates = append(updates, task.DeviceUpdate{DeviceID: d, Status: task.DeviceCancelled, At: now,
-					Reason: "never started: the task was cancelled before this device's batch was sent"})
-			}
-		case !ok:
-		default:
-			if msg, refused := refusal(id); refused {
-				for _, d := range ids {
-					updates = append(updates, task.DeviceUpdate{DeviceID: d, Status: task.DeviceUndeliverable, At: now,
-						Reason: fmt.Sprintf("SSM refused the command for this device's batch of %d: %s", len(ids), msg)})
-				}
-				continue
-			}
-			got, err := r.poll(ctx, t, id, now)
+		if msg, refused := refusal(id); ok && refused {
+			undeliverable(ids, fmt.Sprintf("SSM refused the command for this device's batch of %d: %s", len(ids), msg))
+			continue
+		}
+		commands := parts[n]
+		if unknown, split := splitIDs(id); ok && split {
+			undeliverable(unknown, unknownNodeReason)
+		} else if ok {
+			commands = append(commands, id)
+		}
+		seen := map[string]bool{}
+		for _, c := range commands {
+			got, err := r.poll(ctx, t, c, now, seen)
 			if err != nil {
 				return nil, err
 			}
 			updates = append(updates, got...)
 		}
+		if !ok && t.Status == task.StatusCancelling {
+			// The batch, or the rest of it while it was being split, was never sent.
+			for _, d := range ids {
+				if !seen[d] {
+					updates = append(updates, task.DeviceUpdate{DeviceID: d, Status: task.DeviceCancelled, At: now,
+						Reason: "never started: the task was cancelled before this device's batch was sent"})
+				}
+			}
+		}
 	}
 	return updates, nil
 }
 
-// poll lists one command's invocations, with their output, page by page.
-func (r *Runner) poll(ctx context.Context, t *task.Task, commandID string, now time.Time) ([]task.DeviceUpdate, error) {
+// poll lists one command's invocations, with their output, page by page, and adds the
+// instance id of every invocation listed to seen.
+func (r *Runner) poll(ctx context.Context, t *task.Task, commandID string, now time.Time, seen map[string]bool) ([]task.DeviceUpdate, error) {
 	var updates []task.DeviceUpdate
 	p := ssm.NewListCommandInvocationsPaginator(r.cfg.API, &ssm.ListCommandInvocationsInput{
 		CommandId: aws.String(commandID), Details: true, MaxResults: aws.Int32(50)})
@@ -65,7 +84,8 @@ func (r *Runner) poll(ctx context.Context, t *task.Task, commandID string, now t
 			return nil, fmt.Errorf("ssmrun: list invocations of %s command %s: %w", t.ID, commandID, err)
 		}
 		for _, inv := range page.CommandInvocations {
-			if u, ok := r.update(t.ID, inv, now); ok {
+			seen[aws.ToString(inv.InstanceId)] = true
+			if u, ok := r.update(inv, now); ok {
 				updates = append(updates, u)
 			}
 		}
@@ -85,7 +105,7 @@ func (r *Runner) Cancel(ctx context.Context, t *task.Task) error {
 	}
 	for _, n := range slices.Sorted(maps.Keys(recorded)) {
 		id := recorded[n]
-		if _, refused := refusal(id); refused || id == "" {
+		if marker(id) {
 			continue
 		}
 		out, err := r.cfg.API.ListCommands(ctx, &ssm.ListCommandsInput{CommandId: aws.String(id)})
@@ -143,10 +163,7 @@ func (r *Runner) Invocation(ctx context.Context, commandID, instanceID string) (
 		u.Stdout, u.StdoutTruncated = capped(aws.ToString(out.StandardOutputContent), task.StdoutInlineLimit)
 		u.Stderr, u.StderrTruncated = capped(aws.ToString(out.StandardErrorContent), task.StderrInlineLimit)
 		u.ExitCode = exitCode(u.Status, out.ResponseCode)
-		u.Reason = reason(u.Status, details, "", r.cfg.PluginName, out.ResponseCode)
-		if r.cfg.OutputBucket != "" && (u.StdoutTruncated || u.StderrTruncated) {
-			u.Reason = join(u.Reason, "full output at "+firstNonEmpty(aws.ToString(out.StandardOutputUrl), r.outputLocation(taskID, commandID, instanceID)))
-		}
+		u.Reason = reason(u.Status, string(out.Status), details, "", r.cfg.PluginName, out.ResponseCode)
 	}
 	return taskID, u, nil
 }
@@ -157,26 +174,6 @@ func capped(s string, limit int) (string, bool) {
 		return s[:limit], true
 	}
 	return s, false
-}
-
-func firstNonEmpty(v ...string) string {
-	for _, s := range v {
-		if s != "" {
-			return s
-		}
-	}
-	return ""
-}
-
-func join(a, b string) string {
-	if a == "" {
-		return b
-	}
-	return a + "; " + b
-}
-
-func (r *Runner) outputLocation(taskID, commandID, instanceID string) string {
-	return fmt.Sprintf("s3://%s/%s/%s/%s/", r.cfg.OutputBucket, outputPrefix(taskID), commandID, instanceID)
 }
 
 // normalize lowercases a status and removes the spaces GetCommandInvocation puts in some status details ("Delivery

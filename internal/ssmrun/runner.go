@@ -14,9 +14,16 @@
 // request; any other failure that might have followed an acceptance (a 5xx, a lost
 // connection) is returned instead, and the next dispatch finds the command if it was accepted.
 // A refusal (4xx) of the first batch fails the task with task.CodeInvalid; a refusal of a later
-// batch (typically InvalidInstanceId: a node that is not a managed node SSM can reach), or any
-// InvalidInstanceId, is recorded for that batch, and Poll reports its devices undeliverable
-// with SSM's message, so one bad id does not stop the rest of the fleet.
+// batch is recorded for that batch, and Poll reports its devices undeliverable with SSM's
+// message. InvalidInstanceId is different: SSM refuses a whole batch for one id it does not
+// know, so the batch is split until each such id stands alone (see isolate), and only those
+// ids are undeliverable.
+//
+// Each command is sent with the task's delivery timeout (Request.DeliveryTimeoutSeconds) as
+// SSM's TimeoutSeconds, so a node that is switched off ends DeliveryTimedOut, undeliverable,
+// instead of holding its task until the deadline; and, when Config.OutputBucket is set, with
+// that bucket and the task's OutputPrefix, where the nodes write every device's full output
+// (OutputKey).
 //
 // Concurrency. SSM applies MaxConcurrency and MaxErrors per command, that is per batch. A
 // percentage means the same in every batch and is passed through. A count of concurrent
@@ -27,7 +34,7 @@
 //
 // Progress. Poll lists every recorded command's invocations with their output. The output in
 // ListCommandInvocations is SSM's plugin output: stdout and stderr together, cut at 2,500
-// characters; Invocation reads one device's full 24,000/8,000 characters through
+// characters; Invocation reads one device's 24,000/8,000 characters through
 // GetCommandInvocation, for the function that handles SSM's EventBridge events.
 package ssmrun
 
@@ -36,6 +43,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -84,14 +92,14 @@ type Config struct {
 	// DocumentName is the document to run, DefaultDocument when empty. Another document must
 	// take the same parameters (sourceType, sourceInfo, commandLine, executionTimeout).
 	DocumentName string
-	// PluginName is the document step that runs the script, whose output and exit code a
-	// device reports; "runShellScript" for DefaultDocument.
+	// PluginName is the name of the document step that runs the script, whose output and exit
+	// code a device reports; "runShellScript" for DefaultDocument. The step must be an
+	// aws:runShellScript step for OutputKey to find its output.
 	PluginName string
 	// AllowedBuckets are the buckets scripts may come from; Start checks a task against them
 	// again, so a task stored under an older configuration cannot run an unapproved script.
 	AllowedBuckets []string
-	// OutputBucket, when set, is where SSM writes every device's full output, under the key
-	// prefix fleetrun/<task id>/.
+	// OutputBucket, when set, is where SSM writes every device's full output (OutputKey).
 	OutputBucket string
 	// OutputLogGroup, when set, is the CloudWatch Logs group SSM sends every device's output
 	// to while it runs (CloudWatchOutputConfig), where a followed output is read.
@@ -153,14 +161,53 @@ func Comment(taskID string, n int) string {
 	return fmt.Sprintf("fleetrun task %s batch %d", taskID, n)
 }
 
-// parseComment returns the batch number of a command sent for taskID.
+// partComment is the comment of the seq'th part of batch n sent while isolating unknown ids.
+func partComment(taskID string, n, seq int) string {
+	return fmt.Sprintf("fleetrun task %s batch %d part %d", taskID, n, seq)
+}
+
+// parseComment returns the slot of a command sent for taskID (see slot).
 func parseComment(comment, taskID string) (int, bool) {
 	rest, ok := strings.CutPrefix(comment, "fleetrun task "+taskID+" batch ")
 	if !ok {
 		return 0, false
 	}
-	n, err := strconv.Atoi(rest)
-	return n, err == nil && n >= 0 && strconv.Itoa(n) == rest
+	batch, part, split := strings.Cut(rest, " part ")
+	n, ok := number(batch)
+	if !ok || !split {
+		return n, ok
+	}
+	seq, ok := number(part)
+	if !ok || seq < 1 || seq >= partsPerBatch {
+		return 0, false
+	}
+	return partSlot(n, seq), true
+}
+
+// number parses a non-negative decimal written without sign or leading zeros.
+func number(s string) (int, bool) {
+	n, err := strconv.Atoi(s)
+	return n, err == nil && n >= 0 && strconv.Itoa(n) == s
+}
+
+// OutputPrefix is the OutputS3KeyPrefix of task taskID's commands.
+func OutputPrefix(taskID string) string { return "fleetrun/" + taskID }
+
+// OutputKey is the S3 key in Config.OutputBucket of one stream ("stdout" or "stderr") of the
+// output of device instanceID, run by command commandID of task taskID. The SSM agent writes
+// each step's output under the command's key prefix, the command id, the instance id, the
+// step's action without its colon and the step's id (its name, in documents whose steps give
+// no "id" input, such as AWS-RunRemoteScript):
+//
+//	fleetrun/<task id>/<command id>/<instance id>/awsrunShellScript/runShellScript/stdout
+//
+// The agent writes nothing for an empty stream.
+func (r *Runner) OutputKey(taskID, commandID, instanceID, stream string) string {
+	step := r.cfg.PluginName
+	if step == "" {
+		step = "runShellScript"
+	}
+	return path.Join(OutputPrefix(taskID), commandID, instanceID, "awsrunShellScript", step, stream)
 }
 
 // Start sends every batch of t that has no command yet, without the devices that callers
@@ -178,11 +225,16 @@ func (r *Runner) Start(ctx context.Context, t *task.Task) (err error) {
 	if err != nil {
 		return err
 	}
+	done, sentNow := 0, 0
+	for n := range batches {
+		if _, ok := sent[n]; ok {
+			done++
+		}
+	}
 	skip, err := r.cancelledDevices(ctx, t)
 	if err != nil {
 		return err
 	}
-	sentNow := 0
 	defer func() {
 		if sentNow > 0 && err == nil {
 			err = r.stopLateCancels(ctx, t, skip)
@@ -202,14 +254,13 @@ func (r *Runner) Start(ctx context.Context, t *task.Task) (err error) {
 			return fmt.Errorf("ssmrun: dispatch %s: %w", t.ID, err)
 		}
 		if deadline, ok := ctx.Deadline(); ok && sentNow > 0 && deadline.Sub(r.cfg.Now()) < r.cfg.Margin {
-			r.log.InfoContext(ctx, "dispatch paused near the deadline", "task_id", t.ID, "batches_sent", len(sent), "batches", len(batches))
-			return fmt.Errorf("ssmrun: dispatch %s: %d of %d batches sent: %w", t.ID, len(sent), len(batches), engine.ErrIncomplete)
+			r.log.InfoContext(ctx, "dispatch paused near the deadline", "task_id", t.ID, "batches_sent", done, "batches", len(batches))
+			return fmt.Errorf("ssmrun: dispatch %s: %d of %d batches sent: %w", t.ID, done, len(batches), engine.ErrIncomplete)
 		}
-		id, err := r.send(ctx, t, obj, n, ids, len(batches), len(sent) == 0)
-		if err != nil {
+		if err := r.send(ctx, t, obj, n, ids, len(batches), done == 0, sent); err != nil {
 			return err
 		}
-		sent[n] = id
+		done++
 		sentNow++
 	}
 	return nil
@@ -226,7 +277,13 @@ func (r *Runner) sent(ctx context.Context, t *task.Task, batches int) (map[int]s
 	if recorded == nil {
 		recorded = map[int]string{}
 	}
-	if len(recorded) >= batches {
+	whole := 0
+	for slot := range recorded {
+		if slot < batches {
+			whole++
+		}
+	}
+	if whole >= batches {
 		return recorded, nil
 	}
 	found, err := r.findSent(ctx, t, batches)
@@ -249,6 +306,7 @@ func (r *Runner) sent(ctx context.Context, t *task.Task, batches int) (map[int]s
 	return recorded, nil
 }
 
+// sentCommand is a command found with ListCommands; batch is its slot.
 type sentCommand struct {
 	batch int
 	id    string
@@ -277,11 +335,11 @@ func (r *Runner) findSent(ctx context.Context, t *task.Task, batches int) ([]sen
 			return nil, fmt.Errorf("ssmrun: list commands of %s: %w", t.ID, err)
 		}
 		for _, c := range page.Commands {
-			n, ok := parseComment(aws.ToString(c.Comment), t.ID)
-			if !ok || n >= batches {
+			slot, ok := parseComment(aws.ToString(c.Comment), t.ID)
+			if n, _ := slotBatch(slot); !ok || n >= batches {
 				continue
 			}
-			found = append(found, sentCommand{batch: n, id: aws.ToString(c.CommandId), at: aws.ToTime(c.RequestedDateTime)})
+			found = append(found, sentCommand{batch: slot, id: aws.ToString(c.CommandId), at: aws.ToTime(c.RequestedDateTime)})
 		}
 	}
 	slices.SortStableFunc(found, func(a, b sentCommand) int { return a.at.Compare(b.at) })

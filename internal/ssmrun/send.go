@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
@@ -26,32 +25,59 @@ const (
 	maxDeliveryTimeout = 2592000
 )
 
-// send sends batch n of t and records its command. first is true when no batch of t has been
-// sent yet, so that a refusal can still fail the whole task cleanly.
-func (r *Runner) send(ctx context.Context, t *task.Task, obj S3Object, n int, ids []string, batches int, first bool) (string, error) {
-	in := r.input(t, obj, n, ids, batches)
+// send sends batch n of t and records the outcome in the log and in recorded, by slot. first
+// is true when no batch of t has been sent yet, so that a refusal can still fail the whole
+// task cleanly. A batch that SSM refuses for an instance id it does not know is isolated.
+func (r *Runner) send(ctx context.Context, t *task.Task, obj S3Object, n int, ids []string, batches int, first bool, recorded map[int]string) error {
+	id, err := r.sendPart(ctx, t, obj, n, 0, ids, batches, recorded)
+	if unknownInstance(err) {
+		return r.isolate(ctx, t, obj, n, ids, batches, recorded)
+	}
+	if err != nil {
+		marker, rerr := r.refused(ctx, t, n, first, err)
+		if rerr != nil {
+			return rerr
+		}
+		recorded[n] = marker
+		return nil
+	}
+	r.log.InfoContext(ctx, "batch sent", "task_id", t.ID, "batch", n, "command_id", id, "devices", len(ids))
+	return nil
+}
+
+// sendPart sends ids, part seq of batch n (seq 0 is the whole batch), and records its command
+// under the part's slot. A part already recorded is not sent again. SSM's refusal is returned
+// as it came.
+func (r *Runner) sendPart(ctx context.Context, t *task.Task, obj S3Object, n, seq int, ids []string, batches int, recorded map[int]string) (string, error) {
+	slot, comment := n, Comment(t.ID, n)
+	if seq > 0 {
+		slot, comment = partSlot(n, seq), partComment(t.ID, n, seq)
+	}
+	if id, ok := recorded[slot]; ok {
+		return id, nil
+	}
+	in := r.input(t, obj, ids, batches, comment)
 	out, err := r.cfg.API.SendCommand(ctx, in, retryThrottlesOnly)
 	if err != nil {
-		return r.refused(ctx, t, n, first, err)
+		return "", err
 	}
 	id := aws.ToString(out.Command.CommandId)
 	// The command runs now whatever happens to this context, so it is recorded even if the
 	// context ends; if recording fails anyway, the next dispatch finds it with ListCommands.
-	err = r.cfg.CommandLog.RecordCommand(context.WithoutCancel(ctx), t.ID, n, id)
+	err = r.cfg.CommandLog.RecordCommand(context.WithoutCancel(ctx), t.ID, slot, id)
 	if task.IsCode(err, task.CodeConflict) {
 		kept, _ := r.cfg.CommandLog.Commands(context.WithoutCancel(ctx), t.ID)
-		r.dropDuplicate(ctx, t, n, id, kept[n])
-		return kept[n], nil
-	}
-	if err != nil {
+		r.dropDuplicate(ctx, t, slot, id, kept[slot])
+		id = kept[slot]
+	} else if err != nil {
 		return "", fmt.Errorf("ssmrun: record command %s of %s batch %d: %w", id, t.ID, n, err)
 	}
-	r.log.InfoContext(ctx, "batch sent", "task_id", t.ID, "batch", n, "command_id", id, "devices", len(ids))
+	recorded[slot] = id
 	return id, nil
 }
 
-// input builds batch n's SendCommand.
-func (r *Runner) input(t *task.Task, obj S3Object, n int, ids []string, batches int) *ssm.SendCommandInput {
+// input builds the SendCommand of ids, one batch or a part of one, with comment.
+func (r *Runner) input(t *task.Task, obj S3Object, ids []string, batches int, comment string) *ssm.SendCommandInput {
 	timeout := t.Request.TimeoutSeconds
 	if timeout <= 0 {
 		timeout = task.DefaultTimeout
@@ -65,7 +91,7 @@ func (r *Runner) input(t *task.Task, obj S3Object, n int, ids []string, batches 
 	in := &ssm.SendCommandInput{
 		DocumentName: aws.String(r.cfg.DocumentName),
 		InstanceIds:  ids,
-		Comment:      aws.String(Comment(t.ID, n)),
+		Comment:      aws.String(comment),
 		Parameters: map[string][]string{
 			"sourceType":       {"S3"},
 			"sourceInfo":       {strings.TrimSpace(info.String())},
@@ -74,7 +100,7 @@ func (r *Runner) input(t *task.Task, obj S3Object, n int, ids []string, batches 
 		},
 		MaxConcurrency: aws.String(batchConcurrency(t.Request.MaxConcurrency, batches)),
 		MaxErrors:      aws.String(orDefault(t.Request.MaxErrors, task.DefaultMaxErrors)),
-		TimeoutSeconds: aws.Int32(r.deliveryTimeout(t, timeout)),
+		TimeoutSeconds: aws.Int32(deliveryTimeout(t.Request)),
 	}
 	if r.cfg.OutputLogGroup != "" {
 		in.CloudWatchOutputConfig = &types.CloudWatchOutputConfig{CloudWatchOutputEnabled: true,
@@ -82,21 +108,20 @@ func (r *Runner) input(t *task.Task, obj S3Object, n int, ids []string, batches 
 	}
 	if r.cfg.OutputBucket != "" {
 		in.OutputS3BucketName = aws.String(r.cfg.OutputBucket)
-		in.OutputS3KeyPrefix = aws.String(outputPrefix(t.ID))
+		in.OutputS3KeyPrefix = aws.String(OutputPrefix(t.ID))
 	}
 	return in
 }
 
-func outputPrefix(taskID string) string { return "fleetrun/" + taskID }
-
-// deliveryTimeout is how long SSM may wait for a device to pick the command up: until the
-// task's deadline, since a device that has not started by then will be timed out anyway.
-func (r *Runner) deliveryTimeout(t *task.Task, timeout int) int32 {
-	left := time.Duration(timeout) * time.Second
-	if deadline := t.Deadline(); !deadline.IsZero() {
-		left = deadline.Sub(r.cfg.Now())
+// deliveryTimeout is how long SSM may wait for a device to pick the command up: the task's
+// deliveryTimeoutSeconds, within SSM's bounds. A task stored before that field existed gets
+// the default.
+func deliveryTimeout(req task.Request) int32 {
+	d := req.DeliveryTimeoutSeconds
+	if d <= 0 {
+		d = min(task.DefaultDeliveryTimeout, max(req.TimeoutSeconds, 1))
 	}
-	return int32(min(max(int(left/time.Second), minDeliveryTimeout), maxDeliveryTimeout))
+	return int32(min(max(d, minDeliveryTimeout), maxDeliveryTimeout))
 }
 
 // batchConcurrency is the MaxConcurrency of each of a task's batches (see the package doc).
@@ -119,24 +144,16 @@ func orDefault(v, d string) string {
 	return v
 }
 
-// refused turns a failed SendCommand into what Start returns. Throttling that outlasted the
-// SDK's retries, 5xx answers and network failures are returned for the message to be retried
-// later; a 4xx refusal fails the task (first batch) or is recorded for its batch.
+// refused turns a failed SendCommand of batch n into what Start returns. Throttling that
+// outlasted the SDK's retries, 5xx answers and network failures are returned for the message
+// to be retried later; a 4xx refusal fails the task (first batch) or is recorded for its
+// batch, and its marker returned.
 func (r *Runner) refused(ctx context.Context, t *task.Task, n int, first bool, err error) (string, error) {
-	if throttled(err) {
-		return "", fmt.Errorf("ssmrun: send %s batch %d: %w: %w", t.ID, n,
-			task.Errorf(task.CodeUnavailable, "SSM is throttling SendCommand; the dispatch resumes later"), err)
+	msg, ok := refusalMessage(err)
+	if !ok {
+		return "", r.sendError(t, n, err)
 	}
-	var api smithy.APIError
-	var resp *awshttp.ResponseError
-	if !errors.As(err, &api) || !errors.As(err, &resp) || resp.HTTPStatusCode() < 400 || resp.HTTPStatusCode() >= 500 {
-		return "", fmt.Errorf("ssmrun: send %s batch %d: %w", t.ID, n, err)
-	}
-	msg := api.ErrorCode()
-	if m := api.ErrorMessage(); m != "" {
-		msg += ": " + m
-	}
-	if first && api.ErrorCode() != "InvalidInstanceId" {
+	if first {
 		return "", fmt.Errorf("ssmrun: send %s batch %d: %w", t.ID, n, task.Errorf(task.CodeInvalid, "SSM refused the command: %s", msg))
 	}
 	marker := refusedMarker(t.ID, n, msg)
@@ -145,6 +162,38 @@ func (r *Runner) refused(ctx context.Context, t *task.Task, n int, first bool, e
 	}
 	r.log.WarnContext(ctx, "SSM refused a batch; its devices are undeliverable", "task_id", t.ID, "batch", n, "err", msg)
 	return marker, nil
+}
+
+// sendError wraps a SendCommand failure that may pass, for the dispatch to be retried.
+func (r *Runner) sendError(t *task.Task, n int, err error) error {
+	if throttled(err) {
+		return fmt.Errorf("ssmrun: send %s batch %d: %w: %w", t.ID, n,
+			task.Errorf(task.CodeUnavailable, "SSM is throttling SendCommand; the dispatch resumes later"), err)
+	}
+	return fmt.Errorf("ssmrun: send %s batch %d: %w", t.ID, n, err)
+}
+
+// refusalMessage returns SSM's code and message when err is a refusal (a 4xx other than
+// throttling), which sending the same request again cannot change.
+func refusalMessage(err error) (string, bool) {
+	var api smithy.APIError
+	var resp *awshttp.ResponseError
+	if throttled(err) || !errors.As(err, &api) || !errors.As(err, &resp) || resp.HTTPStatusCode() < 400 || resp.HTTPStatusCode() >= 500 {
+		return "", false
+	}
+	msg := api.ErrorCode()
+	if m := api.ErrorMessage(); m != "" {
+		msg += ": " + m
+	}
+	return msg, true
+}
+
+// unknownInstance reports whether SSM refused a SendCommand because one of its instance ids is
+// not a managed node it can send to.
+func unknownInstance(err error) bool {
+	var api smithy.APIError
+	_, refusal := refusalMessage(err)
+	return refusal && errors.As(err, &api) && api.ErrorCode() == "InvalidInstanceId"
 }
 
 // A refused batch is recorded in the CommandLog under a marker instead of a command id, so that

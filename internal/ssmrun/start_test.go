@@ -99,7 +99,7 @@ func TestStartPassesPercentagesAndOutput(t *testing.T) {
 	b := setup(t, func(c *ssmrun.Config) { c.OutputBucket = "fleet-output" })
 	tk := b.runningTask("01JTASKPERCENT000000000000", devices(60))
 	tk.Request.MaxConcurrency, tk.Request.MaxErrors = "25%", "10%"
-	b.clock.Advance(590 * time.Second) // 10 s before the deadline: the delivery timeout floor applies
+	tk.Request.DeliveryTimeoutSeconds = 10 // below SSM's least: its floor of 30 s applies
 	if err := b.runner.Start(t.Context(), tk); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
@@ -254,21 +254,33 @@ func TestStartRefusals(t *testing.T) {
 		t.Errorf("%d commands accepted", n)
 	}
 
-	// An unknown node makes SSM refuse its batch only; the other batches run.
+	// An unknown node makes SSM refuse its batch; the batch is split until the node stands
+	// alone, and every other device runs.
 	tk = b.runningTask("01JTASKINVALIDID0000000000", devices(60))
 	b.srv.Script(device(55), ssmtest.Script{Outcome: ssmtest.Invalid})
+	before := b.srv.Calls(ssmtest.OpSendCommand)
 	if err := b.runner.Start(t.Context(), tk); err != nil {
 		t.Fatalf("Start with an invalid node in batch 1: %v", err)
 	}
-	if cmds := b.srv.Commands(); len(cmds) != 1 || len(cmds[0].InstanceIDs) != 50 {
-		t.Fatalf("accepted %d commands, want batch 0 only", len(cmds))
+	sentTo := map[string]int{}
+	for _, c := range b.srv.Commands() {
+		for _, id := range c.InstanceIDs {
+			sentTo[id]++
+		}
+	}
+	if len(sentTo) != 59 || sentTo[device(55)] != 0 {
+		t.Errorf("SSM took commands for %d devices (the unknown one %d times), want the 59 others", len(sentTo), sentTo[device(55)])
 	}
 	calls := b.srv.Calls(ssmtest.OpSendCommand)
+	// Batch 0 once; batch 1 of 10 ids with one unknown within MaxSendCommands.
+	if limit := 1 + ssmrun.MaxSendCommands(10, 1); calls-before > limit {
+		t.Errorf("%d SendCommands, want at most %d", calls-before, limit)
+	}
 	if err := b.runner.Start(t.Context(), tk); err != nil {
 		t.Fatalf("second Start: %v", err)
 	}
 	if n := b.srv.Calls(ssmtest.OpSendCommand); n != calls {
-		t.Errorf("a refused batch was sent again")
+		t.Errorf("a second Start sent %d more commands", n-calls)
 	}
 	b.srv.Settle()
 	updates, err := b.runner.Poll(t.Context(), tk)
@@ -278,11 +290,124 @@ func TestStartRefusals(t *testing.T) {
 	got := map[task.DeviceStatus]int{}
 	for _, u := range updates {
 		got[u.Status]++
-		if u.Status == task.DeviceUndeliverable && !strings.Contains(u.Reason, device(55)) {
-			t.Errorf("undeliverable reason %q does not name the node SSM refused", u.Reason)
+		if u.Status == task.DeviceUndeliverable && (u.DeviceID != device(55) || !strings.Contains(u.Reason, "SSM does not know this managed node")) {
+			t.Errorf("undeliverable %s: %q, want only %s, as unknown to SSM", u.DeviceID, u.Reason, device(55))
 		}
 	}
-	if got[task.DeviceSucceeded] != 50 || got[task.DeviceUndeliverable] != 10 {
-		t.Errorf("updates by status: %v, want 50 succeeded and 10 undeliverable", got)
+	if got[task.DeviceSucceeded] != 59 || got[task.DeviceUndeliverable] != 1 {
+		t.Errorf("updates by status: %v, want 59 succeeded and 1 undeliverable", got)
+	}
+}
+
+// TestStartIsolatesUnknownIDsAcrossACrash sends a batch of 50 with two ids SSM does not know,
+// where the answer to one part that SSM took is lost (a 500 after the command was accepted):
+// the dispatch fails, the next one finds that part by its comment and carries on without
+// sending it again, and in the end each of the 48 known devices was sent exactly once, within
+// the bound MaxSendCommands states.
+func TestStartIsolatesUnknownIDsAcrossACrash(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ids := devices(50)
+	unknown := []string{ids[7], ids[31]}
+	for _, id := range unknown {
+		b.srv.Script(id, ssmtest.Script{Outcome: ssmtest.Invalid})
+	}
+	tk := b.runningTask("01JTASKISOLATE000000000000", ids)
+	// The whole batch, its first half and that half's first half all hold ids[7] and are
+	// refused; the fourth call, ids[0:6], is taken, and its answer lost.
+	b.srv.PassNext(ssmtest.OpSendCommand, 3)
+	b.srv.FailAfterAccept(ssmtest.OpSendCommand, 1)
+	if err := b.runner.Start(t.Context(), tk); err == nil || task.IsCode(err, task.CodeInvalid) {
+		t.Fatalf("Start with a lost answer: %v, want an error to retry", err)
+	}
+	if err := b.runner.Start(t.Context(), tk); err != nil {
+		t.Fatalf("second Start: %v", err)
+	}
+	sentTo := map[string]int{}
+	for _, c := range b.srv.Commands() {
+		if !strings.HasPrefix(c.Comment, "fleetrun task "+tk.ID+" batch 0") {
+			t.Errorf("command comment %q", c.Comment)
+		}
+		for _, id := range c.InstanceIDs {
+			sentTo[id]++
+		}
+	}
+	for _, id := range ids {
+		want := 1
+		if slices.Contains(unknown, id) {
+			want = 0
+		}
+		if sentTo[id] != want {
+			t.Errorf("%s was sent %d times, want %d", id, sentTo[id], want)
+		}
+	}
+	// The replay repeats the refused calls before the lost one, and not the part SSM took.
+	calls := b.srv.Calls(ssmtest.OpSendCommand)
+	t.Logf("50 ids, 2 unknown: %d SendCommands over two dispatches, %d commands taken", calls, len(b.srv.Commands()))
+	if limit := ssmrun.MaxSendCommands(50, 2) + 3; calls > limit {
+		t.Errorf("%d SendCommands, want at most %d (the bound, and the 3 refused calls the retry repeats)", calls, limit)
+	}
+	b.srv.Settle()
+	updates, err := b.runner.Poll(t.Context(), tk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[task.DeviceStatus][]string{}
+	for _, u := range updates {
+		got[u.Status] = append(got[u.Status], u.DeviceID)
+	}
+	slices.Sort(got[task.DeviceUndeliverable])
+	if len(got[task.DeviceSucceeded]) != 48 || !slices.Equal(got[task.DeviceUndeliverable], unknown) {
+		t.Errorf("succeeded %d, undeliverable %v; want 48 and %v", len(got[task.DeviceSucceeded]), got[task.DeviceUndeliverable], unknown)
+	}
+}
+
+func TestMaxSendCommands(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ k, b, want int }{
+		{50, 0, 1}, {50, 1, 8}, {50, 2, 15}, {1, 1, 2}, {2, 1, 3}, {10, 1, 6}, {64, 1, 8}, {65, 1, 9},
+	} {
+		if got := ssmrun.MaxSendCommands(tc.k, tc.b); got != tc.want {
+			t.Errorf("MaxSendCommands(%d, %d) = %d, want %d", tc.k, tc.b, got, tc.want)
+		}
+	}
+}
+
+// TestStartPassesTheDeliveryTimeout checks that SSM's delivery timeout is the task's own, not
+// its remaining deadline, so that an offline node ends undeliverable long before the deadline.
+func TestStartPassesTheDeliveryTimeout(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		id             string
+		timeout, given int
+		want           int
+	}{
+		{"01JTASKDELIVERY60000000000", 3600, 60, 60},
+		{"01JTASKDELIVERYTASK0000000", 3600, 3600, 3600},
+		// A task stored before the field existed gets the default, or its timeout if shorter.
+		{"01JTASKDELIVERYOLD0000000A", 3600, 0, 600},
+		{"01JTASKDELIVERYOLD0000000B", 120, 0, 120},
+	} {
+		b := setup(t)
+		tk := b.runningTask(tc.id, devices(2))
+		tk.Request.TimeoutSeconds, tk.Request.DeliveryTimeoutSeconds = tc.timeout, tc.given
+		if err := b.runner.Start(t.Context(), tk); err != nil {
+			t.Fatal(err)
+		}
+		if cmds := checkSent(t, b, tk); len(cmds) != 1 || cmds[0].TimeoutSeconds != tc.want {
+			t.Errorf("timeout %d, delivery timeout %d: SSM got %+v, want TimeoutSeconds %d", tc.timeout, tc.given, cmds, tc.want)
+		}
+	}
+}
+
+func TestOutputKey(t *testing.T) {
+	t.Parallel()
+	r := ssmrun.New(ssmrun.Config{})
+	want := "fleetrun/T1/cmd-1/i-0123456789abcdef0/awsrunShellScript/runShellScript/stderr"
+	if got := r.OutputKey("T1", "cmd-1", "i-0123456789abcdef0", "stderr"); got != want {
+		t.Errorf("OutputKey = %s, want %s", got, want)
+	}
+	if got := ssmrun.OutputPrefix("T1"); got != "fleetrun/T1" {
+		t.Errorf("OutputPrefix = %s", got)
 	}
 }

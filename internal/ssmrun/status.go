@@ -21,20 +21,22 @@ import (
 //	InProgress, Cancelling                    → running
 //	Success                                   → succeeded
 //	Failed                                    → failed
-//	TimedOut, DeliveryTimedOut, ExecutionTimedOut → timed_out
+//	TimedOut, ExecutionTimedOut               → timed_out
 //	Cancelled                                 → cancelled
-//	Undeliverable                             → undeliverable
-//	Terminated                                → cancelled (skipped after MaxErrors, never run)
+//	DeliveryTimedOut, Undeliverable, Terminated,
+//	InvalidPlatform, AccessDenied             → undeliverable (the script never ran there)
 //
 // Anything else maps to pending, which callers treat as nothing to report.
 func StatusFor(status, details string) task.DeviceStatus {
-	switch normalize(details) {
-	case "undeliverable":
+	if _, ok := undelivered[normalize(details)]; ok {
 		return task.DeviceUndeliverable
-	case "terminated":
-		return task.DeviceCancelled
-	case "deliverytimedout", "executiontimedout":
+	}
+	switch normalize(details) {
+	case "executiontimedout":
 		return task.DeviceTimedOut
+	}
+	if _, ok := undelivered[normalize(status)]; ok {
+		return task.DeviceUndeliverable
 	}
 	switch normalize(status) {
 	case "inprogress", "cancelling":
@@ -43,14 +45,22 @@ func StatusFor(status, details string) task.DeviceStatus {
 		return task.DeviceSucceeded
 	case "failed":
 		return task.DeviceFailed
-	case "timedout", "deliverytimedout", "executiontimedout":
+	case "timedout", "executiontimedout":
 		return task.DeviceTimedOut
-	case "cancelled", "canceled", "terminated":
+	case "cancelled", "canceled":
 		return task.DeviceCancelled
-	case "undeliverable":
-		return task.DeviceUndeliverable
 	}
 	return task.DevicePending
+}
+
+// undelivered are SSM's endings of an invocation that never ran the script, by their
+// normalized spelling: SSM's own name for each and what it means, for the device's reason.
+var undelivered = map[string]struct{ name, meaning string }{
+	"deliverytimedout": {"DeliveryTimedOut", "the managed node did not pick the command up within the task's deliveryTimeoutSeconds; it is offline, stopped or its agent is not running"},
+	"undeliverable":    {"Undeliverable", "SSM could not deliver the command; the managed node is unknown, stopped or not responding"},
+	"terminated":       {"Terminated", "SSM never sent the command to this node because its batch exceeded maxErrors"},
+	"invalidplatform":  {"InvalidPlatform", "the managed node's platform does not match the document"},
+	"accessdenied":     {"AccessDenied", "the managed node may not run the command (the document or its parameters are not allowed there)"},
 }
 
 // StatusOf maps a ListCommandInvocations invocation to a device status (see StatusFor).
@@ -74,7 +84,7 @@ const (
 
 // update turns a listed invocation into a device update; ok is false while SSM has not started
 // the device.
-func (r *Runner) update(taskID string, inv types.CommandInvocation, now time.Time) (task.DeviceUpdate, bool) {
+func (r *Runner) update(inv types.CommandInvocation, now time.Time) (task.DeviceUpdate, bool) {
 	st := StatusOf(inv)
 	if st == task.DevicePending {
 		return task.DeviceUpdate{}, false
@@ -91,14 +101,7 @@ func (r *Runner) update(taskID string, inv types.CommandInvocation, now time.Tim
 		u.Stdout, u.Stderr, u.StdoutTruncated, u.StderrTruncated = splitOutput(aws.ToString(p.Output))
 	}
 	u.ExitCode = exitCode(st, code)
-	u.Reason = reason(st, aws.ToString(inv.StatusDetails), step, r.cfg.PluginName, code)
-	if r.cfg.OutputBucket != "" && (u.StdoutTruncated || u.StderrTruncated) {
-		where := r.outputLocation(taskID, commandID, instanceID)
-		if p != nil && aws.ToString(p.StandardOutputUrl) != "" {
-			where = aws.ToString(p.StandardOutputUrl)
-		}
-		u.Reason = join(u.Reason, "full output at "+where)
-	}
+	u.Reason = reason(st, string(inv.Status), aws.ToString(inv.StatusDetails), step, r.cfg.PluginName, code)
 	return u, true
 }
 
@@ -147,8 +150,9 @@ func exitCode(st task.DeviceStatus, code int32) *int {
 	return new(int(code))
 }
 
-// reason explains, for a person, an ending the exit code alone does not.
-func reason(st task.DeviceStatus, details, step, scriptStep string, code int32) string {
+// reason explains, for a person, an ending the exit code alone does not. An undelivered
+// device's reason names SSM's own status, so that it can be looked up in SSM's documentation.
+func reason(st task.DeviceStatus, status, details, step, scriptStep string, code int32) string {
 	switch st {
 	case task.DeviceFailed:
 		switch {
@@ -158,16 +162,13 @@ func reason(st task.DeviceStatus, details, step, scriptStep string, code int32) 
 			return fmt.Sprintf("SSM reports the invocation failed (%s) without an exit code", details)
 		}
 	case task.DeviceTimedOut:
-		if normalize(details) == "deliverytimedout" {
-			return "SSM could not deliver the command before its delivery timeout: the managed node was not reachable"
-		}
 		return "the script ran past its execution timeout and was stopped"
 	case task.DeviceUndeliverable:
-		return "SSM could not deliver the command: the managed node is unknown, stopped or not responding"
-	case task.DeviceCancelled:
-		if normalize(details) == "terminated" {
-			return "never started: SSM skipped it because its batch exceeded maxErrors"
+		u, ok := undelivered[normalize(details)]
+		if !ok {
+			u = undelivered[normalize(status)]
 		}
+		return fmt.Sprintf("SSM reports %s: %s", u.name, u.meaning)
 	}
 	return ""
 }

@@ -22,15 +22,23 @@ type Devices interface {
 }
 
 // StopDevices cancels the invocations of the named devices of t: one CancelCommand per command
-// that has any of them, naming exactly those instances, so the rest of each command runs on.
+// that holds any of them, naming exactly those instances, so the rest of each command runs on.
 // SSM then reports each stopped invocation Cancelled, and Poll reports the device cancelled
-// (or its own ending, if it finished first). A device whose batch has not been sent needs
-// nothing: Start leaves out the devices callers cancelled. A command SSM no longer knows
-// (expired from its history) has nothing left to stop. StopDevices is idempotent.
+// (or its own ending, if it finished first). A device's command is its batch's, or, for a
+// batch split to isolate unknown ids, whichever part holds it. A device whose batch has not
+// been sent needs nothing: Start leaves out the devices callers cancelled. A command SSM no
+// longer knows (expired from its history) has nothing left to stop. StopDevices is idempotent.
 func (r *Runner) StopDevices(ctx context.Context, t *task.Task, deviceIDs []string) error {
 	recorded, err := r.cfg.CommandLog.Commands(ctx, t.ID)
 	if err != nil {
 		return fmt.Errorf("ssmrun: commands of %s: %w", t.ID, err)
+	}
+	commands := map[int][]string{} // by batch: the whole batch's command, or its parts'
+	for _, slot := range slices.Sorted(maps.Keys(recorded)) {
+		if id := recorded[slot]; !marker(id) {
+			n, _ := slotBatch(slot)
+			commands[n] = append(commands[n], id)
+		}
 	}
 	position := make(map[string]int, len(t.Request.DeviceIDs))
 	for i, id := range t.Request.DeviceIDs {
@@ -42,12 +50,10 @@ func (r *Runner) StopDevices(ctx context.Context, t *task.Task, deviceIDs []stri
 		if !ok {
 			continue
 		}
-		command, ok := recorded[i/BatchSize]
-		if _, refused := refusal(command); !ok || refused || command == "" {
-			continue
-		}
-		if !slices.Contains(byCommand[command], id) {
-			byCommand[command] = append(byCommand[command], id)
+		for _, command := range commands[i/BatchSize] {
+			if !slices.Contains(byCommand[command], id) {
+				byCommand[command] = append(byCommand[command], id)
+			}
 		}
 	}
 	for _, command := range slices.Sorted(maps.Keys(byCommand)) {
@@ -58,19 +64,41 @@ func (r *Runner) StopDevices(ctx context.Context, t *task.Task, deviceIDs []stri
 	return nil
 }
 
-// cancelInstances cancels the invocations of instances, all of them targets of command.
+// cancelInstances cancels the invocations of instances on command. When the command is one
+// part of a split batch, an instance may be another part's: SSM refuses the call with
+// InvalidInstanceId, and each instance is then cancelled alone, the others' refusals ignored.
 func (r *Runner) cancelInstances(ctx context.Context, taskID, command string, instances []string) error {
 	for ids := range slices.Chunk(instances, BatchSize) {
-		_, err := r.cfg.API.CancelCommand(ctx, &ssm.CancelCommandInput{CommandId: aws.String(command), InstanceIds: ids})
-		var unknown *types.InvalidCommandId
-		if errors.As(err, &unknown) {
-			return nil // expired from SSM's history: nothing left to stop
+		err := r.cancel(ctx, taskID, command, ids)
+		if unknownInstance(err) && len(ids) > 1 {
+			for _, id := range ids {
+				if err := r.cancel(ctx, taskID, command, []string{id}); err != nil && !unknownInstance(err) {
+					return err
+				}
+			}
+			continue
 		}
-		if err != nil {
-			return fmt.Errorf("ssmrun: cancel %v of %s command %s: %w", ids, taskID, command, err)
+		if err != nil && !unknownInstance(err) {
+			return err
 		}
-		r.log.InfoContext(ctx, "devices cancelled", "task_id", taskID, "command_id", command, "devices", ids)
 	}
+	return nil
+}
+
+// cancel sends one CancelCommand for ids on command; a command SSM no longer knows is no error.
+func (r *Runner) cancel(ctx context.Context, taskID, command string, ids []string) error {
+	_, err := r.cfg.API.CancelCommand(ctx, &ssm.CancelCommandInput{CommandId: aws.String(command), InstanceIds: ids})
+	var expired *types.InvalidCommandId
+	if errors.As(err, &expired) {
+		return nil // expired from SSM's history: nothing left to stop
+	}
+	if err != nil {
+		if unknownInstance(err) {
+			return err
+		}
+		return fmt.Errorf("ssmrun: cancel %v of %s command %s: %w", ids, taskID, command, err)
+	}
+	r.log.InfoContext(ctx, "devices cancelled", "task_id", taskID, "command_id", command, "devices", ids)
 	return nil
 }
 

@@ -56,11 +56,19 @@ func (s *Server) Events() []json.RawMessage {
 	return append([]json.RawMessage(nil), s.events...)
 }
 
-// recordEvent keeps the event for inv's current status. The caller holds s.mu.
+// recordEvent keeps the event for inv's current status, and when that status is final and
+// the script ran, queues its output for the output bucket. The caller holds s.mu.
 func (s *Server) recordEvent(inv *invocation) {
 	b, err := json.Marshal(s.event(inv))
 	if err == nil {
 		s.events = append(s.events, b)
+	}
+	if bucket := inv.cmd.OutputS3BucketName; bucket != "" && terminal(inv.status) && inv.delivered() {
+		for stream, body := range map[string]string{"stdout": inv.script.Stdout, "stderr": inv.script.Stderr} {
+			if body != "" {
+				s.uploads = append(s.uploads, upload{bucket: bucket, key: inv.outputKey(stream), body: []byte(body)})
+			}
+		}
 	}
 }
 

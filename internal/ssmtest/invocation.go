@@ -2,6 +2,7 @@ package ssmtest
 
 import (
 	"fmt"
+	"path"
 	"strings"
 	"time"
 )
@@ -31,6 +32,11 @@ const (
 	// Invalid makes SendCommand refuse every command that names the device with
 	// InvalidInstanceId, as SSM does for an id that is not a managed node in a valid state.
 	Invalid
+	// Offline is a managed node that is switched off: it never picks the command up, so its
+	// invocation stays Pending until the command's delivery timeout (SendCommand's
+	// TimeoutSeconds) has passed on the server's clock, and then ends TimedOut with status
+	// details DeliveryTimedOut. Polls does not apply.
+	Offline
 )
 
 // String implements fmt.Stringer.
@@ -52,6 +58,8 @@ func (o Outcome) String() string {
 		return "Never"
 	case Invalid:
 		return "Invalid"
+	case Offline:
+		return "Offline"
 	}
 	return fmt.Sprintf("Outcome(%d)", int(o))
 }
@@ -135,6 +143,9 @@ func (inv *invocation) observe(now time.Time) bool {
 	}
 	inv.seen++
 	s := inv.script
+	if s.Outcome == Offline {
+		return inv.deliveryDue(now)
+	}
 	if inv.seen <= s.Polls || s.Outcome == Never {
 		switch s.Outcome {
 		case DeliveryTimedOut, Undeliverable:
@@ -150,6 +161,15 @@ func (inv *invocation) observe(now time.Time) bool {
 		return inv.set(now, StatusInProgress, StatusInProgress, -1)
 	}
 	return inv.finish(now)
+}
+
+// deliveryDue ends an offline device's invocation once its command's delivery timeout has
+// passed; until then it stays Pending. It reports whether the status changed.
+func (inv *invocation) deliveryDue(now time.Time) bool {
+	if now.Before(inv.cmd.requested.Add(time.Duration(inv.cmd.TimeoutSeconds) * time.Second)) {
+		return false
+	}
+	return inv.set(now, StatusTimedOut, DetailsDeliveryTimedOut, -1)
 }
 
 // finish moves the invocation to its scripted outcome.
@@ -184,6 +204,8 @@ func (inv *invocation) finish(now time.Time) bool {
 		return inv.set(now, StatusFailed, DetailsUndeliverable, -1)
 	case Terminated:
 		return inv.set(now, StatusCancelled, DetailsTerminated, -1)
+	case Offline:
+		return inv.deliveryDue(now)
 	}
 	return false
 }
@@ -220,8 +242,8 @@ func (inv *invocation) plugins(region string) []commandPluginJSON {
 	}
 	if c.OutputS3BucketName != "" {
 		script.OutputS3Region = region
-		script.StandardOutputUrl = inv.outputURL(region, script.Name, "stdout")
-		script.StandardErrorUrl = inv.outputURL(region, script.Name, "stderr")
+		script.StandardOutputUrl = inv.outputURL(region, "stdout")
+		script.StandardErrorUrl = inv.outputURL(region, "stderr")
 	}
 	if c.DocumentName != RemoteScriptDocument {
 		return []commandPluginJSON{script}
@@ -247,10 +269,25 @@ func (inv *invocation) pluginStatus() string {
 	return inv.status
 }
 
-func (inv *invocation) outputURL(region, plugin, stream string) string {
+func (inv *invocation) outputURL(region, stream string) string {
+	return fmt.Sprintf("https://s3.%s.amazonaws.com/%s/%s", region, inv.cmd.OutputS3BucketName, inv.outputKey(stream))
+}
+
+// outputKey is the S3 key the agent uploads one stream of the script step's output to:
+//
+//	<OutputS3KeyPrefix>/<command id>/<instance id>/<step action>/<step id>/stdout|stderr
+//
+// The agent joins the command's prefix, the command id and the instance id, then the step's
+// action with its colon removed ("awsrunShellScript"), then the step's id: the "id" input where
+// the document gives one (AWS-RunShellScript's "0.aws:runShellScript", colon removed again),
+// else the step's name ("runShellScript" in AWS-RunRemoteScript).
+func (inv *invocation) outputKey(stream string) string {
 	c := inv.cmd
-	key := strings.Trim(c.OutputS3KeyPrefix+"/"+c.CommandId+"/"+inv.instanceID+"/"+plugin+"/"+stream, "/")
-	return fmt.Sprintf("https://s3.%s.amazonaws.com/%s/%s", region, c.OutputS3BucketName, key)
+	step := "awsrunShellScript/0.awsrunShellScript"
+	if c.DocumentName == RemoteScriptDocument {
+		step = "awsrunShellScript/runShellScript"
+	}
+	return strings.TrimPrefix(path.Join(c.OutputS3KeyPrefix, c.CommandId, inv.instanceID, step, stream), "/")
 }
 
 // scriptPlugin names the step that runs the script in document doc.

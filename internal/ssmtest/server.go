@@ -11,6 +11,7 @@
 package ssmtest
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
@@ -56,10 +57,22 @@ type Server struct {
 	byID     map[string]*command
 	calls    map[string]int
 	faults   map[string][]fault
+	outages  map[string]outage
 	events   []json.RawMessage
 	cancels  []CancelRequest
 	nodes    []Node
 	seq      int
+
+	// writeOutput receives the output uploads; uploads waits for them (see SetOutputWriter).
+	writeOutput func(ctx context.Context, bucket, key string, body []byte) error
+	uploads     []upload
+	uploadErrs  []error
+}
+
+// upload is one object the agent writes to the command's output bucket.
+type upload struct {
+	bucket, key string
+	body        []byte
 }
 
 // CancelRequest is a CancelCommand the server accepted, as it was sent.
@@ -90,6 +103,12 @@ type fault struct {
 	accept bool
 }
 
+// outage fails every call of an operation until a time on the server's clock.
+type outage struct {
+	until time.Time
+	fault fault
+}
+
 // NewServer starts a server on a free loopback port. Close stops it.
 func NewServer() *Server {
 	s := &Server{
@@ -99,6 +118,7 @@ func NewServer() *Server {
 		byID:     map[string]*command{},
 		calls:    map[string]int{},
 		faults:   map[string][]fault{},
+		outages:  map[string]outage{},
 	}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serveHTTP))
 	s.URL = s.srv.URL
@@ -141,6 +161,43 @@ func (s *Server) SetDefault(sc Script) {
 	s.fallback = sc
 }
 
+// SetOutputWriter makes the server write each finished invocation's output where the agent
+// would: to the command's OutputS3BucketName, under the key layout of the agent (see
+// invocation.outputKey), one object per stream that is not empty, as the agent skips empty
+// ones. write is called outside the server's lock, before the answer to the request that saw
+// the invocation finish, just as the agent uploads before it reports the invocation done.
+// Errors are kept for UploadErrors.
+func (s *Server) SetOutputWriter(write func(ctx context.Context, bucket, key string, body []byte) error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.writeOutput = write
+}
+
+// UploadErrors returns the errors SetOutputWriter's function returned so far.
+func (s *Server) UploadErrors() []error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]error(nil), s.uploadErrs...)
+}
+
+// flushUploads writes the uploads queued so far. The caller does not hold s.mu.
+func (s *Server) flushUploads(ctx context.Context) {
+	s.mu.Lock()
+	queue, write := s.uploads, s.writeOutput
+	s.uploads = nil
+	s.mu.Unlock()
+	if write == nil {
+		return
+	}
+	for _, u := range queue {
+		if err := write(ctx, u.bucket, u.key, u.body); err != nil {
+			s.mu.Lock()
+			s.uploadErrs = append(s.uploadErrs, fmt.Errorf("ssmtest: write s3://%s/%s: %w", u.bucket, u.key, err))
+			s.mu.Unlock()
+		}
+	}
+}
+
 // ThrottleNext makes the next n calls of op fail with ThrottlingException (HTTP 400), which
 // the SDK's standard retryer retries with backoff.
 func (s *Server) ThrottleNext(op string, n int) {
@@ -177,6 +234,15 @@ func (s *Server) FailNext(op string, status int, code, message string, n int) {
 	for range n {
 		s.faults[op] = append(s.faults[op], fault{status: status, code: code, msg: message})
 	}
+}
+
+// FailUntil makes every call of op fail with the given HTTP status and error code, without
+// doing anything, until the server's clock (SetNow) reaches until: an outage of SSM, or a
+// permission missing for a while, measured on a clock a test controls.
+func (s *Server) FailUntil(op string, until time.Time, status int, code, message string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.outages[op] = outage{until: until, fault: fault{status: status, code: code, msg: message}}
 }
 
 // Calls returns how many requests for op reached the server, failed ones included.
@@ -248,9 +314,10 @@ func (s *Server) Invocation(commandID, instanceID string) (InvocationState, bool
 }
 
 // Settle moves every invocation that is not finished straight to its scripted outcome, as if
-// it had been polled enough; invocations scripted Never stay in progress and cancelled ones
-// become Cancelled.
+// it had been polled enough; invocations scripted Never stay in progress, Offline ones end only
+// once their delivery timeout has passed, and cancelled ones become Cancelled.
 func (s *Server) Settle() {
+	defer s.flushUploads(context.Background())
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
@@ -325,7 +392,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.calls[op]++
 	var f *fault
-	if q := s.faults[op]; len(q) > 0 {
+	if o, ok := s.outages[op]; ok && s.now().Before(o.until) {
+		f = &o.fault
+	} else if q := s.faults[op]; len(q) > 0 {
 		if q[0].code != "" {
 			f = &q[0]
 		}
@@ -338,6 +407,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out, aerr := h(body)
+	s.flushUploads(r.Context())
 	switch {
 	case aerr != nil:
 		writeError(w, aerr.status, aerr.code, aerr.msg)

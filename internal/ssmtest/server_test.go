@@ -363,3 +363,123 @@ func TestDescribeInstanceInformationFiltersAsSSMDoes(t *testing.T) {
 		t.Errorf("ListTagsForResource = %+v, %v", tags, err)
 	}
 }
+
+// TestOfflineNodeTimesOutAtTheDeliveryTimeout sends a command with a delivery timeout of 60 s to
+// an offline node and a working one, and moves the server's clock: the offline invocation stays
+// Pending until the timeout has passed, then ends TimedOut/DeliveryTimedOut, while the other
+// one runs as scripted.
+func TestOfflineNodeTimesOutAtTheDeliveryTimeout(t *testing.T) {
+	t.Parallel()
+	srv := ssmtest.Start(t)
+	start := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	now := start
+	srv.SetNow(func() time.Time { return now })
+	srv.Script(instance(1), ssmtest.Script{Outcome: ssmtest.Offline})
+	c := srv.Client()
+	out, err := c.SendCommand(t.Context(), &ssm.SendCommandInput{
+		DocumentName: aws.String(ssmtest.RemoteScriptDocument), InstanceIds: []string{instance(1), instance(2)},
+		Parameters: remoteScript(), TimeoutSeconds: aws.Int32(60)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := aws.ToString(out.Command.CommandId)
+	for _, step := range []struct {
+		at             time.Duration
+		offline, other string
+	}{
+		{0, "Pending/Pending", "InProgress/InProgress"},
+		{59 * time.Second, "Pending/Pending", "Success/Success"},
+		{60 * time.Second, "TimedOut/DeliveryTimedOut", "Success/Success"},
+	} {
+		now = start.Add(step.at)
+		got := poll(t, c, id, 50)
+		state := func(n int) string {
+			inv := got[instance(n)]
+			return string(inv.Status) + "/" + aws.ToString(inv.StatusDetails)
+		}
+		if state(1) != step.offline || state(2) != step.other {
+			t.Errorf("at +%v: offline %s, other %s; want %s and %s", step.at, state(1), state(2), step.offline, step.other)
+		}
+	}
+	// Settle does not end an offline invocation early either.
+	srv.Script(instance(3), ssmtest.Script{Outcome: ssmtest.Offline})
+	out, err = c.SendCommand(t.Context(), &ssm.SendCommandInput{
+		DocumentName: aws.String(ssmtest.RemoteScriptDocument), InstanceIds: []string{instance(3)},
+		Parameters: remoteScript(), TimeoutSeconds: aws.Int32(30)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Settle()
+	if st, _ := srv.Invocation(aws.ToString(out.Command.CommandId), instance(3)); st.Status != ssmtest.StatusPending {
+		t.Errorf("after Settle the offline invocation is %s, want Pending", st.Status)
+	}
+}
+
+// TestOutputIsWrittenWhereTheAgentWritesIt runs a command with an output bucket and checks that
+// each finished invocation's streams reach the output writer under the agent's key layout
+// (empty streams are skipped, as the agent skips them), before the poll that saw them finish
+// returns, and that the URLs SSM reports name the same keys.
+func TestOutputIsWrittenWhereTheAgentWritesIt(t *testing.T) {
+	t.Parallel()
+	srv := ssmtest.Start(t)
+	written := map[string]string{}
+	srv.SetOutputWriter(func(_ context.Context, bucket, key string, body []byte) error {
+		written[bucket+"/"+key] = string(body)
+		return nil
+	})
+	srv.Script(instance(1), ssmtest.Script{Polls: 0, Outcome: ssmtest.Failed, ExitCode: 2, Stdout: "out\n", Stderr: "err\n"})
+	srv.Script(instance(2), ssmtest.Script{Polls: 0, Outcome: ssmtest.Success, Stdout: "only stdout\n"})
+	c := srv.Client()
+	out, err := c.SendCommand(t.Context(), &ssm.SendCommandInput{
+		DocumentName: aws.String(ssmtest.RemoteScriptDocument), InstanceIds: []string{instance(1), instance(2)},
+		Parameters: remoteScript(), OutputS3BucketName: aws.String("out-bucket"), OutputS3KeyPrefix: aws.String("fleetrun/T1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := aws.ToString(out.Command.CommandId)
+	got := poll(t, c, id, 50)
+	key := func(n int, stream string) string {
+		return "out-bucket/fleetrun/T1/" + id + "/" + instance(n) + "/awsrunShellScript/runShellScript/" + stream
+	}
+	want := map[string]string{key(1, "stdout"): "out\n", key(1, "stderr"): "err\n", key(2, "stdout"): "only stdout\n"}
+	if fmt.Sprint(written) != fmt.Sprint(want) {
+		t.Errorf("written %v, want %v", written, want)
+	}
+	plugin := got[instance(1)].CommandPlugins[1]
+	if u := aws.ToString(plugin.StandardOutputUrl); u != "https://s3."+ssmtest.Region+".amazonaws.com/"+key(1, "stdout") {
+		t.Errorf("StandardOutputUrl = %s", u)
+	}
+	if errs := srv.UploadErrors(); len(errs) > 0 {
+		t.Errorf("upload errors: %v", errs)
+	}
+}
+
+// TestFailUntil checks an outage measured on the server's clock: every call fails until the
+// clock reaches the end of the outage, and none after.
+func TestFailUntil(t *testing.T) {
+	t.Parallel()
+	srv := ssmtest.Start(t)
+	start := time.Date(2030, 1, 2, 3, 0, 0, 0, time.UTC)
+	now := start
+	srv.SetNow(func() time.Time { return now })
+	srv.FailUntil(ssmtest.OpSendCommand, start.Add(10*time.Minute), 400, "ThrottlingException", "Rate exceeded")
+	c := srv.Client(func(o *ssm.Options) { o.RetryMaxAttempts = 1 })
+	sendAt := func(d time.Duration) error {
+		now = start.Add(d)
+		_, err := c.SendCommand(t.Context(), &ssm.SendCommandInput{DocumentName: aws.String(ssmtest.RemoteScriptDocument),
+			InstanceIds: []string{instance(1)}, Parameters: remoteScript()})
+		return err
+	}
+	for _, d := range []time.Duration{0, 5 * time.Minute, 10*time.Minute - time.Second} {
+		var api smithy.APIError
+		if err := sendAt(d); !errors.As(err, &api) || api.ErrorCode() != "ThrottlingException" {
+			t.Errorf("at +%v: %v, want ThrottlingException", d, err)
+		}
+	}
+	if err := sendAt(10 * time.Minute); err != nil {
+		t.Errorf("after the outage: %v", err)
+	}
+	if n := len(srv.Commands()); n != 1 {
+		t.Errorf("%d commands accepted, want the one after the outage", n)
+	}
+}

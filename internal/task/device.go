@@ -178,6 +178,17 @@ func CancelDevice(t *Task, d *Device, at time.Time) (DeviceUpdate, error) {
 	return u, nil
 }
 
+// ApplyEnded applies u to d, a device of a task that has ended, whose devices no longer move:
+// only a longer copy of a terminal device's output is taken (Refreshed), as Apply takes it, so
+// that SSM's full copy replaces the short one a poll saw even when that poll ended the task.
+// Everything else is Ignored.
+func (d *Device) ApplyEnded(u DeviceUpdate) Applied {
+	if !d.Status.Terminal() || u.Status != d.Status {
+		return Ignored
+	}
+	return d.refresh(u)
+}
+
 // refresh takes the longer copy of each stream of a terminal device's output.
 func (d *Device) refresh(u DeviceUpdate) Applied {
 	out := Ignored

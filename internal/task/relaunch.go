@@ -22,11 +22,12 @@ type RelaunchDraft struct {
 	// Which is RelaunchFailed or RelaunchAll, or "" when DeviceIDs names the devices.
 	Which string
 	// DeviceIDs are the devices to relaunch when Which is "": devices of the task, each once.
-	DeviceIDs      []string
-	Args           *[]string
-	TimeoutSeconds *int
-	MaxConcurrency *string
-	MaxErrors      *string
+	DeviceIDs              []string
+	Args                   *[]string
+	TimeoutSeconds         *int
+	DeliveryTimeoutSeconds *int
+	MaxConcurrency         *string
+	MaxErrors              *string
 }
 
 // RelaunchStatuses are the device statuses RelaunchFailed selects: every ending but success.
@@ -96,8 +97,16 @@ func (d RelaunchDraft) Draft(t *Task, devices []string) Draft {
 	if d.Args != nil {
 		out.Args = *d.Args
 	}
+	// The original's delivery timeout is kept with its timeout; a new timeout without a new
+	// delivery timeout gets the default, which never exceeds it.
+	if req.DeliveryTimeoutSeconds > 0 && d.TimeoutSeconds == nil {
+		out.DeliveryTimeoutSeconds = &req.DeliveryTimeoutSeconds
+	}
 	if d.TimeoutSeconds != nil {
 		out.TimeoutSeconds = d.TimeoutSeconds
+	}
+	if d.DeliveryTimeoutSeconds != nil {
+		out.DeliveryTimeoutSeconds = d.DeliveryTimeoutSeconds
 	}
 	if d.MaxConcurrency != nil {
 		out.MaxConcurrency = d.MaxConcurrency

@@ -85,3 +85,29 @@ func TestRelaunchDraftKeepsWhatIsNotOverridden(t *testing.T) {
 		t.Errorf("an explicit zero timeout was accepted: %v", err)
 	}
 }
+
+func TestRelaunchDraftDeliveryTimeout(t *testing.T) {
+	t.Parallel()
+	orig := &task.Task{ID: "T1", Status: task.StatusFailed, Request: task.Request{DeviceIDs: []string{"a"},
+		ScriptURL: "patch.sh", TimeoutSeconds: 300, DeliveryTimeoutSeconds: 45, MaxConcurrency: "5", MaxErrors: "0"}}
+	rules := task.Rules{DeviceID: task.LocalDeviceID}
+	n := func(v int) *int { return &v }
+	for _, tc := range []struct {
+		name  string
+		draft task.RelaunchDraft
+		want  int
+	}{
+		{"kept", task.RelaunchDraft{}, 45},
+		{"overridden", task.RelaunchDraft{DeliveryTimeoutSeconds: n(30)}, 30},
+		{"defaulted with a new timeout", task.RelaunchDraft{TimeoutSeconds: n(20)}, 20},
+		{"both overridden", task.RelaunchDraft{TimeoutSeconds: n(900), DeliveryTimeoutSeconds: n(120)}, 120},
+	} {
+		req, err := rules.Validate(tc.draft.Draft(orig, []string{"a"}))
+		if err != nil || req.DeliveryTimeoutSeconds != tc.want {
+			t.Errorf("%s: deliveryTimeoutSeconds = %d, %v; want %d", tc.name, req.DeliveryTimeoutSeconds, err, tc.want)
+		}
+	}
+	if _, err := rules.Validate(task.RelaunchDraft{DeliveryTimeoutSeconds: n(400)}.Draft(orig, []string{"a"})); !task.IsCode(err, task.CodeInvalid) {
+		t.Errorf("a delivery timeout above the timeout was accepted: %v", err)
+	}
+}

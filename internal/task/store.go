@@ -42,7 +42,9 @@ type Store interface {
 	// the task's counts and version; the rest are ignored, so a duplicated or reordered update
 	// is never counted twice and never moves a device backwards. An update for a device that is not
 	// part of the task is ignored too. It returns the task after the updates and how many were
-	// applied. Updates to a task in a terminal state are ignored.
+	// applied. Updates to a task in a terminal state are ignored, except a longer output for a
+	// device that has a record (Device.ApplyEnded), which is written without changing the task,
+	// its version included.
 	ApplyDeviceUpdates(ctx context.Context, taskID string, updates []DeviceUpdate) (*Task, int, error)
 
 	// ListDevices returns a task's devices in the order of the request, filtered by q.Statuses

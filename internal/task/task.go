@@ -16,6 +16,10 @@ type Request struct {
 	// TimeoutSeconds bounds the whole task: at startedAt + TimeoutSeconds every device still
 	// working is stopped and the task ends timed_out.
 	TimeoutSeconds int `json:"timeoutSeconds"`
+	// DeliveryTimeoutSeconds bounds how long a device may stay undelivered: a device that has
+	// not picked the script up by then is undeliverable (on AWS it is SSM's delivery timeout).
+	// The local runner starts every device itself, so there it has no effect.
+	DeliveryTimeoutSeconds int `json:"deliveryTimeoutSeconds,omitempty"`
 	// MaxConcurrency is how many devices run at once: a count ("10") or a share ("10%").
 	MaxConcurrency string `json:"maxConcurrency"`
 	// MaxErrors is how many device errors are tolerated before the remaining devices are not
@@ -149,10 +153,25 @@ type Task struct {
 	// RelaunchOf is the id of the finished task this one relaunched (Relaunch), "" for a task
 	// submitted afresh. It never changes.
 	RelaunchOf string `json:"relaunchOf,omitempty"`
+	// Lease is when the sweeper looks at an unfinished task unless the executor has renewed
+	// it first (see engine.Sweep); zero where no sweeper runs (the embedded store).
+	Lease time.Time `json:"lease,omitzero"`
 	// Published is set once the notification of the task's terminal transition has been
 	// published. Until then any executor message for the task publishes it again, so a
 	// notification is never lost to a crash or an outage between the write and the publish.
 	Published bool `json:"published,omitempty"`
+}
+
+// Caller is who makes a request: the owner whose tasks it submits and lists, and whether it
+// is an administrator, who may read and cancel the tasks of every owner.
+type Caller struct {
+	Owner string
+	Admin bool
+}
+
+// Sees reports whether c may read and cancel t. To anyone else t does not exist.
+func (c Caller) Sees(t *Task) bool {
+	return c.Admin || t.Owner == c.Owner
 }
 
 // Deadline is when the task times out, or zero before it has started.
@@ -161,6 +180,25 @@ func (t *Task) Deadline() time.Time {
 		return time.Time{}
 	}
 	return t.StartedAt.Add(time.Duration(t.Request.TimeoutSeconds) * time.Second)
+}
+
+// EstimatedCompletion extrapolates when a running task will finish from how fast its devices
+// have finished so far: the time from its start to its last update (the last device that
+// moved), scaled by total devices over finished ones, and never later than its deadline. It is
+// nil while no device has finished and whenever the task is not running. It depends on the
+// stored task alone, so a task read twice at one version gives the same estimate.
+func (t *Task) EstimatedCompletion() *time.Time {
+	done := t.Counts.Done()
+	if t.Status != StatusRunning || t.StartedAt == nil || done == 0 || t.Counts.Total == 0 {
+		return nil
+	}
+	elapsed := max(t.UpdatedAt.Sub(*t.StartedAt), 0)
+	at := t.StartedAt.Add(time.Duration(float64(elapsed) * float64(t.Counts.Total) / float64(done)))
+	if deadline := t.Deadline(); !deadline.IsZero() && at.After(deadline) {
+		at = deadline
+	}
+	at = at.UTC()
+	return &at
 }
 
 // Expired reports whether a finished task is past its retention at time now. Stores filter

@@ -11,12 +11,15 @@ import (
 
 // Submit limits.
 const (
-	MaxDevices         = 10000
-	MaxArgs            = 100
-	MaxArgLength       = 4096
-	MaxTimeoutSeconds  = 172800 // 48 h, SSM's longest execution timeout
-	DefaultTimeout     = 3600
-	DefaultConcurrency = "50"
+	MaxDevices        = 10000
+	MaxArgs           = 100
+	MaxArgLength      = 4096
+	MaxTimeoutSeconds = 172800 // 48 h, SSM's longest execution timeout
+	DefaultTimeout    = 3600
+	// DefaultDeliveryTimeout is how long a device may take to pick a task up when the request
+	// does not say, or the task's timeout when that is shorter.
+	DefaultDeliveryTimeout = 600
+	DefaultConcurrency     = "50"
 	// DefaultMaxErrors lets every device run to the end: a task with failed devices completes
 	// and its result names them. Set maxErrors to stop early instead.
 	DefaultMaxErrors = "100%"
@@ -63,12 +66,13 @@ type Rules struct {
 // gets its default; a setting that is present must be valid, so an explicit 0 or "" is refused
 // rather than taken for "the default".
 type Draft struct {
-	DeviceIDs      []string
-	ScriptURL      string
-	Args           []string
-	TimeoutSeconds *int
-	MaxConcurrency *string
-	MaxErrors      *string
+	DeviceIDs              []string
+	ScriptURL              string
+	Args                   []string
+	TimeoutSeconds         *int
+	DeliveryTimeoutSeconds *int
+	MaxConcurrency         *string
+	MaxErrors              *string
 	// Targets, when not nil, are the tag targets the devices were resolved from (CheckTargets,
 	// then the engine's inventory fills DeviceIDs); IncludeOffline asks for offline devices too.
 	Targets        []Target
@@ -156,6 +160,22 @@ func (r Rules) Validate(d Draft) (Request, error) {
 		req.TimeoutSeconds = *d.TimeoutSeconds
 		if req.TimeoutSeconds < 1 || req.TimeoutSeconds > MaxTimeoutSeconds {
 			bad("/timeoutSeconds", "must be between 1 and %d; leave it out for the default (%d)", MaxTimeoutSeconds, DefaultTimeout)
+		}
+	}
+	// The delivery timeout defaults to DefaultDeliveryTimeout, or to the task's timeout when
+	// that is shorter, and may not exceed it: a device that never picks the task up cannot
+	// hold it past its deadline anyway.
+	req.DeliveryTimeoutSeconds = min(DefaultDeliveryTimeout, max(req.TimeoutSeconds, 1))
+	if d.DeliveryTimeoutSeconds != nil {
+		req.DeliveryTimeoutSeconds = *d.DeliveryTimeoutSeconds
+		// Against a timeout that is itself invalid, only the timeout is reported.
+		upper := req.TimeoutSeconds
+		if upper < 1 || upper > MaxTimeoutSeconds {
+			upper = MaxTimeoutSeconds
+		}
+		if req.DeliveryTimeoutSeconds < 1 || req.DeliveryTimeoutSeconds > upper {
+			bad("/deliveryTimeoutSeconds", "must be between 1 and the task's timeoutSeconds (%d); leave it out for the default (%d, or timeoutSeconds when shorter)",
+				req.TimeoutSeconds, DefaultDeliveryTimeout)
 		}
 	}
 	for _, set := range []struct {

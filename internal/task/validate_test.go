@@ -24,12 +24,13 @@ var (
 // validRequest is a request every rule set accepts, with every optional field set.
 func validRequest() task.Draft {
 	return task.Draft{
-		DeviceIDs:      []string{"i-0123456789abcdef0", "mi-0123456789abcdef0"},
-		ScriptURL:      "scripts/patch.sh",
-		Args:           []string{"--dry-run"},
-		TimeoutSeconds: new(60),
-		MaxConcurrency: new("10%"),
-		MaxErrors:      new("0"),
+		DeviceIDs:              []string{"i-0123456789abcdef0", "mi-0123456789abcdef0"},
+		ScriptURL:              "scripts/patch.sh",
+		Args:                   []string{"--dry-run"},
+		TimeoutSeconds:         new(60),
+		DeliveryTimeoutSeconds: new(30),
+		MaxConcurrency:         new("10%"),
+		MaxErrors:              new("0"),
 	}
 }
 
@@ -102,6 +103,10 @@ func TestValidateReportsEveryBadField(t *testing.T) {
 			[]field{{"/timeoutSeconds", "between 1 and 172800"}}},
 		{"timeout over 48 h", localRules, func(r *task.Draft) { r.TimeoutSeconds = new(172801) },
 			[]field{{"/timeoutSeconds", "between 1 and 172800"}}},
+		{"negative delivery timeout", localRules, func(r *task.Draft) { r.DeliveryTimeoutSeconds = new(-5) },
+			[]field{{"/deliveryTimeoutSeconds", "between 1 and the task's timeoutSeconds (60)"}}},
+		{"delivery timeout beyond the task's timeout", awsRules, func(r *task.Draft) { r.DeliveryTimeoutSeconds = new(61) },
+			[]field{{"/deliveryTimeoutSeconds", "between 1 and the task's timeoutSeconds (60)"}}},
 		{"concurrency 0", localRules, func(r *task.Draft) { r.MaxConcurrency = new("0") },
 			[]field{{"/maxConcurrency", "at least 1"}}},
 		{"concurrency 0%", localRules, func(r *task.Draft) { r.MaxConcurrency = new("0%") },
@@ -182,8 +187,10 @@ func TestValidateAcceptsTheLimits(t *testing.T) {
 		{"100 args of 4096 bytes", localRules, func(r *task.Draft) {
 			r.Args = slices.Repeat([]string{strings.Repeat("a", 4096)}, 100)
 		}},
-		{"timeout of 1 s", localRules, func(r *task.Draft) { r.TimeoutSeconds = new(1) }},
+		{"timeout of 1 s", localRules, func(r *task.Draft) { r.TimeoutSeconds, r.DeliveryTimeoutSeconds = new(1), new(1) }},
 		{"timeout of 48 h", localRules, func(r *task.Draft) { r.TimeoutSeconds = new(172800) }},
+		{"delivery timeout of 1 s", awsRules, func(r *task.Draft) { r.DeliveryTimeoutSeconds = new(1) }},
+		{"delivery timeout equal to the task's", awsRules, func(r *task.Draft) { r.DeliveryTimeoutSeconds = new(*r.TimeoutSeconds) }},
 		{"concurrency 1", localRules, func(r *task.Draft) { r.MaxConcurrency = new("1") }},
 		{"concurrency 1%", localRules, func(r *task.Draft) { r.MaxConcurrency = new("1%") }},
 		{"concurrency 100%", localRules, func(r *task.Draft) { r.MaxConcurrency = new("100%") }},
@@ -216,6 +223,9 @@ func TestValidateFillsInDefaults(t *testing.T) {
 	if req.TimeoutSeconds != 3600 {
 		t.Errorf("TimeoutSeconds = %d, want 3600", req.TimeoutSeconds)
 	}
+	if req.DeliveryTimeoutSeconds != 600 {
+		t.Errorf("DeliveryTimeoutSeconds = %d, want 600", req.DeliveryTimeoutSeconds)
+	}
 	if req.MaxConcurrency != "50" {
 		t.Errorf("MaxConcurrency = %q, want 50", req.MaxConcurrency)
 	}
@@ -226,6 +236,12 @@ func TestValidateFillsInDefaults(t *testing.T) {
 		t.Errorf("Args = %#v, want an empty non-nil slice", req.Args)
 	}
 
+	// A task shorter than the default delivery timeout gets its own timeout as the default.
+	short, err := localRules.Validate(task.Draft{DeviceIDs: []string{"web-1"}, ScriptURL: "hello.sh", TimeoutSeconds: new(120)})
+	if err != nil || short.DeliveryTimeoutSeconds != 120 {
+		t.Errorf("a 120 s task: DeliveryTimeoutSeconds = %d, %v; want 120", short.DeliveryTimeoutSeconds, err)
+	}
+
 	// Values that were given are kept.
 	given := validRequest()
 	given.DeviceIDs = []string{"web-1"}
@@ -234,7 +250,8 @@ func TestValidateFillsInDefaults(t *testing.T) {
 		t.Fatalf("Validate() = %v", err)
 	}
 	want := task.Request{DeviceIDs: []string{"web-1"}, ScriptURL: given.ScriptURL, Args: given.Args,
-		TimeoutSeconds: *given.TimeoutSeconds, MaxConcurrency: *given.MaxConcurrency, MaxErrors: *given.MaxErrors}
+		TimeoutSeconds: *given.TimeoutSeconds, DeliveryTimeoutSeconds: *given.DeliveryTimeoutSeconds,
+		MaxConcurrency: *given.MaxConcurrency, MaxErrors: *given.MaxErrors}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Validate changed given values: got %+v, want %+v", got, want)
 	}
@@ -245,7 +262,7 @@ func TestValidateFillsInDefaults(t *testing.T) {
 func TestValidateRefusesExplicitZeros(t *testing.T) {
 	t.Parallel()
 	draft := task.Draft{DeviceIDs: []string{"web-1"}, ScriptURL: "hello.sh",
-		TimeoutSeconds: new(0), MaxConcurrency: new(""), MaxErrors: new("")}
+		TimeoutSeconds: new(0), DeliveryTimeoutSeconds: new(0), MaxConcurrency: new(""), MaxErrors: new("")}
 	_, err := localRules.Validate(draft)
 	var te *task.Error
 	if !errors.As(err, &te) || te.Code != task.CodeInvalid {
@@ -258,7 +275,7 @@ func TestValidateRefusesExplicitZeros(t *testing.T) {
 			t.Errorf("%s: detail %q does not say to leave it out", f.Pointer, f.Detail)
 		}
 	}
-	if want := []string{"/timeoutSeconds", "/maxConcurrency", "/maxErrors"}; !slices.Equal(pointers, want) {
+	if want := []string{"/timeoutSeconds", "/deliveryTimeoutSeconds", "/maxConcurrency", "/maxErrors"}; !slices.Equal(pointers, want) {
 		t.Errorf("pointers %q, want %q", pointers, want)
 	}
 }

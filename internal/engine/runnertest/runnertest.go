@@ -183,7 +183,7 @@ func testCancel(t *testing.T, h *harness) {
 	ids := h.target.DeviceIDs(2)
 	tk := h.submit(t, 600, map[string]Behaviour{ids[0]: {Outcome: Hang}, ids[1]: {Outcome: Hang}})
 	h.settle(t, tk.ID, func(tk *task.Task) bool { return tk.Counts.Running == 2 })
-	cancelling, err := h.engine.Cancel(t.Context(), "alice", tk.ID)
+	cancelling, err := h.engine.Cancel(t.Context(), task.Caller{Owner: "alice"}, tk.ID)
 	if err != nil || cancelling.Status != task.StatusCancelling {
 		t.Fatalf("Cancel = %+v, %v; want cancelling", cancelling, err)
 	}
@@ -202,7 +202,7 @@ func testCancelOneDevice(t *testing.T, h *harness) {
 	ids := h.target.DeviceIDs(3)
 	tk := h.submit(t, 600, map[string]Behaviour{ids[0]: {Outcome: Hang}, ids[1]: {Outcome: Hang}, ids[2]: {Outcome: Hang}})
 	h.settle(t, tk.ID, func(tk *task.Task) bool { return tk.Counts.Running == 3 })
-	got, d, err := h.engine.CancelDevice(t.Context(), "alice", tk.ID, ids[0])
+	got, d, err := h.engine.CancelDevice(t.Context(), task.Caller{Owner: "alice"}, tk.ID, ids[0])
 	if err != nil || d.Status != task.DeviceRunning || d.CancelRequestedAt == nil || got.Status != task.StatusRunning {
 		t.Fatalf("CancelDevice = %+v, %+v, %v; want the device running, marked, in a running task", got, d, err)
 	}
@@ -217,7 +217,7 @@ func testCancelOneDevice(t *testing.T, h *harness) {
 	}
 	// Cancelling the others one by one ends the task like any other: completed.
 	for _, id := range ids[1:] {
-		if _, _, err := h.engine.CancelDevice(t.Context(), "alice", tk.ID, id); err != nil {
+		if _, _, err := h.engine.CancelDevice(t.Context(), task.Caller{Owner: "alice"}, tk.ID, id); err != nil {
 			t.Fatalf("CancelDevice(%s) = %v", id, err)
 		}
 	}

@@ -168,6 +168,52 @@ func testApplyDeviceUpdates(e *env) {
 		e.wantDevice(tk.ID, want)
 	})
 
+	e.run("an ended task still takes a longer output of an ended device, and nothing else", func(e *env) {
+		tk := e.move(e.create(e.newTask(e.id("owner"), deviceNames(3))), task.StatusRunning, 0)
+		d := tk.Request.DeviceIDs
+		at := e.clock.Now()
+		short := task.DeviceUpdate{DeviceID: d[0], Status: task.DeviceSucceeded, At: at, ExitCode: new(0),
+			Stdout: "the first 2,500 char", StdoutTruncated: true, Ref: "cmd-1"}
+		tk, _ = e.apply(tk.ID, short, task.DeviceUpdate{DeviceID: d[1], Status: task.DeviceRunning, At: at})
+		tk = e.move(tk, task.StatusCompleted, time.Hour)
+		want := &task.Device{TaskID: tk.ID, ID: d[0], Status: task.DeviceSucceeded, ExitCode: new(0), CompletedAt: new(at),
+			Stdout: short.Stdout, StdoutTruncated: true, Ref: "cmd-1"}
+
+		later := at.Add(time.Minute)
+		for _, u := range []task.DeviceUpdate{
+			// A move, of an ended device or of one that was still running, or of one that never
+			// started, and a copy no longer than what is stored.
+			{DeviceID: d[0], Status: task.DeviceFailed, At: later, Stdout: "a longer output of another status"},
+			{DeviceID: d[1], Status: task.DeviceSucceeded, At: later, Stdout: "finished after the task"},
+			{DeviceID: d[2], Status: task.DeviceCancelled, At: later, Stdout: "never started"},
+			{DeviceID: d[0], Status: task.DeviceSucceeded, At: later, Stdout: "shorter"},
+		} {
+			got, n := e.apply(tk.ID, u)
+			if n != 0 {
+				e.t.Errorf("update %+v applied to an ended task", u)
+			}
+			sameTask(e.t, "the ended task after an ignored update", got, tk)
+		}
+		e.wantDevice(tk.ID, want)
+		e.wantDevice(tk.ID, &task.Device{TaskID: tk.ID, ID: d[1], Status: task.DeviceRunning, StartedAt: new(at)})
+
+		full := task.DeviceUpdate{DeviceID: d[0], Status: task.DeviceSucceeded, At: later, ExitCode: new(0),
+			Stdout: "the first 2,500 characters and the rest", Stderr: "and a warning", StderrTruncated: true}
+		got, n := e.apply(tk.ID, full)
+		if n != 1 {
+			e.t.Errorf("the longer output of an ended task's device: applied %d, want 1", n)
+		}
+		sameTask(e.t, "the ended task after a longer output", got, tk)
+		if stored, err := e.store.GetTask(e.ctx, tk.ID); err != nil {
+			e.t.Fatal(err)
+		} else {
+			sameTask(e.t, "the ended task as stored", stored, tk)
+		}
+		want.Stdout, want.StdoutTruncated = full.Stdout, false
+		want.Stderr, want.StderrTruncated = full.Stderr, true
+		e.wantDevice(tk.ID, want)
+	})
+
 	e.run("unknown task is not found", func(e *env) {
 		_, _, err := e.store.ApplyDeviceUpdates(e.ctx, e.id("missing"),
 			[]task.DeviceUpdate{{DeviceID: "dev-00000", Status: task.DeviceRunning, At: e.clock.Now()}})
