@@ -6,9 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/fleetrun/fleetrun/api"
 	"github.com/fleetrun/fleetrun/internal/engine"
@@ -164,17 +162,8 @@ func TestTargetsOnAWS(t *testing.T) {
 	}
 	ssmServer.AddNodes(nodes...)
 	ec2c := ec2.NewFromConfig(f.base)
-	for _, n := range nodes {
-		if !strings.HasPrefix(n.ID, "i-") {
-			continue
-		}
-		var tags []ec2types.Tag
-		for k, v := range n.Tags {
-			tags = append(tags, ec2types.Tag{Key: aws.String(k), Value: aws.String(v)})
-		}
-		if _, err := ec2c.CreateTags(t.Context(), &ec2.CreateTagsInput{Resources: []string{n.ID}, Tags: tags}); err != nil {
-			t.Fatalf("tag %s in moto: %v", n.ID, err)
-		}
+	if err := ssmtest.TagEC2Instances(t.Context(), ec2c, nodes...); err != nil {
+		t.Fatalf("tag the instances in moto: %v", err)
 	}
 
 	targets := fmt.Sprintf(`[{"key":"tag:Env","values":[%q]},{"key":"tag:Role","values":["web","db"]}]`, env("prod"))

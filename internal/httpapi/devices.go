@@ -117,10 +117,6 @@ func (h *handler) output(w http.ResponseWriter, r *http.Request, caller task.Cal
 		h.follow(w, r, caller, d, stream)
 		return
 	}
-	if err != nil {
-		h.error(w, r, err)
-		return
-	}
 	switch {
 	case h.cfg.Output == nil:
 		h.error(w, r, task.Errorf(task.CodeNotFound, "this deployment keeps no output beyond the device's inline copy"))
@@ -134,6 +130,12 @@ func (h *handler) output(w http.ResponseWriter, r *http.Request, caller task.Cal
 		h.error(w, r, err)
 		return
 	}
+	h.sendOutput(w, r, d, stream, out)
+}
+
+// sendOutput answers with one stream of device d's output: its body as text, or a 303 to
+// where it is served.
+func (h *handler) sendOutput(w http.ResponseWriter, r *http.Request, d *task.Device, stream string, out Output) {
 	if out.Body == nil {
 		w.Header().Set("Location", out.Redirect)
 		w.Header().Set("Cache-Control", "no-store")
@@ -147,7 +149,7 @@ func (h *handler) output(w http.ResponseWriter, r *http.Request, caller task.Cal
 	w.WriteHeader(http.StatusOK)
 	if _, err := io.Copy(w, out.Body); err != nil && r.Context().Err() == nil {
 		// The status is already sent; all that is left is to say why the body stopped short.
-		h.log.WarnContext(r.Context(), "streaming output failed", "request_id", requestID(r),
-			"task_id", id, "device_id", deviceID, "stream", stream, "err", err)
+		h.log.WarnContext(r.Context(), "sending output failed", "request_id", requestID(r),
+			"task_id", r.PathValue("id"), "device_id", d.ID, "stream", stream, "err", err)
 	}
 }

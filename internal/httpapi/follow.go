@@ -156,20 +156,7 @@ func (h *handler) followToTheEnd(w http.ResponseWriter, r *http.Request, caller 
 		h.error(w, r, err)
 		return
 	}
-	if out.Body == nil {
-		w.Header().Set("Location", out.Redirect)
-		w.Header().Set("Cache-Control", "no-store")
-		w.WriteHeader(http.StatusSeeOther)
-		return
-	}
-	defer out.Body.Close()
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.Header().Set("Cache-Control", "no-cache")
-	w.WriteHeader(http.StatusOK)
-	if _, err := io.Copy(w, out.Body); err != nil {
-		h.followFailed(r, d, stream, err)
-	}
+	h.sendOutput(w, r, d, stream, out)
 }
 
 // wholeOutput is the whole output of ended device d: the output store's, else the follower's

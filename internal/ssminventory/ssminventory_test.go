@@ -5,9 +5,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/fleetrun/fleetrun/internal/awstest"
 	"github.com/fleetrun/fleetrun/internal/ssminventory"
@@ -84,17 +82,8 @@ func TestListReadsTags(t *testing.T) {
 	srv := ssmtest.Start(t)
 	srv.AddNodes(sixNodes...)
 	ec2c := ec2.NewFromConfig(awstest.Config(t))
-	for _, n := range sixNodes {
-		if n.ID[:2] != "i-" {
-			continue
-		}
-		var tags []ec2types.Tag
-		for k, v := range n.Tags {
-			tags = append(tags, ec2types.Tag{Key: aws.String(k), Value: aws.String(v)})
-		}
-		if _, err := ec2c.CreateTags(t.Context(), &ec2.CreateTagsInput{Resources: []string{n.ID}, Tags: tags}); err != nil {
-			t.Fatalf("tag %s in moto: %v", n.ID, err)
-		}
+	if err := ssmtest.TagEC2Instances(t.Context(), ec2c, sixNodes...); err != nil {
+		t.Fatalf("tag the instances in moto: %v", err)
 	}
 	inv := ssminventory.New(ssminventory.Config{SSM: srv.Client(), EC2: ec2c})
 	page, err := inv.List(t.Context(), task.InventoryQuery{Targets: []task.Target{{Key: "tag:Env", Values: []string{"prod"}}}, Limit: 5})

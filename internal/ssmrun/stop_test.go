@@ -105,13 +105,7 @@ func TestStopDevicesCancelsExactlyThoseInstances(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cancelled := 0
-	for _, u := range updates {
-		if u.Status == task.DeviceCancelled {
-			cancelled++
-		}
-	}
-	if cancelled != 3 {
+	if cancelled := countStatus(updates, task.DeviceCancelled); cancelled != 3 {
 		t.Errorf("Poll reported %d devices cancelled, want 3", cancelled)
 	}
 }
@@ -153,4 +147,15 @@ func TestStartLeavesCancelledDevicesOut(t *testing.T) {
 	if len(got) != 1 || got[0].CommandID != cmds[1].CommandID || !slices.Equal(got[0].InstanceIDs, []string{racer}) {
 		t.Errorf("cancels = %+v, want one of %s naming %s", got, cmds[1].CommandID, racer)
 	}
+}
+
+// countStatus counts the updates that report status.
+func countStatus(updates []task.DeviceUpdate, status task.DeviceStatus) int {
+	n := 0
+	for _, u := range updates {
+		if u.Status == status {
+			n++
+		}
+	}
+	return n
 }

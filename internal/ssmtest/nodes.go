@@ -1,10 +1,16 @@
 package ssmtest
 
 import (
+	"context"
+	"fmt"
 	"maps"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 )
 
 // The managed-node operations the server speaks, beyond Run Command.
@@ -188,4 +194,22 @@ func (s *Server) listTagsForResource(body []byte) (any, *apiError) {
 		}
 	}
 	return nil, clientError("InvalidResourceId", "no managed instance %s", req.ResourceId)
+}
+
+// TagEC2Instances gives the EC2 instances among nodes (ids "i-…") their tags in EC2 (moto, in
+// tests), where DescribeTags finds them: SSM reports the tags of hybrid nodes ("mi-…") only.
+func TagEC2Instances(ctx context.Context, c *ec2.Client, nodes ...Node) error {
+	for _, n := range nodes {
+		if !strings.HasPrefix(n.ID, "i-") {
+			continue
+		}
+		var tags []ec2types.Tag
+		for k, v := range n.Tags {
+			tags = append(tags, ec2types.Tag{Key: aws.String(k), Value: aws.String(v)})
+		}
+		if _, err := c.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{n.ID}, Tags: tags}); err != nil {
+			return fmt.Errorf("tag %s: %w", n.ID, err)
+		}
+	}
+	return nil
 }
