@@ -13,7 +13,6 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -212,15 +211,15 @@ func Start(name string, handler func(*App) any, required ...string) {
 
 // Setup is what every function's main does before lambda.Start: read the configuration from
 // the environment (the variables named in required must be set), load the SDK configuration
-// (config.LoadDefaultConfig, which honours AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE>,
-// with the one retryer of every client, awsretry), and wire the App with a JSON logger and the
+// (awsretry.LoadConfig: config.LoadDefaultConfig, which honours AWS_ENDPOINT_URL and
+// AWS_ENDPOINT_URL_<SERVICE>, with the one retryer and HTTP client of every client), and wire the App with a JSON logger and the
 // metric lines on stdout.
 func Setup(ctx context.Context, required ...string) (*App, error) {
 	cfg, err := Load(os.LookupEnv, required...)
 	if err != nil {
 		return nil, err
 	}
-	sdk, err := config.LoadDefaultConfig(ctx, awsretry.LoadOption(awsretry.Options{}))
+	sdk, err := awsretry.LoadConfig(ctx, awsretry.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("load the AWS configuration: %w", err)
 	}

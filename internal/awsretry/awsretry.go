@@ -6,6 +6,7 @@
 package awsretry
 
 import (
+	"context"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -63,4 +64,16 @@ func New(o Options) aws.Retryer {
 // config.LoadDefaultConfig(ctx, awsretry.LoadOption(awsretry.Options{})).
 func LoadOption(o Options) config.LoadOptionsFunc {
 	return config.WithRetryer(func() aws.Retryer { return New(o) })
+}
+
+// LoadConfig loads the SDK's default configuration with New(o) as every client's retryer and
+// the loaded HTTP client wrapped in BufferBodies. It is how fleetrun makes its configuration,
+// in the functions and in tests alike.
+func LoadConfig(ctx context.Context, o Options) (aws.Config, error) {
+	cfg, err := config.LoadDefaultConfig(ctx, LoadOption(o))
+	if err != nil {
+		return aws.Config{}, err
+	}
+	cfg.HTTPClient = BufferBodies(cfg.HTTPClient)
+	return cfg, nil
 }

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
 
 	"github.com/fleetrun/fleetrun/internal/awsretry"
 )
@@ -126,13 +125,13 @@ func Endpoint(t testing.TB) string {
 // TestRetry is production's retryer (awsretry) with delays short enough for tests.
 var TestRetry = awsretry.Options{BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond}
 
-// Config loads the SDK configuration as production does (config.LoadDefaultConfig, with the
+// Config loads the SDK configuration as production does (awsretry.LoadConfig, with the
 // awsretry retryer, its delays shortened to TestRetry's),
 // which picks moto up from AWS_ENDPOINT_URL. It skips the test when moto is not running.
 func Config(t testing.TB) aws.Config {
 	t.Helper()
 	Endpoint(t)
-	cfg, err := config.LoadDefaultConfig(context.Background(), awsretry.LoadOption(TestRetry))
+	cfg, err := awsretry.LoadConfig(context.Background(), TestRetry)
 	if err != nil {
 		t.Fatalf("load AWS config: %v", err)
 	}

@@ -11,10 +11,10 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/smithy-go/middleware"
 
+	"github.com/fleetrun/fleetrun/internal/awsretry"
 	"github.com/fleetrun/fleetrun/internal/awstest"
 	"github.com/fleetrun/fleetrun/internal/clocktest"
 )
@@ -57,7 +57,7 @@ func newTable(t *testing.T) *testTable {
 	name = name[:min(len(name), 200)]
 	tt := &testTable{name: name, count: new(awstest.Counter), faults: new(faults)}
 	tt.client = dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) {
-		o.HTTPClient = serialClient{mu: new(sync.Mutex), next: awshttp.NewBuildableClient()}
+		o.HTTPClient = serialClient{mu: new(sync.Mutex), next: awsretry.HTTPClient()}
 		o.APIOptions = append(o.APIOptions, tt.count.Register, tt.faults.register)
 	})
 	ctx := context.Background()

@@ -19,7 +19,7 @@ func (s *Server) Client(optFns ...func(*ssm.Options)) *ssm.Client {
 		Region:       Region,
 		BaseEndpoint: aws.String(s.URL),
 		Credentials:  credentials.NewStaticCredentialsProvider("ssmtest", "ssmtest", ""),
-		HTTPClient:   s.HTTPClient(),
+		HTTPClient:   awsretry.BufferBodies(s.HTTPClient()),
 		Retryer:      awsretry.New(awsretry.Options{BaseDelay: time.Millisecond, MaxDelay: time.Millisecond}),
 	}, optFns...)
 }
