@@ -22,8 +22,13 @@ const MaxBufferedBody = 1 << 20
 // check its length). When the SDK's close wins that race, the write fails, the transport closes
 // the connection under the response being read, and the SDK sends the call again: an extra
 // request, billed and counted, for a call that had succeeded. With its own copy, nothing the
-// SDK closes reaches the transport.
+// SDK closes reaches the transport. A nil c (what config.LoadDefaultConfig leaves when nothing
+// configures a client, so that each service client would make its own) is the SDK's default
+// client.
 func BufferBodies(c aws.HTTPClient) aws.HTTPClient {
+	if c == nil {
+		c = awshttp.NewBuildableClient()
+	}
 	return bufferingClient{c}
 }
 
@@ -49,5 +54,5 @@ func (c bufferingClient) Do(req *http.Request) (*http.Response, error) {
 // config.LoadDefaultConfig keeps its own client (which may carry a custom CA bundle) and wraps
 // it instead: cfg.HTTPClient = awsretry.BufferBodies(cfg.HTTPClient).
 func HTTPClient() aws.HTTPClient {
-	return BufferBodies(awshttp.NewBuildableClient())
+	return BufferBodies(nil)
 }

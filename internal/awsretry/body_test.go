@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -82,5 +83,29 @@ func TestBufferBodiesPassesLargeAndUnknownBodiesThrough(t *testing.T) {
 		if late.body != body {
 			t.Errorf("a body of length %d was copied; it should be streamed as given", n)
 		}
+	}
+}
+
+// TestLoadConfigHasAClient: config.LoadDefaultConfig leaves HTTPClient nil unless something
+// configures one; the loaded configuration must still send requests.
+func TestLoadConfigHasAClient(t *testing.T) {
+	t.Setenv("AWS_CA_BUNDLE", "")
+	cfg, err := LoadConfig(t.Context(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		_, _ = w.Write(b)
+	}))
+	defer srv.Close()
+	req, _ := http.NewRequest(http.MethodPost, srv.URL, strings.NewReader("{}"))
+	resp, err := cfg.HTTPClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if b, _ := io.ReadAll(resp.Body); string(b) != "{}" {
+		t.Errorf("echoed %q", b)
 	}
 }
