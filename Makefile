@@ -72,9 +72,9 @@ dist:
 LAMBDA_GOOS   ?= linux
 LAMBDA_GOARCH ?= arm64
 LAMBDA_BUILD   = CGO_ENABLED=0 GOOS=$(LAMBDA_GOOS) GOARCH=$(LAMBDA_GOARCH) $(GO) build -tags lambda.norpc -trimpath -ldflags "-s -w"
-FUNCTIONS     := submit status cancel executor progress sweeper
+FUNCTIONS     := submit status cancel executor progress sweeper webhook
 
-.PHONY: build deploy deploy-config lint-template build-SubmitFunction build-StatusFunction build-CancelFunction build-ExecutorFunction build-ProgressFunction build-SweeperFunction
+.PHONY: build deploy deploy-config lint-template build-SubmitFunction build-StatusFunction build-CancelFunction build-ExecutorFunction build-ProgressFunction build-SweeperFunction build-WebhookFunction
 
 ## build: every function to build/<name>/bootstrap (linux/arm64, stripped)
 build:
@@ -92,6 +92,8 @@ build-ProgressFunction:
 	$(call lambda,progress)
 build-SweeperFunction:
 	$(call lambda,sweeper)
+build-WebhookFunction:
+	$(call lambda,webhook)
 
 # lambda builds ./functions/$(1) to $(ARTIFACTS_DIR)/bootstrap, the contract of `sam build`.
 define lambda

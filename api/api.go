@@ -54,6 +54,53 @@ type SubmitRequest struct {
 	DeliveryTimeoutSeconds int    `json:"deliveryTimeoutSeconds,omitempty"`
 	MaxConcurrency         string `json:"maxConcurrency,omitempty"`
 	MaxErrors              string `json:"maxErrors,omitempty"`
+	// Notify asks for the task's webhook events to be posted to a URL.
+	Notify *Notify `json:"notify,omitempty"`
+}
+
+// Notify is a task's webhook subscription: the URL each event is posted to, and which events
+// (WebhookTaskFinished when none are named).
+type Notify struct {
+	URL    string   `json:"url"`
+	Events []string `json:"events,omitempty"`
+}
+
+// Webhook event types, the "type" of a webhook's body.
+const (
+	WebhookTaskStarted    = "task.started"
+	WebhookTaskFinished   = "task.finished"
+	WebhookDeviceFinished = "device.finished"
+)
+
+// WebhookEvent is the body of a webhook request: the task as its event stream carries it, with
+// the event's type.
+type WebhookEvent struct {
+	Type string `json:"type"`
+	Task
+}
+
+// Delivery is one attempt to deliver a webhook event, as GET /tasks/{id}/deliveries lists it.
+type Delivery struct {
+	// EventID is the event's webhook-id header, the same on every attempt.
+	EventID string    `json:"eventId"`
+	Type    string    `json:"type"`
+	Attempt int       `json:"attempt"`
+	At      time.Time `json:"at"`
+	// StatusCode is the receiver's answer, null when there was none.
+	StatusCode *int `json:"statusCode"`
+	// Error says why the attempt failed when the status code alone does not.
+	Error string `json:"error,omitempty"`
+	// Outcome is sending, delivered, retrying or failed.
+	Outcome string `json:"outcome"`
+	// NextAttemptAt is when the event is tried again, null unless the outcome is retrying.
+	NextAttemptAt *time.Time `json:"nextAttemptAt"`
+}
+
+// DeliveryList is a page of GET /tasks/{id}/deliveries; Next is the URL of the next page,
+// absent on the last.
+type DeliveryList struct {
+	Items []Delivery `json:"items"`
+	Next  string     `json:"next,omitempty"`
 }
 
 // Target selects devices by a tag: Key is "tag:<name>", and a device matches with any of
@@ -136,9 +183,10 @@ type TaskRequest struct {
 	Args           []string `json:"args"`
 	TimeoutSeconds int      `json:"timeoutSeconds"`
 	// DeliveryTimeoutSeconds is 0 in tasks stored before the field existed.
-	DeliveryTimeoutSeconds int    `json:"deliveryTimeoutSeconds"`
-	MaxConcurrency         string `json:"maxConcurrency"`
-	MaxErrors              string `json:"maxErrors"`
+	DeliveryTimeoutSeconds int     `json:"deliveryTimeoutSeconds"`
+	MaxConcurrency         string  `json:"maxConcurrency"`
+	MaxErrors              string  `json:"maxErrors"`
+	Notify                 *Notify `json:"notify,omitempty"`
 }
 
 // Progress tells how far a task has got.
@@ -192,6 +240,8 @@ type TaskLinks struct {
 	// Relaunches lists the tasks relaunched from this one (GET /tasks?relaunchOf=); present
 	// once the task has finished, when it can be relaunched.
 	Relaunches string `json:"relaunches,omitempty"`
+	// Deliveries lists the attempts to deliver the task's webhooks; only with notify.
+	Deliveries string `json:"deliveries,omitempty"`
 }
 
 // Device is one device of a task as GET /tasks/{id}/devices returns it.
@@ -288,4 +338,9 @@ const (
 	ProblemMethodNotAllowed    = "urn:fleetrun:problem:method-not-allowed"
 	ProblemUnavailable         = "urn:fleetrun:problem:unavailable"
 	ProblemInternal            = "urn:fleetrun:problem:internal"
+	// ProblemForbidden and ProblemThrottled are answered on AWS by API Gateway itself (its
+	// gateway responses): a signed caller that IAM does not allow to invoke the API, and a
+	// caller past the stage's throttling.
+	ProblemForbidden = "urn:fleetrun:problem:forbidden"
+	ProblemThrottled = "urn:fleetrun:problem:throttled"
 )

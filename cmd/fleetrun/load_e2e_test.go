@@ -259,7 +259,7 @@ func TestEventsAfterTheEndWithAnIDAheadSendTheFinalStateAndClose(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the stream did not end: %v", err)
 	}
-	want := fmt.Sprintf("id: %d\nevent: task\n", done.Version)
+	want := fmt.Sprintf("retry: 1000\n\nid: %d\nevent: task\n", done.Version)
 	if res.StatusCode != http.StatusOK || !strings.HasPrefix(string(stream), want) || !bytes.Contains(stream, []byte(`"status":"completed"`)) {
 		t.Errorf("status %d, stream %q; want the completed state as event %d", res.StatusCode, stream, done.Version)
 	}

@@ -35,6 +35,7 @@ import (
 	"github.com/fleetrun/fleetrun/internal/ssmrun"
 	"github.com/fleetrun/fleetrun/internal/task"
 	"github.com/fleetrun/fleetrun/internal/watch"
+	"github.com/fleetrun/fleetrun/internal/webhook"
 )
 
 // StatusPollInterval is how often a long-poll on Lambda re-reads the task: the write that ends
@@ -61,6 +62,10 @@ type App struct {
 	// Follow reads the commands' output from CloudWatch Logs while they run, nil unless the
 	// stack sends it there (Config.OutputLogGroup).
 	Follow *cwoutput.Output
+	// hooks is the webhook queue, and hookRetry brings a failed webhook message's next
+	// delivery forward; nil without one.
+	hooks     *sqsqueue.WebhookQueue
+	hookRetry *sqsqueue.Retry
 }
 
 // New wires an App from cfg and the SDK configuration sdk (config.LoadDefaultConfig, which
@@ -84,26 +89,38 @@ func New(cfg Config, sdk aws.Config, log *slog.Logger, metricsOut io.Writer) *Ap
 		OutputBucket:   cfg.OutputBucket,
 		Logger:         log,
 	})
+	app := &App{Config: cfg, Log: log, Store: store, Runner: runner}
+	sqsClient := sqs.NewFromConfig(sdk)
 	var queue engine.Queue = noQueue{}
-	var retry *sqsqueue.Retry
 	if cfg.QueueURL != "" {
-		client := sqs.NewFromConfig(sdk)
-		queue = sqsqueue.New(client, cfg.QueueURL)
-		retry = &sqsqueue.Retry{API: client, QueueURL: cfg.QueueURL}
+		queue = sqsqueue.New(sqsClient, cfg.QueueURL)
+		app.retry = &sqsqueue.Retry{API: sqsClient, QueueURL: cfg.QueueURL}
 	}
-	eng := engine.New(engine.Config{
+	rules := task.Rules{DeviceID: task.ManagedNodeID, CheckScript: ssmrun.CheckScript(cfg.AllowedScriptBuckets)}
+	var hooks engine.Webhooks
+	if cfg.WebhookQueueURL != "" {
+		policy := webhook.Policy{AllowLoopback: cfg.AllowHTTPWebhooks}
+		rules.CheckWebhookURL = policy.CheckURL
+		app.hooks = sqsqueue.NewWebhookQueue(sqsClient, cfg.WebhookQueueURL, nil)
+		app.hookRetry = &sqsqueue.Retry{API: sqsClient, QueueURL: cfg.WebhookQueueURL}
+		hooks = engine.Webhooks{Queue: app.hooks, Payload: httpapi.WebhookPayload(cfg.OutputBucket != "")}
+		if !cfg.WebhookSecret.IsZero() {
+			hooks.Sender = webhook.NewSender(webhook.SenderConfig{Secret: cfg.WebhookSecret, Policy: policy})
+		}
+	}
+	app.Engine = engine.New(engine.Config{
 		Store:     store,
 		Queue:     queue,
 		Runner:    runner,
 		Publisher: eventbridge.New(awseventbridge.NewFromConfig(sdk), cfg.EventBusName, eventbridge.Options{Logger: log}),
 		Inventory: ssminventory.New(ssminventory.Config{SSM: ssmClient, EC2: ec2.NewFromConfig(sdk), Logger: log}),
 		Metrics:   metrics,
-		Rules:     task.Rules{DeviceID: task.ManagedNodeID, CheckScript: ssmrun.CheckScript(cfg.AllowedScriptBuckets)},
+		Webhooks:  hooks,
+		Rules:     rules,
 		Retention: cfg.Retention,
 		Leases:    store,
 		Logger:    log,
 	})
-	app := &App{Config: cfg, Log: log, Store: store, Engine: eng, Runner: runner, retry: retry}
 	if cfg.OutputLogGroup != "" {
 		app.Follow = cwoutput.New(cwoutput.Config{API: cloudwatchlogs.NewFromConfig(sdk), Devices: store, Group: cfg.OutputLogGroup})
 	}
@@ -114,20 +131,26 @@ func New(cfg Config, sdk aws.Config, log *slog.Logger, metricsOut io.Writer) *Ap
 	return app
 }
 
+// StreamedRoutes are the API's resources whose integration streams its response
+// (ResponseTransferMode RESPONSE_STREAM in the template): the event stream.
+var StreamedRoutes = []string{"/tasks/{id}/events"}
+
 // HTTP returns the handler of the API functions (SubmitFunction, StatusFunction,
-// CancelFunction): the same httpapi handler `fleetrun serve` uses, behind the payload 2.0
-// adapter. The owner is the part of the authorizer's identity that Config.OwnerScope names,
-// AdminPrincipals see every task, and long-polls re-read the store.
-func (a *App) HTTP() func(context.Context, events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
+// CancelFunction): the same httpapi handler `fleetrun serve` uses, behind the REST API
+// adapter, which streams StreamedRoutes. The owner is the part of the caller's identity that
+// Config.OwnerScope names, AdminPrincipals see every task, and long-polls and event streams
+// re-read the store.
+func (a *App) HTTP() func(context.Context, events.APIGatewayProxyRequest) (any, error) {
 	id := lambdahttp.Identity{Scope: a.Config.OwnerScope, Admins: a.Config.AdminPrincipals}
 	cfg := httpapi.Config{
-		Engine:  a.Engine,
-		Owner:   id.Owner,
-		Admin:   id.Admin,
-		Watcher: watch.Poller{Store: a.Store, Interval: StatusPollInterval},
-		BaseURL: lambdahttp.BaseURL,
-		// The HTTP API delivers an answer whole: a followed output is answered once its device
-		// has ended, read every second meanwhile.
+		Engine:    a.Engine,
+		Owner:     id.Owner,
+		Admin:     id.Admin,
+		Watcher:   watch.Poller{Store: a.Store, Interval: StatusPollInterval},
+		BaseURL:   lambdahttp.BaseURL,
+		KeepAlive: a.Config.EventStreamKeepAlive,
+		// The output route is buffered: a followed output is answered once its device has
+		// ended, read every second meanwhile.
 		Buffered:       true,
 		FollowInterval: StatusPollInterval,
 		Logger:         a.Log,
@@ -139,8 +162,42 @@ func (a *App) HTTP() func(context.Context, events.APIGatewayV2HTTPRequest) (even
 		cfg.Follow = a.Follow
 	}
 	h := httpapi.New(cfg)
-	return lambdahttp.Handler(h, lambdahttp.Options{Logger: a.Log})
+	return lambdahttp.Handler(h, lambdahttp.Options{Streamed: StreamedRoutes, Logger: a.Log})
 }
+
+// Webhooks returns the handler of WebhookFunction, the consumer of the webhook queue: each
+// record is one webhook job. A job not yet due (SQS delays a message 15 minutes at most) is
+// put back for the rest of its wait; a due one is attempted (engine.DeliverWebhook), and put
+// back for its retry when there is one. A record whose job could not be attempted or put back
+// is reported failed, and comes back; a malformed one reaches the dead-letter queue.
+func (a *App) Webhooks() func(context.Context, events.SQSEvent) (events.SQSEventResponse, error) {
+	return func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
+		ctx, cancel := reserve(ctx)
+		defer cancel()
+		return sqsqueue.HandleWebhooks(ctx, ev, a.deliver, a.Log, a.hookRetry), nil
+	}
+}
+
+// earlyDelivery is how much sooner than its time a job is attempted rather than put back:
+// SQS delays in whole seconds.
+const earlyDelivery = time.Second
+
+// deliver handles one job of the webhook queue.
+func (a *App) deliver(ctx context.Context, job task.WebhookJob) error {
+	if a.hooks == nil {
+		return fmt.Errorf("awsapp: webhook %s: %w", job.ID, errNoWebhookQueue)
+	}
+	if time.Until(job.NextAt) > earlyDelivery {
+		return a.hooks.Put(ctx, job)
+	}
+	next, err := a.Engine.DeliverWebhook(ctx, job)
+	if err != nil || next == nil {
+		return err
+	}
+	return a.hooks.Put(context.WithoutCancel(ctx), *next)
+}
+
+var errNoWebhookQueue = errors.New("this function has no WEBHOOK_QUEUE_URL")
 
 // Executor returns the handler of ExecutorFunction: each SQS record is one engine message,
 // handled in order; the records that failed are reported as batch item failures, so SQS
@@ -223,6 +280,11 @@ func Setup(ctx context.Context, required ...string) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load the AWS configuration: %w", err)
 	}
+	if cfg.WebhookSecretParameter != "" {
+		if cfg.WebhookSecret, err = webhookSecret(ctx, ssm.NewFromConfig(sdk), cfg.WebhookSecretParameter); err != nil {
+			return nil, err
+		}
+	}
 	// The log and the metric lines share standard output, one whole line per write.
 	out := &lineWriter{w: os.Stdout}
 	return New(cfg, sdk, NewLogger(out, cfg.LogLevel), out), nil
@@ -239,4 +301,26 @@ func (l *lineWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// ParameterAPI is the part of the SSM client webhookSecret uses; *ssm.Client satisfies it.
+type ParameterAPI interface {
+	GetParameter(ctx context.Context, in *ssm.GetParameterInput, optFns ...func(*ssm.Options)) (*ssm.GetParameterOutput, error)
+}
+
+// webhookSecret reads the webhook signing secret from the SSM parameter name, decrypted: once
+// per cold start, so a rotated secret reaches the function with its next instances.
+func webhookSecret(ctx context.Context, api ParameterAPI, name string) (webhook.Secret, error) {
+	out, err := api.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(name), WithDecryption: aws.Bool(true)})
+	if err != nil {
+		return webhook.Secret{}, fmt.Errorf("read the webhook secret from the SSM parameter %s: %w", name, err)
+	}
+	if out.Parameter == nil {
+		return webhook.Secret{}, fmt.Errorf("the SSM parameter %s has no value", name)
+	}
+	secret, err := webhook.ParseSecret(aws.ToString(out.Parameter.Value))
+	if err != nil {
+		return webhook.Secret{}, fmt.Errorf("the SSM parameter %s: %w", name, err)
+	}
+	return secret, nil
 }

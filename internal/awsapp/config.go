@@ -14,7 +14,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fleetrun/fleetrun/internal/httpapi"
 	"github.com/fleetrun/fleetrun/internal/lambdahttp"
+	"github.com/fleetrun/fleetrun/internal/webhook"
 )
 
 // The environment variables the functions read. The SAM template sets them from its resources
@@ -35,6 +37,19 @@ const (
 	// EnvOutputLogGroup names the CloudWatch Logs group of the commands' output; set when the
 	// stack's CommandOutputToCloudWatch is true, empty otherwise.
 	EnvOutputLogGroup = "OUTPUT_LOG_GROUP"
+	// EnvWebhookQueueURL is the webhook queue; tasks may ask for webhooks (notify) when it is
+	// set.
+	EnvWebhookQueueURL = "WEBHOOK_QUEUE_URL"
+	// EnvWebhookSecretParameter names the SSM SecureString parameter that holds the webhook
+	// signing secret (whsec_…); only WebhookFunction, which signs, reads it.
+	EnvWebhookSecretParameter = "WEBHOOK_SECRET_PARAMETER"
+	// EnvAllowHTTPWebhooks ("true") lets webhooks go to the loopback interface, over http
+	// too, as `fleetrun serve --allow-http-webhooks` does: for a receiver on the same host as
+	// the functions, which on AWS there never is. The template does not set it.
+	EnvAllowHTTPWebhooks = "ALLOW_HTTP_WEBHOOKS"
+	// EnvEventStreamKeepAlive is how long an event stream stays silent before it sends a
+	// comment, as a Go duration ("15s", the default and the longest).
+	EnvEventStreamKeepAlive = "EVENT_STREAM_KEEPALIVE"
 )
 
 // Defaults for the optional settings.
@@ -74,6 +89,18 @@ type Config struct {
 	// OutputLogGroup is the CloudWatch Logs group SSM sends the commands' output to, which a
 	// followed output reads; empty when the stack does not send output there.
 	OutputLogGroup string
+	// WebhookQueueURL is the webhook queue; empty turns webhooks off.
+	WebhookQueueURL string
+	// WebhookSecretParameter names the SSM parameter of the webhook secret, which Setup reads
+	// into WebhookSecret once per cold start.
+	WebhookSecretParameter string
+	// WebhookSecret signs webhooks; zero in every function but WebhookFunction.
+	WebhookSecret webhook.Secret
+	// AllowHTTPWebhooks lets webhooks go to the loopback interface (see EnvAllowHTTPWebhooks).
+	AllowHTTPWebhooks bool
+	// EventStreamKeepAlive is the longest silence of an event stream; httpapi's default when
+	// zero.
+	EventStreamKeepAlive time.Duration
 }
 
 // LookupFunc reads one environment variable; os.LookupEnv is the production one, and tests pass
@@ -103,6 +130,9 @@ func Load(lookup LookupFunc, required ...string) (Config, error) {
 		Retention:        DefaultRetentionDays * 24 * time.Hour,
 		MetricsNamespace: get(EnvMetricsNamespace),
 		OutputLogGroup:   get(EnvOutputLogGroup),
+
+		WebhookQueueURL:        get(EnvWebhookQueueURL),
+		WebhookSecretParameter: get(EnvWebhookSecretParameter),
 	}
 	if cfg.DocumentName == "" {
 		cfg.DocumentName = DefaultDocumentName
@@ -129,6 +159,18 @@ func Load(lookup LookupFunc, required ...string) (Config, error) {
 		if err := cfg.LogLevel.UnmarshalText([]byte(s)); err != nil {
 			errs = append(errs, fmt.Errorf("%s=%q: want debug, info, warn or error", EnvLogLevel, s))
 		}
+	}
+	if s := get(EnvAllowHTTPWebhooks); s != "" {
+		if cfg.AllowHTTPWebhooks, err = strconv.ParseBool(s); err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: want true or false", EnvAllowHTTPWebhooks, s))
+		}
+	}
+	if s := get(EnvEventStreamKeepAlive); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d < time.Second || d > httpapi.DefaultKeepAlive {
+			errs = append(errs, fmt.Errorf("%s=%q: want a duration from 1s to %s", EnvEventStreamKeepAlive, s, httpapi.DefaultKeepAlive))
+		}
+		cfg.EventStreamKeepAlive = d
 	}
 	if err := errors.Join(errs...); err != nil {
 		return Config{}, fmt.Errorf("awsapp: configuration: %w", err)

@@ -21,20 +21,22 @@ const (
 	dev      = "arn:aws:sts::123456789012:assumed-role/Dev/dave"
 )
 
-// apiCall invokes an API function's handler as API Gateway does, for caller (an IAM ARN), and
-// decodes the JSON answer into out when it is not nil.
-func apiCall(t *testing.T, h func(context.Context, events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error),
+// apiCall invokes an API function's handler as API Gateway does (a REST API proxy event), for
+// caller (an IAM ARN), and decodes the JSON answer into out when it is not nil.
+func apiCall(t *testing.T, h func(context.Context, events.APIGatewayProxyRequest) (any, error),
 	caller, method, path, body string, out any) int {
 	t.Helper()
-	ev := events.APIGatewayV2HTTPRequest{Version: "2.0", RouteKey: "$default", RawPath: path, Body: body,
-		Headers: map[string]string{"host": "abc123.execute-api.us-east-1.amazonaws.com", "content-type": "application/json"},
-		RequestContext: events.APIGatewayV2HTTPRequestContext{DomainName: "abc123.execute-api.us-east-1.amazonaws.com", Stage: "$default",
-			HTTP: events.APIGatewayV2HTTPRequestContextHTTPDescription{Method: method, Path: path},
-			Authorizer: &events.APIGatewayV2HTTPRequestContextAuthorizerDescription{
-				IAM: &events.APIGatewayV2HTTPRequestContextAuthorizerIAMDescription{UserARN: caller}}}}
-	resp, err := h(t.Context(), ev)
+	ev := events.APIGatewayProxyRequest{Resource: "/{proxy+}", Path: path, HTTPMethod: method, Body: body,
+		Headers: map[string]string{"Host": "abc123.execute-api.us-east-1.amazonaws.com", "Content-Type": "application/json"},
+		RequestContext: events.APIGatewayProxyRequestContext{DomainName: "abc123.execute-api.us-east-1.amazonaws.com", Stage: "v1",
+			Path: "/v1" + path, HTTPMethod: method, Identity: events.APIGatewayRequestIdentity{UserArn: caller}}}
+	out0, err := h(t.Context(), ev)
 	if err != nil {
 		t.Fatalf("%s %s as %s: %v", method, path, caller, err)
+	}
+	resp, ok := out0.(events.APIGatewayProxyResponse)
+	if !ok {
+		t.Fatalf("%s %s: the handler answered with %T", method, path, out0)
 	}
 	if out != nil && resp.StatusCode < 300 {
 		if err := json.Unmarshal([]byte(resp.Body), out); err != nil {

@@ -32,7 +32,8 @@
 //	      Projection: {ProjectionType: KEYS_ONLY}
 //	  TimeToLiveSpecification: {AttributeName: ttl, Enabled: true}
 //
-// The store calls GetItem, BatchGetItem, Query (on the table and on gsi1), UpdateItem,
+// The store calls GetItem, BatchGetItem, Query (on the table and on gsi1), PutItem (a webhook
+// delivery record), UpdateItem,
 // TransactWriteItems (whose Put, Update and ConditionCheck actions need dynamodb:PutItem,
 // dynamodb:UpdateItem and dynamodb:ConditionCheckItem) and BatchWriteItem (to stamp the expiry
 // of a finished task's items); DeleteExpired alone adds Scan and deletes through
@@ -48,6 +49,7 @@
 //	relaunch      TASK#<taskId>          RELAUNCH#<createdAt>#<id>  task id relaunched this task
 //	commandTask   COMMAND#<commandId>    COMMAND            SSM command id → task id
 //	idempotency   IDEM#<sha256(owner, key)>  IDEM           an owner's Idempotency-Key
+//	delivery      TASK#<taskId>          HOOK#<eventAt>#<eventId>#<attempt>  one webhook attempt
 //
 // The task item keeps the request's device ids as gzip'd JSON in the binary attribute
 // "deviceIds", so that a 10,000-device submit is one TransactWriteItems of two actions (the
@@ -81,6 +83,8 @@
 // (Options.Retention): the task's deadline plus the retention and a day, which outlasts the
 // task, so finishing a 10,000-device task does not rewrite 10,000 items; a device item whose
 // bound would fall short of its task's expiry is given the task's at the end, like the rest.
+// A webhook delivery record takes its task's expiry when the task has one, and otherwise the
+// bound of the task's device items, and is stamped with the task's expiry when it ends.
 // DynamoDB deletes expired items up to days late, so every read treats an item whose exp has
 // passed as absent, and an expired idempotency record may be overwritten. DeleteExpired does
 // the deletion itself; it exists for emulators, which never run TTL, and as a safety net.

@@ -46,6 +46,7 @@ const (
 	kindCommandTask = "commandTask"
 	kindIdempotency = "idempotency"
 	kindRelaunch    = "relaunch"
+	kindDelivery    = "delivery"
 )
 
 // Sort keys and key prefixes.
@@ -61,6 +62,7 @@ const (
 	prefixIdem     = "IDEM#"
 	prefixRelaunch = "RELAUNCH#"
 	openPK         = "OPEN"
+	prefixDelivery = "HOOK#"
 	sortTimeLayout = "2006-01-02T15:04:05.000000000Z"
 )
 

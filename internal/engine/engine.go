@@ -130,7 +130,9 @@ type Config struct {
 	// Inventory resolves targets and lists devices; nil when the home has none, and then a
 	// submit with targets is refused with a CodeInvalid error that says why.
 	Inventory Inventory
-	Rules     task.Rules
+	// Webhooks sends the webhook events tasks subscribe to; the zero value sends none.
+	Webhooks Webhooks
+	Rules    task.Rules
 	// Retention is how long a finished task is kept.
 	Retention time.Duration
 	// PollInterval is the delay of the first progress poll after a dispatch; later polls back
@@ -160,6 +162,7 @@ type Engine struct {
 	log *slog.Logger
 	// publishing serialises the publishing of each task's notification (see ensurePublished).
 	publishing keyedMutex
+	hooks      *webhooks
 }
 
 // New returns an Engine for cfg, filling in defaults.
@@ -195,7 +198,7 @@ func New(cfg Config) *Engine {
 	if cfg.Metrics == nil {
 		cfg.Metrics = noMetrics{}
 	}
-	return &Engine{cfg: cfg, log: cfg.Logger}
+	return &Engine{cfg: cfg, log: cfg.Logger, hooks: newWebhooks(cfg.Webhooks)}
 }
 
 func (e *Engine) notify(t *task.Task) {

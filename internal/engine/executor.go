@@ -83,8 +83,18 @@ func (e *Engine) dispatch(ctx context.Context, t *task.Task, m Message) error {
 		e.log.InfoContext(ctx, "task dispatched", "task_id", t.ID)
 		e.notify(running)
 		t, first = running, true
+		// The event goes out before any device starts; if it cannot be queued, the message is
+		// handled again, and the resume below queues it then.
+		if err := e.emitWebhook(ctx, t, task.WebhookTaskStarted); err != nil {
+			return err
+		}
 	case task.StatusRunning:
 		e.log.InfoContext(ctx, "task resumed", "task_id", t.ID)
+		// Whether the first dispatch queued the task.started event is not known here; queuing
+		// it again is harmless, as the outbox and DeliverWebhook make each attempt once.
+		if err := e.emitWebhook(ctx, t, task.WebhookTaskStarted); err != nil {
+			return err
+		}
 	case task.StatusCancelling:
 		return e.stop(ctx, t, m)
 	default:
@@ -263,6 +273,13 @@ func (e *Engine) Report(ctx context.Context, taskID string, updates []task.Devic
 	}
 	if applied > 0 {
 		e.notify(t)
+		if endsDevices(updates) {
+			// A lost device.finished event is made good by the next window's, which counts
+			// the same devices, and by task.finished: the report itself must not fail for it.
+			if err := e.emitWebhook(ctx, t, task.WebhookDeviceFinished); err != nil {
+				e.log.WarnContext(ctx, "device.finished webhook not queued", "task_id", t.ID, "err", err)
+			}
+		}
 	}
 	return e.finishIfDone(ctx, t)
 }
@@ -397,8 +414,9 @@ func (e *Engine) publish(ctx context.Context, t *task.Task) error {
 	return nil
 }
 
-// ensurePublished publishes the notification of a finished task unless the store says it went
-// out already, then records that it did. This is an outbox: the terminal write comes first, and
+// ensurePublished publishes the notification of a finished task, and queues its task.finished
+// webhook event when the task subscribed to it, unless the store says they went out already,
+// then records that they did. This is an outbox: the terminal write comes first, and
 // an error here leaves the task unpublished, so the next message for it (the redelivery of this
 // one) publishes again. A consumer may therefore see a notification twice, never zero times;
 // the notification id is the same both times.
@@ -409,7 +427,8 @@ func (e *Engine) publish(ctx context.Context, t *task.Task) error {
 // a notification goes out once per terminal transition, but when a process dies between the
 // publish and its record, or two processes (Lambdas) race.
 func (e *Engine) ensurePublished(ctx context.Context, t *task.Task) error {
-	if e.cfg.Publisher == nil || t.Published {
+	hook := e.hooks.Queue != nil && t.Request.Notify.Wants(task.WebhookTaskFinished)
+	if t.Published || e.cfg.Publisher == nil && !hook {
 		return nil
 	}
 	unlock := e.publishing.lock(t.ID)
@@ -418,10 +437,19 @@ func (e *Engine) ensurePublished(ctx context.Context, t *task.Task) error {
 		t.Published = true
 		return nil
 	}
-	if err := e.cfg.Publisher.Publish(ctx, task.NotificationFor(t)); err != nil {
-		e.log.ErrorContext(ctx, "publish failed; it is retried with the next message for the task",
-			"task_id", t.ID, "status", t.Status, "err", err)
-		return fmt.Errorf("engine: publish %s of %s: %w", t.Status, t.ID, err)
+	if e.cfg.Publisher != nil {
+		if err := e.cfg.Publisher.Publish(ctx, task.NotificationFor(t)); err != nil {
+			e.log.ErrorContext(ctx, "publish failed; it is retried with the next message for the task",
+				"task_id", t.ID, "status", t.Status, "err", err)
+			return fmt.Errorf("engine: publish %s of %s: %w", t.Status, t.ID, err)
+		}
+	}
+	// The task.finished webhook takes the same path: queued before the task is marked, so a
+	// failure here publishes both again with the next message.
+	if err := e.emitWebhook(ctx, t, task.WebhookTaskFinished); err != nil {
+		e.log.ErrorContext(ctx, "the task.finished webhook could not be queued; it is retried with the next message for the task",
+			"task_id", t.ID, "err", err)
+		return err
 	}
 	if err := e.cfg.Store.MarkPublished(ctx, t.ID); err != nil {
 		return fmt.Errorf("engine: mark %s published: %w", t.ID, err)

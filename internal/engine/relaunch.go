@@ -19,6 +19,9 @@ type Relaunch struct {
 	// from another's.
 	IdempotencyKey string
 	RequestHash    string
+	// Links is the base URL the request arrived at, as for a Submission: the relaunch keeps the
+	// original's webhook subscription, with the links of its payloads based here.
+	Links string
 }
 
 // Relaunch creates a new task, owned by r.Caller, that runs finished task r.TaskID again on the devices
@@ -53,7 +56,7 @@ func (e *Engine) Relaunch(ctx context.Context, r Relaunch) (*task.Task, bool, er
 		devices = r.Draft.DeviceIDs
 	}
 	return e.submit(ctx, Submission{Owner: r.Caller.Owner, Draft: r.Draft.Draft(orig, devices),
-		IdempotencyKey: r.IdempotencyKey, RequestHash: r.RequestHash}, orig.ID)
+		IdempotencyKey: r.IdempotencyKey, RequestHash: r.RequestHash, Links: r.Links}, orig.ID)
 }
 
 // deviceIDs lists, in request order, the devices of task id in one of statuses.

@@ -16,6 +16,9 @@ type Submission struct {
 	IdempotencyKey string
 	// RequestHash identifies the request body, so a replay with another body is refused.
 	RequestHash string
+	// Links is the base URL the request arrived at: the links in the task's webhook payloads
+	// start with it.
+	Links string
 }
 
 // Submit validates s, asks Admission for room, stores a pending task (with its idempotency
@@ -39,6 +42,9 @@ func (e *Engine) submit(ctx context.Context, s Submission, relaunchOf string) (t
 	req, err := e.cfg.Rules.Validate(draft)
 	if err != nil {
 		return nil, false, err
+	}
+	if req.Notify != nil {
+		req.Notify.Links = s.Links
 	}
 	if e.cfg.Admission != nil {
 		release, err := e.cfg.Admission.Admit(len(req.DeviceIDs))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -24,6 +25,12 @@ import (
 //
 // Waits last at most keepAlive each: the in-process broker forgets tasks nobody has touched for
 // a minute, and proxies drop silent connections, so each quiet round ends with a comment.
+//
+// The stream opens with a retry field (streamRetry), which tells an EventSource how soon to
+// reconnect, and ends with a comment that says why and the retry field again. A request with a
+// deadline (a Lambda invocation, which API Gateway streams for at most 15 minutes) ends its
+// stream that way just before it, so the client reconnects at once with Last-Event-ID and
+// misses nothing; after a terminal state the reconnection gets 204.
 func (h *handler) events(w http.ResponseWriter, r *http.Request, caller task.Caller) {
 	last, err := lastEventID(r)
 	if err != nil {
@@ -60,6 +67,12 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request, caller task.Cal
 	if r.Method == http.MethodHead {
 		return // the headers are the whole answer; a HEAD must not hold the connection
 	}
+	retry := fmt.Sprintf("retry: %d\n\n", streamRetry.Milliseconds())
+	if _, err := io.WriteString(w, retry); err != nil {
+		return
+	}
+	end, bounded := r.Context().Deadline()
+	end = end.Add(-streamEndMargin)
 	l := h.links(r)
 	send := func(t *task.Task) error {
 		data, err := json.Marshal(l.renderTask(t))
@@ -70,6 +83,7 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request, caller task.Cal
 			return err
 		}
 		last = t.Version
+		h.log.DebugContext(r.Context(), "event stream sent", "request_id", requestID(r), "task_id", id, "version", t.Version)
 		return rc.Flush()
 	}
 	if t.Version > last {
@@ -77,18 +91,29 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request, caller task.Cal
 	} else {
 		err = rc.Flush()
 	}
+	ending := "the task has ended"
 	for err == nil && !t.Status.Terminal() {
-		ctx, cancel := context.WithTimeout(r.Context(), h.keepAlive)
+		wait := h.keepAlive
+		if bounded {
+			if wait = min(wait, time.Until(end)); wait <= 0 {
+				ending = "the stream ends here; reconnect with Last-Event-ID"
+				break
+			}
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), wait)
 		werr := h.cfg.Watcher.Wait(ctx, id, last)
 		quiet := ctx.Err() != nil
 		cancel()
 		switch {
 		case r.Context().Err() != nil:
 			return // the client went away
+		case quiet && bounded && !time.Now().Before(end):
+			continue // the stream's time is up: the top of the loop ends it
 		case quiet:
 			if _, err = fmt.Fprint(w, ": keep-alive\n\n"); err == nil {
 				err = rc.Flush()
 			}
+			h.log.DebugContext(r.Context(), "event stream kept alive", "request_id", requestID(r), "task_id", id)
 			continue
 		case werr != nil:
 			err = werr
@@ -103,11 +128,23 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request, caller task.Cal
 			pause(r.Context())
 		}
 	}
+	if err == nil {
+		if _, err = io.WriteString(w, ": "+ending+"\n"+retry); err == nil {
+			err = rc.Flush()
+		}
+	}
 	if err != nil && r.Context().Err() == nil {
 		// The client reconnects with Last-Event-ID and misses nothing.
 		h.log.WarnContext(r.Context(), "event stream ended early", "request_id", requestID(r), "task_id", id, "err", err)
 	}
 }
+
+// streamRetry is the reconnection time an event stream asks of its client (the retry field).
+const streamRetry = time.Second
+
+// streamEndMargin is how long before its request's deadline a stream ends itself, leaving time
+// for the last field to reach the client.
+const streamEndMargin = 500 * time.Millisecond
 
 // lastEventID returns the version a reconnecting client last saw, or 0 when it saw none (task
 // versions start at 1).

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -21,24 +22,34 @@ type sseEvent struct {
 	id, event, data, comment string
 }
 
-// sseReader reads events from a stream.
-type sseReader struct{ sc *bufio.Scanner }
+// sseReader reads events from a stream. A block that sets the reconnection time (the first,
+// and the last with the comment that says why the stream ends) is not an event: its retry and
+// comment are kept.
+type sseReader struct {
+	sc            *bufio.Scanner
+	retry, ending string
+}
 
 func newSSEReader(r *http.Response) *sseReader {
 	sc := bufio.NewScanner(r.Body)
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	return &sseReader{sc}
+	return &sseReader{sc: sc}
 }
 
 // next returns the next event or comment; ok is false at the end of the stream.
 func (s *sseReader) next() (ev sseEvent, ok bool) {
-	started := false
+	started, retry := false, false
 	for s.sc.Scan() {
 		line := s.sc.Text()
 		if line == "" {
-			if started {
+			switch {
+			case retry:
+				s.ending = ev.comment
+				ev = sseEvent{}
+			case started:
 				return ev, true
 			}
+			started, retry = false, false
 			continue
 		}
 		started = true
@@ -53,6 +64,8 @@ func (s *sseReader) next() (ev sseEvent, ok bool) {
 			ev.event = value
 		case "data":
 			ev.data += value
+		case "retry":
+			s.retry, retry = value, true
 		}
 	}
 	return ev, false
@@ -97,6 +110,9 @@ func TestEventsFollowATaskToItsEnd(t *testing.T) {
 	if got := taskEvent(t, ev); got.Status != api.StatusPending || got.Version != 1 {
 		t.Fatalf("first event %s v%d, want the current state", got.Status, got.Version)
 	}
+	if events.retry != "1000" {
+		t.Errorf("the stream set the reconnection time to %q, want 1000 (ms)", events.retry)
+	}
 	// With nothing happening, the stream says it is alive.
 	if ev, _ := events.next(); ev.comment != "keep-alive" {
 		t.Fatalf("got %+v, want a keep-alive comment", ev)
@@ -121,6 +137,9 @@ func TestEventsFollowATaskToItsEnd(t *testing.T) {
 	}
 	if last.Status != api.StatusCompleted || last.Result == nil {
 		t.Errorf("the stream ended on %s, want the completed task with its result", last.Status)
+	}
+	if events.ending != "the task has ended" || events.retry != "1000" {
+		t.Errorf("the stream's last block: %q, retry %q; want it to say the task has ended, with retry 1000", events.ending, events.retry)
 	}
 }
 
@@ -320,4 +339,35 @@ func TestStreamsAndLongPollsAreCapped(t *testing.T) {
 		release()
 		return nil
 	})
+}
+
+// TestEventsEndBeforeTheRequestDeadline gives the request a deadline, as the Lambda adapter
+// does for a streamed invocation: the stream keeps itself alive, then ends just before the
+// deadline with a comment and the retry field, so the client reconnects with Last-Event-ID.
+func TestEventsEndBeforeTheRequestDeadline(t *testing.T) {
+	t.Parallel()
+	deadline := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			ctx, cancel := context.WithTimeout(r.Context(), streamEndMargin+300*time.Millisecond)
+			defer cancel()
+			next.ServeHTTP(w, r.WithContext(ctx))
+		})
+	}
+	b := setup(t, bundleOptions{keepAlive: 100 * time.Millisecond, wrap: deadline})
+	created := b.submit("web-1")
+	res := b.openEvents(t.Context(), created.Links.Events, nil)
+	body, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatalf("the stream did not end cleanly: %v", err)
+	}
+	stream := string(body)
+	if !strings.HasPrefix(stream, "retry: 1000\n\nid: 1\nevent: task\n") {
+		t.Errorf("the stream starts %.60q; want the retry field, then the task", stream)
+	}
+	if !strings.Contains(stream, "\n\n: keep-alive\n\n") {
+		t.Errorf("no keep-alive in %q", stream)
+	}
+	if want := "\n\n: the stream ends here; reconnect with Last-Event-ID\nretry: 1000\n\n"; !strings.HasSuffix(stream, want) {
+		t.Errorf("the stream ends %q; want %q", stream[max(0, len(stream)-80):], want)
+	}
 }

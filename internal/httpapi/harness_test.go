@@ -129,6 +129,11 @@ func setup(t *testing.T, opts ...bundleOptions) *testBundle {
 				return errors.New("scriptUrl must name a file under scripts/")
 			}
 			return nil
+		}, CheckWebhookURL: func(url string) error {
+			if !strings.HasPrefix(url, "https://hooks.example/") {
+				return errors.New("must be an https URL of hooks.example")
+			}
+			return nil
 		}},
 		Now: clock.Now,
 	})
@@ -155,10 +160,8 @@ func setup(t *testing.T, opts ...bundleOptions) *testBundle {
 	}
 	cfg.Buffered = o.buffered
 	cfg.FollowInterval = 20 * time.Millisecond
+	cfg.KeepAlive = o.keepAlive
 	b.handler = newHandler(cfg)
-	if o.keepAlive > 0 {
-		b.handler.keepAlive = o.keepAlive
-	}
 	var served http.Handler = b.handler
 	if o.wrap != nil {
 		served = o.wrap(b.handler)

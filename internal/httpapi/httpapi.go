@@ -106,6 +106,10 @@ type Config struct {
 	// the engine has no better answer (Engine.RetryAfter: on AWS, the executor's poll cadence);
 	// it is sent in whole seconds, at least 1. The default is 1 s.
 	RetryAfter time.Duration
+	// KeepAlive is how long an event stream stays silent before it sends a comment, so that
+	// proxies and API Gateway (which closes a stream idle for 5 minutes) keep it open. Zero, or
+	// anything longer, is DefaultKeepAlive.
+	KeepAlive time.Duration
 	// Metrics, when set, is served at GET /metrics to callers Owner accepts. It is not part of
 	// the API's contract: only `fleetrun serve` sets it.
 	Metrics http.Handler
@@ -119,9 +123,9 @@ const (
 	// DefaultFollowInterval is how often a followed output is looked at by default: often
 	// enough that a line shows a quarter of a second after it was written.
 	DefaultFollowInterval = 250 * time.Millisecond
-	// keepAliveInterval is the longest single wait of an event stream. The broker forgets a
+	// DefaultKeepAlive is the longest single wait of an event stream. The broker forgets a
 	// task that nobody has touched for a minute, so a wait must end well before that.
-	keepAliveInterval = 15 * time.Second
+	DefaultKeepAlive = 15 * time.Second
 )
 
 // handler is the API. It is immutable once built by New.
@@ -153,6 +157,9 @@ func newHandler(cfg Config) *handler {
 	if cfg.FollowInterval <= 0 {
 		cfg.FollowInterval = DefaultFollowInterval
 	}
+	if cfg.KeepAlive <= 0 || cfg.KeepAlive > DefaultKeepAlive {
+		cfg.KeepAlive = DefaultKeepAlive
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -160,7 +167,7 @@ func newHandler(cfg Config) *handler {
 		cfg:        cfg,
 		log:        cfg.Logger,
 		retryAfter: seconds(cfg.RetryAfter),
-		keepAlive:  keepAliveInterval,
+		keepAlive:  cfg.KeepAlive,
 		streams:    newStreams(cfg.MaxStreams, cfg.MaxStreamsPerOwner),
 		mux:        http.NewServeMux(),
 	}
@@ -183,6 +190,7 @@ func (h *handler) routes() {
 		{"/tasks/{id}/relaunch", map[string]http.HandlerFunc{http.MethodPost: h.authed(h.relaunch)}},
 		{"/devices", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.inventory)}},
 		{"/tasks/{id}/events", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.events)}},
+		{"/tasks/{id}/deliveries", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.listDeliveries)}},
 		{"/tasks/{id}/devices", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.listDevices)}},
 		{"/tasks/{id}/devices/{deviceId}", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.getDevice), http.MethodDelete: h.authed(h.cancelDevice)}},
 		{"/tasks/{id}/devices/{deviceId}/output", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.output)}},

@@ -28,6 +28,7 @@ func (h *handler) relaunch(w http.ResponseWriter, r *http.Request, caller task.C
 		Draft:          draft,
 		IdempotencyKey: key,
 		RequestHash:    requestHash(relaunchKey{Relaunch: id, Request: req}),
+		Links:          h.links(r).base,
 	})
 	h.accepted(w, r, t, created, err)
 }
@@ -46,7 +47,7 @@ func decodeRelaunch(body []byte) (api.RelaunchRequest, task.RelaunchDraft, error
 		draft task.RelaunchDraft
 	)
 	seen := false
-	err := decodeFields(body, func(name string, value json.RawMessage, pointer string, bad func(pointer, detail string)) {
+	err := decodeFields(body, func(name string, value json.RawMessage, pointer string, bad func(pointer, detail string)) error {
 		switch name {
 		case "devices":
 			seen = true
@@ -54,7 +55,7 @@ func decodeRelaunch(body []byte) (api.RelaunchRequest, task.RelaunchDraft, error
 			var which string
 			if json.Unmarshal(value, &which) == nil && !isNull(value) {
 				draft.Which = which
-				return
+				return nil
 			}
 			draft.DeviceIDs = decodeStrings(value, pointer, func(p, detail string) {
 				if p == pointer {
@@ -86,6 +87,7 @@ func decodeRelaunch(body []byte) (api.RelaunchRequest, task.RelaunchDraft, error
 		default:
 			bad(pointer, "unknown field")
 		}
+		return nil
 	})
 	if err == nil && !seen {
 		err = wrongTypes([]task.FieldError{{Pointer: "/devices", Detail: `devices is required: "failed", "all" or an array of device ids`}})

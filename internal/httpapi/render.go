@@ -1,12 +1,14 @@
 package httpapi
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strconv"
 	"time"
 
 	"github.com/fleetrun/fleetrun/api"
+	"github.com/fleetrun/fleetrun/internal/engine"
 	"github.com/fleetrun/fleetrun/internal/task"
 )
 
@@ -70,6 +72,7 @@ func (l links) renderTask(t *task.Task) api.Task {
 			DeliveryTimeoutSeconds: t.Request.DeliveryTimeoutSeconds,
 			MaxConcurrency:         t.Request.MaxConcurrency,
 			MaxErrors:              t.Request.MaxErrors,
+			Notify:                 renderNotify(t.Request.Notify),
 		},
 		Progress: api.Progress{
 			Percentage:  t.Counts.Percentage(),
@@ -83,12 +86,47 @@ func (l links) renderTask(t *task.Task) api.Task {
 			Events:  l.task(t.ID) + "/events",
 		},
 	}
+	if t.Request.Notify != nil {
+		out.Links.Deliveries = l.task(t.ID) + "/deliveries"
+	}
 	if t.Status.Terminal() {
 		out.Result = new(l.renderResult(t))
 		out.Links.Relaunches = l.tasks() + "?relaunchOf=" + url.QueryEscape(t.ID)
 	}
 	if t.RelaunchOf != "" {
 		out.RelaunchOf = &api.TaskRef{ID: t.RelaunchOf, Link: l.task(t.RelaunchOf)}
+	}
+	return out
+}
+
+func renderNotify(n *task.Notify) *api.Notify {
+	if n == nil {
+		return nil
+	}
+	events := make([]string, len(n.Events))
+	for i, e := range n.Events {
+		events[i] = string(e)
+	}
+	return &api.Notify{URL: n.URL, Events: events}
+}
+
+// WebhookPayload returns the engine's PayloadFunc in both homes: the body of a webhook event
+// of type typ is the task as its event stream carries it, with the event's type, and links
+// based on the URL the task was submitted through. servesOutput says, as Config.Output does,
+// whether the deployment serves full output, and so whether output links appear.
+func WebhookPayload(servesOutput bool) engine.PayloadFunc {
+	return func(t *task.Task, typ task.WebhookType, base string) ([]byte, error) {
+		l := links{base: trimSlash(base), withOutput: servesOutput}
+		return json.Marshal(api.WebhookEvent{Type: string(typ), Task: l.renderTask(t)})
+	}
+}
+
+// renderDelivery turns a delivery record into its wire form.
+func renderDelivery(d *task.Delivery) api.Delivery {
+	out := api.Delivery{EventID: d.EventID, Type: string(d.Type), Attempt: d.Attempt, At: d.At.UTC(),
+		Error: d.Error, Outcome: string(d.Outcome), NextAttemptAt: utc(d.NextAttemptAt)}
+	if d.StatusCode != 0 {
+		out.StatusCode = new(d.StatusCode)
 	}
 	return out
 }

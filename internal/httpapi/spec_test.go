@@ -178,11 +178,15 @@ func (s *specWalker) checkHeadersOnly(name string, route *routers.Route, r resp)
 	}
 }
 
-// checkEvents checks every event of a stream: a task event whose data is a Task.
+// checkEvents checks every event of a stream: a task event whose data is a Task, after a
+// block that sets the reconnection time.
 func (s *specWalker) checkEvents(name string, body []byte) {
 	s.t.Helper()
+	if !strings.HasPrefix(string(body), "retry: ") {
+		s.t.Errorf("%s: the stream does not start with its retry field: %.40q", name, body)
+	}
 	for block := range strings.SplitSeq(strings.TrimSpace(string(body)), "\n\n") {
-		if strings.HasPrefix(block, ":") {
+		if strings.HasPrefix(block, ":") || strings.HasPrefix(block, "retry: ") {
 			continue
 		}
 		var data string

@@ -38,6 +38,7 @@ func (h *handler) submit(w http.ResponseWriter, r *http.Request, caller task.Cal
 		Draft:          draft,
 		IdempotencyKey: key,
 		RequestHash:    requestHash(req),
+		Links:          h.links(r).base,
 	})
 	h.accepted(w, r, t, created, err)
 }
@@ -175,7 +176,7 @@ func decodeSubmit(body []byte) (api.SubmitRequest, task.Draft, error) {
 		req   api.SubmitRequest
 		draft task.Draft
 	)
-	err := decodeFields(body, func(name string, value json.RawMessage, pointer string, bad func(pointer, detail string)) {
+	err := decodeFields(body, func(name string, value json.RawMessage, pointer string, bad func(pointer, detail string)) error {
 		switch name {
 		case "deviceIds":
 			req.DeviceIDs = decodeStrings(value, pointer, bad)
@@ -189,6 +190,11 @@ func decodeSubmit(body []byte) (api.SubmitRequest, task.Draft, error) {
 		case "maxErrors":
 			req.MaxErrors = decodeString(value, pointer, bad)
 			draft.MaxErrors = &req.MaxErrors
+		case "notify":
+			var err error
+			if req.Notify, draft.Notify, err = decodeNotify(value, pointer, bad); err != nil {
+				return err
+			}
 		case "timeoutSeconds":
 			if err := json.Unmarshal(value, &req.TimeoutSeconds); err != nil || isNull(value) {
 				bad(pointer, "must be a whole number of seconds")
@@ -213,6 +219,7 @@ func decodeSubmit(body []byte) (api.SubmitRequest, task.Draft, error) {
 		default:
 			bad(pointer, "unknown field")
 		}
+		return nil
 	})
 	if err != nil {
 		return req, draft, err
@@ -223,8 +230,9 @@ func decodeSubmit(body []byte) (api.SubmitRequest, task.Draft, error) {
 
 // decodeFields parses body as one JSON object (decodeObject) and hands each of its members, in
 // the order of their names, to each, with its JSON pointer and bad, which collects what is
-// wrong with it (at most maxShapeErrors); it returns those as one 422.
-func decodeFields(body []byte, each func(name string, value json.RawMessage, pointer string, bad func(pointer, detail string))) error {
+// wrong with it (at most maxShapeErrors); it returns those as one 422. An error each returns (a
+// malformed member) ends the decoding and is returned as it is.
+func decodeFields(body []byte, each func(name string, value json.RawMessage, pointer string, bad func(pointer, detail string)) error) error {
 	fields, err := decodeObject(body)
 	if err != nil {
 		return err
@@ -236,7 +244,9 @@ func decodeFields(body []byte, each func(name string, value json.RawMessage, poi
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(fields)) {
-		each(name, fields[name], "/"+escapePointer(name), bad)
+		if err := each(name, fields[name], "/"+escapePointer(name), bad); err != nil {
+			return err
+		}
 	}
 	if len(errs) > 0 {
 		return wrongTypes(errs)
@@ -336,6 +346,37 @@ func decodeTargets(value json.RawMessage, pointer string, bad func(pointer, deta
 		}
 	}
 	return out
+}
+
+// decodeNotify decodes the notify member: an object with url (a string) and events (an array of
+// strings, optional), and nothing else. A member named twice is malformed, as at the top.
+func decodeNotify(value json.RawMessage, pointer string, bad func(pointer, detail string)) (*api.Notify, *task.NotifyDraft, error) {
+	if len(value) == 0 || value[0] != '{' {
+		bad(pointer, "must be an object with url and events")
+		return nil, nil, nil
+	}
+	members, err := objectMembers(value)
+	if err != nil {
+		return nil, nil, err
+	}
+	n, d := &api.Notify{}, &task.NotifyDraft{}
+	for _, name := range slices.Sorted(maps.Keys(members)) {
+		v, p := members[name], pointer+"/"+escapePointer(name)
+		switch name {
+		case "url":
+			n.URL = decodeString(v, p, bad)
+		case "events":
+			n.Events = decodeStrings(v, p, bad)
+			d.Events = n.Events
+			if d.Events == nil {
+				d.Events = []string{}
+			}
+		default:
+			bad(p, "unknown field")
+		}
+	}
+	d.URL = n.URL
+	return n, d, nil
 }
 
 func decodeString(value json.RawMessage, pointer string, bad func(pointer, detail string)) string {

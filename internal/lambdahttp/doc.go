@@ -1,40 +1,42 @@
-// Package lambdahttp serves a plain net/http handler behind an API Gateway HTTP API, through
-// the Lambda proxy integration's payload format 2.0. The Lambda functions wrap the same
-// httpapi handler that `fleetrun serve` listens with, so the API behaves the same in both homes.
+// Package lambdahttp serves a plain net/http handler behind an API Gateway REST API, through
+// the Lambda proxy integration (payload format 1.0), buffered or streamed. The Lambda
+// functions wrap the same httpapi handler that `fleetrun serve` listens with, so the API
+// behaves the same in both homes.
 //
 // # Why a small adapter of our own
 //
-// github.com/awslabs/aws-lambda-go-api-proxy (httpadapter, payload 2.0) was the candidate
-// library. It does not fit cleanly here, for reasons that matter to this API:
+// github.com/awslabs/aws-lambda-go-api-proxy (httpadapter) was the candidate library. It does
+// not fit cleanly here, for reasons that matter to this API:
 //
-//   - It does not strip a named stage from rawPath (an HTTP API puts "/prod" in front of every
-//     path outside the $default stage), and strips a custom domain's base path only when the
-//     path is configured in advance; it cannot build a Location that is right in all of
-//     $default, named stages and custom domains with or without a base path.
-//   - It splits every header not on a short list at commas, which breaks values that contain
-//     commas but are not lists (If-Modified-Since dates, quoted entity tags).
-//   - Its response writer does not implement Flush, and buffers forever, so a Server-Sent
-//     Events stream either stops after one event or runs until the function times out.
+//   - Its response writer does not implement Flush and buffers forever, and it has no
+//     streamed answer at all, so the event stream could not be streamed.
+//   - It builds no base URL from the request context: a Location must point at the stage or
+//     the custom domain's base path the caller used.
 //   - Its module requires the Gin, Echo, Fiber, Iris and Chi adapters and their dependencies.
 //
-// aws-lambda-go itself only has the event types, which this package uses. The adapter below
-// is about four hundred lines with table tests of its own.
+// aws-lambda-go itself has the event types, and for the streamed answer
+// events.APIGatewayProxyStreamingResponse, which this package uses: it writes the JSON
+// prelude (status and headers), the eight NUL bytes API Gateway expects after it, and then
+// the body as it is read. The adapter is a few hundred lines with table tests of its own.
 //
 // # Paths, stages and custom domains
 //
-// API Gateway keeps the stage (outside $default) and a custom domain's API mapping key in
-// rawPath, while the route key names the path as the API defines it. The adapter lines the
-// route key's template up with the end of rawPath: what is left in front is the prefix the
-// caller used, which it strips for routing and keeps for BaseURL, so links and Location
-// headers point at the URL the caller actually called. Where the route key is $default or a
-// greedy {proxy+} route, it falls back to stripping a named stage.
+// API Gateway gives the API's own path in the event's path, and the caller's whole path in
+// the request context's: what the second has in front of the first is the prefix the caller
+// used (the stage on the execute-api endpoint, "/v1"; a custom domain's base path), which
+// BaseURL keeps, so that links and Location headers point at the URL the caller actually
+// called.
 //
-// # Buffered responses
+// # Buffered and streamed routes
 //
-// API Gateway buffers a Lambda's whole response. Flush therefore cannot send part of one; the
-// adapter treats the first Flush of a non-empty body as the end of the response: it ends the
-// request's context, which makes a streaming handler return, and the client receives what was
-// written so far. An event stream thus behaves as a long-poll that the client re-opens with
-// Last-Event-ID. The request's context also ends a little before the function's own deadline,
-// so that a handler still waiting returns in time for an answer to be sent.
+// API Gateway buffers a Lambda's whole answer unless the integration streams it
+// (ResponseTransferMode RESPONSE_STREAM, invoked with InvokeWithResponseStream). Options.Streamed
+// names the resources whose integration streams: their requests run for up to 15 minutes (the
+// function's deadline, or StreamLimit), the handler writes into a pipe the runtime reads, and
+// what it writes reaches the client as it is written. Every other request is buffered and
+// bounded by API Gateway's 29 seconds (BufferedLimit); there Flush cannot send part of an
+// answer, so the first Flush of a non-empty body ends the request's context, which makes a
+// waiting handler return, and the client receives what was written so far. A request's
+// context ends a little before its deadline (Options.Reserve), so that a handler still waiting
+// returns in time for its answer to be sent.
 package lambdahttp

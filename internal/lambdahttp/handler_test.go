@@ -126,10 +126,7 @@ func TestResponse(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			resp, err := Handler(tt.handler, Options{})(context.Background(), gatewayEvent())
-			if err != nil {
-				t.Fatal(err)
-			}
+			resp := invokeBuffered(t, Handler(tt.handler, Options{}), context.Background(), gatewayEvent())
 			if resp.StatusCode != tt.status || resp.Body != tt.body || resp.IsBase64Encoded != tt.base64 {
 				t.Errorf("got %d %q base64=%v; want %d %q base64=%v", resp.StatusCode, resp.Body, resp.IsBase64Encoded, tt.status, tt.body, tt.base64)
 			}
@@ -142,10 +139,10 @@ func TestResponse(t *testing.T) {
 				}
 			}
 			if _, ok := resp.Headers["Set-Cookie"]; ok {
-				t.Error("Set-Cookie was sent as a header instead of in cookies")
+				t.Error("Set-Cookie was joined into one header line")
 			}
-			if !slices.Equal(resp.Cookies, tt.cookies) && len(resp.Cookies)+len(tt.cookies) > 0 {
-				t.Errorf("cookies = %q, want %q", resp.Cookies, tt.cookies)
+			if cookies := resp.MultiValueHeaders["Set-Cookie"]; !slices.Equal(cookies, tt.cookies) && len(cookies)+len(tt.cookies) > 0 {
+				t.Errorf("cookies = %q, want %q", cookies, tt.cookies)
 			}
 		})
 	}
@@ -176,30 +173,23 @@ func routes() http.Handler {
 func TestHandlerRoutesBehindStagesAndDomains(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name, domain, stage, rawPath, wantLocation string
+		name, domain, path, fullPath, wantLocation string
 	}{
-		{"default stage", "abc.execute-api.us-east-1.amazonaws.com", "$default", "/tasks",
-			"https://abc.execute-api.us-east-1.amazonaws.com/tasks/01JD"},
-		{"named stage", "abc.execute-api.us-east-1.amazonaws.com", "prod", "/prod/tasks",
-			"https://abc.execute-api.us-east-1.amazonaws.com/prod/tasks/01JD"},
-		{"custom domain with a base path", "fleet.example.com", "prod", "/v1/tasks",
-			"https://fleet.example.com/v1/tasks/01JD"},
-		{"custom domain at the root", "fleet.example.com", "prod", "/tasks",
-			"https://fleet.example.com/tasks/01JD"},
+		{"execute-api endpoint", "abc.execute-api.us-east-1.amazonaws.com", "/tasks", "/v1/tasks",
+			"https://abc.execute-api.us-east-1.amazonaws.com/v1/tasks/01JD"},
+		{"custom domain with a base path", "fleet.example.com", "/tasks", "/fleet/tasks", "https://fleet.example.com/fleet/tasks/01JD"},
+		{"custom domain at the root", "fleet.example.com", "/tasks", "/tasks", "https://fleet.example.com/tasks/01JD"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			ev := gatewayEvent()
-			ev.RouteKey, ev.RawPath = "POST /tasks", tt.rawPath
-			ev.RequestContext.HTTP.Method, ev.RequestContext.Stage = "POST", tt.stage
-			ev.RequestContext.DomainName, ev.Headers["host"] = tt.domain, tt.domain
+			ev.Resource, ev.Path, ev.HTTPMethod = "/tasks", tt.path, "POST"
+			ev.RequestContext.Path, ev.RequestContext.DomainName = tt.fullPath, tt.domain
+			ev.Headers["Host"], ev.MultiValueHeaders["Host"] = tt.domain, []string{tt.domain}
 			ev.Body = base64.StdEncoding.EncodeToString([]byte(`{"deviceIds":["i-1"]}`))
 			ev.IsBase64Encoded = true
-			resp, err := Handler(routes(), Options{})(context.Background(), ev)
-			if err != nil {
-				t.Fatal(err)
-			}
+			resp := invokeBuffered(t, Handler(routes(), Options{}), context.Background(), ev)
 			if resp.StatusCode != http.StatusAccepted || resp.Headers["Location"] != tt.wantLocation {
 				t.Fatalf("got %d Location %q; want 202 %q (body %s)", resp.StatusCode, resp.Headers["Location"], tt.wantLocation, resp.Body)
 			}
@@ -217,19 +207,32 @@ func TestHandlerRoutesBehindStagesAndDomains(t *testing.T) {
 func TestHandlerPathParameters(t *testing.T) {
 	t.Parallel()
 	ev := gatewayEvent()
-	ev.RouteKey, ev.RawPath, ev.RawQueryString = "GET /tasks/{id}", "/prod/tasks/01JDXYZ", ""
-	resp, err := Handler(routes(), Options{})(context.Background(), ev)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ev.Resource, ev.Path, ev.RequestContext.Path = "/tasks/{id}", "/tasks/01JDXYZ", "/v1/tasks/01JDXYZ"
+	ev.QueryStringParameters, ev.MultiValueQueryStringParameters = nil, nil
+	resp := invokeBuffered(t, Handler(routes(), Options{}), context.Background(), ev)
 	var got map[string]string
 	if err := json.Unmarshal([]byte(resp.Body), &got); err != nil {
 		t.Fatalf("%v: %s", err, resp.Body)
 	}
-	want := "https://abc123.execute-api.eu-west-1.amazonaws.com/prod/tasks/01JDXYZ"
+	want := "https://abc123.execute-api.eu-west-1.amazonaws.com/v1/tasks/01JDXYZ"
 	if got["id"] != "01JDXYZ" || got["self"] != want {
 		t.Errorf("got %v, want id 01JDXYZ and self %s", got, want)
 	}
+}
+
+// invokeBuffered calls the Lambda handler and returns its buffered response.
+func invokeBuffered(t *testing.T, fn func(context.Context, events.APIGatewayProxyRequest) (any, error), ctx context.Context,
+	ev events.APIGatewayProxyRequest) events.APIGatewayProxyResponse {
+	t.Helper()
+	out, err := fn(ctx, ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, ok := out.(events.APIGatewayProxyResponse)
+	if !ok {
+		t.Fatalf("the handler answered a buffered route with %T", out)
+	}
+	return resp
 }
 
 func TestHandlerEndsAStreamAtTheFirstFlush(t *testing.T) {
@@ -258,10 +261,7 @@ func TestHandlerEndsAStreamAtTheFirstFlush(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	resp, err := Handler(stream, Options{})(ctx, gatewayEvent())
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := invokeBuffered(t, Handler(stream, Options{}), ctx, gatewayEvent())
 	if resp.StatusCode != 200 || resp.Body != "id: 1\ndata: {}\n\n" || resp.Headers["Content-Type"] != "text/event-stream" {
 		t.Errorf("got %d %q %v", resp.StatusCode, resp.Body, resp.Headers)
 	}
@@ -279,10 +279,7 @@ func TestHandlerAnswersBeforeTheDeadline(t *testing.T) {
 	lambdaDeadline := time.Now().Add(2 * time.Second)
 	ctx, cancel := context.WithDeadline(context.Background(), lambdaDeadline)
 	defer cancel()
-	resp, err := Handler(slow, Options{Reserve: 1500 * time.Millisecond})(ctx, gatewayEvent())
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := invokeBuffered(t, Handler(slow, Options{Reserve: 1500 * time.Millisecond}), ctx, gatewayEvent())
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Headers["Retry-After"] != "1" {
 		t.Errorf("got %d %v", resp.StatusCode, resp.Headers)
 	}
@@ -305,7 +302,7 @@ func TestHandlerProblems(t *testing.T) {
 	tests := []struct {
 		name    string
 		handler http.Handler
-		ev      events.APIGatewayV2HTTPRequest
+		ev      events.APIGatewayProxyRequest
 		status  int
 		typ     string
 	}{
@@ -316,10 +313,7 @@ func TestHandlerProblems(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			resp, err := Handler(tt.handler, Options{})(context.Background(), tt.ev)
-			if err != nil {
-				t.Fatal(err)
-			}
+			resp := invokeBuffered(t, Handler(tt.handler, Options{}), context.Background(), tt.ev)
 			var p api.Problem
 			if err := json.Unmarshal([]byte(resp.Body), &p); err != nil {
 				t.Fatal(err)

@@ -7,12 +7,11 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 )
 
-// callerRequest is a request whose IAM authorizer identified principal ("" for none).
-func callerRequest(t *testing.T, principal string) *events.APIGatewayV2HTTPRequest {
+// callerRequest is a request whose IAM authorization identified principal ("" for none).
+func callerRequest(t *testing.T, principal string) *events.APIGatewayProxyRequest {
 	t.Helper()
 	ev := gatewayEvent()
-	ev.RequestContext.Authorizer = &events.APIGatewayV2HTTPRequestContextAuthorizerDescription{
-		IAM: &events.APIGatewayV2HTTPRequestContextAuthorizerIAMDescription{UserARN: principal}}
+	ev.RequestContext.Identity.UserArn = principal
 	return &ev
 }
 

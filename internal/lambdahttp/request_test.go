@@ -11,70 +11,38 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 )
 
-func TestSplitPrefix(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		name, raw, routeKey, stage string
-		prefix, path               string
-	}{
-		{"default stage", "/tasks/01J", "GET /tasks/{id}", "$default", "", "/tasks/01J"},
-		{"named stage", "/prod/tasks/01J", "GET /tasks/{id}", "prod", "/prod", "/tasks/01J"},
-		{"custom domain mapping", "/v1/tasks/01J/devices", "GET /tasks/{id}/devices", "prod", "/v1", "/tasks/01J/devices"},
-		{"custom domain at the root", "/tasks", "POST /tasks", "prod", "", "/tasks"},
-		{"mapping of two levels", "/fleet/v1/tasks", "POST /tasks", "$default", "/fleet/v1", "/tasks"},
-		{"stage named like a route", "/tasks/tasks", "GET /tasks", "tasks", "/tasks", "/tasks"},
-		{"trailing slash", "/prod/tasks/", "GET /tasks", "prod", "/prod", "/tasks/"},
-		{"root route", "/prod", "GET /", "prod", "/prod", "/"},
-		{"default route key, named stage", "/prod/tasks", "$default", "prod", "/prod", "/tasks"},
-		{"default route key, default stage", "/tasks", "$default", "$default", "", "/tasks"},
-		{"greedy route falls back to the stage", "/dev/tasks/x", "ANY /{proxy+}", "dev", "/dev", "/tasks/x"},
-		{"route key that does not fit the path", "/prod/other/x", "GET /tasks/{id}", "prod", "/prod", "/other/x"},
-		{"empty parameter does not match", "/prod/tasks/", "GET /tasks/{id}", "prod", "/prod", "/tasks/"},
-		{"only the stage", "/prod", "$default", "prod", "/prod", "/"},
-		{"stage that is only a prefix of a segment", "/production/tasks", "$default", "prod", "", "/production/tasks"},
-		{"escaped segment", "/prod/tasks/a%2Fb", "GET /tasks/{id}", "prod", "/prod", "/tasks/a%2Fb"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			prefix, path := splitPrefix(tt.raw, tt.routeKey, tt.stage)
-			if prefix != tt.prefix || path != tt.path {
-				t.Errorf("splitPrefix(%q, %q, %q) = %q, %q; want %q, %q", tt.raw, tt.routeKey, tt.stage, prefix, path, tt.prefix, tt.path)
-			}
-		})
-	}
-}
-
-// gatewayEvent is a payload 2.0 event as API Gateway sends it for a named stage with IAM auth.
-func gatewayEvent() events.APIGatewayV2HTTPRequest {
-	return events.APIGatewayV2HTTPRequest{
-		Version:        "2.0",
-		RouteKey:       "GET /tasks/{id}/devices",
-		RawPath:        "/prod/tasks/01JD/devices",
-		RawQueryString: "status=failed&status=timed_out&limit=2",
-		Cookies:        []string{"a=1", "b=2"},
+// gatewayEvent is a REST API proxy event (payload 1.0) as API Gateway sends it for the stage
+// v1 of the execute-api endpoint, with IAM authorization.
+func gatewayEvent() events.APIGatewayProxyRequest {
+	return events.APIGatewayProxyRequest{
+		Resource:   "/tasks/{id}/devices",
+		Path:       "/tasks/01JD/devices",
+		HTTPMethod: "GET",
 		Headers: map[string]string{
-			"host":              "abc123.execute-api.eu-west-1.amazonaws.com",
-			"if-modified-since": "Wed, 21 Oct 2015 07:28:00 GMT",
-			"prefer":            "wait=5, respond-async",
-			"x-forwarded-proto": "https",
-			"content-length":    "999",
+			"Host":              "abc123.execute-api.eu-west-1.amazonaws.com",
+			"If-Modified-Since": "Wed, 21 Oct 2015 07:28:00 GMT",
+			"Prefer":            "respond-async",
+			"X-Forwarded-Proto": "https",
+			"Content-Length":    "999",
+			"Cookie":            "a=1; b=2",
 		},
-		QueryStringParameters: map[string]string{"status": "failed,timed_out", "limit": "2"},
-		PathParameters:        map[string]string{"id": "01JD"},
-		RequestContext: events.APIGatewayV2HTTPRequestContext{
-			RouteKey:   "GET /tasks/{id}/devices",
-			Stage:      "prod",
-			DomainName: "abc123.execute-api.eu-west-1.amazonaws.com",
-			RequestID:  "JKJaXmPLvHcESHA=",
-			HTTP: events.APIGatewayV2HTTPRequestContextHTTPDescription{
-				Method: "GET", Path: "/prod/tasks/01JD/devices", Protocol: "HTTP/1.1", SourceIP: "192.0.2.1",
-			},
-			Authorizer: &events.APIGatewayV2HTTPRequestContextAuthorizerDescription{
-				IAM: &events.APIGatewayV2HTTPRequestContextAuthorizerIAMDescription{
-					UserARN: "arn:aws:iam::123456789012:user/alice", AccountID: "123456789012",
-				},
-			},
+		MultiValueHeaders: map[string][]string{
+			"Host":              {"abc123.execute-api.eu-west-1.amazonaws.com"},
+			"If-Modified-Since": {"Wed, 21 Oct 2015 07:28:00 GMT"},
+			"Prefer":            {"wait=5", "respond-async"},
+			"X-Forwarded-Proto": {"https"},
+			"Content-Length":    {"999"},
+			"Cookie":            {"a=1; b=2"},
+		},
+		QueryStringParameters:           map[string]string{"status": "timed_out", "limit": "2"},
+		MultiValueQueryStringParameters: map[string][]string{"status": {"failed", "timed_out"}, "limit": {"2"}},
+		PathParameters:                  map[string]string{"id": "01JD"},
+		RequestContext: events.APIGatewayProxyRequestContext{
+			AccountID: "123456789012", ResourceID: "r1", Stage: "v1", DomainName: "abc123.execute-api.eu-west-1.amazonaws.com",
+			RequestID: "JKJaXmPLvHcESHA=", Protocol: "HTTP/1.1", ResourcePath: "/tasks/{id}/devices",
+			Path: "/v1/tasks/01JD/devices", HTTPMethod: "GET", APIID: "abc123",
+			Identity: events.APIGatewayRequestIdentity{SourceIP: "192.0.2.1", AccountID: "123456789012",
+				UserArn: "arn:aws:iam::123456789012:user/alice", Caller: "AIDAEXAMPLE", User: "AIDAEXAMPLE"},
 		},
 	}
 }
@@ -88,23 +56,21 @@ func TestNewRequest(t *testing.T) {
 	checks := []struct{ what, got, want string }{
 		{"method", r.Method, "GET"},
 		{"path", r.URL.Path, "/tasks/01JD/devices"},
-		{"query", r.URL.RawQuery, "status=failed&status=timed_out&limit=2"},
-		{"request URI", r.RequestURI, "/tasks/01JD/devices?status=failed&status=timed_out&limit=2"},
+		{"query", r.URL.RawQuery, "limit=2&status=failed&status=timed_out"},
+		{"request URI", r.RequestURI, "/tasks/01JD/devices?limit=2&status=failed&status=timed_out"},
 		{"host", r.Host, "abc123.execute-api.eu-west-1.amazonaws.com"},
 		{"remote address", r.RemoteAddr, "192.0.2.1"},
 		{"a date keeps its comma", r.Header.Get("If-Modified-Since"), "Wed, 21 Oct 2015 07:28:00 GMT"},
-		{"a list stays one line", r.Header.Get("Prefer"), "wait=5, respond-async"},
-		{"cookies", r.Header.Get("Cookie"), "a=1; b=2"},
 		{"no stale Content-Length", r.Header.Get("Content-Length"), ""},
-		{"base URL", BaseURL(r), "https://abc123.execute-api.eu-west-1.amazonaws.com/prod"},
+		{"base URL", BaseURL(r), "https://abc123.execute-api.eu-west-1.amazonaws.com/v1"},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
 			t.Errorf("%s = %q, want %q", c.what, c.got, c.want)
 		}
 	}
-	if got := r.URL.Query()["status"]; len(got) != 2 {
-		t.Errorf("repeated query parameter = %v, want both values", got)
+	if got := r.Header.Values("Prefer"); len(got) != 2 || got[0] != "wait=5" {
+		t.Errorf("a header sent twice = %q, want both values in order", got)
 	}
 	if c, err := r.Cookie("b"); err != nil || c.Value != "2" {
 		t.Errorf("cookie b = %v, %v", c, err)
@@ -136,7 +102,7 @@ func TestNewRequestBodies(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			ev := gatewayEvent()
-			ev.RouteKey, ev.RawPath, ev.RequestContext.HTTP.Method = "POST /tasks", "/prod/tasks", "POST"
+			ev.Resource, ev.Path, ev.HTTPMethod = "/tasks", "/tasks", "POST"
 			ev.Body, ev.IsBase64Encoded = tt.body, tt.base64
 			r, err := NewRequest(context.Background(), ev)
 			if tt.wantErr {
@@ -158,14 +124,12 @@ func TestNewRequestBodies(t *testing.T) {
 
 func TestNewRequestFallbacks(t *testing.T) {
 	t.Parallel()
-	// A hand-written event (sam local, a test) may lack rawPath, rawQueryString and the host.
-	ev := events.APIGatewayV2HTTPRequest{
-		RouteKey:              "GET /tasks",
+	// A hand-written event (sam local, a test) may have single-value maps only, no request
+	// context path and no Host header.
+	ev := events.APIGatewayProxyRequest{
+		Resource: "/tasks", Path: "/tasks", HTTPMethod: "get",
 		QueryStringParameters: map[string]string{"status": "running", "limit": "5"},
-		RequestContext: events.APIGatewayV2HTTPRequestContext{
-			Stage: "$default", DomainName: "api.example.com",
-			HTTP: events.APIGatewayV2HTTPRequestContextHTTPDescription{Method: "get", Path: "/tasks"},
-		},
+		RequestContext:        events.APIGatewayProxyRequestContext{Stage: "v1", DomainName: "api.example.com"},
 	}
 	r, err := NewRequest(context.Background(), ev)
 	if err != nil {
@@ -174,42 +138,40 @@ func TestNewRequestFallbacks(t *testing.T) {
 	if r.Method != "GET" || r.URL.Path != "/tasks" || r.URL.RawQuery != "limit=5&status=running" || r.Host != "api.example.com" {
 		t.Errorf("got %s %s?%s host %s", r.Method, r.URL.Path, r.URL.RawQuery, r.Host)
 	}
-	if got := BaseURL(r); got != "https://api.example.com" {
+	if got := BaseURL(r); got != "https://api.example.com/v1" {
 		t.Errorf("BaseURL = %q", got)
 	}
-	// A path that starts with two slashes is a path, not a host.
-	ev.RouteKey, ev.RawPath = "$default", "//tasks"
+	// A path that starts with two slashes is a path, not a host; an escaped one keeps its
+	// escapes.
+	ev.Path = "//tasks"
 	if r, err = NewRequest(context.Background(), ev); err != nil || r.URL.Path != "//tasks" {
 		t.Errorf("//tasks gave %v, %v", r.URL, err)
+	}
+	ev.Path = "/tasks/a%2Fb"
+	if r, err = NewRequest(context.Background(), ev); err != nil || r.URL.Path != "/tasks/a/b" || r.URL.EscapedPath() != "/tasks/a%2Fb" {
+		t.Errorf("/tasks/a%%2Fb gave %v, %v", r.URL, err)
 	}
 }
 
 func TestOwner(t *testing.T) {
 	t.Parallel()
-	iam := &events.APIGatewayV2HTTPRequestContextAuthorizerDescription{
-		IAM: &events.APIGatewayV2HTTPRequestContextAuthorizerIAMDescription{UserARN: "arn:aws:sts::123456789012:assumed-role/ops/bob"}}
-	jwt := &events.APIGatewayV2HTTPRequestContextAuthorizerDescription{
-		JWT: &events.APIGatewayV2HTTPRequestContextAuthorizerJWTDescription{Claims: map[string]string{"sub": "user-42", "iss": "https://issuer"}}}
 	tests := []struct {
 		name       string
-		authorizer *events.APIGatewayV2HTTPRequestContextAuthorizerDescription
+		identity   string
+		authorizer map[string]any
 		want       string
 	}{
-		{"IAM", iam, "arn:aws:sts::123456789012:assumed-role/ops/bob"},
-		{"JWT", jwt, "user-42"},
-		{"no authorizer", nil, ""},
-		{"IAM without an ARN", &events.APIGatewayV2HTTPRequestContextAuthorizerDescription{
-			IAM: &events.APIGatewayV2HTTPRequestContextAuthorizerIAMDescription{}}, ""},
-		{"JWT without a subject", &events.APIGatewayV2HTTPRequestContextAuthorizerDescription{
-			JWT: &events.APIGatewayV2HTTPRequestContextAuthorizerJWTDescription{Claims: map[string]string{"iss": "x"}}}, ""},
-		{"Lambda authorizer", &events.APIGatewayV2HTTPRequestContextAuthorizerDescription{
-			Lambda: map[string]any{"owner": "mallory"}}, ""},
+		{"IAM", "arn:aws:sts::123456789012:assumed-role/ops/bob", nil, "arn:aws:sts::123456789012:assumed-role/ops/bob"},
+		{"Cognito user pool", "", map[string]any{"claims": map[string]any{"sub": "user-42", "iss": "https://issuer"}}, "user-42"},
+		{"Lambda authorizer", "", map[string]any{"principalId": "mallory"}, "mallory"},
+		{"none", "", nil, ""},
+		{"claims without a subject", "", map[string]any{"claims": map[string]any{"iss": "x"}}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			ev := gatewayEvent()
-			ev.RequestContext.Authorizer = tt.authorizer
+			ev.RequestContext.Identity.UserArn, ev.RequestContext.Authorizer = tt.identity, tt.authorizer
 			r, err := NewRequest(context.Background(), ev)
 			if err != nil {
 				t.Fatal(err)
@@ -233,22 +195,33 @@ func TestOwner(t *testing.T) {
 	}
 }
 
-func TestBaseURLComesFromTheRequestContext(t *testing.T) {
+func TestBaseURL(t *testing.T) {
 	t.Parallel()
-	// What the caller sends in Host and X-Forwarded-* reaches the function as it was sent.
-	ev := events.APIGatewayV2HTTPRequest{
-		RouteKey: "POST /tasks", RawPath: "/prod/tasks",
-		Headers: map[string]string{"host": "evil.example", "x-forwarded-proto": "http", "x-forwarded-host": "evil.example"},
-		RequestContext: events.APIGatewayV2HTTPRequestContext{
-			Stage: "prod", DomainName: "abc123.execute-api.eu-west-1.amazonaws.com",
-			HTTP: events.APIGatewayV2HTTPRequestContextHTTPDescription{Method: "POST", Path: "/prod/tasks"},
-		},
+	tests := []struct {
+		name, domain, stage, path, fullPath, want string
+	}{
+		{"execute-api endpoint, stage v1", "abc123.execute-api.eu-west-1.amazonaws.com", "v1", "/tasks", "/v1/tasks",
+			"https://abc123.execute-api.eu-west-1.amazonaws.com/v1"},
+		{"custom domain with a base path", "fleet.example.com", "v1", "/tasks/01JD", "/fleet/tasks/01JD", "https://fleet.example.com/fleet"},
+		{"custom domain with a base path of two levels", "fleet.example.com", "v1", "/tasks", "/ops/fleet/tasks", "https://fleet.example.com/ops/fleet"},
+		{"custom domain at the root", "fleet.example.com", "v1", "/tasks", "/tasks", "https://fleet.example.com"},
+		{"a path that is not the end of the full path", "fleet.example.com", "v1", "/tasks", "/v1/other", "https://fleet.example.com"},
 	}
-	r, err := NewRequest(context.Background(), ev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, want := BaseURL(r), "https://abc123.execute-api.eu-west-1.amazonaws.com/prod"; got != want {
-		t.Errorf("BaseURL = %q, want %q", got, want)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			// What the caller sends in Host and X-Forwarded-* reaches the function as it was
+			// sent: links never come from it.
+			ev := events.APIGatewayProxyRequest{Resource: tt.path, Path: tt.path, HTTPMethod: "POST",
+				Headers:        map[string]string{"Host": "evil.example", "X-Forwarded-Proto": "http", "X-Forwarded-Host": "evil.example"},
+				RequestContext: events.APIGatewayProxyRequestContext{Stage: tt.stage, DomainName: tt.domain, Path: tt.fullPath}}
+			r, err := NewRequest(context.Background(), ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := BaseURL(r); got != tt.want {
+				t.Errorf("BaseURL = %q, want %q", got, tt.want)
+			}
+		})
 	}
 }

@@ -5,13 +5,15 @@ import (
 	"encoding/base64"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/aws/aws-lambda-go/events"
 )
 
-// responseWriter buffers a response for API Gateway, which takes a Lambda's answer whole.
+// responseWriter buffers a response for a route API Gateway buffers, which takes a Lambda's
+// answer whole.
 type responseWriter struct {
 	header http.Header
 	status int
@@ -62,43 +64,48 @@ func (w *responseWriter) Flush() {
 // written reports whether the handler wrote a status or a body.
 func (w *responseWriter) written() bool { return w.status != 0 || w.body.Len() > 0 }
 
-// response is the buffered answer as payload 2.0 expects it: header fields joined with commas,
-// Set-Cookie fields as cookies, and a body in base64 unless its media type is text and it is
-// valid UTF-8. A large text body that JSON escaping would make longer than base64 does (one
-// full of newlines, quotes or angle brackets, each of which takes two to six bytes as a JSON
-// string) is sent in base64 too, so that no body grows by more than a third on its way
-// through Lambda's 6 MB response limit; small ones stay readable in logs.
-func (w *responseWriter) response() events.APIGatewayV2HTTPResponse {
+// response is the buffered answer as payload 1.0 expects it (see gatewayHeaders for the
+// headers), with a body in base64 unless its media type is text and it is valid UTF-8. A large
+// text body that JSON escaping would make longer than base64 does (one full of newlines,
+// quotes or angle brackets, each of which takes two to six bytes as a JSON string) is sent in
+// base64 too, so that no body grows by more than a third on its way through Lambda's 6 MB
+// response limit; small ones stay readable in logs. The API's binary media types (*/*) make
+// API Gateway decode a base64 body before it answers.
+func (w *responseWriter) response() events.APIGatewayProxyResponse {
 	status := w.status
 	if status == 0 {
 		status = http.StatusOK
 	}
-	resp := events.APIGatewayV2HTTPResponse{StatusCode: status, Headers: make(map[string]string), Cookies: []string{}}
-	for k, vs := range w.header {
-		if len(vs) == 0 {
-			continue
-		}
-		if strings.EqualFold(k, "Set-Cookie") {
-			resp.Cookies = append(resp.Cookies, vs...)
-			continue
-		}
-		if strings.EqualFold(k, "Connection") {
-			continue // hop by hop: API Gateway runs its own connections to the caller
-		}
-		resp.Headers[k] = strings.Join(vs, ", ")
-	}
+	resp := events.APIGatewayProxyResponse{StatusCode: status}
+	resp.Headers, resp.MultiValueHeaders = gatewayHeaders(w.header)
 	b := w.body.Bytes()
 	if textual(w.header.Get("Content-Type")) && utf8.Valid(b) &&
 		(len(b) <= readableLimit || jsonStringLen(b) <= base64.StdEncoding.EncodedLen(len(b))) {
 		resp.Body = string(b)
-	} else {
+	} else if len(b) > 0 {
 		resp.Body = base64.StdEncoding.EncodeToString(b)
-		resp.IsBase64Encoded = len(b) > 0
-		if !resp.IsBase64Encoded {
-			resp.Body = ""
-		}
+		resp.IsBase64Encoded = true
 	}
 	return resp
+}
+
+// gatewayHeaders splits a response's header for API Gateway: each field with its values
+// joined by commas in headers, except Set-Cookie, whose values cannot be joined, in
+// multiValueHeaders. Hop-by-hop fields are left out: API Gateway runs its own connections to
+// the caller.
+func gatewayHeaders(h http.Header) (map[string]string, map[string][]string) {
+	headers := make(map[string]string, len(h))
+	var multi map[string][]string
+	for k, vs := range h {
+		switch {
+		case len(vs) == 0, strings.EqualFold(k, "Connection"):
+		case strings.EqualFold(k, "Set-Cookie"):
+			multi = map[string][]string{"Set-Cookie": slices.Clone(vs)}
+		default:
+			headers[k] = strings.Join(vs, ", ")
+		}
+	}
+	return headers, multi
 }
 
 // textual reports whether a media type is text that API Gateway may carry as a JSON string.

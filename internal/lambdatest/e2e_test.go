@@ -35,7 +35,7 @@ var (
 	stuckDevices  = []string{"i-0aaaaaaaaaaaaaaa1", "i-0aaaaaaaaaaaaaaa2"}
 )
 
-// TestLocalInvoke runs the five functions' real bootstraps under aws-lambda-rie against moto
+// TestLocalInvoke runs the functions' real bootstraps under aws-lambda-rie against moto
 // (DynamoDB, SQS, EventBridge) and the SSM test server, with the table, queues, bus and
 // example rule created from template.yaml's own definitions and each function's environment
 // taken from the template. It plays the parts of API Gateway, the SQS event source mapping
@@ -44,8 +44,12 @@ var (
 //	submit → the dispatch message → executor → SSM commands → a poll message → executor →
 //	SSM's status-change events (reordered and duplicated) → progress → completed, and the
 //	example rule delivers the completion to its queue; a second task is cancelled while it
-//	runs: cancel → executor → CancelCommand → a poll → cancelled; a third task's device writes
-//	100,000 and 20,000 characters, which /output serves byte for byte (fullOutput).
+//	runs: cancel → executor → CancelCommand → a poll → cancelled; the finished task's event
+//	stream, streamed, byte for byte (finishedStream); a third task's device writes 100,000
+//	and 20,000 characters, which /output serves byte for byte (fullOutput); a fourth task asks
+//	for webhooks, which WebhookFunction delivers, signed, retrying a 503, while its event
+//	stream follows its cancel live (webhooksAndStreams). A malformed message on the executor's
+//	queue and one on the webhook queue each reach their dead-letter queue.
 //
 // Then every file in events/ is invoked as it is, and cold starts are measured.
 func TestLocalInvoke(t *testing.T) {
@@ -56,11 +60,13 @@ func TestLocalInvoke(t *testing.T) {
 		ssm.Script(d, ssmtest.Script{Outcome: ssmtest.Never})
 	}
 	tpl := loadTemplate(t)
-	stack, err := lambdatest.Deploy(t.Context(), sdk, tpl, "e2e-"+strings.ToLower(rand.Text()[:8]),
-		map[string]string{"AllowedScriptBuckets": sampleBucket})
+	name := "e2e-" + strings.ToLower(rand.Text()[:8])
+	stack, err := lambdatest.Deploy(t.Context(), sdk, tpl, name,
+		map[string]string{"AllowedScriptBuckets": sampleBucket, "WebhookSecretParameter": "/" + name + "/webhook-secret"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	secret := putWebhookSecret(t, sdk, stack.Refs["WebhookSecretParameter"])
 
 	fns := map[string]*lambdatest.Emulator{}
 	var cold []coldStart
@@ -73,13 +79,15 @@ func TestLocalInvoke(t *testing.T) {
 	submitFn, statusFn, cancelFn := fns["SubmitFunction"], fns["StatusFunction"], fns["CancelFunction"]
 	executorFn, progressFn := fns["ExecutorFunction"], fns["ProgressFunction"]
 	q := &queue{c: sqs.NewFromConfig(sdk), url: stack.Refs["Queue"], arn: stack.Refs["Queue.Arn"]}
+	hooks := &queue{c: q.c, url: stack.Refs["WebhookQueue"], arn: stack.Refs["WebhookQueue.Arn"]}
 
-	deadLetter(t, q, executorFn, stack.Refs["DeadLetterQueue"])
+	deadLetter(t, q, executorFn, stack.Refs["DeadLetterQueue"], `{"v":1,"action":"dispatch"}`)
+	deadLetter(t, hooks, fns["WebhookFunction"], stack.Refs["WebhookDeadLetterQueue"], `{"v":1,"job":{"id":"poison"}}`)
 
 	// Submit: events/submit.json as API Gateway sends it, and a second task on other devices.
 	var t1, t2 api.Task
 	resp := call(t, submitFn, apiEvent(t, "submit.json"), &t1)
-	base := "https://" + apiEvent(t, "submit.json").RequestContext.DomainName
+	base := "https://" + apiEvent(t, "submit.json").RequestContext.DomainName + "/v1"
 	if resp.StatusCode != 202 || t1.Status != api.StatusPending || resp.Headers["Location"] != base+"/tasks/"+t1.ID ||
 		resp.Headers["Retry-After"] == "" {
 		t.Fatalf("submit: %d Location %q Retry-After %q: %s", resp.StatusCode, resp.Headers["Location"], resp.Headers["Retry-After"], resp.Body)
@@ -87,7 +95,7 @@ func TestLocalInvoke(t *testing.T) {
 	second := apiEvent(t, "submit.json")
 	second.Body = strings.Replace(second.Body, `"deviceIds":["i-0123456789abcdef0","i-0fedcba9876543210","mi-0123456789abcdef0"]`,
 		`"deviceIds":["`+strings.Join(stuckDevices, `","`)+`"]`, 1)
-	second.Headers["idempotency-key"] = "second-task"
+	setHeader(&second, "Idempotency-Key", "second-task")
 	if resp := call(t, submitFn, second, &t2); resp.StatusCode != 202 || t2.Request.DeviceCount != len(stuckDevices) {
 		t.Fatalf("second submit: %d %s", resp.StatusCode, resp.Body)
 	}
@@ -142,9 +150,10 @@ func TestLocalInvoke(t *testing.T) {
 		t.Fatalf("GET /tasks/%s has no ETag: %v", t1.ID, running.Headers)
 	}
 	waitEv := forTask(apiEvent(t, "status.json"), t1.ID)
-	waitEv.Headers["prefer"], waitEv.Headers["if-none-match"] = "wait=15", running.Headers["Etag"]
+	setHeader(&waitEv, "Prefer", "wait=15")
+	setHeader(&waitEv, "If-None-Match", running.Headers["Etag"])
 	type answer struct {
-		resp events.APIGatewayV2HTTPResponse
+		resp events.APIGatewayProxyResponse
 		took time.Duration
 		err  error
 	}
@@ -194,21 +203,15 @@ func TestLocalInvoke(t *testing.T) {
 		t.Errorf("duplicated events changed the task: version %d → %d, %s", done.Version, again.Version, again.Status)
 	}
 	var dev api.Device
-	devEv := forTask(apiEvent(t, "status.json"), t1.ID)
-	devEv.RouteKey, devEv.RawPath = "GET /tasks/{id}/devices/{deviceId}", "/tasks/"+t1.ID+"/devices/"+sampleDevices[0]
+	devEv := route(apiEvent(t, "status.json"), "/tasks/{id}/devices/{deviceId}", "/tasks/"+t1.ID+"/devices/"+sampleDevices[0])
 	if resp := call(t, statusFn, devEv, &dev); resp.StatusCode != 200 || dev.Status != api.DeviceSucceeded ||
 		dev.Stdout != "patched 3 packages\n" || dev.ExitCode == nil || *dev.ExitCode != 0 {
 		t.Errorf("device %s: %d %+v", sampleDevices[0], resp.StatusCode, dev)
 	}
 
-	// The event stream of a finished task: behind API Gateway one response, the final state.
-	streamEv := forTask(apiEvent(t, "status.json"), t1.ID)
-	streamEv.RouteKey, streamEv.RawPath = "GET /tasks/{id}/events", "/tasks/"+t1.ID+"/events"
-	streamEv.Headers["accept"] = "text/event-stream"
-	if resp := call(t, statusFn, streamEv, nil); resp.StatusCode != 200 || resp.Headers["Content-Type"] != "text/event-stream" ||
-		!strings.Contains(resp.Body, "event: task") || !strings.Contains(resp.Body, `"status":"completed"`) {
-		t.Errorf("event stream: %d %v %q", resp.StatusCode, resp.Headers, resp.Body)
-	}
+	// The event stream of a finished task, streamed: the prelude, the delimiter, the final
+	// state, and the end, byte for byte.
+	finishedStream(t, statusFn, done)
 
 	// Cancel the second task while its devices run.
 	var c api.Task
@@ -262,7 +265,7 @@ func TestLocalInvoke(t *testing.T) {
 
 	// A request without an identity is refused.
 	anon := apiEvent(t, "list.json")
-	anon.RequestContext.Authorizer = nil
+	anon.RequestContext.Identity.UserArn = ""
 	if resp := call(t, statusFn, anon, nil); resp.StatusCode != 401 {
 		t.Errorf("anonymous list: %d %s", resp.StatusCode, resp.Body)
 	}
@@ -271,6 +274,7 @@ func TestLocalInvoke(t *testing.T) {
 	checkMetrics(t, fns, functionEnv(t, tpl, stack, "SubmitFunction", ssm.URL)[awsapp.EnvMetricsNamespace])
 	// After the metrics' check, which counts the two tasks above.
 	fullOutput(t, fns, q, ssm, sdk)
+	webhooksAndStreams(t, fns, q, hooks, ssm, secret)
 	logColdStarts(t, cold)
 }
 
@@ -293,6 +297,19 @@ func functionEnv(t *testing.T, tpl *lambdatest.Template, stack *lambdatest.Stack
 	} {
 		env[k] = v
 	}
+	// The webhook receivers of these tests listen on 127.0.0.1, which only this setting allows
+	// (the template never sets it), as `fleetrun serve --allow-http-webhooks` does.
+	env[awsapp.EnvAllowHTTPWebhooks] = "true"
+	switch id {
+	case "StatusFunction":
+		// Keep-alives every second, so that a stream of a few seconds shows some, and logged
+		// (at debug level), so that a test can tell when one was sent.
+		env[awsapp.EnvEventStreamKeepAlive] = "1s"
+		env[awsapp.EnvLogLevel] = "debug"
+	case "WebhookFunction":
+		// The signing secret is a parameter of moto's SSM; this function runs no command.
+		env["AWS_ENDPOINT_URL_SSM"] = awstest.Endpoint(t)
+	}
 	return env
 }
 
@@ -305,7 +322,8 @@ func invokeEveryEvent(t *testing.T, fns map[string]*lambdatest.Emulator, firstTa
 		t.Fatal(err)
 	}
 	target := map[string]string{"submit": "SubmitFunction", "status": "StatusFunction", "list": "StatusFunction",
-		"cancel": "CancelFunction", "executor": "ExecutorFunction", "progress": "ProgressFunction", "sweeper": "SweeperFunction"}
+		"cancel": "CancelFunction", "executor": "ExecutorFunction", "progress": "ProgressFunction", "sweeper": "SweeperFunction",
+		"webhook": "WebhookFunction"}
 	for _, e := range entries {
 		prefix, _, _ := strings.Cut(strings.TrimSuffix(e.Name(), ".json"), "-")
 		fn := fns[target[prefix]]
@@ -338,7 +356,7 @@ func invokeEveryEvent(t *testing.T, fns map[string]*lambdatest.Emulator, firstTa
 func idleEvent(t *testing.T, id string) []byte {
 	var ev any
 	switch id {
-	case "ExecutorFunction":
+	case "ExecutorFunction", "WebhookFunction":
 		ev = events.SQSEvent{Records: []events.SQSMessage{}}
 	case "ProgressFunction":
 		ev = events.EventBridgeEvent{Version: "0", ID: "idle", Source: "aws.ec2", DetailType: "EC2 Instance State-change Notification",
@@ -348,9 +366,8 @@ func idleEvent(t *testing.T, id string) []byte {
 		ev = events.EventBridgeEvent{Version: "0", ID: "idle", Source: "aws.events", DetailType: "Scheduled Event",
 			Detail: json.RawMessage(`{}`)}
 	default:
-		health := apiEvent(t, "list.json")
-		health.RouteKey, health.RawPath, health.RawQueryString = "GET /healthz", "/healthz", ""
-		health.QueryStringParameters, health.RequestContext.Authorizer = nil, nil
+		health := route(apiEvent(t, "list.json"), "/healthz", "/healthz")
+		health.RequestContext.Identity.UserArn = ""
 		ev = health
 	}
 	b, err := json.Marshal(ev)
@@ -405,13 +422,13 @@ func logColdStarts(t *testing.T, cold []coldStart) {
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-// deadLetter sends a malformed message to the queue and plays the event source mapping: each
-// delivery goes to the executor, which reports it failed, and it becomes visible again. After
-// the redrive policy's maxReceiveCount deliveries SQS moves it to the dead-letter queue; the
-// code never drops it and never retries it for ever.
-func deadLetter(t *testing.T, q *queue, executorFn *lambdatest.Emulator, dlqURL string) {
+// deadLetter sends a malformed message (body) to the queue and plays the event source mapping:
+// each delivery goes to the function (the executor, or WebhookFunction), which reports it
+// failed, and it becomes visible again. After the redrive policy's maxReceiveCount deliveries
+// SQS moves it to the dead-letter queue; the code never drops it and never retries it for
+// ever.
+func deadLetter(t *testing.T, q *queue, executorFn *lambdatest.Emulator, dlqURL, body string) {
 	t.Helper()
-	const body = `{"v":1,"action":"dispatch"}`
 	if _, err := q.c.SendMessage(t.Context(), &sqs.SendMessageInput{QueueUrl: &q.url, MessageBody: aws.String(body)}); err != nil {
 		t.Fatal(err)
 	}

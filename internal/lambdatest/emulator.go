@@ -124,11 +124,20 @@ func (e *FunctionError) Error() string {
 // Invoke sends one event and returns the function's response. A function error is returned as
 // a *FunctionError.
 func (e *Emulator) Invoke(ctx context.Context, event []byte) ([]byte, error) {
+	return e.InvokeAs(ctx, "", event)
+}
+
+// InvokeAs is Invoke with the invocation's request id, which the emulator's START, END and
+// REPORT lines and the function's log lines then carry; "" lets the emulator choose one.
+func (e *Emulator) InvokeAs(ctx context.Context, requestID string, event []byte) ([]byte, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.URL, bytes.NewReader(event))
 	if err != nil {
 		return nil, err
+	}
+	if requestID != "" {
+		req.Header.Set("X-Amzn-RequestId", requestID)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

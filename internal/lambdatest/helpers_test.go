@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"testing"
@@ -19,6 +20,7 @@ import (
 	"github.com/fleetrun/fleetrun/internal/engine"
 	"github.com/fleetrun/fleetrun/internal/lambdatest"
 	"github.com/fleetrun/fleetrun/internal/sqsqueue"
+	"github.com/fleetrun/fleetrun/internal/task"
 )
 
 // readEvent returns the bytes of events/<name>.
@@ -31,38 +33,63 @@ func readEvent(t *testing.T, name string) []byte {
 	return b
 }
 
-// apiEvent returns events/<name> as a payload 2.0 request, for a test to adjust.
-func apiEvent(t *testing.T, name string) events.APIGatewayV2HTTPRequest {
+// apiEvent returns events/<name> as a REST API proxy event, for a test to adjust.
+func apiEvent(t *testing.T, name string) events.APIGatewayProxyRequest {
 	t.Helper()
-	var ev events.APIGatewayV2HTTPRequest
+	var ev events.APIGatewayProxyRequest
 	if err := json.Unmarshal(readEvent(t, name), &ev); err != nil {
 		t.Fatalf("events/%s: %v", name, err)
 	}
 	return ev
 }
 
-// forTask points a single-task API event (status, cancel) at task id.
-func forTask(ev events.APIGatewayV2HTTPRequest, id string) events.APIGatewayV2HTTPRequest {
-	ev.RawPath = "/tasks/" + id
-	ev.RequestContext.HTTP.Path = ev.RawPath
-	ev.PathParameters = map[string]string{"id": id}
-	delete(ev.Headers, "if-none-match")
+// route points an API event at a resource of the API (as API Gateway names it, "/tasks/{id}")
+// and the path the caller asked for, as API Gateway would send it for the same caller, with no
+// query.
+func route(ev events.APIGatewayProxyRequest, resource, path string) events.APIGatewayProxyRequest {
+	ev.Resource, ev.Path = resource, path
+	ev.RequestContext.ResourcePath, ev.RequestContext.Path = resource, "/"+ev.RequestContext.Stage+path
+	ev.QueryStringParameters, ev.MultiValueQueryStringParameters = nil, nil
+	ev.Headers, ev.MultiValueHeaders = maps.Clone(ev.Headers), maps.Clone(ev.MultiValueHeaders)
+	delete(ev.Headers, "If-None-Match")
+	delete(ev.MultiValueHeaders, "If-None-Match")
 	return ev
 }
 
-// call invokes an API function and decodes its JSON body into out (when not nil).
-func call(t *testing.T, fn *lambdatest.Emulator, ev events.APIGatewayV2HTTPRequest, out any) events.APIGatewayV2HTTPResponse {
+// forTask points a single-task API event (status, cancel) at task id.
+func forTask(ev events.APIGatewayProxyRequest, id string) events.APIGatewayProxyRequest {
+	ev = route(ev, "/tasks/{id}", "/tasks/"+id)
+	ev.PathParameters = map[string]string{"id": id}
+	return ev
+}
+
+// setHeader sets a request header in both of the event's maps, as API Gateway sends it.
+func setHeader(ev *events.APIGatewayProxyRequest, name, value string) {
+	ev.Headers[name], ev.MultiValueHeaders[name] = value, []string{value}
+}
+
+// setQuery sets a query parameter in both of the event's maps.
+func setQuery(ev *events.APIGatewayProxyRequest, name, value string) {
+	if ev.QueryStringParameters == nil {
+		ev.QueryStringParameters, ev.MultiValueQueryStringParameters = map[string]string{}, map[string][]string{}
+	}
+	ev.QueryStringParameters[name], ev.MultiValueQueryStringParameters[name] = value, []string{value}
+}
+
+// call invokes an API function on a buffered route and decodes its JSON body into out (when
+// not nil).
+func call(t *testing.T, fn *lambdatest.Emulator, ev events.APIGatewayProxyRequest, out any) events.APIGatewayProxyResponse {
 	t.Helper()
-	var resp events.APIGatewayV2HTTPResponse
+	var resp events.APIGatewayProxyResponse
 	if err := fn.InvokeJSON(t.Context(), ev, &resp); err != nil {
-		t.Fatalf("%s %s: %v", ev.RequestContext.HTTP.Method, ev.RawPath, err)
+		t.Fatalf("%s %s: %v", ev.HTTPMethod, ev.Path, err)
 	}
 	if resp.Headers[api.HeaderRequestID] == "" {
-		t.Errorf("%s %s: no %s header", ev.RequestContext.HTTP.Method, ev.RawPath, api.HeaderRequestID)
+		t.Errorf("%s %s: no %s header", ev.HTTPMethod, ev.Path, api.HeaderRequestID)
 	}
 	if out != nil && resp.Body != "" {
 		if err := json.Unmarshal([]byte(resp.Body), out); err != nil {
-			t.Fatalf("%s %s: %d %s: %v", ev.RequestContext.HTTP.Method, ev.RawPath, resp.StatusCode, resp.Body, err)
+			t.Fatalf("%s %s: %d %s: %v", ev.HTTPMethod, ev.Path, resp.StatusCode, resp.Body, err)
 		}
 	}
 	return resp
@@ -92,21 +119,38 @@ type queue struct {
 // poll is sent with a delay).
 func (q *queue) next(t *testing.T, id string, action engine.Action, within time.Duration) events.SQSMessage {
 	t.Helper()
-	match := func(r events.SQSMessage) bool {
-		m, err := sqsqueue.Decode(r.Body)
+	return q.nextMatching(t, fmt.Sprintf("%s message for task %s", action, id), within, func(body string) bool {
+		m, err := sqsqueue.Decode(body)
 		return err == nil && m.TaskID == id && m.Action == action
-	}
+	})
+}
+
+// nextJob returns the first webhook job of event id, and the job, waiting for it up to within
+// (a retry is sent with a delay).
+func (q *queue) nextJob(t *testing.T, id string, within time.Duration) (events.SQSMessage, task.WebhookJob) {
+	t.Helper()
+	r := q.nextMatching(t, "webhook job "+id, within, func(body string) bool {
+		j, err := sqsqueue.DecodeWebhook(body)
+		return err == nil && j.ID == id
+	})
+	j, _ := sqsqueue.DecodeWebhook(r.Body)
+	return r, j
+}
+
+// nextMatching returns the first message whose body match accepts, waiting for it up to within.
+func (q *queue) nextMatching(t *testing.T, what string, within time.Duration, match func(body string) bool) events.SQSMessage {
+	t.Helper()
 	var found events.SQSMessage
 	clocktest.Eventually(t, within, func() error {
 		for i, r := range q.held {
-			if match(r) {
+			if match(r.Body) {
 				q.held = append(q.held[:i], q.held[i+1:]...)
 				found = r
 				return nil
 			}
 		}
 		q.held = append(q.held, q.receive(t, 1)...)
-		return fmt.Errorf("no %s message for task %s", action, id)
+		return fmt.Errorf("no %s", what)
 	})
 	return found
 }

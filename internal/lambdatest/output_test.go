@@ -55,7 +55,7 @@ func fullOutput(t *testing.T, fns map[string]*lambdatest.Emulator, q *queue, srv
 	sub := apiEvent(t, "submit.json")
 	sub.Body = strings.Replace(sub.Body, `"deviceIds":["i-0123456789abcdef0","i-0fedcba9876543210","mi-0123456789abcdef0"]`,
 		`"deviceIds":["`+loudDevice+`","`+busyDevice+`"]`, 1)
-	sub.Headers["idempotency-key"] = "full-output"
+	setHeader(&sub, "Idempotency-Key", "full-output")
 	var tk api.Task
 	if resp := call(t, submitFn, sub, &tk); resp.StatusCode != 202 || tk.Request.DeviceCount != 2 {
 		t.Fatalf("submit: %d %s", resp.StatusCode, resp.Body)
@@ -69,8 +69,7 @@ func fullOutput(t *testing.T, fns map[string]*lambdatest.Emulator, q *queue, srv
 
 	device := func() api.Device {
 		t.Helper()
-		ev := forTask(apiEvent(t, "status.json"), tk.ID)
-		ev.RouteKey, ev.RawPath = "GET /tasks/{id}/devices/{deviceId}", "/tasks/"+tk.ID+"/devices/"+loudDevice
+		ev := route(apiEvent(t, "status.json"), "/tasks/{id}/devices/{deviceId}", "/tasks/"+tk.ID+"/devices/"+loudDevice)
 		var d api.Device
 		if resp := call(t, statusFn, ev, &d); resp.StatusCode != 200 {
 			t.Fatalf("GET device: %d %s", resp.StatusCode, resp.Body)
@@ -111,10 +110,9 @@ func fullOutput(t *testing.T, fns map[string]*lambdatest.Emulator, q *queue, srv
 	t.Logf("output: the poll kept %d characters of stdout, the event %d and %d; /output serves %d and %d bytes",
 		len(polled.Stdout), len(full.Stdout), len(full.Stderr), len(stdout), len(stderr))
 	for stream, want := range map[string]string{"stdout": stdout, "stderr": stderr} {
-		ev := forTask(apiEvent(t, "status.json"), tk.ID)
-		ev.RouteKey, ev.RawPath = "GET /tasks/{id}/devices/{deviceId}/output", "/tasks/"+tk.ID+"/devices/"+loudDevice+"/output"
-		ev.RawQueryString, ev.QueryStringParameters = "stream="+stream, map[string]string{"stream": stream}
-		ev.Headers["accept"] = "text/plain"
+		ev := route(apiEvent(t, "status.json"), "/tasks/{id}/devices/{deviceId}/output", "/tasks/"+tk.ID+"/devices/"+loudDevice+"/output")
+		setQuery(&ev, "stream", stream)
+		setHeader(&ev, "Accept", "text/plain")
 		resp := call(t, statusFn, ev, nil)
 		body := resp.Body
 		if resp.IsBase64Encoded {

@@ -199,11 +199,20 @@ func TestTemplateEveryConsumedQueueHasAnAgeAlarm(t *testing.T) {
 func TestTemplateAPIAlarms(t *testing.T) {
 	t.Parallel()
 	tpl := loadTemplate(t)
-	api := []any{map[string]any{"Name": "ApiId", "Value": ref("Api")}}
+	// A REST API's metrics carry its name; the template names it.
+	name := dig(tpl.Resources["Api"].Properties, "Name")
+	if !equalJSON(name, map[string]any{"Fn::Sub": "${AWS::StackName}-api"}) {
+		t.Fatalf("the API's name is %v, want ${AWS::StackName}-api", name)
+	}
+	api := []any{map[string]any{"Name": "ApiName", "Value": name}}
+	// Event streams last up to 15 minutes by design, so the latency alarm watches the
+	// long-poll route, GET /tasks/{id}, not the whole API.
+	longPoll := append(slices.Clone(api), map[string]any{"Name": "Stage", "Value": "v1"},
+		map[string]any{"Name": "Resource", "Value": "/tasks/{id}"}, map[string]any{"Name": "Method", "Value": "GET"})
 	var rate, latency bool
 	for _, a := range alarms(tpl) {
 		if dig(a.props, "Namespace") == "AWS/ApiGateway" && dig(a.props, "MetricName") == "Latency" &&
-			dig(a.props, "ExtendedStatistic") == "p99" && equalJSON(dig(a.props, "Dimensions"), api) {
+			dig(a.props, "ExtendedStatistic") == "p99" && equalJSON(dig(a.props, "Dimensions"), longPoll) {
 			latency = true
 		}
 		queries, _ := dig(a.props, "Metrics").([]any)
@@ -235,7 +244,7 @@ func TestTemplateAPIAlarms(t *testing.T) {
 		t.Error("no alarm on the API's 5xx rate (5xx / Count of the template's API)")
 	}
 	if !latency {
-		t.Error("no alarm on the API's p99 latency")
+		t.Error("no alarm on the p99 latency of GET /tasks/{id}")
 	}
 }
 

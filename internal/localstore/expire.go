@@ -92,16 +92,25 @@ func deleteTask(tx *bolt.Tx, id string) error {
 			return err
 		}
 	}
-	// Deleting while a bbolt cursor walks can skip keys, so collect the device keys first.
-	devices := tx.Bucket(bucketDevices)
-	prefix := devicePrefix(id)
+	// The devices and the delivery records of a task share the task's prefix.
+	for _, name := range [][]byte{bucketDevices, bucketDelivery} {
+		if err := deletePrefix(tx.Bucket(name), devicePrefix(id)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deletePrefix deletes every key of b that starts with prefix. Deleting while a bbolt cursor
+// walks can skip keys, so it collects them first.
+func deletePrefix(b *bolt.Bucket, prefix []byte) error {
 	var keys [][]byte
-	c := devices.Cursor()
+	c := b.Cursor()
 	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
 		keys = append(keys, bytes.Clone(k))
 	}
 	for _, k := range keys {
-		if err := devices.Delete(k); err != nil {
+		if err := b.Delete(k); err != nil {
 			return err
 		}
 	}

@@ -47,16 +47,24 @@ type requestRecord struct {
 	TimeoutSeconds int      `json:"timeoutSeconds"`
 	MaxConcurrency string   `json:"maxConcurrency"`
 	MaxErrors      string   `json:"maxErrors"`
-	// Targets, IncludeOffline and DeliveryTimeoutSeconds were added in version 2; a version 1
-	// record has none of them.
+	// Targets, IncludeOffline, DeliveryTimeoutSeconds and Notify were added in layout version
+	// 2; a version 1 record has none of them and reads them as empty.
 	Targets                []targetRecord `json:"targets,omitempty"`
 	IncludeOffline         bool           `json:"includeOffline,omitempty"`
 	DeliveryTimeoutSeconds int            `json:"deliveryTimeoutSeconds,omitempty"`
+	Notify                 *notifyRecord  `json:"notify,omitempty"`
 }
 
 type targetRecord struct {
 	Key    string   `json:"key"`
 	Values []string `json:"values"`
+}
+
+// notifyRecord is a task's webhook subscription.
+type notifyRecord struct {
+	URL    string   `json:"url"`
+	Events []string `json:"events"`
+	Links  string   `json:"links,omitempty"`
 }
 
 type countsRecord struct {
@@ -105,6 +113,86 @@ type idemRecord struct {
 	ExpiresAt   time.Time `json:"expiresAt"`
 }
 
+// deliveryRecord is the value of the deliveries bucket: one attempt to deliver a webhook.
+type deliveryRecord struct {
+	TaskID        string     `json:"taskId"`
+	EventID       string     `json:"eventId"`
+	Type          string     `json:"type"`
+	EventAt       time.Time  `json:"eventAt"`
+	Attempt       int        `json:"attempt"`
+	At            time.Time  `json:"at"`
+	StatusCode    int        `json:"statusCode,omitempty"`
+	Error         string     `json:"error,omitempty"`
+	Outcome       string     `json:"outcome"`
+	NextAttemptAt *time.Time `json:"nextAttemptAt,omitempty"`
+}
+
+// hookRecord is the value of the hooks bucket: a webhook event waiting in the outbox.
+type hookRecord struct {
+	ID             string    `json:"id"`
+	Type           string    `json:"type"`
+	TaskID         string    `json:"taskId"`
+	URL            string    `json:"url"`
+	At             time.Time `json:"at"`
+	Links          string    `json:"links,omitempty"`
+	Payload        []byte    `json:"payload,omitempty"`
+	Attempt        int       `json:"attempt"`
+	FirstAttemptAt time.Time `json:"firstAttemptAt,omitzero"`
+	NextAt         time.Time `json:"nextAt"`
+}
+
+func encodeNotify(n *task.Notify) *notifyRecord {
+	if n == nil {
+		return nil
+	}
+	events := make([]string, len(n.Events))
+	for i, e := range n.Events {
+		events[i] = string(e)
+	}
+	return &notifyRecord{URL: n.URL, Events: events, Links: n.Links}
+}
+
+func decodeNotify(r *notifyRecord) *task.Notify {
+	if r == nil {
+		return nil
+	}
+	events := make([]task.WebhookType, len(r.Events))
+	for i, e := range r.Events {
+		events[i] = task.WebhookType(e)
+	}
+	return &task.Notify{URL: r.URL, Events: events, Links: r.Links}
+}
+
+func encodeDelivery(d *task.Delivery) ([]byte, error) {
+	return json.Marshal(deliveryRecord{TaskID: d.TaskID, EventID: d.EventID, Type: string(d.Type), EventAt: d.EventAt,
+		Attempt: d.Attempt, At: d.At, StatusCode: d.StatusCode, Error: d.Error, Outcome: string(d.Outcome),
+		NextAttemptAt: d.NextAttemptAt})
+}
+
+func decodeDelivery(raw []byte) (*task.Delivery, error) {
+	var r deliveryRecord
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return nil, err
+	}
+	return &task.Delivery{TaskID: r.TaskID, EventID: r.EventID, Type: task.WebhookType(r.Type), EventAt: r.EventAt,
+		Attempt: r.Attempt, At: r.At, StatusCode: r.StatusCode, Error: r.Error, Outcome: task.DeliveryOutcome(r.Outcome),
+		NextAttemptAt: r.NextAttemptAt}, nil
+}
+
+func encodeHook(j *task.WebhookJob) ([]byte, error) {
+	return json.Marshal(hookRecord{ID: j.ID, Type: string(j.Type), TaskID: j.TaskID, URL: j.URL, At: j.At,
+		Links: j.Links, Payload: j.Payload, Attempt: j.Attempt, FirstAttemptAt: j.FirstAttemptAt, NextAt: j.NextAt})
+}
+
+func decodeHook(raw []byte) (*task.WebhookJob, error) {
+	var r hookRecord
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return nil, err
+	}
+	return &task.WebhookJob{ID: r.ID, Type: task.WebhookType(r.Type), TaskID: r.TaskID, URL: r.URL, At: r.At,
+		Links: r.Links, Payload: r.Payload, Attempt: r.Attempt, FirstAttemptAt: r.FirstAttemptAt, NextAt: r.NextAt}, nil
+}
+
 // encodeTask encodes a task record, without its device ids.
 func encodeTask(seq uint64, t *task.Task) ([]byte, error) {
 	r := t.Request
@@ -114,7 +202,7 @@ func encodeTask(seq uint64, t *task.Task) ([]byte, error) {
 		ExpiresAt: t.ExpiresAt, CurrentStep: t.CurrentStep, Published: t.Published, RelaunchOf: t.RelaunchOf,
 		Request: requestRecord{ScriptURL: r.ScriptURL, Args: r.Args, TimeoutSeconds: r.TimeoutSeconds,
 			MaxConcurrency: r.MaxConcurrency, MaxErrors: r.MaxErrors, IncludeOffline: r.IncludeOffline,
-			DeliveryTimeoutSeconds: r.DeliveryTimeoutSeconds},
+			DeliveryTimeoutSeconds: r.DeliveryTimeoutSeconds, Notify: encodeNotify(r.Notify)},
 		Counts: countsRecord{Total: c.Total, Pending: c.Pending, Running: c.Running, Succeeded: c.Succeeded,
 			Failed: c.Failed, TimedOut: c.TimedOut, Cancelled: c.Cancelled, Undeliverable: c.Undeliverable}}
 	for _, tg := range r.Targets {
@@ -139,7 +227,7 @@ func decodeTask(raw []byte) (uint64, *task.Task, error) {
 		ExpiresAt: rec.ExpiresAt, CurrentStep: rec.CurrentStep, Published: rec.Published, RelaunchOf: rec.RelaunchOf,
 		Request: task.Request{ScriptURL: r.ScriptURL, Args: r.Args, TimeoutSeconds: r.TimeoutSeconds,
 			MaxConcurrency: r.MaxConcurrency, MaxErrors: r.MaxErrors, IncludeOffline: r.IncludeOffline,
-			DeliveryTimeoutSeconds: r.DeliveryTimeoutSeconds},
+			DeliveryTimeoutSeconds: r.DeliveryTimeoutSeconds, Notify: decodeNotify(r.Notify)},
 		Counts: task.Counts{Total: c.Total, Pending: c.Pending, Running: c.Running, Succeeded: c.Succeeded,
 			Failed: c.Failed, TimedOut: c.TimedOut, Cancelled: c.Cancelled, Undeliverable: c.Undeliverable}}
 	for _, tg := range r.Targets {

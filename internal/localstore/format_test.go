@@ -16,13 +16,15 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata fr
 
 // goldenRecords are one record of each kind, with every field set, as the golden files hold
 // them.
-func goldenRecords() (*task.Task, *task.Device, *task.IdempotencyRecord) {
+func goldenRecords() (*task.Task, *task.Device, *task.IdempotencyRecord, *task.Delivery, *task.WebhookJob) {
 	at := func(s int) time.Time { return time.Date(2030, 5, 6, 7, 8, s, 123456789, time.UTC) }
 	t := &task.Task{ID: "01JD0000000000000000000000", Owner: "alice", Status: task.StatusCompleted, Version: 7,
 		CreatedAt: at(1), UpdatedAt: at(9), StartedAt: new(at(2)), CompletedAt: new(at(9)), ExpiresAt: at(59),
 		Request: task.Request{ScriptURL: "ops/patch.sh", Args: []string{"--dry-run", "it's"}, TimeoutSeconds: 600, DeliveryTimeoutSeconds: 120,
 			MaxConcurrency: "10%", MaxErrors: "1", IncludeOffline: true,
-			Targets: []task.Target{{Key: "tag:Env", Values: []string{"prod"}}, {Key: "tag:Role", Values: []string{"web", "db"}}}},
+			Targets: []task.Target{{Key: "tag:Env", Values: []string{"prod"}}, {Key: "tag:Role", Values: []string{"web", "db"}}},
+			Notify: &task.Notify{URL: "https://hooks.example.com/fleet",
+				Events: []task.WebhookType{task.WebhookTaskStarted, task.WebhookTaskFinished}, Links: "https://fleet.example.com"}},
 		Counts:      task.Counts{Total: 8, Running: 1, Succeeded: 2, Failed: 1, TimedOut: 1, Cancelled: 2, Undeliverable: 1},
 		CurrentStep: "finished",
 		Result: &task.Result{SucceededDevices: []string{"a", "b"}, FailedDevices: []string{"c", "d", "e"},
@@ -32,7 +34,13 @@ func goldenRecords() (*task.Task, *task.Device, *task.IdempotencyRecord) {
 		Stderr: "err\n", StdoutTruncated: true, StderrTruncated: true, StartedAt: new(at(3)), CompletedAt: new(at(4)),
 		Reason: "the script exited 3", Ref: "pgid:4242", CancelRequestedAt: new(at(3))}
 	idem := &task.IdempotencyRecord{Owner: "alice", Key: "key-1", TaskID: t.ID, RequestHash: "abc123", ExpiresAt: at(30)}
-	return t, d, idem
+	del := &task.Delivery{TaskID: t.ID, EventID: t.ID + "_finished", Type: task.WebhookTaskFinished, EventAt: at(9),
+		Attempt: 2, At: at(20), StatusCode: 503, Error: "the receiver answered 503", Outcome: task.DeliveryRetrying,
+		NextAttemptAt: new(at(31))}
+	job := &task.WebhookJob{ID: t.ID + "_finished", Type: task.WebhookTaskFinished, TaskID: t.ID,
+		URL: "https://hooks.example.com/fleet", At: at(9), Links: "https://fleet.example.com",
+		Payload: []byte(`{"type":"task.finished"}`), Attempt: 2, FirstAttemptAt: at(10), NextAt: at(31)}
+	return t, d, idem, del, job
 }
 
 // TestFileFormatIsStable writes one record of each kind and compares the bytes with the golden
@@ -41,7 +49,7 @@ func goldenRecords() (*task.Task, *task.Device, *task.IdempotencyRecord) {
 // change of the format (and a new schemaVersion).
 func TestFileFormatIsStable(t *testing.T) {
 	t.Parallel()
-	tk, dev, idem := goldenRecords()
+	tk, dev, idem, del, job := goldenRecords()
 	taskBytes, err := encodeTask(42, tk)
 	if err != nil {
 		t.Fatal(err)
@@ -54,7 +62,16 @@ func TestFileFormatIsStable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, got := range map[string][]byte{"task.json": taskBytes, "device.json": devBytes, "idempotency.json": idemBytes} {
+	delBytes, err := encodeDelivery(del)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobBytes, err := encodeHook(job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, got := range map[string][]byte{"task.json": taskBytes, "device.json": devBytes, "idempotency.json": idemBytes,
+		"delivery.json": delBytes, "hook.json": jobBytes} {
 		path := filepath.Join("testdata", name)
 		if *update {
 			if err := os.WriteFile(path, append(got, '\n'), 0o644); err != nil {
@@ -82,5 +99,13 @@ func TestFileFormatIsStable(t *testing.T) {
 	raw, _ = os.ReadFile(filepath.Join("testdata", "idempotency.json"))
 	if got, err := decodeIdem(raw); err != nil || !reflect.DeepEqual(got, idem) {
 		t.Errorf("idempotency.json reads as %+v, %v; want %+v", got, err, idem)
+	}
+	raw, _ = os.ReadFile(filepath.Join("testdata", "delivery.json"))
+	if got, err := decodeDelivery(raw); err != nil || !reflect.DeepEqual(got, del) {
+		t.Errorf("delivery.json reads as %+v, %v; want %+v", got, err, del)
+	}
+	raw, _ = os.ReadFile(filepath.Join("testdata", "hook.json"))
+	if got, err := decodeHook(raw); err != nil || !reflect.DeepEqual(got, job) {
+		t.Errorf("hook.json reads as %+v, %v; want %+v", got, err, job)
 	}
 }

@@ -59,6 +59,21 @@ func idemExpiryKey(at time.Time, owner, key string) []byte {
 	return append(appendTime(nil, at), idemKey(owner, key)...)
 }
 
+// deliveryEventPrefix is the start of the keys of one event's attempts in the deliveries
+// bucket: the task, the event's time, the event's id.
+func deliveryEventPrefix(taskID string, eventAt time.Time, eventID string) []byte {
+	return appendString(appendTime(appendString(nil, taskID), eventAt), eventID)
+}
+
+// deliveryKey is the key of one attempt: the attempts of a task sort by event time, event id and
+// attempt.
+func deliveryKey(d *task.Delivery) []byte {
+	return binary.BigEndian.AppendUint32(deliveryEventPrefix(d.TaskID, d.EventAt, d.EventID), uint32(d.Attempt))
+}
+
+// hookDueKey indexes an outbox job by when it is due.
+func hookDueKey(at time.Time, id string) []byte { return append(appendTime(nil, at), id...) }
+
 // prefixEnd returns the smallest key greater than every key that starts with p, or nil when
 // there is none.
 func prefixEnd(p []byte) []byte {
@@ -78,6 +93,7 @@ const (
 	cursorTasks      = 't'
 	cursorDevices    = 'd'
 	cursorRelaunches = 'r'
+	cursorDeliveries = 'w'
 )
 
 var cursorEncoding = base64.RawURLEncoding

@@ -21,6 +21,9 @@
 //	expiry     expiresAt + task id → nothing, for every task with an expiry
 //	idem       owner + key → the idempotency record as JSON
 //	idemexp    expiresAt + owner + key → nothing
+//	deliveries task id + event time + event id + attempt → one webhook delivery attempt as JSON
+//	hooks      event id → a webhook event waiting in the outbox, as JSON
+//	hookdue    due time + event id → nothing, for every event in the outbox
 //
 // Strings inside a key are preceded by their length, so keys made of several strings never
 // collide; times are big-endian so that keys sort by time.
@@ -73,15 +76,18 @@ var (
 	bucketExpiry    = []byte("expiry")
 	bucketIdem      = []byte("idem")
 	bucketIdemExp   = []byte("idemexp")
+	bucketDelivery  = []byte("deliveries")
+	bucketHooks     = []byte("hooks")
+	bucketHookDue   = []byte("hookdue")
 )
 
 // schemaVersion is written into a new file and checked on open, so that a file written by a
 // future layout is refused rather than misread.
 //
-// Version 2 added fields that version 1 files lack and read as their zero value (a device's
-// cancelRequestedAt, a task's relaunchOf and its request's targets) and the relaunches bucket,
-// which a version 1 file, having no relaunched tasks, gets empty; so a version 1 file is taken
-// as it is and marked version 2 on open.
+// Version 2 added what version 1 files lack and read as empty: a request's notify, targets
+// and delivery timeout, a task's relaunchOf, a device's cancelRequestedAt, and the relaunches,
+// deliveries and outbox buckets (created empty on open, as every bucket is). So a version 1
+// file is taken as it is and marked version 2 on open.
 const schemaVersion = "2"
 
 // readableVersions are the older layouts this build reads as they are.
@@ -119,7 +125,7 @@ func Open(path string, opts Options) (*Store, error) {
 
 func initialize(tx *bolt.Tx) error {
 	for _, name := range [][]byte{bucketMeta, bucketTasks, bucketDeviceIDs, bucketDevices, bucketOwners,
-		bucketRelaunch, bucketActive, bucketExpiry, bucketIdem, bucketIdemExp} {
+		bucketRelaunch, bucketActive, bucketExpiry, bucketIdem, bucketIdemExp, bucketDelivery, bucketHooks, bucketHookDue} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
 		}

@@ -167,8 +167,9 @@ func TestOpenRefusesAnotherLayout(t *testing.T) {
 	}
 }
 
-// TestOpenReadsAVersionOneFile opens a file of the first layout, whose device records have no
-// cancelRequestedAt: it is read as it is, and marked with the current version.
+// TestOpenReadsAVersionOneFile opens a file of the first layout, whose requests have no notify
+// or targets, whose devices have no cancelRequestedAt and which has no outbox or relaunches:
+// it is read as it is, and marked with the current version.
 func TestOpenReadsAVersionOneFile(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "fleetrun.db")
@@ -176,13 +177,21 @@ func TestOpenReadsAVersionOneFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	old := `{"taskId":"t1","id":"web-1","status":"running","exitCode":null,"stdout":"","stderr":"","stdoutTruncated":false,"stderrTruncated":false,"ref":"pgid:7"}`
+	old := `{"seq":1,"task":{"id":"t1","owner":"alice","status":"pending","version":1,"createdAt":"2030-05-06T07:08:09Z",` +
+		`"updatedAt":"2030-05-06T07:08:09Z","request":{"deviceIds":null,"scriptUrl":"hello.sh","args":[],"timeoutSeconds":60,` +
+		`"maxConcurrency":"1","maxErrors":"0"},"counts":{"total":1,"pending":1,"running":0,"succeeded":0,"failed":0,` +
+		`"timedOut":0,"cancelled":0,"undeliverable":0},"currentStep":"queued"}}`
 	err = db.Update(func(tx *bolt.Tx) error {
-		b, err := tx.CreateBucket(bucketMeta)
-		if err != nil {
-			return err
+		for name, kv := range map[string][2]string{"meta": {"schema", "1"}, "tasks": {"t1", old}, "deviceids": {"t1", `["d1"]`}} {
+			b, err := tx.CreateBucket([]byte(name))
+			if err != nil {
+				return err
+			}
+			if err := b.Put([]byte(kv[0]), []byte(kv[1])); err != nil {
+				return err
+			}
 		}
-		return b.Put([]byte("schema"), []byte("1"))
+		return nil
 	})
 	db.Close()
 	if err != nil {
@@ -193,6 +202,13 @@ func TestOpenReadsAVersionOneFile(t *testing.T) {
 		t.Fatalf("Open of a version 1 file: %v", err)
 	}
 	defer s.Close()
+	got, err := s.GetTask(t.Context(), "t1")
+	if err != nil || got.Request.Notify != nil || got.Request.ScriptURL != "hello.sh" {
+		t.Errorf("the version 1 task reads as %+v, %v", got, err)
+	}
+	if page, err := s.ListTasks(t.Context(), task.ListQuery{Owner: "alice", RelaunchOf: "t1"}); err != nil || len(page.Tasks) != 0 {
+		t.Errorf("the relaunches of a version 1 task: %+v, %v; want none", page, err)
+	}
 	err = s.db.View(func(tx *bolt.Tx) error {
 		if v := string(tx.Bucket(bucketMeta).Get([]byte("schema"))); v != schemaVersion {
 			t.Errorf("the file is marked version %s after Open, want %s", v, schemaVersion)
@@ -202,14 +218,16 @@ func TestOpenReadsAVersionOneFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := decodeDevice([]byte(old))
+	oldDevice := `{"taskId":"t1","id":"web-1","status":"running","exitCode":null,"stdout":"","stderr":"","stdoutTruncated":false,"stderrTruncated":false,"ref":"pgid:7"}`
+	d, err := decodeDevice([]byte(oldDevice))
 	if err != nil || d.Status != task.DeviceRunning || d.Ref != "pgid:7" || d.CancelRequestedAt != nil {
 		t.Errorf("a version 1 device record reads as %+v, %v", d, err)
 	}
 }
 
 // TestDeleteExpiredLeavesNothingBehind looks inside the file: a swept task must leave no record,
-// device, index entry or idempotency record behind, not merely be hidden from reads.
+// device, index entry, delivery record or idempotency record behind, not merely be hidden from
+// reads.
 func TestDeleteExpiredLeavesNothingBehind(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
@@ -231,6 +249,10 @@ func TestDeleteExpiredLeavesNothingBehind(t *testing.T) {
 			t.Fatal(err)
 		}
 		storetest.MoveTo(t, s, cur, task.StatusCancelled, base, base.Add(time.Hour))
+		if err := s.RecordDelivery(ctx, task.Delivery{TaskID: id, EventID: id + "_finished", Type: task.WebhookTaskFinished,
+			EventAt: base, Attempt: 1, At: base, StatusCode: 204, Outcome: task.DeliveryDelivered}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	n, err := s.DeleteExpired(ctx, base.Add(2*time.Hour))
 	if err != nil || n != 3*sweepChunk+5 {
@@ -238,7 +260,7 @@ func TestDeleteExpiredLeavesNothingBehind(t *testing.T) {
 	}
 	err = s.db.View(func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{bucketTasks, bucketDeviceIDs, bucketDevices, bucketOwners, bucketActive,
-			bucketExpiry, bucketIdem, bucketIdemExp} {
+			bucketExpiry, bucketIdem, bucketIdemExp, bucketDelivery} {
 			if k, _ := tx.Bucket(name).Cursor().First(); k != nil {
 				t.Errorf("bucket %s still holds %q after the sweep", name, k)
 			}

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fleetrun/fleetrun/internal/localrun"
+	"github.com/fleetrun/fleetrun/internal/webhook"
 )
 
 // Config is `fleetrun serve`'s configuration, from flags and the environment.
@@ -58,6 +59,12 @@ type Config struct {
 	// Inventory is a YAML file of devices and their tags (inventoryfile), which submits may
 	// target by tag and GET /devices lists; SIGHUP reads it again. Empty means none.
 	Inventory string
+	// WebhookSecret signs webhook requests; the zero Secret turns webhooks off (a submit with
+	// notify is refused).
+	WebhookSecret webhook.Secret
+	// AllowHTTPWebhooks lets webhooks go to the loopback interface, over http too, for
+	// receivers on the same machine.
+	AllowHTTPWebhooks bool
 	// Subreaper makes the server a child subreaper (localrun.Config.Subreaper). Main sets it;
 	// a server started in a test's process (Start) does not, since the test's other children
 	// are not the runner's.
@@ -105,6 +112,7 @@ const minSecretLength = 8
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
 	var cfg Config
 	var tokens tokenFlags
+	var secret string
 	fs := flag.NewFlagSet("fleetrun serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:8080", "address to listen on (a non-loopback address needs a token)")
@@ -127,6 +135,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.StringVar(&cfg.Inventory, "inventory", "", "`FILE` of devices and their tags (YAML) that submits may target by tag; SIGHUP reloads it")
 	fs.StringVar(&cfg.LogFormat, "log-format", "text", "text, or json for one JSON object a line")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve GET /metrics on this loopback `address` without a token\n(default: on --addr, behind the tokens)")
+	fs.StringVar(&secret, "webhook-secret", "", "`whsec_…` secret that signs webhooks (Standard Webhooks); without it, tasks cannot ask for webhooks (default: $FLEETRUN_WEBHOOK_SECRET)")
+	fs.BoolVar(&cfg.AllowHTTPWebhooks, "allow-http-webhooks", false, "let webhooks go to the loopback interface, over http too, for receivers on this machine")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "Usage: fleetrun serve [flags]\n\nRuns the fleetrun API with the embedded store and the local runner.\n\nFlags:")
 		printFlags(fs)
@@ -161,6 +171,17 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	}
 	if cfg.Cgroups != "auto" && cfg.Cgroups != "off" {
 		return cfg, fmt.Errorf("--cgroups %q: want auto or off", cfg.Cgroups)
+	}
+	if secret == "" {
+		secret = getenv("FLEETRUN_WEBHOOK_SECRET")
+	}
+	if secret != "" {
+		if cfg.WebhookSecret, err = webhook.ParseSecret(secret); err != nil {
+			return cfg, fmt.Errorf("--webhook-secret: %w", err)
+		}
+	}
+	if cfg.AllowHTTPWebhooks && cfg.WebhookSecret.IsZero() {
+		return cfg, fmt.Errorf("--allow-http-webhooks needs a webhook secret: pass --webhook-secret or FLEETRUN_WEBHOOK_SECRET")
 	}
 	if cfg.LogFormat != "text" && cfg.LogFormat != "json" {
 		return cfg, fmt.Errorf("--log-format %q: want text or json", cfg.LogFormat)

@@ -94,6 +94,44 @@ func TestParseConfig(t *testing.T) {
 	}
 }
 
+func TestWebhookSettings(t *testing.T) {
+	t.Parallel()
+	const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	cases := []struct {
+		name      string
+		args      []string
+		env       string
+		on, http  bool
+		wantError string
+	}{
+		{name: "off by default"},
+		{name: "a secret from the flag", args: []string{"--webhook-secret", secret}, on: true},
+		{name: "a secret from the environment", env: secret, on: true},
+		{name: "http to loopback", args: []string{"--webhook-secret", secret, "--allow-http-webhooks"}, on: true, http: true},
+		{name: "http to loopback needs a secret", args: []string{"--allow-http-webhooks"}, wantError: "needs a webhook secret"},
+		{name: "a secret of the wrong form", args: []string{"--webhook-secret", "hunter2hunter2"}, wantError: "whsec_"},
+		{name: "a short key", env: "whsec_c2hvcnQ=", wantError: "at least 24"},
+	}
+	for _, c := range cases {
+		cfg, err := parseConfig(c.args, func(k string) string {
+			if k == "FLEETRUN_WEBHOOK_SECRET" {
+				return c.env
+			}
+			return ""
+		}, io.Discard)
+		switch {
+		case c.wantError != "":
+			if err == nil || !strings.Contains(err.Error(), c.wantError) {
+				t.Errorf("%s: err = %v, want %q", c.name, err, c.wantError)
+			}
+		case err != nil:
+			t.Errorf("%s: %v", c.name, err)
+		case cfg.WebhookSecret.IsZero() == c.on || cfg.AllowHTTPWebhooks != c.http:
+			t.Errorf("%s: webhooks on %v, http %v; want %v, %v", c.name, !cfg.WebhookSecret.IsZero(), cfg.AllowHTTPWebhooks, c.on, c.http)
+		}
+	}
+}
+
 func TestHelpShowsDoubleDashFlagsAndTheTokenRules(t *testing.T) {
 	t.Parallel()
 	var out strings.Builder

@@ -28,6 +28,7 @@ import (
 	"github.com/fleetrun/fleetrun/internal/prommetrics"
 	"github.com/fleetrun/fleetrun/internal/task"
 	"github.com/fleetrun/fleetrun/internal/watch"
+	"github.com/fleetrun/fleetrun/internal/webhook"
 )
 
 // Main runs `fleetrun serve` with args (the words after "serve") until ctx ends, and returns the
@@ -126,10 +127,26 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(baseURL s
 	broker := watch.NewBroker()
 	metrics := prommetrics.New()
 	backlog := engine.NewBacklog(engine.BacklogConfig{MaxPending: cfg.MaxPending, Active: active, Now: cfg.Now})
-	// The engine and its queue refer to each other; nothing is queued before the engine exists.
+	// The engine, its queue and the webhook loop refer to each other; nothing is queued or
+	// delivered before the engine exists.
 	var eng *engine.Engine
 	queue := localqueue.New(func(ctx context.Context, m engine.Message) error { return eng.Handle(ctx, m) },
 		localqueue.Options{Logger: log})
+	rules := task.Rules{DeviceID: task.LocalDeviceID, CheckScript: localrun.CheckScript(root)}
+	var (
+		hooks engine.Webhooks
+		loop  *webhook.Loop
+	)
+	if !cfg.WebhookSecret.IsZero() {
+		policy := webhook.Policy{AllowLoopback: cfg.AllowHTTPWebhooks}
+		rules.CheckWebhookURL = policy.CheckURL
+		loop = webhook.NewLoop(webhook.LoopConfig{Outbox: store, Now: cfg.Now, Logger: log,
+			Deliver: func(ctx context.Context, j task.WebhookJob) (*task.WebhookJob, error) {
+				return eng.DeliverWebhook(ctx, j)
+			}})
+		hooks = engine.Webhooks{Queue: loop, Payload: httpapi.WebhookPayload(true),
+			Sender: webhook.NewSender(webhook.SenderConfig{Secret: cfg.WebhookSecret, Policy: policy, Now: cfg.Now})}
+	}
 	eng = engine.New(engine.Config{
 		Store:     store,
 		Queue:     queue,
@@ -139,7 +156,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(baseURL s
 		Admission: backlog,
 		Inventory: inventory,
 		Metrics:   metrics,
-		Rules:     task.Rules{DeviceID: task.LocalDeviceID, CheckScript: localrun.CheckScript(root)},
+		Webhooks:  hooks,
+		Rules:     rules,
 		Retention: cfg.Retention,
 		Now:       cfg.Now,
 		Logger:    log,
@@ -205,13 +223,22 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(baseURL s
 	go func() { served <- srv.Serve(netutil.LimitListener(ln, cfg.MaxConns)) }()
 	log.Info("fleetrun serving", "addr", ln.Addr().String(), "data", cfg.DataDir, "script_root", root,
 		"auth", len(cfg.Tokens) > 0, "max_procs", cfg.MaxProcs, "max_pending", cfg.MaxPending,
-		"max_conns", cfg.MaxConns, "containment", runner.Contained(), "public_url", cfg.PublicURL)
+		"max_conns", cfg.MaxConns, "containment", runner.Contained(), "public_url", cfg.PublicURL,
+		"webhooks", loop != nil, "http_webhooks", cfg.AllowHTTPWebhooks)
 	if ready != nil {
 		ready("http://" + ln.Addr().String())
 	}
 
 	sweepDone := make(chan struct{})
 	go func() { defer close(sweepDone); sweep(ctx, store, runner, cfg.Now, log) }()
+	// The delivery loop starts with whatever the outbox kept from before a restart.
+	hooksDone := make(chan struct{})
+	go func() {
+		defer close(hooksDone)
+		if loop != nil {
+			loop.Run(ctx)
+		}
+	}()
 
 	select {
 	case err = <-served:
@@ -228,6 +255,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(baseURL s
 		log.Error("stopping scripts", "err", rerr)
 	}
 	<-sweepDone
+	<-hooksDone
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}

@@ -41,12 +41,22 @@ const bodyLogLimit = 512
 //   - ctx ended before the record was reached (the function is about to time out): reported
 //     without being handled, so it comes back rather than being cut off half way.
 func HandleBatch(ctx context.Context, ev events.SQSEvent, handle func(context.Context, engine.Message) error, log *slog.Logger, retry *Retry) events.SQSEventResponse {
+	describe := func(m engine.Message) []any {
+		return []any{"task_id", m.TaskID, "action", string(m.Action), "attempt", m.Attempt}
+	}
+	return handleBatch(ctx, ev, Decode, describe, handle, log, retry)
+}
+
+// handleBatch is HandleBatch for messages of any kind: decode reads a body, describe names a
+// message in the log, handle acts on it.
+func handleBatch[M any](ctx context.Context, ev events.SQSEvent, decode func(string) (M, error), describe func(M) []any,
+	handle func(context.Context, M) error, log *slog.Logger, retry *Retry) events.SQSEventResponse {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	resp := events.SQSEventResponse{BatchItemFailures: []events.SQSBatchItemFailure{}}
 	for _, r := range ev.Records {
-		if !handleRecord(ctx, r, handle, log, retry) {
+		if !handleRecord(ctx, r, decode, describe, handle, log, retry) {
 			resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: r.MessageId})
 		}
 	}
@@ -54,18 +64,19 @@ func HandleBatch(ctx context.Context, ev events.SQSEvent, handle func(context.Co
 }
 
 // handleRecord handles one record and reports whether it may be deleted.
-func handleRecord(ctx context.Context, r events.SQSMessage, handle func(context.Context, engine.Message) error, log *slog.Logger, retry *Retry) bool {
+func handleRecord[M any](ctx context.Context, r events.SQSMessage, decode func(string) (M, error), describe func(M) []any,
+	handle func(context.Context, M) error, log *slog.Logger, retry *Retry) bool {
 	attrs := []any{"message_id", r.MessageId, "receive_count", receiveCount(r)}
 	if err := ctx.Err(); err != nil {
 		log.WarnContext(ctx, "message not handled before the deadline; it will be delivered again", append(attrs, "err", err)...)
 		return false
 	}
-	m, err := Decode(r.Body)
+	m, err := decode(r.Body)
 	if err != nil {
 		log.ErrorContext(ctx, "malformed message left to the dead-letter queue", append(attrs, "body", excerpt(r.Body), "err", err)...)
 		return false
 	}
-	attrs = append(attrs, "task_id", m.TaskID, "action", string(m.Action), "attempt", m.Attempt)
+	attrs = append(attrs, describe(m)...)
 	err = safeHandle(ctx, m, handle)
 	switch {
 	case err == nil:
@@ -130,10 +141,10 @@ func (rt *Retry) soon(ctx context.Context, r events.SQSMessage, log *slog.Logger
 var errPanic = errors.New("handler panicked")
 
 // safeHandle calls handle, turning a panic into an error.
-func safeHandle(ctx context.Context, m engine.Message, handle func(context.Context, engine.Message) error) (err error) {
+func safeHandle[M any](ctx context.Context, m M, handle func(context.Context, M) error) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("sqsqueue: %s message for %s: %w: %v", m.Action, m.TaskID, errPanic, p)
+			err = fmt.Errorf("sqsqueue: handle a message: %w: %v", errPanic, p)
 		}
 	}()
 	return handle(ctx, m)

@@ -88,8 +88,8 @@ func NothingToRelaunch(t *Task) error {
 			"no device of task %s failed, timed out, was undeliverable or was cancelled", t.ID)}}}
 }
 
-// Draft is the submit draft of a relaunch of t on devices: t's script and settings, with
-// those d overrides. Rules.Validate judges it like any submitted request.
+// Draft is the submit draft of a relaunch of t on devices: t's script and settings (its
+// webhook subscription too), with those d overrides. Rules.Validate judges it like any submitted request.
 func (d RelaunchDraft) Draft(t *Task, devices []string) Draft {
 	req := t.Request
 	out := Draft{DeviceIDs: devices, ScriptURL: req.ScriptURL, Args: req.Args,
@@ -113,6 +113,14 @@ func (d RelaunchDraft) Draft(t *Task, devices []string) Draft {
 	}
 	if d.MaxErrors != nil {
 		out.MaxErrors = d.MaxErrors
+	}
+	// The relaunch keeps the original's webhook subscription.
+	if n := req.Notify; n != nil {
+		events := make([]string, len(n.Events))
+		for i, e := range n.Events {
+			events[i] = string(e)
+		}
+		out.Notify = &NotifyDraft{URL: n.URL, Events: events}
 	}
 	return out
 }

@@ -111,3 +111,18 @@ func TestRelaunchDraftDeliveryTimeout(t *testing.T) {
 		t.Errorf("a delivery timeout above the timeout was accepted: %v", err)
 	}
 }
+
+func TestRelaunchDraftKeepsTheWebhookSubscription(t *testing.T) {
+	t.Parallel()
+	orig := &task.Task{ID: "T1", Status: task.StatusFailed, Request: task.Request{DeviceIDs: []string{"a"},
+		ScriptURL: "patch.sh", TimeoutSeconds: 60, MaxConcurrency: "5", MaxErrors: "0",
+		Notify: &task.Notify{URL: "https://hooks.example.com/x", Events: []task.WebhookType{task.WebhookDeviceFinished}, Links: "https://old.example.com"}}}
+	rules := task.Rules{DeviceID: task.LocalDeviceID, CheckWebhookURL: func(string) error { return nil }}
+	req, err := rules.Validate(task.RelaunchDraft{}.Draft(orig, []string{"a"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := req.Notify; n == nil || n.URL != "https://hooks.example.com/x" || !slices.Equal(n.Events, []task.WebhookType{task.WebhookDeviceFinished}) {
+		t.Errorf("the relaunch's notify = %+v, want the original's URL and events", n)
+	}
+}

@@ -60,8 +60,28 @@ type Store interface {
 	// there is no such task; marking a task twice is not an error.
 	MarkPublished(ctx context.Context, id string) error
 
-	// DeleteExpired removes the tasks (with their devices) that expired before now and the
-	// idempotency records past their own expiry, and returns how many tasks it removed.
+	// RecordDelivery stores one attempt to deliver a webhook event of d.TaskID, conditionally,
+	// so that two copies of one event racing each other (a duplicated queue message, a
+	// re-queued event) make each attempt once between them:
+	//
+	//   - A claim (d.Outcome DeliverySending) is stored when attempt d.Attempt of event
+	//     d.EventID is not recorded, or is a claim made at or before d.At minus
+	//     DeliveryClaimTimeout (abandoned); otherwise it returns CodeConflict.
+	//   - Any other outcome is stored when the attempt is not recorded or is claimed, and
+	//     replaces the claim; otherwise it returns CodeConflict.
+	//
+	// It returns CodeNotFound when the task does not exist or has expired, and writes nothing
+	// whenever it returns an error. The record expires with its task.
+	RecordDelivery(ctx context.Context, d Delivery) error
+
+	// ListDeliveries returns the recorded attempts of a task's webhook events (of one event when
+	// q.EventID is set), ordered by the event's time (EventAt), then its id, then the attempt,
+	// a page at a time. It does not check that the task exists; the caller reads it first.
+	ListDeliveries(ctx context.Context, taskID string, q DeliveryQuery) (*DeliveryPage, error)
+
+	// DeleteExpired removes the tasks (with their devices and delivery records) that expired
+	// before now and the idempotency records past their own expiry, and returns how many tasks
+	// it removed.
 	DeleteExpired(ctx context.Context, now time.Time) (int, error)
 }
 

@@ -30,6 +30,8 @@ type Request struct {
 	// for too.
 	Targets        []Target `json:"targets,omitempty"`
 	IncludeOffline bool     `json:"includeOffline,omitempty"`
+	// Notify, when set, is where the task's webhook events are posted.
+	Notify *Notify `json:"notify,omitempty"`
 }
 
 // Counts holds how many devices of a task are in each status. It is kept in the task record and

@@ -3,6 +3,7 @@ package task
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -60,6 +61,10 @@ type Rules struct {
 	// CheckScript returns an error whose text is shown to the caller when url is not a script
 	// this deployment will run. It must not fetch anything.
 	CheckScript func(url string) error
+	// CheckWebhookURL returns an error whose text is shown to the caller when url is not one
+	// this deployment will post webhooks to (its scheme, or an address it must not call). Nil
+	// means webhooks are off: a request with notify is refused.
+	CheckWebhookURL func(url string) error
 }
 
 // Draft is a request as the caller sent it, before validation. A nil setting was left out and
@@ -77,6 +82,8 @@ type Draft struct {
 	// then the engine's inventory fills DeviceIDs); IncludeOffline asks for offline devices too.
 	Targets        []Target
 	IncludeOffline bool
+	// Notify is the webhook subscription, nil when the caller sent none.
+	Notify *NotifyDraft
 }
 
 // Validate checks a submitted request and returns it with its defaults filled in, or an *Error
@@ -201,10 +208,51 @@ func (r Rules) Validate(d Draft) (Request, error) {
 		}
 	}
 
+	if d.Notify != nil {
+		req.Notify = r.validateNotify(*d.Notify, bad)
+	}
+
 	if len(errs) > 0 {
 		return Request{}, &Error{Code: CodeInvalid, Message: "the request has invalid fields", Fields: errs}
 	}
 	return req, nil
+}
+
+// validateNotify checks a webhook subscription and returns it with its default events.
+func (r Rules) validateNotify(n NotifyDraft, bad func(pointer, format string, args ...any)) *Notify {
+	out := &Notify{URL: n.URL, Events: DefaultWebhookTypes()}
+	switch {
+	case r.CheckWebhookURL == nil:
+		bad("/notify", "this deployment sends no webhooks; leave notify out")
+	case n.URL == "":
+		bad("/notify/url", "url is required")
+	case len(n.URL) > MaxWebhookURLLength:
+		bad("/notify/url", "url may be at most %d bytes", MaxWebhookURLLength)
+	case !utf8.ValidString(n.URL) || strings.IndexFunc(n.URL, hidden) >= 0:
+		bad("/notify/url", "url must be valid UTF-8 without control or formatting characters")
+	default:
+		if err := r.CheckWebhookURL(n.URL); err != nil {
+			bad("/notify/url", "%s", err.Error())
+		}
+	}
+	if n.Events == nil {
+		return out
+	}
+	if len(n.Events) == 0 {
+		bad("/notify/events", "name at least one event, or leave events out for %q", WebhookTaskFinished)
+	}
+	out.Events = make([]WebhookType, 0, len(n.Events))
+	for i, e := range n.Events {
+		switch typ := WebhookType(e); {
+		case !typ.Valid():
+			bad(fmt.Sprintf("/notify/events/%d", i), "%q is not an event (one of %s)", truncate(e, 64), join(WebhookTypes(), ", "))
+		case slices.Contains(out.Events, typ):
+			bad(fmt.Sprintf("/notify/events/%d", i), "%q is named twice", e)
+		default:
+			out.Events = append(out.Events, typ)
+		}
+	}
+	return out
 }
 
 // Concurrency resolves a task's maxConcurrency to a number of devices, at least 1.

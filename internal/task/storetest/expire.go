@@ -26,7 +26,10 @@ func testDeleteExpired(e *env) {
 		gone2 := e.move(e.create(e.newTask(owner, deviceNames(3))), task.StatusRunning, 0)
 		gone2, _ = e.apply(gone2.ID, task.DeviceUpdate{DeviceID: gone2.Request.DeviceIDs[0], Status: task.DeviceSucceeded, At: base},
 			task.DeviceUpdate{DeviceID: gone2.Request.DeviceIDs[1], Status: task.DeviceRunning, At: base})
+		// Delivery records made while the task ran and after it ended go with it.
+		e.record(e.delivery(gone2, task.WebhookTaskStarted, base, 1))
 		gone2 = e.move(gone2, task.StatusFailed, 2*time.Hour)
+		e.record(e.delivery(gone2, task.WebhookTaskFinished, base, 1))
 		later := e.move(e.create(e.newTask(owner, deviceNames(1))), task.StatusCancelled, 10*time.Hour)
 		running := e.move(e.create(e.newTask(owner, deviceNames(1))), task.StatusRunning, 0)
 
@@ -72,6 +75,9 @@ func testDeleteExpired(e *env) {
 			if d.Status != task.DevicePending {
 				e.t.Errorf("device %s of a re-created task is %s, want pending", d.ID, d.Status)
 			}
+		}
+		if got := e.allDeliveries(again.ID, 10); len(got) != 0 {
+			e.t.Errorf("a re-created task lists the delivery records of the deleted one: %v", got)
 		}
 
 		if n, err := e.store.DeleteExpired(e.ctx, sweep); err != nil || n != 0 {

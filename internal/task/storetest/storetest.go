@@ -43,7 +43,7 @@ import (
 type OpenFunc func(t *testing.T, now func() time.Time) task.Store
 
 // Run runs the whole conformance suite against the stores that open returns. It calls open once
-// for each group of tests (create, get, list, transition, devices, concurrency, expiry, publishing); the
+// for each group of tests (create, get, list, transition, devices, concurrency, expiry, publishing, deliveries); the
 // groups run in parallel and the tests within a group one after another.
 func Run(t *testing.T, open func(t *testing.T, now func() time.Time) task.Store) {
 	groups := []struct {
@@ -63,6 +63,7 @@ func Run(t *testing.T, open func(t *testing.T, now func() time.Time) task.Store)
 		{"DeleteExpired", testDeleteExpired},
 		{"MarkPublished", testMarkPublished},
 		{"UnstartedDevices", testUnstartedDevices},
+		{"Deliveries", testDeliveries},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
