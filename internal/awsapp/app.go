@@ -132,8 +132,14 @@ func New(cfg Config, sdk aws.Config, log *slog.Logger, metricsOut io.Writer) *Ap
 }
 
 // StreamedRoutes are the API's resources whose integration streams its response
-// (ResponseTransferMode RESPONSE_STREAM in the template): the event stream.
-var StreamedRoutes = []string{"/tasks/{id}/events"}
+// (ResponseTransferMode RESPONSE_STREAM in the template), in order: a device's output,
+// which a follow streams as CloudWatch Logs receives it, and the event stream.
+var StreamedRoutes = []string{"/tasks/{id}/devices/{deviceId}/output", "/tasks/{id}/events"}
+
+// FollowWait is how long a follow waits for its device to end where its output cannot be
+// streamed (no CloudWatch output), before answering 409: a streamed answer that sends nothing
+// is closed by API Gateway after 5 minutes, and a short wait keeps the function's time short.
+const FollowWait = 20 * time.Second
 
 // HTTP returns the handler of the API functions (SubmitFunction, StatusFunction,
 // CancelFunction): the same httpapi handler `fleetrun serve` uses, behind the REST API
@@ -149,10 +155,10 @@ func (a *App) HTTP() func(context.Context, events.APIGatewayProxyRequest) (any, 
 		Watcher:   watch.Poller{Store: a.Store, Interval: StatusPollInterval},
 		BaseURL:   lambdahttp.BaseURL,
 		KeepAlive: a.Config.EventStreamKeepAlive,
-		// The output route is buffered: a followed output is answered once its device has
-		// ended, read every second meanwhile.
-		Buffered:       true,
+		// A followed output is read every second, from CloudWatch Logs where the commands
+		// send their output there; elsewhere it is answered once its device has ended.
 		FollowInterval: StatusPollInterval,
+		FollowWait:     FollowWait,
 		Logger:         a.Log,
 	}
 	if a.Output != nil {

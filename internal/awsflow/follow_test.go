@@ -1,9 +1,12 @@
 package awsflow
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,16 +16,19 @@ import (
 
 	"github.com/fleetrun/fleetrun/api"
 	"github.com/fleetrun/fleetrun/internal/awsapp"
+	"github.com/fleetrun/fleetrun/internal/clocktest"
 	"github.com/fleetrun/fleetrun/internal/engine"
 	"github.com/fleetrun/fleetrun/internal/ssmtest"
 	"github.com/fleetrun/fleetrun/internal/task"
 )
 
-// TestFollowOnAWS follows a device's output through the functions' HTTP API, which delivers
-// answers whole. With the stack's CloudWatch output on, the executor's commands send their
-// output to the log group, and a follow answers, once the device has ended, with what the log
-// stream holds; a follow whose time is up while the device runs is a 409 with Retry-After.
-// With it off, a follow answers with the device's inline copy once it has ended.
+// TestFollowOnAWS follows a device's output through the functions' REST API, whose output
+// route streams (awsapp.StreamedRoutes). With the stack's CloudWatch output on, the executor's
+// commands send their output to the log group; a follow streams each line the log stream
+// receives while the device still runs, and ends once the device has ended. A follow again
+// from an offset leaves out what the caller has. With it off there is nothing to stream: a
+// follow of a running device is a 409 with Retry-After once its wait is over, and once the
+// device has ended the answer is its whole output.
 func TestFollowOnAWS(t *testing.T) {
 	f := newFlow(t)
 	ctx := t.Context()
@@ -49,39 +55,89 @@ func TestFollowOnAWS(t *testing.T) {
 	if _, err := logs.CreateLogStream(ctx, &cloudwatchlogs.CreateLogStreamInput{LogGroupName: aws.String(group), LogStreamName: aws.String(stream)}); err != nil {
 		t.Fatal(err)
 	}
-	var evs []types.InputLogEvent
-	for i := range 3 {
-		evs = append(evs, types.InputLogEvent{Message: aws.String(fmt.Sprintf("line %d", i+1)), Timestamp: aws.Int64(time.Now().UnixMilli())})
+	put := func(lines ...string) {
+		t.Helper()
+		var evs []types.InputLogEvent
+		for _, l := range lines {
+			evs = append(evs, types.InputLogEvent{Message: aws.String(l), Timestamp: aws.Int64(time.Now().UnixMilli())})
+		}
+		if _, err := logs.PutLogEvents(ctx, &cloudwatchlogs.PutLogEventsInput{LogGroupName: aws.String(group), LogStreamName: aws.String(stream), LogEvents: evs}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if _, err := logs.PutLogEvents(ctx, &cloudwatchlogs.PutLogEventsInput{LogGroupName: aws.String(group), LogStreamName: aws.String(stream), LogEvents: evs}); err != nil {
-		t.Fatal(err)
+	put("line 1", "line 2")
+
+	resp := h.stream(ctx, "GET", output)
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("follow: %d %s", resp.StatusCode, b)
+	}
+	got := &syncBuffer{}
+	ended := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(got, resp.Body)
+		ended <- err
+	}()
+	clocktest.Eventually(t, 10*time.Second, func() error {
+		if s := got.String(); s != "line 1\nline 2\n" {
+			return fmt.Errorf("streamed %q so far", s)
+		}
+		return nil
+	})
+	put("line 3")
+	clocktest.Eventually(t, 10*time.Second, func() error {
+		if s := got.String(); s != "line 1\nline 2\nline 3\n" {
+			return fmt.Errorf("streamed %q so far", s)
+		}
+		return nil
+	})
+	if d := f.deviceStates(t, tk.ID)[ids[0]]; d.Status != task.DeviceRunning {
+		t.Fatalf("the device is %s while its lines stream, want running", d.Status)
 	}
 
-	// A request whose time is up before the device ends: 409, follow again.
+	// Without CloudWatch output: a follow of the running device is a 409 once its time is up.
+	plain := f.api(t, f.wireApp(t))
 	short, cancel := context.WithTimeout(ctx, 3*time.Second)
-	a := h.callCtx(short, "GET", output, "")
+	a := plain.callCtx(short, "GET", output, "")
 	cancel()
 	var p api.Problem
 	if a.decode(t, &p); a.status != http.StatusConflict || p.DeviceStatus != api.DeviceRunning || a.header["Retry-After"] == "" {
-		t.Fatalf("follow of a running device when the time is up: %d %s", a.status, a.body)
+		t.Fatalf("follow without CloudWatch output of a running device: %d %s", a.status, a.body)
 	}
 
-	// Following again, while the executor brings the device to its end.
-	answered := make(chan answer, 1)
-	go func() { answered <- h.call("GET", output, "") }()
+	// The device ends: the stream sends the rest and ends.
+	put("line 4")
 	f.runUntil(t, tk.ID, 10, terminal)
 	select {
-	case a = <-answered:
+	case err := <-ended:
+		if err != nil || got.String() != "line 1\nline 2\nline 3\nline 4\n" {
+			t.Errorf("the stream ended with %q, %v; want the log stream's four lines", got.String(), err)
+		}
 	case <-time.After(20 * time.Second):
-		t.Fatal("the follow did not answer once the device had ended")
+		t.Fatalf("the stream did not end once the device had ended; it has %q", got.String())
 	}
-	if a.status != http.StatusOK || a.body != "line 1\nline 2\nline 3\n" {
-		t.Errorf("follow: %d %q; want the log stream's lines", a.status, a.body)
+	if a := h.call("GET", output+"&offset=7", ""); a.status != http.StatusOK || a.body != "line 2\nline 3\nline 4\n" {
+		t.Errorf("follow from offset 7: %d %q", a.status, a.body)
 	}
-
-	// Without CloudWatch output, the answer is the device's inline copy.
-	plain := f.api(t, f.wireApp(t))
 	if a := plain.call("GET", output, ""); a.status != http.StatusOK || a.body != "inline copy\n" {
-		t.Errorf("follow without CloudWatch output: %d %q", a.status, a.body)
+		t.Errorf("follow without CloudWatch output of the ended device: %d %q", a.status, a.body)
 	}
+}
+
+// syncBuffer is a bytes.Buffer that a goroutine writes while the test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"io"
 	"net/http"
+	"strconv"
 
 	"github.com/fleetrun/fleetrun/api"
 	"github.com/fleetrun/fleetrun/internal/task"
@@ -80,7 +81,8 @@ func (h *handler) cancelDevice(w http.ResponseWriter, r *http.Request, caller ta
 }
 
 // output is GET /tasks/{id}/devices/{deviceId}/output?stream=stdout|stderr: the device's full
-// output, where the device resource holds only a truncated copy. The owner and the device are
+// output, where the device resource holds only a truncated copy; with follow=true (and
+// offset, the bytes the caller already has), as it is written (see follow). The owner and the device are
 // checked through the engine before any output is opened. An output too large to answer with
 // is a 303 to where it can be fetched (see OutputStore).
 func (h *handler) output(w http.ResponseWriter, r *http.Request, caller task.Caller) {
@@ -103,6 +105,17 @@ func (h *handler) output(w http.ResponseWriter, r *http.Request, caller task.Cal
 			p.Bad("follow", "follow must be true or false")
 		}
 	}
+	var offset int64
+	if s, ok := single(&p, q, "offset"); ok {
+		n, err := strconv.ParseInt(s, 10, 64)
+		switch {
+		case err != nil || n < 0:
+			p.Bad("offset", "offset must be a whole number of bytes, 0 or more")
+		case !follow:
+			p.Bad("offset", "offset goes with follow=true")
+		}
+		offset = n
+	}
 	if err := p.Err(); err != nil {
 		h.error(w, r, err)
 		return
@@ -114,7 +127,7 @@ func (h *handler) output(w http.ResponseWriter, r *http.Request, caller task.Cal
 		return
 	}
 	if follow {
-		h.follow(w, r, caller, d, stream)
+		h.follow(w, r, caller, d, stream, offset)
 		return
 	}
 	switch {

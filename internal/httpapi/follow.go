@@ -15,15 +15,18 @@ import (
 // is written, plain text, chunked, ending when the device ends. Every FollowInterval the
 // handler sends what was written since it last looked and reads the device again; once the
 // device has ended it sends the rest and closes. A device that has not started yet is waited
-// for. Followed outputs count against the same caps as event streams.
+// for. A stream may also end before its device does — the request's time is up (on AWS, API
+// Gateway's 15 minutes for a streamed answer), or the connection was cut — and then a caller
+// follows again and skips what it already has (the client package does). Followed outputs
+// count against the same caps as event streams.
 //
-// Where responses reach the caller whole (Config.Buffered: API Gateway's HTTP API), or the
-// output store cannot be read while it is written, there is nothing to stream: the handler
-// waits, within the request's time, for the device to end and then answers with its whole
-// output (the output store's, or the device's inline copy where there is none). A device still
-// working when the request's time is up is a 409 with Retry-After; following again continues
-// the wait.
-func (h *handler) follow(w http.ResponseWriter, r *http.Request, caller task.Caller, d *task.Device, stream string) {
+// Where the output cannot be read while it is written (no Config.Follow: on AWS without the
+// stack's CloudWatch output), there is nothing to stream: the handler waits, for at most
+// Config.FollowWait and within the request's time, for the device to end and then answers with
+// its whole output (the output store's, or the device's inline copy where there is none). A
+// device still working when the wait is over is a 409 with Retry-After; following again
+// continues the wait.
+func (h *handler) follow(w http.ResponseWriter, r *http.Request, caller task.Caller, d *task.Device, stream string, offset int64) {
 	release, ok := h.streams.acquire(caller.Owner)
 	if !ok {
 		h.tooManyStreams(w, r)
@@ -31,8 +34,8 @@ func (h *handler) follow(w http.ResponseWriter, r *http.Request, caller task.Cal
 	}
 	defer release()
 	follower := h.cfg.Follow
-	if h.cfg.Buffered || follower == nil {
-		h.followToTheEnd(w, r, caller, d, stream)
+	if follower == nil {
+		h.followToTheEnd(w, r, caller, d, stream, offset)
 		return
 	}
 	ctx := r.Context()
@@ -65,6 +68,9 @@ func (h *handler) follow(w http.ResponseWriter, r *http.Request, caller task.Cal
 			if err != nil && !task.IsCode(err, task.CodeNotFound) {
 				h.followFailed(r, d, stream, err)
 				return
+			}
+			if out != nil && offset > 0 {
+				out = &skipper{ReadCloser: out, n: offset}
 			}
 		}
 		if out != nil {
@@ -119,12 +125,17 @@ func (h *handler) followFailed(r *http.Request, d *task.Device, stream string, e
 		"task_id", r.PathValue("id"), "device_id", d.ID, "stream", stream, "err", err)
 }
 
-// followToTheEnd waits for device d to end, within the request's time, and answers with its
-// whole output, as GET …/output answers it (a 303 to a presigned URL for a large one), else
-// what the follower holds, else the device's inline copy; a device still working then is a 409
+// followToTheEnd waits for device d to end, for at most FollowWait and within the request's
+// time, and answers with its whole output, as GET …/output answers it (a 303 to a presigned
+// URL for a large one), else the device's inline copy; a device still working then is a 409
 // with Retry-After.
-func (h *handler) followToTheEnd(w http.ResponseWriter, r *http.Request, caller task.Caller, d *task.Device, stream string) {
+func (h *handler) followToTheEnd(w http.ResponseWriter, r *http.Request, caller task.Caller, d *task.Device, stream string, offset int64) {
 	ctx := r.Context()
+	if h.cfg.FollowWait > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, h.cfg.FollowWait)
+		defer cancel()
+	}
 	id := r.PathValue("id")
 	ticker := time.NewTicker(h.cfg.FollowInterval)
 	defer ticker.Stop()
@@ -139,7 +150,7 @@ func (h *handler) followToTheEnd(w http.ResponseWriter, r *http.Request, caller 
 		if ctx.Err() != nil {
 			break
 		}
-		cur, err := h.cfg.Engine.Device(ctx, caller, id, d.ID)
+		cur, err := h.cfg.Engine.Device(r.Context(), caller, id, d.ID)
 		if err != nil {
 			h.error(w, r, err)
 			return
@@ -151,28 +162,25 @@ func (h *handler) followToTheEnd(w http.ResponseWriter, r *http.Request, caller 
 			"device %s is still %s; its output is answered whole once it ends here: follow again", d.ID, d.Status)})
 		return
 	}
-	out, err := h.wholeOutput(context.WithoutCancel(ctx), id, d, stream)
+	out, err := h.wholeOutput(context.WithoutCancel(r.Context()), d, stream)
 	if err != nil {
 		h.error(w, r, err)
 		return
 	}
+	if out.Body != nil && offset > 0 {
+		out.Body = &skipper{ReadCloser: out.Body, n: offset}
+	}
 	h.sendOutput(w, r, d, stream, out)
 }
 
-// wholeOutput is the whole output of ended device d: the output store's, else the follower's
-// (read to its end), else the device's inline copy. A store that has none of a device that
-// never ran is no error: its output is empty.
-func (h *handler) wholeOutput(ctx context.Context, taskID string, d *task.Device, stream string) (Output, error) {
+// wholeOutput is the whole output of ended device d: the output store's, else the device's
+// inline copy. A store that has none of a device that never ran is no error: its output is
+// empty.
+func (h *handler) wholeOutput(ctx context.Context, d *task.Device, stream string) (Output, error) {
 	if h.cfg.Output != nil {
 		out, err := h.cfg.Output.OpenOutput(ctx, d, stream)
 		if !task.IsCode(err, task.CodeNotFound) {
 			return out, err
-		}
-	}
-	if h.cfg.Follow != nil {
-		rc, err := h.cfg.Follow.FollowOutput(ctx, taskID, d.ID, stream)
-		if !task.IsCode(err, task.CodeNotFound) {
-			return Output{Body: rc}, err
 		}
 	}
 	return Output{Body: io.NopCloser(strings.NewReader(inlineCopy(d, stream)))}, nil
@@ -184,4 +192,26 @@ func inlineCopy(d *task.Device, stream string) string {
 		return d.Stderr
 	}
 	return d.Stdout
+}
+
+// skipper drops the first n bytes of what it reads: the part of an output a caller that
+// follows again already has (offset). It keeps count across reads that come up short, as a
+// follower's do while the output is being written.
+type skipper struct {
+	io.ReadCloser
+	n int64
+}
+
+func (s *skipper) Read(p []byte) (int, error) {
+	for s.n > 0 {
+		n, err := s.ReadCloser.Read(p[:min(int64(len(p)), s.n)])
+		s.n -= int64(n)
+		if err != nil {
+			return 0, err
+		}
+		if n == 0 {
+			return 0, nil
+		}
+	}
+	return s.ReadCloser.Read(p)
 }

@@ -78,10 +78,11 @@ func TestFollowWaitsForADeviceThatHasNotStarted(t *testing.T) {
 	}
 }
 
-// TestFollowBufferedAnswersOnceTheDeviceEnds follows where responses reach the caller whole:
-// the answer is the whole output once the device has ended, or a 409 with Retry-After when the
-// request's time is up first.
-func TestFollowBufferedAnswersOnceTheDeviceEnds(t *testing.T) {
+// TestFollowWithoutAFollowerAnswersOnceTheDeviceEnds follows where the output cannot be read
+// while it is written (on AWS without CloudWatch output): the answer is the whole output once
+// the device has ended, or a 409 with Retry-After when the wait (FollowWait) or the request's
+// time is up first.
+func TestFollowWithoutAFollowerAnswersOnceTheDeviceEnds(t *testing.T) {
 	t.Parallel()
 	deadline := func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -90,7 +91,7 @@ func TestFollowBufferedAnswersOnceTheDeviceEnds(t *testing.T) {
 			h.ServeHTTP(w, r.WithContext(ctx))
 		})
 	}
-	b := setup(t, bundleOptions{buffered: true, wrap: deadline})
+	b := setup(t, bundleOptions{wrap: deadline})
 	tk := b.submit("web-1", "web-2")
 	b.deliver()
 	b.report(tk.ID, task.DeviceUpdate{DeviceID: "web-1", Status: task.DeviceRunning})
@@ -108,8 +109,18 @@ func TestFollowBufferedAnswersOnceTheDeviceEnds(t *testing.T) {
 	if r := <-done; r.StatusCode != 200 || string(r.body) != "all of it\n" {
 		t.Errorf("follow answered at the end: %d %q", r.StatusCode, r.body)
 	}
+
+	// FollowWait ends the wait within a request that has time left.
+	wb := setup(t, bundleOptions{followWait: 100 * time.Millisecond})
+	tk = wb.submit("web-1")
+	wb.deliver()
+	wb.report(tk.ID, task.DeviceUpdate{DeviceID: "web-1", Status: task.DeviceRunning})
+	if r := wb.do(req{method: "GET", path: tk.Links.Devices + "/web-1/output?follow=true", token: aliceToken}); r.StatusCode != http.StatusConflict {
+		t.Errorf("follow past FollowWait: %d %s, want 409", r.StatusCode, r.body)
+	}
+
 	// Without an output store, the answer is the device's inline copy.
-	nb := setup(t, bundleOptions{buffered: true, noOutput: true})
+	nb := setup(t, bundleOptions{noOutput: true})
 	tk = nb.submit("web-1")
 	nb.deliver()
 	nb.report(tk.ID, task.DeviceUpdate{DeviceID: "web-1", Status: task.DeviceFailed, ExitCode: new(2), Stderr: "broken\n"})
@@ -126,4 +137,38 @@ func (b *testBundle) device(taskID, id string) *task.Device {
 		b.t.Fatal(err)
 	}
 	return d
+}
+
+// TestFollowFromAnOffset follows again from where a caller was (offset): a stream skips the
+// bytes the caller has, even as they are still being written, and so does a whole answer.
+func TestFollowFromAnOffset(t *testing.T) {
+	t.Parallel()
+	b := setup(t, bundleOptions{following: true})
+	tk := b.submit("web-1")
+	b.deliver()
+	b.report(tk.ID, task.DeviceUpdate{DeviceID: "web-1", Status: task.DeviceRunning})
+	b.output.put(tk.ID, "web-1", "stdout", "hel")
+	done := make(chan resp, 1)
+	go func() {
+		done <- b.do(req{method: "GET", path: tk.Links.Devices + "/web-1/output?follow=true&offset=6", token: aliceToken})
+	}()
+	b.output.appendOutput(tk.ID, "web-1", "stdout", "lo world\n")
+	b.report(tk.ID, task.DeviceUpdate{DeviceID: "web-1", Status: task.DeviceSucceeded, ExitCode: new(0)})
+	if r := <-done; r.StatusCode != 200 || string(r.body) != "world\n" {
+		t.Errorf("a stream from offset 6: %d %q", r.StatusCode, r.body)
+	}
+
+	nb := setup(t, bundleOptions{noOutput: true})
+	tk = nb.submit("web-1")
+	nb.deliver()
+	nb.report(tk.ID, task.DeviceUpdate{DeviceID: "web-1", Status: task.DeviceSucceeded, ExitCode: new(0), Stdout: "hello world\n"})
+	path := tk.Links.Devices + "/web-1/output"
+	if r := nb.do(req{method: "GET", path: path + "?follow=true&offset=6", token: aliceToken}); r.StatusCode != 200 || string(r.body) != "world\n" {
+		t.Errorf("a whole answer from offset 6: %d %q", r.StatusCode, r.body)
+	}
+	for _, q := range []string{"?offset=6", "?follow=true&offset=-1", "?follow=true&offset=x"} {
+		if r := nb.do(req{method: "GET", path: path + q, token: aliceToken}); r.StatusCode != 400 {
+			t.Errorf("%s: %d %s, want 400", q, r.StatusCode, r.body)
+		}
+	}
 }

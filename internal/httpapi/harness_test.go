@@ -57,10 +57,11 @@ type bundleOptions struct {
 	noOutput     bool
 	// noInventory wires no inventory, as `fleetrun serve` without --inventory.
 	noInventory bool
-	// following makes the output store a follower (outputs read while written), and buffered
-	// says responses reach the caller whole, as on API Gateway's HTTP API.
-	following, buffered bool
-	bodyTimeout         time.Duration
+	// following makes the output store a follower (outputs read while written); followWait
+	// bounds the wait of a follow without one.
+	following   bool
+	followWait  time.Duration
+	bodyTimeout time.Duration
 	// maxStreams and maxStreamsPerOwner cap event streams and long-polls.
 	maxStreams, maxStreamsPerOwner int
 	// polled makes the runner one the executor polls, as SSM is.
@@ -158,7 +159,7 @@ func setup(t *testing.T, opts ...bundleOptions) *testBundle {
 	if o.following {
 		cfg.Follow = &fakeFollower{fakeOutput: b.output}
 	}
-	cfg.Buffered = o.buffered
+	cfg.FollowWait = o.followWait
 	cfg.FollowInterval = 20 * time.Millisecond
 	cfg.KeepAlive = o.keepAlive
 	b.handler = newHandler(cfg)

@@ -88,9 +88,10 @@ type Config struct {
 	BaseURL func(r *http.Request) string
 	// MaxBodyBytes bounds a request body; the default, 2 MiB, fits 10,000 ids of 128 chars.
 	MaxBodyBytes int64
-	// Buffered says that responses reach the caller whole, as through API Gateway's HTTP API:
-	// a followed output is then answered once its device has ended (see follow).
-	Buffered bool
+	// FollowWait bounds how long a follow that cannot stream (no Follow) waits for its device
+	// to end before it answers 409 with Retry-After; zero waits for as long as the request
+	// may take.
+	FollowWait time.Duration
 	// FollowInterval is how often a followed output is looked at for more, and its device for
 	// its end; 250 ms when zero.
 	FollowInterval time.Duration

@@ -288,7 +288,7 @@ func TestOpenAPIContract(t *testing.T) {
 		case op == "submitTask" && status == 409:
 			return true // a concurrent write of the same key: a store race the walk cannot stage
 		case op == "getDeviceOutput" && status == 409:
-			return true // a follow whose time is up where answers are whole: TestFollowBufferedAnswersOnceTheDeviceEnds
+			return true // a follow whose time is up where answers are whole: TestFollowWithoutAFollowerAnswersOnceTheDeviceEnds
 		case op == "listInventory" && status == 404:
 			return true // a server without an inventory: TestInventoryWithoutOne
 		case status == 403 || status == 429:

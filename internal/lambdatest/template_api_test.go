@@ -253,7 +253,7 @@ func TestTranslatedTemplateStreamsTheEventStream(t *testing.T) {
 		for method, op := range ops.(map[string]any) {
 			integration := dig(op, "x-amazon-apigateway-integration")
 			uri, _ := dig(integration, "uri", "Fn::Sub").(string)
-			streamed := path == "/tasks/{id}/events" && method == "get"
+			streamed := slices.Contains(awsapp.StreamedRoutes, path) && method == "get"
 			switch {
 			case streamed && (!strings.HasSuffix(uri, "/response-streaming-invocations") || dig(integration, "responseTransferMode") != "STREAM"):
 				t.Errorf("GET %s: integration %v, want the streaming invocation URI in STREAM mode", path, integration)
