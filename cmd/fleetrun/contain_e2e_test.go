@@ -1,16 +1,19 @@
 package main
 
 import (
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/fleetrun/fleetrun/api"
+	"github.com/fleetrun/fleetrun/internal/clocktest"
 )
 
 // escaper starts a grandchild in a session of its own (setsid) that ignores SIGTERM and
@@ -85,10 +88,14 @@ func TestEscapedGrandchildrenAreStopped(t *testing.T) {
 				escaped := readPids(t, s.pids, "k1.escaped")[0]
 				s.waitFor(task.ID, "running", func(t api.Task) bool { return t.Progress.Devices.Running == 1 })
 				// It leads a session of its own, so no signal to the script's group reaches it,
-				// and the parent-death signal reaches only the script.
-				if sid, err := unix.Getsid(escaped); err != nil || sid != escaped {
-					t.Fatalf("the grandchild %d is in session %d (%v), not one of its own", escaped, sid, err)
-				}
+				// and the parent-death signal reaches only the script. (Its pid is written as it
+				// forks, a moment before setsid runs in it.)
+				clocktest.Eventually(t, 10*time.Second, func() error {
+					if sid, err := unix.Getsid(escaped); err != nil || sid != escaped {
+						return fmt.Errorf("the grandchild %d is in session %d (%v), not one of its own", escaped, sid, err)
+					}
+					return nil
+				})
 				s.kill()
 				// The next server, on another data directory, stops it. (Any server that starts
 				// on this machine meanwhile, another test's, may stop it first.)
