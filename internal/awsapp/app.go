@@ -13,13 +13,16 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	awseventbridge "github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
 	"github.com/fleetrun/fleetrun/internal/awsretry"
+	"github.com/fleetrun/fleetrun/internal/cwoutput"
 	"github.com/fleetrun/fleetrun/internal/dynamo"
 	"github.com/fleetrun/fleetrun/internal/emf"
 	"github.com/fleetrun/fleetrun/internal/engine"
@@ -28,6 +31,7 @@ import (
 	"github.com/fleetrun/fleetrun/internal/lambdahttp"
 	"github.com/fleetrun/fleetrun/internal/s3output"
 	"github.com/fleetrun/fleetrun/internal/sqsqueue"
+	"github.com/fleetrun/fleetrun/internal/ssminventory"
 	"github.com/fleetrun/fleetrun/internal/ssmrun"
 	"github.com/fleetrun/fleetrun/internal/task"
 	"github.com/fleetrun/fleetrun/internal/watch"
@@ -55,6 +59,9 @@ type App struct {
 	Output *s3output.Store
 	// retry brings a failed executor message's next delivery forward; nil without a queue.
 	retry *sqsqueue.Retry
+	// Follow reads the commands' output from CloudWatch Logs while they run, nil unless the
+	// stack sends it there (Config.OutputLogGroup).
+	Follow *cwoutput.Output
 	// hooks is the webhook queue, and hookRetry brings a failed webhook message's next
 	// delivery forward; nil without one.
 	hooks     *sqsqueue.WebhookQueue
@@ -71,9 +78,12 @@ func New(cfg Config, sdk aws.Config, log *slog.Logger, metricsOut io.Writer) *Ap
 	}
 	metrics := emf.New(emf.Config{Out: metricsOut, Namespace: cfg.MetricsNamespace})
 	store := dynamo.New(dynamodb.NewFromConfig(sdk), cfg.TableName, dynamo.Options{Logger: log, Retention: cfg.Retention})
+	ssmClient := ssm.NewFromConfig(sdk, ssmrun.ObserveThrottles(metrics))
 	runner := ssmrun.New(ssmrun.Config{
-		API:            ssm.NewFromConfig(sdk, ssmrun.ObserveThrottles(metrics)),
+		API:            ssmClient,
 		CommandLog:     store,
+		Devices:        store,
+		OutputLogGroup: cfg.OutputLogGroup,
 		DocumentName:   cfg.DocumentName,
 		AllowedBuckets: cfg.AllowedScriptBuckets,
 		OutputBucket:   cfg.OutputBucket,
@@ -103,6 +113,7 @@ func New(cfg Config, sdk aws.Config, log *slog.Logger, metricsOut io.Writer) *Ap
 		Queue:     queue,
 		Runner:    runner,
 		Publisher: eventbridge.New(awseventbridge.NewFromConfig(sdk), cfg.EventBusName, eventbridge.Options{Logger: log}),
+		Inventory: ssminventory.New(ssminventory.Config{SSM: ssmClient, EC2: ec2.NewFromConfig(sdk), Logger: log}),
 		Metrics:   metrics,
 		Webhooks:  hooks,
 		Rules:     rules,
@@ -110,6 +121,9 @@ func New(cfg Config, sdk aws.Config, log *slog.Logger, metricsOut io.Writer) *Ap
 		Leases:    store,
 		Logger:    log,
 	})
+	if cfg.OutputLogGroup != "" {
+		app.Follow = cwoutput.New(cwoutput.Config{API: cloudwatchlogs.NewFromConfig(sdk), Devices: store, Group: cfg.OutputLogGroup})
+	}
 	if cfg.OutputBucket != "" {
 		client := s3.NewFromConfig(sdk)
 		app.Output = s3output.New(client, s3.NewPresignClient(client), cfg.OutputBucket, s3output.Options{Key: runner.OutputKey})
@@ -118,9 +132,15 @@ func New(cfg Config, sdk aws.Config, log *slog.Logger, metricsOut io.Writer) *Ap
 }
 
 // StreamedRoutes are the API's resources whose integration streams its response
-// (ResponseTransferMode RESPONSE_STREAM in the template): the event streams of the task list
-// and of a task. Sorted.
-var StreamedRoutes = []string{"/tasks/events", "/tasks/{id}/events"}
+// (ResponseTransferMode RESPONSE_STREAM in the template), in order: the task list's event
+// stream, a device's output, which a follow streams as CloudWatch Logs receives it, and a
+// task's event stream.
+var StreamedRoutes = []string{"/tasks/events", "/tasks/{id}/devices/{deviceId}/output", "/tasks/{id}/events"}
+
+// FollowWait is how long a follow waits for its device to end where its output cannot be
+// streamed (no CloudWatch output), before answering 409: a streamed answer that sends nothing
+// is closed by API Gateway after 5 minutes, and a short wait keeps the function's time short.
+const FollowWait = 20 * time.Second
 
 // HTTP returns the handler of the API functions (SubmitFunction, StatusFunction,
 // CancelFunction): the same httpapi handler `fleetrun serve` uses, behind the REST API
@@ -136,10 +156,17 @@ func (a *App) HTTP() func(context.Context, events.APIGatewayProxyRequest) (any, 
 		Watcher:   watch.Poller{Store: a.Store, Interval: StatusPollInterval},
 		BaseURL:   lambdahttp.BaseURL,
 		KeepAlive: a.Config.EventStreamKeepAlive,
-		Logger:    a.Log,
+		// A followed output is read every second, from CloudWatch Logs where the commands
+		// send their output there; elsewhere it is answered once its device has ended.
+		FollowInterval: StatusPollInterval,
+		FollowWait:     FollowWait,
+		Logger:         a.Log,
 	}
 	if a.Output != nil {
 		cfg.Output = a.Output
+	}
+	if a.Follow != nil {
+		cfg.Follow = a.Follow
 	}
 	h := httpapi.New(cfg)
 	return lambdahttp.Handler(h, lambdahttp.Options{Streamed: StreamedRoutes, Logger: a.Log})

@@ -181,10 +181,11 @@ func (f *flow) config(t *testing.T, more ...map[string]string) awsapp.Config {
 	return cfg
 }
 
-// wireApp wires the app exactly as the functions do, with awsapp.New.
-func (f *flow) wireApp(t *testing.T) *awsapp.App {
+// wireApp wires the app exactly as the functions do, with awsapp.New, from the environment
+// the template gives the functions and more variables.
+func (f *flow) wireApp(t *testing.T, more ...map[string]string) *awsapp.App {
 	t.Helper()
-	app := awsapp.New(f.config(t), f.sdk, f.log, nil)
+	app := awsapp.New(f.config(t, more...), f.sdk, f.log, nil)
 	f.engine, f.executor = app.Engine, app.Executor()
 	return app
 }
@@ -201,7 +202,7 @@ func (f *flow) wireWithClock(t *testing.T, now func() time.Time) {
 	if f.ssm != nil {
 		ssmClient = ssm.NewFromConfig(f.sdk, func(o *ssm.Options) { o.BaseEndpoint = aws.String(f.ssm.URL) })
 	}
-	runner := ssmrun.New(ssmrun.Config{API: ssmClient, CommandLog: store, DocumentName: cfg.DocumentName,
+	runner := ssmrun.New(ssmrun.Config{API: ssmClient, CommandLog: store, Devices: store, DocumentName: cfg.DocumentName,
 		AllowedBuckets: cfg.AllowedScriptBuckets, Logger: f.log, Now: now})
 	f.engine = engine.New(engine.Config{
 		Store:  store,

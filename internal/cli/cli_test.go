@@ -113,6 +113,8 @@ func TestUsageErrorsExit2WithoutCallingTheServer(t *testing.T) {
 		{[]string{"submit", "--devices", "a"}, "no script"},
 		{[]string{"submit", "--devices", "a", "--script", "x.sh", "--timeout", "-3"}, "--timeout"},
 		{[]string{"submit", "--devices", "a", "--script", "x.sh", "--timeout", "1.5s"}, "--timeout"},
+		{[]string{"submit", "--devices", "a", "--script", "x.sh", "--delivery-timeout", "0"}, "--delivery-timeout"},
+		{[]string{"relaunch", "T1", "--failed", "--delivery-timeout", "soon"}, "--delivery-timeout"},
 		{[]string{"submit", "--devices", "a", "--script", "x.sh", "--cancel-on-interrupt"}, "needs --wait"},
 		{[]string{"submit", "--devices-file", "/nonexistent/devices.txt", "--script", "x.sh"}, "--devices-file"},
 		{[]string{"ls", "--limit", "-1"}, "--limit"},

@@ -58,6 +58,21 @@ func (f OutputReader) OpenOutput(_ context.Context, d *task.Device, stream strin
 	return Output{Body: rc}, err
 }
 
+// FollowOutput implements OutputFollower: what f opens is a file the script is still writing,
+// read again as it grows.
+func (f OutputReader) FollowOutput(_ context.Context, taskID, deviceID, stream string) (io.ReadCloser, error) {
+	return f(taskID, deviceID, stream)
+}
+
+// OutputFollower hands over a device's output while it is being written, for GET
+// …/output?follow=true: each Read of the returned reader returns what was written since the
+// last one, and io.EOF when nothing more has been written yet; the handler reads again after a
+// pause until the device has ended. The local runner's files are such (OutputReader), and so
+// is SSM's CloudWatch output.
+type OutputFollower interface {
+	FollowOutput(ctx context.Context, taskID, deviceID, stream string) (io.ReadCloser, error)
+}
+
 // Config wires the HTTP API. Engine, Owner and Watcher are required.
 type Config struct {
 	Engine *engine.Engine
@@ -72,12 +87,22 @@ type Config struct {
 	Watcher Watcher
 	// Output serves full device output; nil answers 404 for every output request.
 	Output OutputStore
+	// Follow reads device output while it is written, for follow=true; nil when the
+	// deployment cannot (then a follow answers once the device has ended, see follow).
+	Follow OutputFollower
 	// BaseURL returns the absolute base of the links and Location headers of a response
 	// (scheme and host, and a path prefix if the API is mounted under one). The default is
 	// ListenerBaseURL; PublicURL and ForwardedBaseURL are the others a server may choose.
 	BaseURL func(r *http.Request) string
 	// MaxBodyBytes bounds a request body; the default, 2 MiB, fits 10,000 ids of 128 chars.
 	MaxBodyBytes int64
+	// FollowWait bounds how long a follow that cannot stream (no Follow) waits for its device
+	// to end before it answers 409 with Retry-After; zero waits for as long as the request
+	// may take.
+	FollowWait time.Duration
+	// FollowInterval is how often a followed output is looked at for more, and its device for
+	// its end; 250 ms when zero.
+	FollowInterval time.Duration
 	// BodyTimeout bounds how long a request body may take to arrive once its headers have: a
 	// slower one is answered 408 and its connection closed. Zero means no bound beyond the
 	// server's own (a Lambda's body has arrived whole before the handler runs).
@@ -107,6 +132,9 @@ type Config struct {
 const (
 	DefaultMaxBodyBytes = 2 << 20
 	DefaultRetryAfter   = time.Second
+	// DefaultFollowInterval is how often a followed output is looked at by default: often
+	// enough that a line shows a quarter of a second after it was written.
+	DefaultFollowInterval = 250 * time.Millisecond
 	// DefaultKeepAlive is the longest single wait of an event stream. The broker forgets a
 	// task that nobody has touched for a minute, so a wait must end well before that.
 	DefaultKeepAlive = 15 * time.Second
@@ -137,6 +165,9 @@ func newHandler(cfg Config) *handler {
 	}
 	if cfg.RetryAfter <= 0 {
 		cfg.RetryAfter = DefaultRetryAfter
+	}
+	if cfg.FollowInterval <= 0 {
+		cfg.FollowInterval = DefaultFollowInterval
 	}
 	if cfg.KeepAlive <= 0 || cfg.KeepAlive > DefaultKeepAlive {
 		cfg.KeepAlive = DefaultKeepAlive
@@ -177,10 +208,12 @@ func (h *handler) routes() {
 		{"/tasks/events", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.watchTasks)}},
 		{"/tasks/{id}", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.getTask), http.MethodDelete: h.authed(h.cancel)}},
 		{"/tasks/{id}/result", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.getResult)}},
+		{"/tasks/{id}/relaunch", map[string]http.HandlerFunc{http.MethodPost: h.authed(h.relaunch)}},
+		{"/devices", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.inventory)}},
 		{"/tasks/{id}/events", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.events)}},
 		{"/tasks/{id}/deliveries", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.listDeliveries)}},
 		{"/tasks/{id}/devices", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.listDevices)}},
-		{"/tasks/{id}/devices/{deviceId}", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.getDevice)}},
+		{"/tasks/{id}/devices/{deviceId}", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.getDevice), http.MethodDelete: h.authed(h.cancelDevice)}},
 		{"/tasks/{id}/devices/{deviceId}/output", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.output)}},
 	}
 	if h.cfg.Metrics != nil {

@@ -107,7 +107,7 @@ func (h *handler) watchTasks(w http.ResponseWriter, r *http.Request, caller task
 // which rises with every write.
 func listDigest(q task.ListQuery, list api.TaskList) string {
 	d := fnv.New64a()
-	fmt.Fprintf(d, "%s\x00%d\x00", q.Status, q.Limit)
+	fmt.Fprintf(d, "%s\x00%s\x00%d\x00", q.Status, q.RelaunchOf, q.Limit)
 	for _, t := range list.Items {
 		d.Write([]byte(t.ID))
 		d.Write(binary.BigEndian.AppendUint64([]byte{0}, uint64(t.Version)))

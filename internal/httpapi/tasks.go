@@ -140,11 +140,14 @@ func (h *handler) listTasks(w http.ResponseWriter, r *http.Request, caller task.
 	writeJSON(w, http.StatusOK, list)
 }
 
-// listParams reads the status, limit and (when paged) cursor of a task listing into p.
+// listParams reads the status, relaunchOf, limit and (when paged) cursor of a task listing into p.
 func listParams(p *task.QueryParser, q url.Values, paged bool) task.ListQuery {
 	var lq task.ListQuery
 	if s, ok := single(p, q, "status"); ok {
 		lq.Status = p.Status(s)
+	}
+	if s, ok := single(p, q, "relaunchOf"); ok {
+		lq.RelaunchOf = p.TaskID("relaunchOf", s)
 	}
 	lq.Limit, lq.Cursor = pageParams(p, q)
 	if !paged && lq.Cursor != "" {
@@ -165,18 +168,22 @@ func (h *handler) taskList(r *http.Request, q task.ListQuery) (api.TaskList, err
 		list.Items = append(list.Items, l.renderTask(t))
 	}
 	if page.Next != "" {
-		list.Next = nextURL(l.tasks(), string(q.Status), q.Limit, page.Next)
+		var filters []string
+		if q.Status != "" {
+			filters = append(filters, "status="+string(q.Status))
+		}
+		if q.RelaunchOf != "" {
+			filters = append(filters, "relaunchOf="+url.QueryEscape(q.RelaunchOf))
+		}
+		list.Next = nextURL(l.tasks(), filters, q.Limit, page.Next)
 	}
 	return list, nil
 }
 
-// nextURL is the link to the page after this one, keeping the caller's filters. Statuses are
-// plain words, so their commas are left readable.
-func nextURL(path, statuses string, limit int, cursor string) string {
-	var q []string
-	if statuses != "" {
-		q = append(q, "status="+statuses)
-	}
+// nextURL is the link to the page after this one, keeping the caller's filters, each an
+// escaped "name=value". Statuses are plain words, so their commas are left readable.
+func nextURL(path string, filters []string, limit int, cursor string) string {
+	q := append([]string(nil), filters...)
 	if limit > 0 {
 		q = append(q, "limit="+strconv.Itoa(limit))
 	}

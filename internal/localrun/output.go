@@ -2,6 +2,7 @@ package localrun
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -52,6 +53,14 @@ func (r *Runner) OpenOutput(taskID, deviceID, stream string) (io.ReadCloser, err
 		return nil, fmt.Errorf("localrun: open %s of %s/%s: %w", stream, taskID, deviceID, err)
 	}
 	return f, nil
+}
+
+// FollowOutput opens a device's output to be read while its script writes it, for a follow
+// (httpapi.OutputFollower): the file grows under the reader, which returns io.EOF at its
+// current end and more after that once more is written. It is OpenOutput: a file is followed
+// by reading it again.
+func (r *Runner) FollowOutput(_ context.Context, taskID, deviceID, stream string) (io.ReadCloser, error) {
+	return r.OpenOutput(taskID, deviceID, stream)
 }
 
 // inline reads the first limit characters of the output file at path, the way the devices

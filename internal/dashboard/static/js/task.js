@@ -329,6 +329,11 @@ class OutputPanel {
     if (token()) headers.set('Authorization', 'Bearer ' + token());
     const res = await fetch(pathOf(this.device.links.output) + '?' + q, { headers, signal, cache: 'no-store' });
     if (!res.ok) {
+      if (follow && res.status === 409) {
+        // This deployment cannot stream the output while the device runs (on AWS without
+        // CloudWatch output): read what there is, and read again while the device runs.
+        return this.read(name, false, signal);
+      }
       if (res.status === 404) { pre.textContent = (name === 'stdout' ? this.device.stdout : this.device.stderr) || ''; return; }
       throw new Problem({ status: res.status, title: res.statusText, ...(await res.json().catch(() => ({}))) });
     }
