@@ -6,7 +6,7 @@ ADDR      ?= 127.0.0.1:8080
 PKGS      ?= ./...
 BIN       ?= bin/fleetrun
 
-.PHONY: run test vet unit bench fuzz tidy-check
+.PHONY: run test vet unit bench fuzz tidy-check chromium screenshot
 
 ## run: the local server with the embedded store and the example scripts; Ctrl-C stops it
 run:
@@ -17,11 +17,20 @@ run:
 	@set -m 2>/dev/null; $(BIN) serve --addr $(ADDR) --data $(DATA) --script-root ./examples/scripts
 
 ## test: vet and every test (starts and stops what the tests need on 127.0.0.1)
-test: vet lint-template
+test: vet lint-template chromium
 	$(GO) test -count=1 -timeout 15m $(PKGS)
 
 vet:
 	$(GO) vet $(PKGS)
+
+## chromium: Debian's chromium, which the dashboard's browser tests drive; installed when missing
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { echo "installing chromium for the dashboard's browser tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+## screenshot: docs/dashboard.png, the task page as the browser test renders it
+screenshot: chromium
+	FLEETRUN_SCREENSHOT=$(CURDIR)/docs/dashboard.png $(GO) test -count=1 -run '^TestTaskPageScreenshot$$' ./internal/dashboard
 
 ## unit: the tests that need nothing running
 unit:

@@ -2,7 +2,10 @@
 // client reads. openapi.yaml describes the same shapes; a test keeps the two in step.
 package api
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // Task statuses as they appear on the wire.
 const (
@@ -37,7 +40,12 @@ func Terminal(status string) bool {
 
 // SubmitRequest is the body of POST /tasks.
 type SubmitRequest struct {
-	DeviceIDs      []string `json:"deviceIds"`
+	// DeviceIDs names the devices; Targets selects them by tag instead (one or the other).
+	DeviceIDs []string `json:"deviceIds,omitempty"`
+	Targets   []Target `json:"targets,omitempty"`
+	// IncludeOffline asks targets to select offline devices too (on AWS; every local device
+	// is online).
+	IncludeOffline bool     `json:"includeOffline,omitempty"`
 	ScriptURL      string   `json:"scriptUrl"`
 	Args           []string `json:"args,omitempty"`
 	TimeoutSeconds int      `json:"timeoutSeconds,omitempty"`
@@ -95,6 +103,54 @@ type DeliveryList struct {
 	Next  string     `json:"next,omitempty"`
 }
 
+// Target selects devices by a tag: Key is "tag:<name>", and a device matches with any of
+// Values. A submit's targets are ANDed.
+type Target struct {
+	Key    string   `json:"key"`
+	Values []string `json:"values"`
+}
+
+// InventoryDevice is one device of GET /devices: a managed node on AWS, an entry of the
+// inventory file locally.
+type InventoryDevice struct {
+	ID         string            `json:"id"`
+	Name       string            `json:"name,omitempty"`
+	Platform   string            `json:"platform,omitempty"`
+	PingStatus string            `json:"pingStatus"`
+	Tags       map[string]string `json:"tags"`
+}
+
+// InventoryList is a page of GET /devices; Next is the URL of the next page, absent on the
+// last.
+type InventoryList struct {
+	Items []InventoryDevice `json:"items"`
+	Next  string            `json:"next,omitempty"`
+}
+
+// RelaunchRequest is the body of POST /tasks/{id}/relaunch. Devices is "failed" (every device
+// that did not succeed), "all", or an array of the task's device ids; each other field, when
+// present, replaces the original task's.
+type RelaunchRequest struct {
+	Devices                json.RawMessage `json:"devices"`
+	Args                   *[]string       `json:"args,omitempty"`
+	TimeoutSeconds         *int            `json:"timeoutSeconds,omitempty"`
+	DeliveryTimeoutSeconds *int            `json:"deliveryTimeoutSeconds,omitempty"`
+	MaxConcurrency         *string         `json:"maxConcurrency,omitempty"`
+	MaxErrors              *string         `json:"maxErrors,omitempty"`
+}
+
+// Relaunch selections of RelaunchRequest.Devices.
+const (
+	RelaunchFailed = "failed"
+	RelaunchAll    = "all"
+)
+
+// TaskRef names another task: its id and its URL.
+type TaskRef struct {
+	ID   string `json:"id"`
+	Link string `json:"link"`
+}
+
 // Task is a task as GET /tasks/{id} returns it.
 type Task struct {
 	ID          string     `json:"id"`
@@ -110,13 +166,20 @@ type Task struct {
 	Request               TaskRequest `json:"request"`
 	Progress              Progress    `json:"progress"`
 	Result                *Result     `json:"result"`
-	Links                 TaskLinks   `json:"links"`
+	// RelaunchOf names the finished task this one relaunched; absent on a task submitted
+	// afresh.
+	RelaunchOf *TaskRef  `json:"relaunchOf,omitempty"`
+	Links      TaskLinks `json:"links"`
 }
 
 // TaskRequest is what was asked for, without the device list (see the devices link).
 type TaskRequest struct {
-	ScriptURL      string   `json:"scriptUrl"`
-	DeviceCount    int      `json:"deviceCount"`
+	ScriptURL   string `json:"scriptUrl"`
+	DeviceCount int    `json:"deviceCount"`
+	// Targets are the tag targets the devices were resolved from at submit, absent when the
+	// caller named them; DeviceCount is how many they resolved to.
+	Targets        []Target `json:"targets,omitempty"`
+	IncludeOffline bool     `json:"includeOffline,omitempty"`
 	Args           []string `json:"args"`
 	TimeoutSeconds int      `json:"timeoutSeconds"`
 	// DeliveryTimeoutSeconds is 0 in tasks stored before the field existed.
@@ -174,27 +237,40 @@ type TaskLinks struct {
 	Devices string `json:"devices"`
 	Result  string `json:"result"`
 	Events  string `json:"events"`
+	// Relaunches lists the tasks relaunched from this one (GET /tasks?relaunchOf=); present
+	// once the task has finished, when it can be relaunched.
+	Relaunches string `json:"relaunches,omitempty"`
+	// Relaunch is where to POST a relaunch of this task (POST /tasks/{id}/relaunch); present
+	// once the task has finished.
+	Relaunch string `json:"relaunch,omitempty"`
 	// Deliveries lists the attempts to deliver the task's webhooks; only with notify.
 	Deliveries string `json:"deliveries,omitempty"`
 }
 
 // Device is one device of a task as GET /tasks/{id}/devices returns it.
 type Device struct {
-	ID              string      `json:"id"`
-	Status          string      `json:"status"`
-	ExitCode        *int        `json:"exitCode"`
-	Stdout          string      `json:"stdout"`
-	Stderr          string      `json:"stderr"`
-	StdoutTruncated bool        `json:"stdoutTruncated"`
-	StderrTruncated bool        `json:"stderrTruncated"`
-	StartedAt       *time.Time  `json:"startedAt"`
-	CompletedAt     *time.Time  `json:"completedAt"`
-	Reason          string      `json:"reason,omitempty"`
-	Links           DeviceLinks `json:"links"`
+	ID              string     `json:"id"`
+	Status          string     `json:"status"`
+	ExitCode        *int       `json:"exitCode"`
+	Stdout          string     `json:"stdout"`
+	Stderr          string     `json:"stderr"`
+	StdoutTruncated bool       `json:"stdoutTruncated"`
+	StderrTruncated bool       `json:"stderrTruncated"`
+	StartedAt       *time.Time `json:"startedAt"`
+	CompletedAt     *time.Time `json:"completedAt"`
+	// CancelRequestedAt is when a caller cancelled this device alone, absent if nobody did; a
+	// running device so marked is being stopped.
+	CancelRequestedAt *time.Time  `json:"cancelRequestedAt,omitempty"`
+	Reason            string      `json:"reason,omitempty"`
+	Links             DeviceLinks `json:"links"`
 }
 
 // DeviceLinks are a device's related resources.
 type DeviceLinks struct {
+	Self string `json:"self"`
+	// Cancel is where to DELETE to cancel this device alone (its own URL), present only while
+	// it can be: pending, or running and not already being stopped.
+	Cancel string `json:"cancel,omitempty"`
 	// Output is the device's full output, empty where it cannot be served: the deployment
 	// keeps none, or the device has not started.
 	Output string `json:"output,omitempty"`
@@ -225,6 +301,9 @@ type Problem struct {
 	// TaskStatus is the task's current status, on conflicts (cancel of a finished task, result
 	// of an unfinished one).
 	TaskStatus string `json:"taskStatus,omitempty"`
+	// DeviceStatus is the device's current status, on conflicts about one device (cancel of
+	// a device that has ended).
+	DeviceStatus string `json:"deviceStatus,omitempty"`
 	// RequestID repeats the X-Request-Id response header.
 	RequestID string `json:"requestId,omitempty"`
 }

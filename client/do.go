@@ -207,3 +207,23 @@ func retryAfter(h http.Header, now time.Time) time.Duration {
 	}
 	return 0
 }
+
+// Request builds a request of method for path below the endpoint (escaped, starting with
+// "/"), with rawQuery, header and body, that carries the client's credentials: its bearer
+// token, or a SigV4 signature over the request and body. It is how a program that relays
+// other requests to the API, such as `fleetrun ui`, sends them as this client would. The
+// caller sends it with an http.Client of its own and takes the answer as it comes: no retry,
+// no decoding of problems.
+func (c *Client) Request(ctx context.Context, method, path, rawQuery string, header http.Header, body []byte) (*http.Request, error) {
+	query, err := url.ParseQuery(rawQuery)
+	if err != nil {
+		return nil, fmt.Errorf("client: query %q: %w", rawQuery, err)
+	}
+	if !strings.HasPrefix(path, "/") {
+		return nil, fmt.Errorf("client: path %q does not start with /", path)
+	}
+	return c.request(ctx, call{method: method, path: path, query: query, header: header, body: body})
+}
+
+// Authenticated reports whether the client sends credentials of its own: a token, or SigV4.
+func (c *Client) Authenticated() bool { return c.token != "" || c.signer != nil }

@@ -30,6 +30,9 @@ type Error struct {
 	// TaskStatus is the task's current status on conflicts: cancel of a finished task, result
 	// of an unfinished one.
 	TaskStatus string
+	// DeviceStatus is the device's current status on conflicts about one device: cancel of a
+	// device that has ended.
+	DeviceStatus string
 	// RequestID is the server's id for the failed request, for support and logs.
 	RequestID string
 	// RetryAfter is the server's Retry-After, zero when it sent none.
@@ -53,7 +56,8 @@ func (e *Error) Error() string {
 // Problem returns e as the API's problem document.
 func (e *Error) Problem() api.Problem {
 	return api.Problem{Type: e.Type, Title: e.Title, Status: e.Status, Detail: e.Detail,
-		Instance: e.Instance, Errors: e.Errors, TaskStatus: e.TaskStatus, RequestID: e.RequestID}
+		Instance: e.Instance, Errors: e.Errors, TaskStatus: e.TaskStatus, DeviceStatus: e.DeviceStatus,
+		RequestID: e.RequestID}
 }
 
 // AsError returns the *Error in err's chain, if there is one.
@@ -103,7 +107,7 @@ func readError(resp *http.Response, now time.Time) *Error {
 	var p api.Problem
 	if (media == api.MediaProblem || media == api.MediaJSON) && json.Unmarshal(body, &p) == nil && p.Title != "" {
 		e.Type, e.Title, e.Detail, e.Instance = p.Type, p.Title, p.Detail, p.Instance
-		e.Errors, e.TaskStatus = p.Errors, p.TaskStatus
+		e.Errors, e.TaskStatus, e.DeviceStatus = p.Errors, p.TaskStatus, p.DeviceStatus
 		if p.Status != 0 {
 			e.Status = p.Status
 		}

@@ -16,6 +16,8 @@ import (
 type ListOptions struct {
 	// Status keeps only tasks in this status; empty keeps all.
 	Status string
+	// RelaunchOf keeps only the tasks relaunched from this task (its relaunches link).
+	RelaunchOf string
 	// PageSize is how many tasks each request asks for; zero lets the server choose.
 	PageSize int
 }
@@ -33,6 +35,9 @@ func (c *Client) List(ctx context.Context, opts ListOptions) iter.Seq2[api.Task,
 	q := url.Values{}
 	if opts.Status != "" {
 		q.Set("status", opts.Status)
+	}
+	if opts.RelaunchOf != "" {
+		q.Set("relaunchOf", opts.RelaunchOf)
 	}
 	if opts.PageSize > 0 {
 		q.Set("limit", strconv.Itoa(opts.PageSize))
@@ -61,6 +66,29 @@ func (c *Client) Devices(ctx context.Context, id string, opts DeviceOptions) ite
 		q.Set("limit", strconv.Itoa(opts.PageSize))
 	}
 	return paginate(ctx, c, taskPath(id, "devices"), q, func(p *api.DeviceList) ([]api.Device, string) { return p.Items, p.Next })
+}
+
+// InventoryOptions filters and pages Inventory.
+type InventoryOptions struct {
+	// Tags keeps the devices whose tag, for every name here, has one of the values: the rule
+	// of a submit's targets.
+	Tags map[string][]string
+	// PageSize is how many devices each request asks for; zero lets the server choose.
+	PageSize int
+}
+
+// Inventory iterates over the devices a submit may target by tag (GET /devices): locally the
+// server's inventory file, on AWS the SSM managed nodes. An error ends the iteration: it is
+// yielded once, with a zero InventoryDevice.
+func (c *Client) Inventory(ctx context.Context, opts InventoryOptions) iter.Seq2[api.InventoryDevice, error] {
+	q := url.Values{}
+	for name, values := range opts.Tags {
+		q.Set("tag:"+name, strings.Join(values, ","))
+	}
+	if opts.PageSize > 0 {
+		q.Set("limit", strconv.Itoa(opts.PageSize))
+	}
+	return paginate(ctx, c, "/devices", q, func(p *api.InventoryList) ([]api.InventoryDevice, string) { return p.Items, p.Next })
 }
 
 // paginate iterates over the items of the pages at path, following each page's next link.

@@ -34,6 +34,12 @@ func WithIdempotencyKey(key string) SubmitOption {
 // a 429 or a 503 is sent again with the same key, and the server answers with the task the
 // first attempt created rather than creating a second.
 func (c *Client) Submit(ctx context.Context, req api.SubmitRequest, opts ...SubmitOption) (*api.Task, error) {
+	return c.create(ctx, "/tasks", "submit", req, opts)
+}
+
+// create POSTs req to path, a request that creates a task, with an Idempotency-Key (opts'
+// or a fresh one), and returns the task.
+func (c *Client) create(ctx context.Context, path, what string, req any, opts []SubmitOption) (*api.Task, error) {
 	var cfg submitConfig
 	for _, o := range opts {
 		o(&cfg)
@@ -46,10 +52,10 @@ func (c *Client) Submit(ctx context.Context, req api.SubmitRequest, opts ...Subm
 	}
 	body, err := json.Marshal(req)
 	if err != nil {
-		return nil, fmt.Errorf("client: encode submit request: %w", err)
+		return nil, fmt.Errorf("client: encode %s request: %w", what, err)
 	}
 	var t api.Task
-	_, err = c.doJSON(ctx, call{method: http.MethodPost, path: "/tasks", body: body, retry: true,
+	_, err = c.doJSON(ctx, call{method: http.MethodPost, path: path, body: body, retry: true,
 		header: http.Header{api.HeaderIdempotencyKey: {cfg.key}}}, &t)
 	if err != nil {
 		return nil, err

@@ -78,6 +78,11 @@ type Parts struct {
 	Publisher engine.Publisher
 	// Output serves the devices' full output from Config.OutputBucket (S3).
 	Output httpapi.OutputStore
+	// Follow reads the commands' output while they run, where the stack sends it to
+	// Config.OutputLogGroup (CloudWatch Logs).
+	Follow httpapi.OutputFollower
+	// Inventory resolves a submit's targets and lists the managed nodes (SSM and EC2).
+	Inventory engine.Inventory
 }
 
 // Runner is SSM Run Command as the functions use it; *ssmrun.Runner implements it.
@@ -91,7 +96,7 @@ type Runner interface {
 
 // Service wires the adapters of one AWS service into an App being built: it sets Parts from
 // the App's SDK configuration, Config, Store, Metrics and Log. The packages under awsapp
-// provide one per service (withsqs, withssm, withevents, withs3).
+// provide them (withsqs, withssm, withevents, withs3, withlogs, withinventory).
 type Service func(*App)
 
 // New wires an App from cfg, the SDK configuration sdk (awsenv's), and the services the
@@ -140,6 +145,7 @@ func New(cfg Config, sdk aws.Config, log *slog.Logger, metricsOut io.Writer, ser
 		Runner:    runner,
 		Publisher: publisher,
 		Metrics:   app.Metrics,
+		Inventory: p.Inventory,
 		Webhooks:  hooks,
 		Rules:     rules,
 		Retention: cfg.Retention,
@@ -150,8 +156,15 @@ func New(cfg Config, sdk aws.Config, log *slog.Logger, metricsOut io.Writer, ser
 }
 
 // StreamedRoutes are the API's resources whose integration streams its response
-// (ResponseTransferMode RESPONSE_STREAM in the template): the event stream.
-var StreamedRoutes = []string{"/tasks/{id}/events"}
+// (ResponseTransferMode RESPONSE_STREAM in the template), in order: the task list's event
+// stream, a device's output, which a follow streams as CloudWatch Logs receives it, and a
+// task's event stream.
+var StreamedRoutes = []string{"/tasks/events", "/tasks/{id}/devices/{deviceId}/output", "/tasks/{id}/events"}
+
+// FollowWait is how long a follow waits for its device to end where its output cannot be
+// streamed (no CloudWatch output), before answering 409: a streamed answer that sends nothing
+// is closed by API Gateway after 5 minutes, and a short wait keeps the function's time short.
+const FollowWait = 20 * time.Second
 
 // HTTP returns the handler of the API functions (SubmitFunction, StatusFunction,
 // CancelFunction): the same httpapi handler `fleetrun serve` uses, behind the REST API
@@ -167,10 +180,17 @@ func (a *App) HTTP() func(context.Context, events.APIGatewayProxyRequest) (any, 
 		Watcher:   watch.Poller{Store: a.Store, Interval: StatusPollInterval},
 		BaseURL:   lambdahttp.BaseURL,
 		KeepAlive: a.Config.EventStreamKeepAlive,
-		Logger:    a.Log,
+		// A followed output is read every second, from CloudWatch Logs where the commands
+		// send their output there; elsewhere it is answered once its device has ended.
+		FollowInterval: StatusPollInterval,
+		FollowWait:     FollowWait,
+		Logger:         a.Log,
 	}
 	if a.Parts.Output != nil {
 		cfg.Output = a.Parts.Output
+	}
+	if a.Parts.Follow != nil {
+		cfg.Follow = a.Parts.Follow
 	}
 	h := httpapi.New(cfg)
 	return lambdahttp.Handler(h, lambdahttp.Options{Streamed: StreamedRoutes, Logger: a.Log})

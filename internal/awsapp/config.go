@@ -34,6 +34,9 @@ const (
 	EnvOwnerScope           = "OWNER_SCOPE"
 	EnvAdminPrincipals      = "ADMIN_PRINCIPALS"
 	EnvMetricsNamespace     = "METRICS_NAMESPACE"
+	// EnvOutputLogGroup names the CloudWatch Logs group of the commands' output; set when the
+	// stack's CommandOutputToCloudWatch is true, empty otherwise.
+	EnvOutputLogGroup = "OUTPUT_LOG_GROUP"
 	// EnvWebhookQueueURL is the webhook queue; tasks may ask for webhooks (notify) when it is
 	// set.
 	EnvWebhookQueueURL = "WEBHOOK_QUEUE_URL"
@@ -83,6 +86,9 @@ type Config struct {
 	LogLevel slog.Level
 	// MetricsNamespace is the CloudWatch namespace of the embedded-metric-format lines.
 	MetricsNamespace string
+	// OutputLogGroup is the CloudWatch Logs group SSM sends the commands' output to, which a
+	// followed output reads; empty when the stack does not send output there.
+	OutputLogGroup string
 	// WebhookQueueURL is the webhook queue; empty turns webhooks off.
 	WebhookQueueURL string
 	// WebhookSecretParameter names the SSM parameter of the webhook secret, which Setup reads
@@ -123,6 +129,7 @@ func Load(lookup LookupFunc, required ...string) (Config, error) {
 		OutputBucket:     get(EnvOutputBucket),
 		Retention:        DefaultRetentionDays * 24 * time.Hour,
 		MetricsNamespace: get(EnvMetricsNamespace),
+		OutputLogGroup:   get(EnvOutputLogGroup),
 
 		WebhookQueueURL:        get(EnvWebhookQueueURL),
 		WebhookSecretParameter: get(EnvWebhookSecretParameter),

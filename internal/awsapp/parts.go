@@ -40,6 +40,9 @@ func (m missing) Start(context.Context, *task.Task) error { return m.err() }
 // Cancel implements engine.Runner.
 func (m missing) Cancel(context.Context, *task.Task) error { return m.err() }
 
+// StopDevices implements engine.Runner.
+func (m missing) StopDevices(context.Context, *task.Task, []string) error { return m.err() }
+
 // Poll implements engine.PolledRunner.
 func (m missing) Poll(context.Context, *task.Task) ([]task.DeviceUpdate, error) { return nil, m.err() }
 

@@ -24,6 +24,9 @@ import (
 
 	"github.com/fleetrun/fleetrun/internal/awsapp"
 	"github.com/fleetrun/fleetrun/internal/awsapp/withevents"
+	"github.com/fleetrun/fleetrun/internal/awsapp/withinventory"
+	"github.com/fleetrun/fleetrun/internal/awsapp/withlogs"
+	"github.com/fleetrun/fleetrun/internal/awsapp/withs3"
 	"github.com/fleetrun/fleetrun/internal/awsapp/withsqs"
 	"github.com/fleetrun/fleetrun/internal/awsapp/withssm"
 	"github.com/fleetrun/fleetrun/internal/awstest"
@@ -185,14 +188,14 @@ func (f *flow) config(t *testing.T, more ...map[string]string) awsapp.Config {
 	return cfg
 }
 
-// services are every service the functions name, as the executor, progress and sweeper
-// functions wire them.
-var services = []awsapp.Service{withsqs.Queues, withssm.Runner, withevents.Publisher}
+// services are every service a function names: the app under test plays each function.
+var services = []awsapp.Service{withsqs.Queues, withssm.Runner, withevents.Publisher, withs3.Output, withlogs.Follow, withinventory.Inventory}
 
-// wireApp wires the app exactly as the functions do, with awsapp.New.
-func (f *flow) wireApp(t *testing.T) *awsapp.App {
+// wireApp wires the app exactly as the functions do, with awsapp.New, from the environment
+// the template gives the functions and more variables.
+func (f *flow) wireApp(t *testing.T, more ...map[string]string) *awsapp.App {
 	t.Helper()
-	app := awsapp.New(f.config(t), f.sdk, f.log, nil, services...)
+	app := awsapp.New(f.config(t, more...), f.sdk, f.log, nil, services...)
 	f.engine, f.executor = app.Engine, app.Executor()
 	return app
 }
@@ -209,7 +212,7 @@ func (f *flow) wireWithClock(t *testing.T, now func() time.Time) {
 	if f.ssm != nil {
 		ssmClient = ssm.NewFromConfig(f.sdk, func(o *ssm.Options) { o.BaseEndpoint = aws.String(f.ssm.URL) })
 	}
-	runner := ssmrun.New(ssmrun.Config{API: ssmClient, CommandLog: store, DocumentName: cfg.DocumentName,
+	runner := ssmrun.New(ssmrun.Config{API: ssmClient, CommandLog: store, Devices: store, DocumentName: cfg.DocumentName,
 		AllowedBuckets: cfg.AllowedScriptBuckets, Logger: f.log, Now: now})
 	f.engine = engine.New(engine.Config{
 		Store:  store,

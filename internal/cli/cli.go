@@ -114,7 +114,7 @@ runs, and reports per-device results. "fleetrun serve" runs the API on this mach
 	root.AddGroup(&cobra.Group{ID: "tasks", Title: "Commands:"})
 	for _, c := range []*cobra.Command{
 		a.serveCommand(), a.submitCommand(), a.statusCommand(), a.waitCommand(), a.cancelCommand(),
-		a.listCommand(), a.devicesCommand(), a.outputCommand(),
+		a.listCommand(), a.devicesCommand(), a.outputCommand(), a.relaunchCommand(), a.inventoryCommand(), a.uiCommand(),
 	} {
 		c.GroupID = "tasks"
 		root.AddCommand(c)
@@ -149,7 +149,7 @@ Flags of every command but serve (before or after the command):
 
 Run "{{.CommandPath}} <command> --help" for a command's own flags.{{end}}
 
-Waiting (submit --wait, wait, cancel --wait) shows a progress bar on a terminal and
+Waiting (submit --wait, relaunch --wait, wait, cancel --wait) shows a progress bar on a terminal and
 timestamped progress lines otherwise, then a summary naming every failed device. Ctrl-C
 while waiting asks whether to cancel the task (or cancels it with --cancel-on-interrupt;
 without a terminal to ask on, it stops waiting and leaves the task running).

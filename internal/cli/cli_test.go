@@ -75,7 +75,7 @@ func TestHelpDocumentsCommandsAndExitCodes(t *testing.T) {
 		t.Fatalf("fleetrun --help exited %d, want 0", code)
 	}
 	out := stdout.String()
-	for _, want := range []string{"serve", "submit", "status", "wait", "cancel", "ls", "devices", "output",
+	for _, want := range []string{"serve", "submit", "status", "wait", "cancel", "ls", "devices", "output", "ui",
 		"FLEETRUN_ENDPOINT", "FLEETRUN_TOKEN", "--sigv4", "--json", "--cancel-on-interrupt", "Exit codes:",
 		"\n  0 ", "\n  1 ", "\n  2 ", "\n  3 ", "\n  4 ", "\n  130 "} {
 		if !strings.Contains(out, want) {
@@ -113,11 +113,17 @@ func TestUsageErrorsExit2WithoutCallingTheServer(t *testing.T) {
 		{[]string{"submit", "--devices", "a"}, "no script"},
 		{[]string{"submit", "--devices", "a", "--script", "x.sh", "--timeout", "-3"}, "--timeout"},
 		{[]string{"submit", "--devices", "a", "--script", "x.sh", "--timeout", "1.5s"}, "--timeout"},
+		{[]string{"submit", "--devices", "a", "--script", "x.sh", "--delivery-timeout", "0"}, "--delivery-timeout"},
+		{[]string{"relaunch", "T1", "--failed", "--delivery-timeout", "soon"}, "--delivery-timeout"},
 		{[]string{"submit", "--devices", "a", "--script", "x.sh", "--cancel-on-interrupt"}, "needs --wait"},
 		{[]string{"submit", "--devices-file", "/nonexistent/devices.txt", "--script", "x.sh"}, "--devices-file"},
 		{[]string{"ls", "--limit", "-1"}, "--limit"},
 		{[]string{"status", "x", "--endpoint", "ftp://host"}, "not an http(s) URL"},
 		{[]string{"status", "x", "--sigv4", "--token", "t"}, "cannot be used together"},
+		{[]string{"ui", "--addr", "0.0.0.0:0"}, "not a loopback address"},
+		{[]string{"ui", "--addr", ":8081"}, "not a loopback address"},
+		{[]string{"ui", "--addr", "192.0.2.1:8081"}, "not a loopback address"},
+		{[]string{"ui", "extra"}, `unexpected argument "extra"`},
 	}
 	for _, tc := range cases {
 		r := runApp(t.Context(), srv.URL, nil, tc.args...)

@@ -54,11 +54,23 @@ func (a *app) waitCommand() *cobra.Command {
 }
 
 func (a *app) cancelCommand() *cobra.Command {
-	var wait bool
-	cmd := a.command("cancel ID", "Cancel a task; --wait to follow it until it stops",
-		"Cancels a task: a pending task at once, a running one once its devices have stopped.\nCancelling a finished task is an error (exit 2) that says how it ended.", exactArgs(1),
-		func(ctx context.Context, pos []string) int { return a.cancel(ctx, pos, wait) })
-	cmd.Flags().BoolVar(&wait, "wait", false, "follow the task until it has stopped, then exit as listed below")
+	var (
+		wait    bool
+		devices listFlag
+	)
+	cmd := a.command("cancel ID [--device D]...", "Cancel a task, or some of its devices; --wait to follow until they stop",
+		"Cancels a task: a pending task at once, a running one once its devices have stopped.\n"+
+			"Cancelling a finished task is an error (exit 2) that says how it ended.\n\n"+
+			"With --device, cancels only those devices and the task runs on: a device not started\n"+
+			"never starts, a running one is stopped. With --wait, waits until each has stopped.", exactArgs(1),
+		func(ctx context.Context, pos []string) int {
+			if len(devices) > 0 {
+				return a.cancelDevices(ctx, pos[0], devices, wait)
+			}
+			return a.cancel(ctx, pos, wait)
+		})
+	cmd.Flags().BoolVar(&wait, "wait", false, "follow the task (or the devices) until stopped, then exit as listed below")
+	cmd.Flags().Var(&devices, "device", "cancel only this device `id` (comma-separated, or repeat for several)")
 	return cmd
 }
 
@@ -186,15 +198,16 @@ func (a *app) devices(ctx context.Context, pos []string, statuses listFlag, limi
 }
 
 func (a *app) outputCommand() *cobra.Command {
-	var stderr bool
-	cmd := a.command("output ID DEVICE", "Print a device's full output",
-		"Prints everything a device wrote to standard output (or, with --stderr, to\nstandard error), as it was written. --json does not apply.", exactArgs(2),
-		func(ctx context.Context, pos []string) int { return a.output(ctx, pos, stderr) })
+	var stderr, follow bool
+	cmd := a.command("output ID DEVICE", "Print a device's full output; -f to follow it",
+		"Prints everything a device wrote to standard output (or, with --stderr, to\nstandard error), as it was written. With -f, prints it as it is written and ends\nwhen the device ends. --json does not apply.", exactArgs(2),
+		func(ctx context.Context, pos []string) int { return a.output(ctx, pos, stderr, follow) })
 	cmd.Flags().BoolVar(&stderr, "stderr", false, "print standard error instead of standard output")
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "print the output as it is written, until the device ends")
 	return cmd
 }
 
-func (a *app) output(ctx context.Context, pos []string, stderr bool) int {
+func (a *app) output(ctx context.Context, pos []string, stderr, follow bool) int {
 	cl, err := a.connect(ctx, &a.common)
 	if err != nil {
 		return a.usageError("output", err)
@@ -202,6 +215,9 @@ func (a *app) output(ctx context.Context, pos []string, stderr bool) int {
 	stream := client.Stdout
 	if stderr {
 		stream = client.Stderr
+	}
+	if follow {
+		return a.followOutput(ctx, cl, pos[0], pos[1], stream)
 	}
 	rc, err := cl.Output(ctx, pos[0], pos[1], stream)
 	if err != nil {

@@ -52,8 +52,8 @@ type fleet struct {
 }
 
 // startServe runs fleetrun serve (serve.Start) on a free port with a fresh data directory and the test scripts,
-// and stops it when the test ends.
-func startServe(t *testing.T) *fleet {
+// and its extra flags, and stops it when the test ends.
+func startServe(t *testing.T, extra ...string) *fleet {
 	t.Helper()
 	f := &fleet{scripts: t.TempDir(), logs: &syncBuffer{}}
 	for name, body := range scripts {
@@ -62,8 +62,8 @@ func startServe(t *testing.T) *fleet {
 		}
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	url, done, err := serve.Start(ctx, []string{"--addr", "127.0.0.1:0", "--data", t.TempDir(), "--script-root", f.scripts,
-		"--grace", "1s", "--log-level", "warn"}, f.logs)
+	url, done, err := serve.Start(ctx, append([]string{"--addr", "127.0.0.1:0", "--data", t.TempDir(), "--script-root", f.scripts,
+		"--grace", "1s", "--log-level", "warn"}, extra...), f.logs)
 	if err != nil {
 		stop()
 		t.Fatalf("fleetrun serve did not start: %v: %s", err, f.logs.String())

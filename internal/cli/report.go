@@ -45,6 +45,9 @@ func printProblem(w io.Writer, e *client.Error) {
 	if e.TaskStatus != "" && !strings.Contains(e.Detail, e.TaskStatus) {
 		fmt.Fprintf(w, "  task status: %s\n", e.TaskStatus)
 	}
+	if e.DeviceStatus != "" && !strings.Contains(e.Detail, e.DeviceStatus) {
+		fmt.Fprintf(w, "  device status: %s\n", e.DeviceStatus)
+	}
 	if e.RequestID != "" {
 		fmt.Fprintf(w, "  request id: %s\n", e.RequestID)
 	}

@@ -20,23 +20,29 @@ import (
 // submitOptions are submit's own flags.
 type submitOptions struct {
 	devices                            listFlag
+	targets                            repeatFlag
+	includeOffline                     bool
 	scriptArgs                         repeatFlag
 	devicesFile, script, timeout       string
+	deliveryTimeout                    string
 	maxConcurrency, maxErrors, idemKey string
 	wait, cancelOnInterrupt            bool
 }
 
 func (a *app) submitCommand() *cobra.Command {
 	var o submitOptions
-	cmd := a.command("submit --devices a,b | --devices-file F --script URL", "Submit a task; --wait to follow it to the end",
-		"Submits a task that runs the script on every device, and prints its id (or, with\n--wait, follows it to the end).", exactArgs(0),
+	cmd := a.command("submit --devices a,b | --devices-file F | --target tag:K=V --script URL", "Submit a task; --wait to follow it to the end",
+		"Submits a task that runs the script on every device, and prints its id (or, with\n--wait, follows it to the end). --target names the devices by tag instead: each\n--target tag:NAME=V1,V2 keeps the devices whose tag has one of the values, and every\n--target must hold; they are resolved when the task is submitted.", exactArgs(0),
 		func(ctx context.Context, _ []string) int { return a.submit(ctx, &o) })
 	f := cmd.Flags()
 	f.Var(&o.devices, "devices", "comma-separated device `ids`; may be repeated")
 	f.StringVar(&o.devicesFile, "devices-file", "", "`file` of device ids, one a line (# comments; - for stdin)")
+	f.Var(&o.targets, "target", "`tag:NAME=VALUE[,VALUE…]`: the devices with this tag (see \"fleetrun inventory\"); repeat to AND")
+	f.BoolVar(&o.includeOffline, "include-offline", false, "with --target, include devices that are offline (AWS)")
 	f.StringVar(&o.script, "script", "", "the script's `URL`: s3://bucket/key on AWS, a path under the script root locally")
 	f.Var(&o.scriptArgs, "arg", "an `argument` for the script, passed as is; repeat for several")
 	f.StringVar(&o.timeout, "timeout", "", "how long the task may run, in `seconds` or as a duration (90, 15m)")
+	f.StringVar(&o.deliveryTimeout, "delivery-timeout", "", "how long a device may take to pick the task up, in `seconds` or as a duration (AWS)")
 	f.StringVar(&o.maxConcurrency, "max-concurrency", "", "devices run at once, a `number` or a percentage (10%)")
 	f.StringVar(&o.maxErrors, "max-errors", "", "failed devices after which the task stops, a `number` or a percentage")
 	f.StringVar(&o.idemKey, "idempotency-key", "", "Idempotency-Key: submitting again with the same `key` returns the same task")
@@ -60,9 +66,20 @@ func (a *app) submit(ctx context.Context, o *submitOptions) int {
 	if req.TimeoutSeconds, err = parseSeconds(o.timeout); err != nil {
 		return a.usageError("submit", fmt.Errorf("--timeout: %w", err))
 	}
+	if req.DeliveryTimeoutSeconds, err = parseSeconds(o.deliveryTimeout); err != nil {
+		return a.usageError("submit", fmt.Errorf("--delivery-timeout: %w", err))
+	}
+	if req.Targets, err = parseTargets(o.targets); err != nil {
+		return a.usageError("submit", err)
+	}
+	req.IncludeOffline = o.includeOffline
 	switch {
-	case len(req.DeviceIDs) == 0:
-		return a.usageError("submit", errors.New("no devices: pass --devices or --devices-file"))
+	case len(req.DeviceIDs) == 0 && len(req.Targets) == 0:
+		return a.usageError("submit", errors.New("no devices: pass --devices, --devices-file or --target"))
+	case len(req.DeviceIDs) > 0 && len(req.Targets) > 0:
+		return a.usageError("submit", errors.New("--target names the devices: leave out --devices and --devices-file"))
+	case o.includeOffline && len(req.Targets) == 0:
+		return a.usageError("submit", errors.New("--include-offline needs --target"))
 	case o.script == "":
 		return a.usageError("submit", errors.New("no script: pass --script"))
 	case o.cancelOnInterrupt && !o.wait:
@@ -77,10 +94,17 @@ func (a *app) submit(ctx context.Context, o *submitOptions) int {
 		opts = append(opts, client.WithIdempotencyKey(o.idemKey))
 	}
 	t, err := cl.Submit(ctx, req, opts...)
+	return a.created(ctx, cl, t, err, "submitted task "+idOf(t), o.wait, o.cancelOnInterrupt)
+}
+
+// created reports a task that submit or relaunch created: its id (or with --json the task),
+// or, with --wait, what prints it (headline) and the task followed to its end.
+func (a *app) created(ctx context.Context, cl *client.Client, t *api.Task, err error, headline string, wait, cancelOnInterrupt bool) int {
+	c := &a.common
 	if err != nil {
 		return a.fail(ctx, err)
 	}
-	if !o.wait {
+	if !wait {
 		if c.json {
 			printJSON(a.stdout, t)
 		} else {
@@ -89,9 +113,17 @@ func (a *app) submit(ctx context.Context, o *submitOptions) int {
 		return ExitOK
 	}
 	if !c.json {
-		fmt.Fprintf(a.stdout, "submitted task %s: %s on %s\n", t.ID, t.Request.ScriptURL, plural(t.Progress.Devices.Total, "device"))
+		fmt.Fprintf(a.stdout, "%s: %s on %s\n", headline, t.Request.ScriptURL, plural(t.Progress.Devices.Total, "device"))
 	}
-	return a.follow(ctx, cl, t.ID, followOptions{json: c.json, cancelOnInterrupt: o.cancelOnInterrupt})
+	return a.follow(ctx, cl, t.ID, followOptions{json: c.json, cancelOnInterrupt: cancelOnInterrupt})
+}
+
+// idOf is t's id, "" for no task.
+func idOf(t *api.Task) string {
+	if t == nil {
+		return ""
+	}
+	return t.ID
 }
 
 // readDevices reads device ids from a file (or stdin for "-"): one a line, blank lines and

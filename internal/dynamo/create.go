@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
@@ -100,6 +101,9 @@ func (s *Store) CreateTask(ctx context.Context, t *task.Task, idem *task.Idempot
 			ExpressionAttributeNames: map[string]string{"#pk": attrPK},
 		}})
 	}
+	if t.RelaunchOf != "" {
+		actions = append(actions, types.TransactWriteItem{Put: s.relaunchPut(t)})
+	}
 	for attempt := 0; ; attempt++ {
 		err = s.call(ctx, "TransactWriteItems", func(ctx context.Context) error {
 			_, err := s.db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: actions})
@@ -145,6 +149,24 @@ func (s *Store) CreateTask(ctx context.Context, t *task.Task, idem *task.Idempot
 			return nil, false, err
 		}
 	}
+}
+
+// relaunchPut is the write of the item that lists t among the relaunches of t.RelaunchOf, in
+// that task's partition, so that its relaunches are one Query. It expires when t itself can
+// expire at the latest (its longest run plus the retention and a day), and goes sooner with
+// the partition of the task it relaunched. (A task runs at most MaxTimeoutSeconds once started;
+// one that waits longer to start has its relaunch item go first, which listings tolerate.)
+func (s *Store) relaunchPut(t *task.Task) *types.Put {
+	item := map[string]types.AttributeValue{
+		attrPK: str(taskPK(t.RelaunchOf)), attrSK: str(relaunchSK(t.CreatedAt, t.ID)), attrType: str(kindRelaunch),
+		"taskId": str(t.ID)}
+	if s.retention > 0 {
+		bound := t.CreatedAt.Add(task.MaxTimeoutSeconds*time.Second + s.retention + 24*time.Hour)
+		exp, ttl := expiry(bound)
+		item[attrExp], item[attrTTL] = num(exp), num(ttl)
+	}
+	return &types.Put{TableName: aws.String(s.table), Item: item,
+		ConditionExpression: aws.String("attribute_not_exists(#pk)"), ExpressionAttributeNames: map[string]string{"#pk": attrPK}}
 }
 
 // replay answers a submit whose Idempotency-Key is already taken, from the record that holds

@@ -46,6 +46,7 @@
 //	device        TASK#<taskId>          DEVICE#<deviceId>  one device, once it has an update
 //	command       TASK#<taskId>          COMMAND#<batch>    batch (6 digits) → SSM command id
 //	ids           TASK#<taskId>          IDS#<n>            part n of an oversized device list
+//	relaunch      TASK#<taskId>          RELAUNCH#<createdAt>#<id>  task id relaunched this task
 //	commandTask   COMMAND#<commandId>    COMMAND            SSM command id → task id
 //	idempotency   IDEM#<sha256(owner, key)>  IDEM           an owner's Idempotency-Key
 //	delivery      TASK#<taskId>          HOOK#<eventAt>#<eventId>#<attempt>  one webhook attempt
@@ -68,13 +69,16 @@
 //
 // Listing by owner uses gsi1: gsi1pk = "OWNER#<owner>", gsi1sk = "<createdAt>#<taskId>" with
 // createdAt in UTC at a fixed width of nine fractional digits, so that sort order is time
-// order; the store queries it with ScanIndexForward false, newest first.
+// order; the store queries it with ScanIndexForward false, newest first. Listing the tasks
+// relaunched from a task is a strongly consistent Query of the relaunch items in that task's
+// partition, written in the same transaction as each relaunched task, newest first too.
 //
 // # Expiry
 //
 // A finished task, and when its terminal transition is written its command and command-mapping
 // items, carry "ttl" (Unix seconds, rounded up, for DynamoDB's TTL) and "exp" (Unix
-// nanoseconds, for exact comparisons). Idempotency records carry both from the start. Device
+// nanoseconds, for exact comparisons). Idempotency records carry both from the start, and
+// relaunch items the latest expiry their relaunched task can have. Device
 // items carry both from their first write when the store knows the retention
 // (Options.Retention): the task's deadline plus the retention and a day, which outlasts the
 // task, so finishing a 10,000-device task does not rewrite 10,000 items; a device item whose

@@ -40,10 +40,11 @@ type taskItem struct {
 	Request     []byte `dynamodbav:"request"`
 	DeviceIDs   []byte `dynamodbav:"deviceIds,omitempty"`
 	// IDParts is how many "ids" items hold the device list when it was too large to inline.
-	IDParts   int    `dynamodbav:"idParts,omitempty"`
-	Step      string `dynamodbav:"step,omitempty"`
-	Result    []byte `dynamodbav:"result,omitempty"`
-	Published bool   `dynamodbav:"published,omitempty"`
+	IDParts    int    `dynamodbav:"idParts,omitempty"`
+	Step       string `dynamodbav:"step,omitempty"`
+	Result     []byte `dynamodbav:"result,omitempty"`
+	Published  bool   `dynamodbav:"published,omitempty"`
+	RelaunchOf string `dynamodbav:"relaunchOf,omitempty"`
 
 	Total         int `dynamodbav:"c_total"`
 	Pending       int `dynamodbav:"c_pending"`
@@ -75,6 +76,7 @@ type deviceItem struct {
 	CompletedAt     string `dynamodbav:"completedAt,omitempty"`
 	Reason          string `dynamodbav:"reason,omitempty"`
 	Ref             string `dynamodbav:"ref,omitempty"`
+	CancelRequested string `dynamodbav:"cancelRequestedAt,omitempty"`
 	UpdatedAt       string `dynamodbav:"updatedAt"`
 	Exp             int64  `dynamodbav:"exp,omitempty"`
 	TTL             int64  `dynamodbav:"ttl,omitempty"`
@@ -191,7 +193,7 @@ func encodeTask(t *task.Task) (item map[string]types.AttributeValue, parts [][]b
 		ID: t.ID, Owner: t.Owner, Status: string(t.Status), Version: t.Version,
 		CreatedAt: formatTime(t.CreatedAt), UpdatedAt: formatTime(t.UpdatedAt),
 		StartedAt: formatTimePtr(t.StartedAt), CompletedAt: formatTimePtr(t.CompletedAt),
-		Exp: exp, TTL: ttl, Request: reqBlob, Step: t.CurrentStep,
+		Exp: exp, TTL: ttl, Request: reqBlob, Step: t.CurrentStep, RelaunchOf: t.RelaunchOf,
 		Total: t.Counts.Total, Pending: t.Counts.Pending, Running: t.Counts.Running,
 		Succeeded: t.Counts.Succeeded, Failed: t.Counts.Failed, TimedOut: t.Counts.TimedOut,
 		Cancelled: t.Counts.Cancelled, Undeliverable: t.Counts.Undeliverable,
@@ -243,7 +245,7 @@ func decodeTask(item map[string]types.AttributeValue, parts [][]byte) (*task.Tas
 	}
 	t := &task.Task{
 		ID: ti.ID, Owner: ti.Owner, Status: task.Status(ti.Status), Version: ti.Version,
-		CurrentStep: ti.Step, Published: ti.Published,
+		CurrentStep: ti.Step, Published: ti.Published, RelaunchOf: ti.RelaunchOf,
 		Counts: task.Counts{Total: ti.Total, Pending: ti.Pending, Running: ti.Running,
 			Succeeded: ti.Succeeded, Failed: ti.Failed, TimedOut: ti.TimedOut,
 			Cancelled: ti.Cancelled, Undeliverable: ti.Undeliverable},
@@ -324,7 +326,7 @@ func encodeDevice(taskID string, d *task.Device, now, expires time.Time) (map[st
 		Status: string(d.Status), ExitCode: d.ExitCode, Stdout: d.Stdout, Stderr: d.Stderr,
 		StdoutTruncated: d.StdoutTruncated, StderrTruncated: d.StderrTruncated,
 		StartedAt: formatTimePtr(d.StartedAt), CompletedAt: formatTimePtr(d.CompletedAt),
-		Reason: d.Reason, Ref: d.Ref, UpdatedAt: formatTime(now),
+		Reason: d.Reason, Ref: d.Ref, CancelRequested: formatTimePtr(d.CancelRequestedAt), UpdatedAt: formatTime(now),
 	}
 	return attributevalue.MarshalMap(di)
 }
@@ -344,6 +346,9 @@ func decodeDevice(item map[string]types.AttributeValue) (*task.Device, error) {
 	}
 	if d.CompletedAt, err = parseTimePtr(di.CompletedAt); err != nil {
 		return nil, fmt.Errorf("decode device %s completedAt: %w", di.DeviceID, err)
+	}
+	if d.CancelRequestedAt, err = parseTimePtr(di.CancelRequested); err != nil {
+		return nil, fmt.Errorf("decode device %s cancelRequestedAt: %w", di.DeviceID, err)
 	}
 	return d, nil
 }

@@ -45,6 +45,7 @@ const (
 	kindIDs         = "ids"
 	kindCommandTask = "commandTask"
 	kindIdempotency = "idempotency"
+	kindRelaunch    = "relaunch"
 	kindDelivery    = "delivery"
 )
 
@@ -59,6 +60,7 @@ const (
 	prefixIDs      = "IDS#"
 	prefixOwner    = "OWNER#"
 	prefixIdem     = "IDEM#"
+	prefixRelaunch = "RELAUNCH#"
 	openPK         = "OPEN"
 	prefixDelivery = "HOOK#"
 	sortTimeLayout = "2006-01-02T15:04:05.000000000Z"
@@ -70,6 +72,12 @@ func commandSK(batch int) string            { return fmt.Sprintf("%s%06d", prefi
 func idsSK(n int) string                    { return fmt.Sprintf("%s%03d", prefixIDs, n) }
 func commandTaskPK(commandID string) string { return prefixCommand + commandID }
 func ownerPK(owner string) string           { return prefixOwner + owner }
+
+// relaunchSK is the sort key, in the partition of the task it relaunched, of the item that
+// lists task id among that task's relaunches, newest last.
+func relaunchSK(createdAt time.Time, id string) string {
+	return prefixRelaunch + ownerSK(createdAt, id)
+}
 
 // ownerSK orders an owner's tasks by creation time, then id, at a fixed width so that the
 // string order is the time order.

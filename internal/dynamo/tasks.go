@@ -66,6 +66,9 @@ func (s *Store) decodeTaskItem(ctx context.Context, item map[string]types.Attrib
 // it reads one task past the page to know whether there is a next one. The index is
 // eventually consistent: a task created a moment ago may be missing on AWS.
 func (s *Store) ListTasks(ctx context.Context, q task.ListQuery) (*task.TaskPage, error) {
+	if q.RelaunchOf != "" {
+		return s.listRelaunches(ctx, q)
+	}
 	limit := task.PageSize(q.Limit)
 	in := &dynamodb.QueryInput{
 		TableName:                aws.String(s.table),
@@ -118,6 +121,72 @@ func (s *Store) ListTasks(ctx context.Context, q task.ListQuery) (*task.TaskPage
 			}
 			page.Tasks = append(page.Tasks, t)
 			lastSK = itemString(item, attrGSI1SK)
+		}
+		if len(out.LastEvaluatedKey) == 0 {
+			return page, nil
+		}
+		in.ExclusiveStartKey = out.LastEvaluatedKey
+	}
+}
+
+// listRelaunches lists the tasks relaunched from q.RelaunchOf, newest first: a strongly
+// consistent Query of the relaunch items in that task's partition, then one BatchGetItem of
+// their tasks per page. Tasks of another owner, of another status or expired are skipped.
+func (s *Store) listRelaunches(ctx context.Context, q task.ListQuery) (*task.TaskPage, error) {
+	limit := task.PageSize(q.Limit)
+	in := &dynamodb.QueryInput{
+		TableName:                aws.String(s.table),
+		KeyConditionExpression:   aws.String("#pk = :pk AND begins_with(#sk, :prefix)"),
+		ScanIndexForward:         aws.Bool(false),
+		ConsistentRead:           aws.Bool(true),
+		ExpressionAttributeNames: map[string]string{"#pk": attrPK, "#sk": attrSK},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":pk": str(taskPK(q.RelaunchOf)), ":prefix": str(prefixRelaunch)},
+	}
+	if q.Cursor != "" {
+		sk, err := decodeCursor("r1", q.Cursor)
+		if err != nil || !strings.HasPrefix(sk, prefixRelaunch) {
+			return nil, task.BadCursor()
+		}
+		in.ExclusiveStartKey = key(taskPK(q.RelaunchOf), sk)
+	}
+	page := &task.TaskPage{Tasks: []*task.Task{}}
+	var lastSK string
+	for {
+		in.Limit = aws.Int32(int32(limit + 1 - len(page.Tasks)))
+		var out *dynamodb.QueryOutput
+		err := s.call(ctx, "Query", func(ctx context.Context) (err error) {
+			out, err = s.db.Query(ctx, in)
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("dynamo: list relaunches of %s: %w", q.RelaunchOf, err)
+		}
+		keys := make([]itemKey, len(out.Items))
+		for i, item := range out.Items {
+			keys[i] = itemKey{taskPK(itemString(item, "taskId")), skTask}
+		}
+		items, err := s.batchGet(ctx, keys)
+		if err != nil {
+			return nil, fmt.Errorf("dynamo: list relaunches of %s: %w", q.RelaunchOf, err)
+		}
+		now := s.clock()
+		for i, link := range out.Items {
+			item := items[keys[i]]
+			if item == nil || expired(itemExp(item), now) || itemString(item, "owner") != q.Owner ||
+				(q.Status != "" && itemString(item, attrStatus) != string(q.Status)) {
+				continue
+			}
+			if len(page.Tasks) == limit {
+				page.Next = encodeCursor("r1", lastSK)
+				return page, nil
+			}
+			t, err := s.decodeTaskItem(ctx, item)
+			if err != nil {
+				return nil, fmt.Errorf("dynamo: list relaunches of %s: %w", q.RelaunchOf, err)
+			}
+			page.Tasks = append(page.Tasks, t)
+			lastSK = itemString(link, attrSK)
 		}
 		if len(out.LastEvaluatedKey) == 0 {
 			return page, nil

@@ -21,6 +21,11 @@ type Runner interface {
 	Start(ctx context.Context, t *task.Task) error
 	// Cancel asks every device of t still working to stop; the devices report cancelled.
 	Cancel(ctx context.Context, t *task.Task) error
+	// StopDevices asks the named devices of t to stop, or never to start, while the rest of t
+	// runs on: a running device reports cancelled once it has stopped (or its own ending, if
+	// it finished first). It is idempotent, and a device that has ended, or that this runner
+	// never started and never will, is no error.
+	StopDevices(ctx context.Context, t *task.Task, deviceIDs []string) error
 }
 
 // PolledRunner is a Runner that must be asked for progress (SSM). The executor calls Poll on
@@ -50,11 +55,19 @@ const (
 	ActionPoll Action = "poll"
 	// ActionCancel stops the devices of a cancelling task.
 	ActionCancel Action = "cancel"
+	// ActionStopDevices stops the devices named in the message (a caller cancelled them one
+	// by one) while the task runs on.
+	ActionStopDevices Action = "stop-devices"
 )
 
 // MessageVersion is the version of the Message schema written by this code. Version 2 added
-// Lease; version 1 messages, which have none, are still read.
+// DeviceIDs and ActionStopDevices, and Lease; a version 1 message, which has none of them,
+// means what it always meant, so the executor takes both (MinMessageVersion).
 const MessageVersion = 2
+
+// MinMessageVersion is the oldest Message schema the executor still handles: messages written
+// by the previous release may be in the queue when this one starts.
+const MinMessageVersion = 1
 
 // Message is the executor's queue message: small, versioned JSON.
 type Message struct {
@@ -66,6 +79,18 @@ type Message struct {
 	// keeps leases: a poll chain continues only while the task still has the lease its message
 	// carries, so that a chain the sweeper replaced, or a duplicated one, dies out.
 	Lease int64 `json:"lease,omitempty"`
+	// DeviceIDs are the devices an ActionStopDevices message is about.
+	DeviceIDs []string `json:"deviceIds,omitempty"`
+}
+
+// Inventory names a home's devices with their tags: the managed nodes on AWS, the inventory
+// file locally. Submit resolves a task's targets with it; GET /devices lists it.
+type Inventory interface {
+	// Resolve returns the ids of the devices that match r.Targets (task.InventoryDevice.Matches),
+	// online ones only unless r.IncludeOffline, in a stable order, at most r.Limit of them.
+	Resolve(ctx context.Context, r task.Resolution) ([]string, error)
+	// List returns a page of the devices that match q.Targets, online or not.
+	List(ctx context.Context, q task.InventoryQuery) (*task.InventoryPage, error)
 }
 
 // Notifier is told about every write that changed a task, so that long-polls and event streams
@@ -102,6 +127,9 @@ type Config struct {
 	Metrics Metrics
 	// Admission, when set, bounds the work queued behind the deployment (see Backlog).
 	Admission Admission
+	// Inventory resolves targets and lists devices; nil when the home has none, and then a
+	// submit with targets is refused with a CodeInvalid error that says why.
+	Inventory Inventory
 	// Webhooks sends the webhook events tasks subscribe to; the zero value sends none.
 	Webhooks Webhooks
 	Rules    task.Rules

@@ -20,6 +20,7 @@ type fakeRunner struct {
 	mu       sync.Mutex
 	started  []string
 	canceled []string
+	stopped  []string // devices StopDevices was asked to stop
 	startErr error
 	updates  []task.DeviceUpdate // returned by Poll when poller is set
 }
@@ -35,6 +36,13 @@ func (r *fakeRunner) Cancel(_ context.Context, t *task.Task) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.canceled = append(r.canceled, t.ID)
+	return nil
+}
+
+func (r *fakeRunner) StopDevices(_ context.Context, _ *task.Task, ids []string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stopped = append(r.stopped, ids...)
 	return nil
 }
 

@@ -24,7 +24,7 @@ var ErrIncomplete = errors.New("dispatch incomplete")
 // order, so every step re-reads the task and acts only through conditional writes. An error
 // means "deliver again later".
 func (e *Engine) Handle(ctx context.Context, m Message) error {
-	if (m.Version != MessageVersion && m.Version != 1) || m.TaskID == "" {
+	if m.Version < MinMessageVersion || m.Version > MessageVersion || m.TaskID == "" {
 		return fmt.Errorf("engine: message version %d task %q: %w", m.Version, m.TaskID, ErrMalformed)
 	}
 	t, err := e.cfg.Store.GetTask(ctx, m.TaskID)
@@ -46,6 +46,8 @@ func (e *Engine) Handle(ctx context.Context, m Message) error {
 		return e.poll(ctx, t, m)
 	case ActionCancel:
 		return e.stop(ctx, t, m)
+	case ActionStopDevices:
+		return e.stopDevices(ctx, t, m.DeviceIDs)
 	}
 	return fmt.Errorf("engine: action %q: %w", m.Action, ErrMalformed)
 }

@@ -30,7 +30,16 @@ type Submission struct {
 // A task that was stored but could not be queued is failed at once rather than left pending
 // forever, and the error is returned.
 func (e *Engine) Submit(ctx context.Context, s Submission) (t *task.Task, created bool, err error) {
-	req, err := e.cfg.Rules.Validate(s.Draft)
+	return e.submit(ctx, s, "")
+}
+
+// submit is Submit of a task that relaunches task relaunchOf, or of a fresh one when it is "".
+func (e *Engine) submit(ctx context.Context, s Submission, relaunchOf string) (t *task.Task, created bool, err error) {
+	draft, err := e.resolve(ctx, s.Draft)
+	if err != nil {
+		return nil, false, err
+	}
+	req, err := e.cfg.Rules.Validate(draft)
 	if err != nil {
 		return nil, false, err
 	}
@@ -55,6 +64,7 @@ func (e *Engine) Submit(ctx context.Context, s Submission) (t *task.Task, create
 		Request:     req,
 		Counts:      task.Counts{Total: len(req.DeviceIDs), Pending: len(req.DeviceIDs)},
 		CurrentStep: "queued",
+		RelaunchOf:  relaunchOf,
 	}
 	if e.cfg.Leases != nil {
 		t.Lease = now.Add(e.cfg.DispatchGrace)
@@ -80,7 +90,7 @@ func (e *Engine) Submit(ctx context.Context, s Submission) (t *task.Task, create
 		return stored, false, nil
 	}
 	e.log.InfoContext(ctx, "task submitted", "task_id", stored.ID, "owner", stored.Owner,
-		"devices", stored.Counts.Total, "script", stored.Request.ScriptURL)
+		"devices", stored.Counts.Total, "script", stored.Request.ScriptURL, "relaunch_of", stored.RelaunchOf)
 	e.notify(stored)
 	// A stored task counts as submitted even when it cannot be queued: it is then failed, and
 	// counted as finished like every other stored task.
@@ -93,6 +103,39 @@ func (e *Engine) Submit(ctx context.Context, s Submission) (t *task.Task, create
 		return nil, false, fmt.Errorf("engine: queue task %s: %w", stored.ID, task.Errorf(task.CodeUnavailable, "the task could not be queued; try again"))
 	}
 	return stored, true, nil
+}
+
+// resolve turns the targets of a draft into its device ids, once, at submit: the task keeps
+// that snapshot, and the targets. A draft without targets is returned as it is.
+func (e *Engine) resolve(ctx context.Context, d task.Draft) (task.Draft, error) {
+	if err := task.CheckTargets(d); err != nil || d.Targets == nil {
+		return d, err
+	}
+	if e.cfg.Inventory == nil {
+		return d, &task.Error{Code: task.CodeInvalid, Message: "targets cannot be resolved here",
+			Fields: []task.FieldError{{Pointer: "/targets", Detail: "this server has no inventory of devices and their tags " +
+				"(fleetrun serve --inventory FILE): name the devices with deviceIds instead"}}}
+	}
+	ids, err := e.cfg.Inventory.Resolve(ctx, task.Resolution{Targets: d.Targets, IncludeOffline: d.IncludeOffline,
+		Limit: task.MaxDevices + 1})
+	if err != nil {
+		return d, fmt.Errorf("engine: resolve targets: %w", err)
+	}
+	if err := task.CheckResolved(d.Targets, ids); err != nil {
+		return d, err
+	}
+	d.DeviceIDs = ids
+	return d, nil
+}
+
+// Inventory returns a page of the home's devices that match q's targets. Without an inventory
+// there is nothing to list: CodeNotFound.
+func (e *Engine) Inventory(ctx context.Context, q task.InventoryQuery) (*task.InventoryPage, error) {
+	if e.cfg.Inventory == nil {
+		return nil, task.Errorf(task.CodeNotFound, "this server has no inventory of devices (fleetrun serve --inventory FILE)")
+	}
+	q.Limit = task.PageSize(q.Limit)
+	return e.cfg.Inventory.List(ctx, q)
 }
 
 // Get returns task id as caller may see it. Another owner's task is not found, unless caller

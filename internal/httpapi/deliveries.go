@@ -28,7 +28,7 @@ func (h *handler) listDeliveries(w http.ResponseWriter, r *http.Request, caller 
 		list.Items = append(list.Items, renderDelivery(d))
 	}
 	if page.Next != "" {
-		list.Next = nextURL(h.links(r).task(id)+"/deliveries", "", limit, page.Next)
+		list.Next = nextURL(h.links(r).task(id)+"/deliveries", nil, limit, page.Next)
 		w.Header().Set("Link", "<"+list.Next+`>; rel="next"`)
 	}
 	w.Header().Set("Cache-Control", "no-cache")

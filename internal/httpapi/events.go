@@ -52,27 +52,12 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request, caller task.Cal
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	release, ok := h.streams.acquire(caller.Owner)
+	es, release, ok := h.startStream(w, r, caller.Owner)
 	if !ok {
-		h.tooManyStreams(w, r)
 		return
 	}
 	defer release()
-	rc := http.NewResponseController(w)
-	// A stream outlives any write timeout the server sets for ordinary responses.
-	_ = rc.SetWriteDeadline(time.Time{})
-	w.Header().Set("Content-Type", api.MediaEventStream)
-	w.Header().Set("Cache-Control", "no-cache")
-	w.WriteHeader(http.StatusOK)
-	if r.Method == http.MethodHead {
-		return // the headers are the whole answer; a HEAD must not hold the connection
-	}
-	retry := fmt.Sprintf("retry: %d\n\n", streamRetry.Milliseconds())
-	if _, err := io.WriteString(w, retry); err != nil {
-		return
-	}
-	end, bounded := r.Context().Deadline()
-	end = end.Add(-streamEndMargin)
+	rc, retry := es.rc, es.retry
 	l := h.links(r)
 	send := func(t *task.Task) error {
 		data, err := json.Marshal(l.renderTask(t))
@@ -93,30 +78,15 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request, caller task.Cal
 	}
 	ending := "the task has ended"
 	for err == nil && !t.Status.Terminal() {
-		wait := h.keepAlive
-		if bounded {
-			if wait = min(wait, time.Until(end)); wait <= 0 {
-				ending = "the stream ends here; reconnect with Last-Event-ID"
-				break
-			}
-		}
-		ctx, cancel := context.WithTimeout(r.Context(), wait)
-		werr := h.cfg.Watcher.Wait(ctx, id, last)
-		quiet := ctx.Err() != nil
-		cancel()
-		switch {
-		case r.Context().Err() != nil:
+		changed, over, werr := h.awaitChange(w, r, es, func(ctx context.Context) error { return h.cfg.Watcher.Wait(ctx, id, last) })
+		if r.Context().Err() != nil {
 			return // the client went away
-		case quiet && bounded && !time.Now().Before(end):
-			continue // the stream's time is up: the top of the loop ends it
-		case quiet:
-			if _, err = fmt.Fprint(w, ": keep-alive\n\n"); err == nil {
-				err = rc.Flush()
-			}
-			h.log.DebugContext(r.Context(), "event stream kept alive", "request_id", requestID(r), "task_id", id)
-			continue
-		case werr != nil:
-			err = werr
+		}
+		if over {
+			ending = streamOver
+			break
+		}
+		if err = werr; err != nil || !changed {
 			continue
 		}
 		if t, err = h.cfg.Engine.Get(r.Context(), caller, id); err != nil {
@@ -137,6 +107,76 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request, caller task.Cal
 		// The client reconnects with Last-Event-ID and misses nothing.
 		h.log.WarnContext(r.Context(), "event stream ended early", "request_id", requestID(r), "task_id", id, "err", err)
 	}
+}
+
+// streamOver is the last comment of a stream whose request's time is up.
+const streamOver = "the stream ends here; reconnect with Last-Event-ID"
+
+// eventStream is an event stream under way: its writer's controller, its retry field, and
+// the time it must end by when its request has a deadline (bounded).
+type eventStream struct {
+	rc      *http.ResponseController
+	retry   string
+	end     time.Time
+	bounded bool
+}
+
+// startStream takes one of owner's places for a stream (answering 503 when none is left),
+// answers r with an event stream's headers, and opens it with the retry field (streamRetry).
+// ok is false when there is nothing more to send: no place, a HEAD that has its whole answer,
+// or a client that cannot take the first field. Otherwise the caller calls release at the end.
+func (h *handler) startStream(w http.ResponseWriter, r *http.Request, owner string) (es *eventStream, release func(), ok bool) {
+	if release, ok = h.streams.acquire(owner); !ok {
+		h.tooManyStreams(w, r)
+		return nil, nil, false
+	}
+	es = &eventStream{rc: http.NewResponseController(w), retry: fmt.Sprintf("retry: %d\n\n", streamRetry.Milliseconds())}
+	// A stream outlives any write timeout the server sets for ordinary responses.
+	_ = es.rc.SetWriteDeadline(time.Time{})
+	w.Header().Set("Content-Type", api.MediaEventStream)
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		release() // the headers are the whole answer; a HEAD must not hold the connection
+		return nil, nil, false
+	}
+	if _, err := io.WriteString(w, es.retry); err != nil {
+		release()
+		return nil, nil, false
+	}
+	es.end, es.bounded = r.Context().Deadline()
+	es.end = es.end.Add(-streamEndMargin)
+	return es, release, true
+}
+
+// awaitChange waits with wait for at most keepAlive, and never past the end of a bounded
+// stream. A quiet round ends with a keep-alive comment on w, and changed false; wait's return
+// before its deadline is a change. over says the stream's time is up: the caller ends it.
+func (h *handler) awaitChange(w io.Writer, r *http.Request, es *eventStream, wait func(context.Context) error) (changed, over bool, err error) {
+	end, bounded, rc := es.end, es.bounded, es.rc
+	d := h.keepAlive
+	if bounded {
+		if d = min(d, time.Until(end)); d <= 0 {
+			return false, true, nil
+		}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), d)
+	werr := wait(ctx)
+	quiet := ctx.Err() != nil
+	cancel()
+	switch {
+	case r.Context().Err() != nil:
+		return false, false, r.Context().Err()
+	case quiet && bounded && !time.Now().Before(end):
+		return false, true, nil
+	case quiet:
+		if _, err = fmt.Fprint(w, ": keep-alive\n\n"); err == nil {
+			err = rc.Flush()
+		}
+		h.log.DebugContext(r.Context(), "event stream kept alive", "request_id", requestID(r), "path", r.URL.Path)
+		return false, false, err
+	}
+	return werr == nil, false, werr
 }
 
 // streamRetry is the reconnection time an event stream asks of its client (the retry field).
@@ -173,7 +213,12 @@ func (h *handler) tooManyStreams(w http.ResponseWriter, r *http.Request) {
 // pause spaces out re-reads after a watcher woke without the stored task having changed (an
 // eventually consistent read), so such a wait cannot spin.
 func pause(ctx context.Context) {
-	t := time.NewTimer(spuriousWakePause)
+	pauseFor(ctx, spuriousWakePause)
+}
+
+// pauseFor waits d, or until ctx ends.
+func pauseFor(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -22,6 +23,7 @@ import (
 	"github.com/fleetrun/fleetrun/api"
 	"github.com/fleetrun/fleetrun/internal/clocktest"
 	"github.com/fleetrun/fleetrun/internal/engine"
+	"github.com/fleetrun/fleetrun/internal/inventoryfile"
 	"github.com/fleetrun/fleetrun/internal/localstore"
 	"github.com/fleetrun/fleetrun/internal/task"
 	"github.com/fleetrun/fleetrun/internal/watch"
@@ -53,7 +55,13 @@ type bundleOptions struct {
 	maxBodyBytes int64
 	keepAlive    time.Duration
 	noOutput     bool
-	bodyTimeout  time.Duration
+	// noInventory wires no inventory, as `fleetrun serve` without --inventory.
+	noInventory bool
+	// following makes the output store a follower (outputs read while written); followWait
+	// bounds the wait of a follow without one.
+	following   bool
+	followWait  time.Duration
+	bodyTimeout time.Duration
 	// maxStreams and maxStreamsPerOwner cap event streams and long-polls.
 	maxStreams, maxStreamsPerOwner int
 	// polled makes the runner one the executor polls, as SSM is.
@@ -63,6 +71,13 @@ type bundleOptions struct {
 	// wrap, when set, wraps the API in the test server.
 	wrap func(http.Handler) http.Handler
 }
+
+// testInventory is the inventory of every test server: three devices in two tags.
+const testInventory = `devices:
+  - {id: web-1, name: web-1.example, platform: Linux, tags: {Env: prod, Role: web}}
+  - {id: web-2, tags: {Env: staging, Role: web}}
+  - {id: db-1, tags: {Env: prod, Role: db}}
+`
 
 func setup(t *testing.T, opts ...bundleOptions) *testBundle {
 	t.Helper()
@@ -88,15 +103,28 @@ func setup(t *testing.T, opts ...bundleOptions) *testBundle {
 	}
 	broker := watch.NewBroker()
 	b.watcher = &signalWatcher{Watcher: broker, waiting: make(chan string, 100)}
+	inventory := filepath.Join(t.TempDir(), "devices.yaml")
+	if err := os.WriteFile(inventory, []byte(testInventory), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	inv, err := inventoryfile.Open(inventory, inventoryfile.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inventoryOrNone engine.Inventory = inv
+	if o.noInventory {
+		inventoryOrNone = nil
+	}
 	var runner engine.Runner = b.runner
 	if o.polled {
 		runner = polledRunner{b.runner}
 	}
 	b.engine = engine.New(engine.Config{
-		Store:    b.store,
-		Queue:    b.queue,
-		Runner:   runner,
-		Notifier: broker,
+		Store:     b.store,
+		Queue:     b.queue,
+		Runner:    runner,
+		Notifier:  broker,
+		Inventory: inventoryOrNone,
 		Rules: task.Rules{DeviceID: task.LocalDeviceID, CheckScript: func(url string) error {
 			if !strings.HasPrefix(url, "scripts/") {
 				return errors.New("scriptUrl must name a file under scripts/")
@@ -128,6 +156,11 @@ func setup(t *testing.T, opts ...bundleOptions) *testBundle {
 		cfg.Owner = BearerTokens(map[string]string{aliceToken: "alice", bobToken: "bob", o.adminToken: "admin"}, "")
 		cfg.Admin = func(r *http.Request) bool { return r.Header.Get("Authorization") == "Bearer "+o.adminToken }
 	}
+	if o.following {
+		cfg.Follow = &fakeFollower{fakeOutput: b.output}
+	}
+	cfg.FollowWait = o.followWait
+	cfg.FollowInterval = 20 * time.Millisecond
 	cfg.KeepAlive = o.keepAlive
 	b.handler = newHandler(cfg)
 	var served http.Handler = b.handler
@@ -152,6 +185,8 @@ type req struct {
 	// stall sends the request on a connection of its own, with all of the body but its last
 	// byte, and then nothing (see stalledDo).
 	stall bool
+	// firstEvent reads an event stream that does not end only up to its first event.
+	firstEvent bool
 }
 
 // stalledDo sends r with a body that never ends and reads the answer. A Go client cannot send
@@ -352,7 +387,12 @@ func (q *fakeQueue) len() int {
 
 // fakeRunner starts nothing: the test moves devices with Report.
 type fakeRunner struct {
-	started, cancelled atomic.Int32
+	started, cancelled, stopped atomic.Int32
+}
+
+func (r *fakeRunner) StopDevices(_ context.Context, _ *task.Task, ids []string) error {
+	r.stopped.Add(int32(len(ids)))
+	return nil
 }
 
 func (r *fakeRunner) Start(context.Context, *task.Task) error {
@@ -364,6 +404,48 @@ func (r *fakeRunner) Cancel(context.Context, *task.Task) error {
 	r.cancelled.Add(1)
 	return nil
 }
+
+// fakeFollower is a fakeOutput whose outputs can be followed while they grow (put replaces,
+// appendOutput adds): each reader returns what was added since it last read, then io.EOF.
+type fakeFollower struct{ *fakeOutput }
+
+func (o *fakeOutput) appendOutput(taskID, deviceID, stream, text string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.files[taskID+"/"+deviceID+"/"+stream] += text
+}
+
+func (f *fakeFollower) FollowOutput(_ context.Context, taskID, deviceID, stream string) (io.ReadCloser, error) {
+	key := taskID + "/" + deviceID + "/" + stream
+	f.mu.Lock()
+	_, ok := f.files[key]
+	f.mu.Unlock()
+	if !ok {
+		return nil, task.Errorf(task.CodeNotFound, "no %s output for device %s yet", stream, deviceID)
+	}
+	return &growing{o: f.fakeOutput, key: key}, nil
+}
+
+// growing reads a fakeOutput's text as it grows.
+type growing struct {
+	o   *fakeOutput
+	key string
+	pos int
+}
+
+func (g *growing) Read(p []byte) (int, error) {
+	g.o.mu.Lock()
+	defer g.o.mu.Unlock()
+	text := g.o.files[g.key]
+	if g.pos >= len(text) {
+		return 0, io.EOF
+	}
+	n := copy(p, text[g.pos:])
+	g.pos += n
+	return n, nil
+}
+
+func (g *growing) Close() error { return nil }
 
 // polledRunner is a fakeRunner the executor polls; the polls report nothing.
 type polledRunner struct{ *fakeRunner }

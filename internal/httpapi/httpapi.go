@@ -15,14 +15,22 @@ import (
 	"time"
 
 	"github.com/fleetrun/fleetrun/api"
+	"github.com/fleetrun/fleetrun/internal/dashboard"
 	"github.com/fleetrun/fleetrun/internal/engine"
 	"github.com/fleetrun/fleetrun/internal/task"
 )
 
-// Watcher blocks until task id has a version newer than version, or ctx ends (then it returns
-// ctx's error). watch.Broker serves one process; watch.Poller serves Lambda.
+// Watcher tells long-polls and event streams that something changed. watch.Broker serves one
+// process; watch.Poller serves Lambda.
 type Watcher interface {
+	// Wait blocks until task id has a version newer than version, or ctx ends (then it
+	// returns ctx's error).
 	Wait(ctx context.Context, id string, version int64) error
+	// OwnerMark marks the writes to owner's tasks so far; WaitOwner blocks until there has
+	// been another, or ctx ends. WaitOwner may return without a change (a Poller cannot know),
+	// so the caller re-reads and compares.
+	OwnerMark(owner string) uint64
+	WaitOwner(ctx context.Context, owner string, mark uint64) error
 }
 
 // OutputStore serves the full output of the devices of a task.
@@ -50,6 +58,21 @@ func (f OutputReader) OpenOutput(_ context.Context, d *task.Device, stream strin
 	return Output{Body: rc}, err
 }
 
+// FollowOutput implements OutputFollower: what f opens is a file the script is still writing,
+// read again as it grows.
+func (f OutputReader) FollowOutput(_ context.Context, taskID, deviceID, stream string) (io.ReadCloser, error) {
+	return f(taskID, deviceID, stream)
+}
+
+// OutputFollower hands over a device's output while it is being written, for GET
+// …/output?follow=true: each Read of the returned reader returns what was written since the
+// last one, and io.EOF when nothing more has been written yet; the handler reads again after a
+// pause until the device has ended. The local runner's files are such (OutputReader), and so
+// is SSM's CloudWatch output.
+type OutputFollower interface {
+	FollowOutput(ctx context.Context, taskID, deviceID, stream string) (io.ReadCloser, error)
+}
+
 // Config wires the HTTP API. Engine, Owner and Watcher are required.
 type Config struct {
 	Engine *engine.Engine
@@ -64,12 +87,22 @@ type Config struct {
 	Watcher Watcher
 	// Output serves full device output; nil answers 404 for every output request.
 	Output OutputStore
+	// Follow reads device output while it is written, for follow=true; nil when the
+	// deployment cannot (then a follow answers once the device has ended, see follow).
+	Follow OutputFollower
 	// BaseURL returns the absolute base of the links and Location headers of a response
 	// (scheme and host, and a path prefix if the API is mounted under one). The default is
 	// ListenerBaseURL; PublicURL and ForwardedBaseURL are the others a server may choose.
 	BaseURL func(r *http.Request) string
 	// MaxBodyBytes bounds a request body; the default, 2 MiB, fits 10,000 ids of 128 chars.
 	MaxBodyBytes int64
+	// FollowWait bounds how long a follow that cannot stream (no Follow) waits for its device
+	// to end before it answers 409 with Retry-After; zero waits for as long as the request
+	// may take.
+	FollowWait time.Duration
+	// FollowInterval is how often a followed output is looked at for more, and its device for
+	// its end; 250 ms when zero.
+	FollowInterval time.Duration
 	// BodyTimeout bounds how long a request body may take to arrive once its headers have: a
 	// slower one is answered 408 and its connection closed. Zero means no bound beyond the
 	// server's own (a Lambda's body has arrived whole before the handler runs).
@@ -89,13 +122,19 @@ type Config struct {
 	// Metrics, when set, is served at GET /metrics to callers Owner accepts. It is not part of
 	// the API's contract: only `fleetrun serve` sets it.
 	Metrics http.Handler
-	Logger  *slog.Logger
+	// Dashboard, when set, is served at /ui/ to anyone (the page asks for a token itself), and
+	// a browser asking for / is redirected there. Like Metrics, only `fleetrun serve` sets it.
+	Dashboard http.Handler
+	Logger    *slog.Logger
 }
 
 // Defaults of Config.
 const (
 	DefaultMaxBodyBytes = 2 << 20
 	DefaultRetryAfter   = time.Second
+	// DefaultFollowInterval is how often a followed output is looked at by default: often
+	// enough that a line shows a quarter of a second after it was written.
+	DefaultFollowInterval = 250 * time.Millisecond
 	// DefaultKeepAlive is the longest single wait of an event stream. The broker forgets a
 	// task that nobody has touched for a minute, so a wait must end well before that.
 	DefaultKeepAlive = 15 * time.Second
@@ -129,6 +168,9 @@ func newHandler(cfg Config) *handler {
 	if cfg.RetryAfter <= 0 {
 		cfg.RetryAfter = DefaultRetryAfter
 	}
+	if cfg.FollowInterval <= 0 {
+		cfg.FollowInterval = DefaultFollowInterval
+	}
 	if cfg.KeepAlive <= 0 || cfg.KeepAlive > DefaultKeepAlive {
 		cfg.KeepAlive = DefaultKeepAlive
 	}
@@ -154,16 +196,27 @@ type route struct {
 	methods map[string]http.HandlerFunc
 }
 
+// shadowed are the paths a wildcard route matches too (/tasks/events and /tasks/{id}). The mux
+// refuses a method-less pattern for such a path beside the wildcard route's method patterns, so
+// their 405s are registered method by method, for otherMethods.
+var shadowed = map[string]bool{"/tasks/events": true}
+
+// otherMethods are the methods a shadowed path answers 405 to when it does not accept them.
+var otherMethods = []string{http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions}
+
 func (h *handler) routes() {
 	table := []route{
 		{"/healthz", map[string]http.HandlerFunc{http.MethodGet: h.healthz}},
 		{"/tasks", map[string]http.HandlerFunc{http.MethodPost: h.authed(h.submit), http.MethodGet: h.authed(h.listTasks)}},
+		{"/tasks/events", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.watchTasks)}},
 		{"/tasks/{id}", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.getTask), http.MethodDelete: h.authed(h.cancel)}},
 		{"/tasks/{id}/result", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.getResult)}},
+		{"/tasks/{id}/relaunch", map[string]http.HandlerFunc{http.MethodPost: h.authed(h.relaunch)}},
+		{"/devices", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.inventory)}},
 		{"/tasks/{id}/events", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.events)}},
 		{"/tasks/{id}/deliveries", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.listDeliveries)}},
 		{"/tasks/{id}/devices", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.listDevices)}},
-		{"/tasks/{id}/devices/{deviceId}", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.getDevice)}},
+		{"/tasks/{id}/devices/{deviceId}", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.getDevice), http.MethodDelete: h.authed(h.cancelDevice)}},
 		{"/tasks/{id}/devices/{deviceId}/output", map[string]http.HandlerFunc{http.MethodGet: h.authed(h.output)}},
 	}
 	if h.cfg.Metrics != nil {
@@ -181,9 +234,28 @@ func (h *handler) routes() {
 				}
 			}
 		}
+		notAllowed := h.methodNotAllowed(strings.Join(allow, ", "))
+		if shadowed[rt.path] {
+			for _, m := range otherMethods {
+				if _, ok := rt.methods[m]; !ok {
+					h.mux.HandleFunc(m+" "+rt.path, notAllowed)
+				}
+			}
+			continue
+		}
 		// A pattern without a method is less specific than the ones above, so it catches only
 		// the methods the path does not accept.
-		h.mux.HandleFunc(rt.path, h.methodNotAllowed(strings.Join(allow, ", ")))
+		h.mux.HandleFunc(rt.path, notAllowed)
+	}
+	if h.cfg.Dashboard != nil {
+		h.mux.Handle("GET "+dashboard.Path, http.StripPrefix(strings.TrimSuffix(dashboard.Path, "/"), h.cfg.Dashboard))
+		h.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+			if dashboard.WantsPage(r) {
+				dashboard.Redirect(w, r)
+				return
+			}
+			h.problem(w, r, problemFor(http.StatusNotFound, api.ProblemNotFound, "no such resource: "+r.URL.Path))
+		})
 	}
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		h.problem(w, r, problemFor(http.StatusNotFound, api.ProblemNotFound, "no such resource: "+r.URL.Path))

@@ -68,6 +68,7 @@ func (h *handler) error(w http.ResponseWriter, r *http.Request, err error) {
 	if code != task.CodeInternal && errors.As(err, &te) {
 		p.Detail = te.Message
 		p.TaskStatus = string(te.Status)
+		p.DeviceStatus = string(te.DeviceStatus)
 		for _, f := range te.Fields {
 			p.Errors = append(p.Errors, api.FieldError{Pointer: f.Pointer, Detail: f.Detail})
 		}

@@ -65,6 +65,8 @@ func (l links) renderTask(t *task.Task) api.Task {
 		Request: api.TaskRequest{
 			ScriptURL:              t.Request.ScriptURL,
 			DeviceCount:            len(t.Request.DeviceIDs),
+			Targets:                renderTargets(t.Request.Targets),
+			IncludeOffline:         t.Request.IncludeOffline,
 			Args:                   args,
 			TimeoutSeconds:         t.Request.TimeoutSeconds,
 			DeliveryTimeoutSeconds: t.Request.DeliveryTimeoutSeconds,
@@ -89,6 +91,11 @@ func (l links) renderTask(t *task.Task) api.Task {
 	}
 	if t.Status.Terminal() {
 		out.Result = new(l.renderResult(t))
+		out.Links.Relaunches = l.tasks() + "?relaunchOf=" + url.QueryEscape(t.ID)
+		out.Links.Relaunch = l.task(t.ID) + "/relaunch"
+	}
+	if t.RelaunchOf != "" {
+		out.RelaunchOf = &api.TaskRef{ID: t.RelaunchOf, Link: l.task(t.RelaunchOf)}
 	}
 	return out
 }
@@ -154,18 +161,30 @@ func (l links) renderResult(t *task.Task) api.Result {
 // renderDevice turns a stored device into its wire form.
 func (l links) renderDevice(taskID string, d *task.Device) api.Device {
 	return api.Device{
-		ID:              d.ID,
-		Status:          string(d.Status),
-		ExitCode:        d.ExitCode,
-		Stdout:          d.Stdout,
-		Stderr:          d.Stderr,
-		StdoutTruncated: d.StdoutTruncated,
-		StderrTruncated: d.StderrTruncated,
-		StartedAt:       utc(d.StartedAt),
-		CompletedAt:     utc(d.CompletedAt),
-		Reason:          d.Reason,
-		Links:           api.DeviceLinks{Output: l.outputLink(taskID, d)},
+		ID:                d.ID,
+		Status:            string(d.Status),
+		ExitCode:          d.ExitCode,
+		Stdout:            d.Stdout,
+		Stderr:            d.Stderr,
+		StdoutTruncated:   d.StdoutTruncated,
+		StderrTruncated:   d.StderrTruncated,
+		StartedAt:         utc(d.StartedAt),
+		CompletedAt:       utc(d.CompletedAt),
+		CancelRequestedAt: utc(d.CancelRequestedAt),
+		Reason:            d.Reason,
+		Links: api.DeviceLinks{Self: l.device(taskID, d.ID), Cancel: l.cancelLink(taskID, d),
+			Output: l.outputLink(taskID, d)},
 	}
+}
+
+// cancelLink is a device's cancel link while a caller may cancel it: it has not ended (a
+// cancel of a cancelled device is idempotent, but offers nothing), the domain's table lets a
+// cancel move it, and nobody has asked already (a running device being stopped).
+func (l links) cancelLink(taskID string, d *task.Device) string {
+	if _, err := d.Status.On(task.DeviceEventCancel); err != nil || d.Status.Terminal() || d.CancelRequestedAt != nil {
+		return ""
+	}
+	return l.device(taskID, d.ID)
 }
 
 // outputLink is a device's output link, or "" where there is no output to serve: the deployment
@@ -176,6 +195,17 @@ func (l links) outputLink(taskID string, d *task.Device) string {
 		return ""
 	}
 	return l.device(taskID, d.ID) + "/output"
+}
+
+func renderTargets(targets []task.Target) []api.Target {
+	if targets == nil {
+		return nil
+	}
+	out := make([]api.Target, len(targets))
+	for i, t := range targets {
+		out[i] = api.Target{Key: t.Key, Values: t.Values}
+	}
+	return out
 }
 
 func counts(c task.Counts) api.DeviceCounts {

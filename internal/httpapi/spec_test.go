@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -115,7 +116,12 @@ func (s *specWalker) step(name string, r req, status int, validity reqValidity, 
 	for _, f := range during {
 		f()
 	}
-	body, err := io.ReadAll(res.Body)
+	var body []byte
+	if r.firstEvent {
+		body, err = readFirstEvent(res.Body)
+	} else {
+		body, err = io.ReadAll(res.Body)
+	}
 	if err != nil {
 		s.t.Fatalf("%s: read body: %v", name, err)
 	}
@@ -178,8 +184,27 @@ func (s *specWalker) checkHeadersOnly(name string, route *routers.Route, r resp)
 	}
 }
 
-// checkEvents checks every event of a stream: a task event whose data is a Task, after a
-// block that sets the reconnection time.
+// readFirstEvent reads a stream up to the end of its first event, comments skipped.
+func readFirstEvent(r io.Reader) ([]byte, error) {
+	var out []byte
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	event := false
+	for sc.Scan() {
+		line := sc.Text()
+		out = append(out, line+"\n"...)
+		switch {
+		case line == "" && event:
+			return out, nil
+		case line != "" && !strings.HasPrefix(line, ":") && !strings.HasPrefix(line, "retry:"):
+			event = true
+		}
+	}
+	return out, fmt.Errorf("the stream ended before its first event: %v", sc.Err())
+}
+
+// checkEvents checks every event of a stream, after a block that sets the reconnection time:
+// a task event whose data is a Task, or a tasks event whose data is a TaskList.
 func (s *specWalker) checkEvents(name string, body []byte) {
 	s.t.Helper()
 	if !strings.HasPrefix(string(body), "retry: ") {
@@ -195,10 +220,14 @@ func (s *specWalker) checkEvents(name string, body []byte) {
 				data += d
 			}
 		}
-		if !strings.Contains(block, "event: task") {
-			s.t.Errorf("%s: event %q is not a task event", name, block)
+		switch {
+		case strings.Contains(block, "event: tasks\n"):
+			s.visit(name, "TaskList", []byte(data))
+		case strings.Contains(block, "event: task\n"):
+			s.visit(name, "Task", []byte(data))
+		default:
+			s.t.Errorf("%s: event %q is neither a task nor a tasks event", name, block)
 		}
-		s.visit(name, "Task", []byte(data))
 	}
 }
 

@@ -25,44 +25,12 @@ import (
 // or queued unless every one passes: Idempotency-Key (400), Content-Type (415), size (413),
 // JSON syntax (400), JSON shape (422), then the engine's validation (422).
 func (h *handler) submit(w http.ResponseWriter, r *http.Request, caller task.Caller) {
-	key, err := idempotencyKey(r)
-	if err != nil {
-		h.problem(w, r, problemFor(http.StatusBadRequest, api.ProblemMalformed, err.Error()))
-		return
-	}
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != api.MediaJSON {
-		h.problem(w, r, problemFor(http.StatusUnsupportedMediaType, api.ProblemUnsupportedMedia,
-			"the body must be sent as "+api.MediaJSON))
-		return
-	}
-	tooLarge := problemFor(http.StatusRequestEntityTooLarge, api.ProblemTooLarge,
-		fmt.Sprintf("the body may be at most %d bytes", h.cfg.MaxBodyBytes))
-	if r.ContentLength > h.cfg.MaxBodyBytes {
-		h.problem(w, r, tooLarge)
-		return
-	}
-	body, err := h.readBody(w, r)
-	var mbe *http.MaxBytesError
-	switch {
-	case errors.As(err, &mbe):
-		h.problem(w, r, tooLarge)
-		return
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		h.problem(w, r, problemFor(http.StatusRequestTimeout, api.ProblemTimeout,
-			fmt.Sprintf("the body did not arrive within %s", h.cfg.BodyTimeout)))
-		return
-	case err != nil:
-		h.problem(w, r, problemFor(http.StatusBadRequest, api.ProblemMalformed, "the body could not be read"))
+	key, body, ok := h.readCreate(w, r)
+	if !ok {
 		return
 	}
 	req, draft, err := decodeSubmit(body)
-	var m malformed
-	if errors.As(err, &m) {
-		h.problem(w, r, problemFor(http.StatusBadRequest, api.ProblemMalformed, string(m)))
-		return
-	}
-	if err != nil {
-		h.error(w, r, err)
+	if !h.decoded(w, r, err) {
 		return
 	}
 	t, created, err := h.cfg.Engine.Submit(r.Context(), engine.Submission{
@@ -72,6 +40,64 @@ func (h *handler) submit(w http.ResponseWriter, r *http.Request, caller task.Cal
 		RequestHash:    requestHash(req),
 		Links:          h.links(r).base,
 	})
+	h.accepted(w, r, t, created, err)
+}
+
+// readCreate reads the Idempotency-Key and the JSON body of a request that creates a task,
+// answering the problem and returning false when either is refused: Idempotency-Key (400),
+// Content-Type (415), size (413), a body that does not arrive in time (408).
+func (h *handler) readCreate(w http.ResponseWriter, r *http.Request) (key string, body []byte, ok bool) {
+	key, err := idempotencyKey(r)
+	if err != nil {
+		h.problem(w, r, problemFor(http.StatusBadRequest, api.ProblemMalformed, err.Error()))
+		return "", nil, false
+	}
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != api.MediaJSON {
+		h.problem(w, r, problemFor(http.StatusUnsupportedMediaType, api.ProblemUnsupportedMedia,
+			"the body must be sent as "+api.MediaJSON))
+		return "", nil, false
+	}
+	tooLarge := problemFor(http.StatusRequestEntityTooLarge, api.ProblemTooLarge,
+		fmt.Sprintf("the body may be at most %d bytes", h.cfg.MaxBodyBytes))
+	if r.ContentLength > h.cfg.MaxBodyBytes {
+		h.problem(w, r, tooLarge)
+		return "", nil, false
+	}
+	body, err = h.readBody(w, r)
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		h.problem(w, r, tooLarge)
+		return "", nil, false
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		h.problem(w, r, problemFor(http.StatusRequestTimeout, api.ProblemTimeout,
+			fmt.Sprintf("the body did not arrive within %s", h.cfg.BodyTimeout)))
+		return "", nil, false
+	case err != nil:
+		h.problem(w, r, problemFor(http.StatusBadRequest, api.ProblemMalformed, "the body could not be read"))
+		return "", nil, false
+	}
+	return key, body, true
+}
+
+// decoded answers a body that did not decode, not JSON (400) or of the wrong shape (422), and
+// reports whether it did.
+func (h *handler) decoded(w http.ResponseWriter, r *http.Request, err error) bool {
+	var m malformed
+	switch {
+	case errors.As(err, &m):
+		h.problem(w, r, problemFor(http.StatusBadRequest, api.ProblemMalformed, string(m)))
+		return false
+	case err != nil:
+		h.error(w, r, err)
+		return false
+	}
+	return true
+}
+
+// accepted answers a request that created task t, or replayed its creation: 202, Location,
+// Retry-After and the task.
+func (h *handler) accepted(w http.ResponseWriter, r *http.Request, t *task.Task, created bool, err error) {
 	if err != nil {
 		h.error(w, r, err)
 		return
@@ -121,9 +147,11 @@ func idempotencyKey(r *http.Request) (string, error) {
 	return key, nil
 }
 
-// requestHash identifies a submit request by its content, not its bytes: the decoded request
-// is marshalled again, so whitespace and key order do not make two equal requests differ.
-func requestHash(req api.SubmitRequest) string {
+// requestHash identifies a request by its content, not its bytes: the decoded request is
+// marshalled again, so whitespace and key order do not make two equal requests differ. A
+// relaunch's request names its kind and its task, so that it never matches a submit or the
+// relaunch of another task.
+func requestHash(req any) string {
 	b, _ := json.Marshal(req)
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
@@ -148,39 +176,7 @@ func decodeSubmit(body []byte) (api.SubmitRequest, task.Draft, error) {
 		req   api.SubmitRequest
 		draft task.Draft
 	)
-	dec := json.NewDecoder(bytes.NewReader(body))
-	var raw json.RawMessage
-	if err := dec.Decode(&raw); err != nil {
-		var se *json.SyntaxError
-		switch {
-		case errors.Is(err, io.EOF):
-			return req, draft, malformed("the body is empty; it must be a JSON object")
-		case errors.As(err, &se):
-			return req, draft, malformed(fmt.Sprintf("the body is not valid JSON: %s (at byte %d)", se, se.Offset))
-		}
-		return req, draft, malformed("the body is not valid JSON: " + err.Error())
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return req, draft, malformed("the body has more data after its JSON value")
-	}
-	invalid := func(errs []task.FieldError) error {
-		return &task.Error{Code: task.CodeInvalid, Message: "the request body has fields of the wrong type", Fields: errs}
-	}
-	if raw[0] != '{' {
-		return req, draft, invalid([]task.FieldError{{Pointer: "", Detail: "the body must be a JSON object"}})
-	}
-	fields, err := objectMembers(raw)
-	if err != nil {
-		return req, draft, err
-	}
-	var errs []task.FieldError
-	bad := func(pointer, detail string) {
-		if len(errs) < maxShapeErrors {
-			errs = append(errs, task.FieldError{Pointer: pointer, Detail: detail})
-		}
-	}
-	for _, name := range slices.Sorted(maps.Keys(fields)) {
-		value, pointer := fields[name], "/"+escapePointer(name)
+	err := decodeFields(body, func(name string, value json.RawMessage, pointer string, bad func(pointer, detail string)) error {
 		switch name {
 		case "deviceIds":
 			req.DeviceIDs = decodeStrings(value, pointer, bad)
@@ -197,13 +193,24 @@ func decodeSubmit(body []byte) (api.SubmitRequest, task.Draft, error) {
 		case "notify":
 			var err error
 			if req.Notify, draft.Notify, err = decodeNotify(value, pointer, bad); err != nil {
-				return req, draft, err
+				return err
 			}
 		case "timeoutSeconds":
 			if err := json.Unmarshal(value, &req.TimeoutSeconds); err != nil || isNull(value) {
 				bad(pointer, "must be a whole number of seconds")
 			}
 			draft.TimeoutSeconds = &req.TimeoutSeconds
+		case "targets":
+			req.Targets = decodeTargets(value, pointer, bad)
+			draft.Targets = make([]task.Target, len(req.Targets))
+			for i, t := range req.Targets {
+				draft.Targets[i] = task.Target{Key: t.Key, Values: t.Values}
+			}
+		case "includeOffline":
+			if err := json.Unmarshal(value, &req.IncludeOffline); err != nil || isNull(value) {
+				bad(pointer, "must be true or false")
+			}
+			draft.IncludeOffline = req.IncludeOffline
 		case "deliveryTimeoutSeconds":
 			if err := json.Unmarshal(value, &req.DeliveryTimeoutSeconds); err != nil || isNull(value) {
 				bad(pointer, "must be a whole number of seconds")
@@ -212,12 +219,68 @@ func decodeSubmit(body []byte) (api.SubmitRequest, task.Draft, error) {
 		default:
 			bad(pointer, "unknown field")
 		}
-	}
-	if len(errs) > 0 {
-		return req, draft, invalid(errs)
+		return nil
+	})
+	if err != nil {
+		return req, draft, err
 	}
 	draft.DeviceIDs, draft.ScriptURL, draft.Args = req.DeviceIDs, req.ScriptURL, req.Args
 	return req, draft, nil
+}
+
+// decodeFields parses body as one JSON object (decodeObject) and hands each of its members, in
+// the order of their names, to each, with its JSON pointer and bad, which collects what is
+// wrong with it (at most maxShapeErrors); it returns those as one 422. An error each returns (a
+// malformed member) ends the decoding and is returned as it is.
+func decodeFields(body []byte, each func(name string, value json.RawMessage, pointer string, bad func(pointer, detail string)) error) error {
+	fields, err := decodeObject(body)
+	if err != nil {
+		return err
+	}
+	var errs []task.FieldError
+	bad := func(pointer, detail string) {
+		if len(errs) < maxShapeErrors {
+			errs = append(errs, task.FieldError{Pointer: pointer, Detail: detail})
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(fields)) {
+		if err := each(name, fields[name], "/"+escapePointer(name), bad); err != nil {
+			return err
+		}
+	}
+	if len(errs) > 0 {
+		return wrongTypes(errs)
+	}
+	return nil
+}
+
+// wrongTypes is the 422 of a body whose fields have the wrong types.
+func wrongTypes(errs []task.FieldError) error {
+	return &task.Error{Code: task.CodeInvalid, Message: "the request body has fields of the wrong type", Fields: errs}
+}
+
+// decodeObject parses a body that must be one JSON object into its members (objectMembers):
+// malformed (400) when it is not JSON, a 422 when it is JSON but not an object.
+func decodeObject(body []byte) (map[string]json.RawMessage, error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	var raw json.RawMessage
+	if err := dec.Decode(&raw); err != nil {
+		var se *json.SyntaxError
+		switch {
+		case errors.Is(err, io.EOF):
+			return nil, malformed("the body is empty; it must be a JSON object")
+		case errors.As(err, &se):
+			return nil, malformed(fmt.Sprintf("the body is not valid JSON: %s (at byte %d)", se, se.Offset))
+		}
+		return nil, malformed("the body is not valid JSON: " + err.Error())
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, malformed("the body has more data after its JSON value")
+	}
+	if raw[0] != '{' {
+		return nil, wrongTypes([]task.FieldError{{Pointer: "", Detail: "the body must be a JSON object"}})
+	}
+	return objectMembers(raw)
 }
 
 // objectMembers returns the members of a JSON object by name. A name that appears twice is
@@ -253,6 +316,36 @@ func truncateKey(name string) string {
 		return name[:64] + "…"
 	}
 	return name
+}
+
+// decodeTargets decodes an array of {"key": string, "values": [string]} objects, naming each
+// member of the wrong type, or unknown, by its pointer.
+func decodeTargets(value json.RawMessage, pointer string, bad func(pointer, detail string)) []api.Target {
+	var items []json.RawMessage
+	if err := json.Unmarshal(value, &items); err != nil || isNull(value) {
+		bad(pointer, `must be an array of {"key": "tag:Name", "values": [...]} objects`)
+		return nil
+	}
+	out := make([]api.Target, len(items))
+	for i, item := range items {
+		p := fmt.Sprintf("%s/%d", pointer, i)
+		fields, err := objectMembers(item)
+		if err != nil || len(item) == 0 || item[0] != '{' {
+			bad(p, `must be an object {"key": "tag:Name", "values": [...]}`)
+			continue
+		}
+		for _, name := range slices.Sorted(maps.Keys(fields)) {
+			switch name {
+			case "key":
+				out[i].Key = decodeString(fields[name], p+"/key", bad)
+			case "values":
+				out[i].Values = decodeStrings(fields[name], p+"/values", bad)
+			default:
+				bad(p+"/"+escapePointer(name), "unknown field")
+			}
+		}
+	}
+	return out
 }
 
 // decodeNotify decodes the notify member: an object with url (a string) and events (an array of

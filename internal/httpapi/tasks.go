@@ -126,21 +126,46 @@ func (h *handler) cancel(w http.ResponseWriter, r *http.Request, caller task.Cal
 
 // listTasks is GET /tasks: the caller's tasks, newest first.
 func (h *handler) listTasks(w http.ResponseWriter, r *http.Request, caller task.Caller) {
-	q := r.URL.Query()
 	var p task.QueryParser
-	var status task.Status
-	if s, ok := single(&p, q, "status"); ok {
-		status = p.Status(s)
-	}
-	limit, cursor := pageParams(&p, q)
+	q := listParams(&p, r.URL.Query(), true)
 	if err := p.Err(); err != nil {
 		h.error(w, r, err)
 		return
 	}
-	page, err := h.cfg.Engine.List(r.Context(), task.ListQuery{Owner: caller.Owner, Status: status, Limit: limit, Cursor: cursor})
+	q.Owner = caller.Owner
+	list, err := h.taskList(r, q)
 	if err != nil {
 		h.error(w, r, err)
 		return
+	}
+	if list.Next != "" {
+		w.Header().Set("Link", "<"+list.Next+`>; rel="next"`)
+	}
+	w.Header().Set("Cache-Control", "no-cache")
+	writeJSON(w, http.StatusOK, list)
+}
+
+// listParams reads the status, relaunchOf, limit and (when paged) cursor of a task listing into p.
+func listParams(p *task.QueryParser, q url.Values, paged bool) task.ListQuery {
+	var lq task.ListQuery
+	if s, ok := single(p, q, "status"); ok {
+		lq.Status = p.Status(s)
+	}
+	if s, ok := single(p, q, "relaunchOf"); ok {
+		lq.RelaunchOf = p.TaskID("relaunchOf", s)
+	}
+	lq.Limit, lq.Cursor = pageParams(p, q)
+	if !paged && lq.Cursor != "" {
+		p.Bad("cursor", "the stream follows the first page of the list; page with GET /tasks")
+	}
+	return lq
+}
+
+// taskList reads one page of a task listing in its wire form.
+func (h *handler) taskList(r *http.Request, q task.ListQuery) (api.TaskList, error) {
+	page, err := h.cfg.Engine.List(r.Context(), q)
+	if err != nil {
+		return api.TaskList{}, err
 	}
 	l := h.links(r)
 	list := api.TaskList{Items: make([]api.Task, 0, len(page.Tasks))}
@@ -148,20 +173,22 @@ func (h *handler) listTasks(w http.ResponseWriter, r *http.Request, caller task.
 		list.Items = append(list.Items, l.renderTask(t))
 	}
 	if page.Next != "" {
-		list.Next = nextURL(l.tasks(), string(status), limit, page.Next)
-		w.Header().Set("Link", "<"+list.Next+`>; rel="next"`)
+		var filters []string
+		if q.Status != "" {
+			filters = append(filters, "status="+string(q.Status))
+		}
+		if q.RelaunchOf != "" {
+			filters = append(filters, "relaunchOf="+url.QueryEscape(q.RelaunchOf))
+		}
+		list.Next = nextURL(l.tasks(), filters, q.Limit, page.Next)
 	}
-	w.Header().Set("Cache-Control", "no-cache")
-	writeJSON(w, http.StatusOK, list)
+	return list, nil
 }
 
-// nextURL is the link to the page after this one, keeping the caller's filters. Statuses are
-// plain words, so their commas are left readable.
-func nextURL(path, statuses string, limit int, cursor string) string {
-	var q []string
-	if statuses != "" {
-		q = append(q, "status="+statuses)
-	}
+// nextURL is the link to the page after this one, keeping the caller's filters, each an
+// escaped "name=value". Statuses are plain words, so their commas are left readable.
+func nextURL(path string, filters []string, limit int, cursor string) string {
+	q := append([]string(nil), filters...)
 	if limit > 0 {
 		q = append(q, "limit="+strconv.Itoa(limit))
 	}

@@ -36,7 +36,26 @@ type Emulator struct {
 // Start runs bootstrap under the emulator with exactly the environment env (plus PATH), on
 // free loopback ports, and waits until it accepts invocations. The emulator and the bootstrap
 // it started are stopped when the test ends. name labels the emulator's log lines.
+//
+// A port found free can be taken by another process before the emulator binds it; an emulator
+// that exits at start because its address is in use is started again on other ports.
 func Start(t testing.TB, name, bootstrap string, env map[string]string) *Emulator {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		e, err := start(t, name, bootstrap, env)
+		if err == nil {
+			return e
+		}
+		if !strings.Contains(err.Error(), "address already in use") || attempt == 3 {
+			t.Fatal(err)
+		}
+		t.Logf("%v; starting it again on other ports", err)
+	}
+}
+
+// start makes one attempt of Start. An emulator that exits at start is an error; one that does
+// not listen within the deadline fails the test.
+func start(t testing.TB, name, bootstrap string, env map[string]string) (*Emulator, error) {
 	t.Helper()
 	invokeAddr, apiAddr := freeAddr(t), freeAddr(t)
 	cmd := exec.Command(RIE(t), "--runtime-interface-emulator-address", invokeAddr,
@@ -62,10 +81,12 @@ func Start(t testing.TB, name, bootstrap string, env map[string]string) *Emulato
 			t.Logf("%s emulator log:\n%s", name, e.Logs())
 		}
 	})
+	var early error
 	clocktest.Eventually(t, 30*time.Second, func() error {
 		select {
 		case <-exited:
-			t.Fatalf("aws-lambda-rie for %s exited at start:\n%s", name, e.Logs())
+			early = fmt.Errorf("aws-lambda-rie for %s exited at start:\n%s", name, e.Logs())
+			return nil
 		default:
 		}
 		c, err := net.DialTimeout("tcp", invokeAddr, time.Second)
@@ -75,7 +96,10 @@ func Start(t testing.TB, name, bootstrap string, env map[string]string) *Emulato
 		c.Close()
 		return nil
 	})
-	return e
+	if early != nil {
+		return nil, early
+	}
+	return e, nil
 }
 
 // stop kills the emulator and the runtime process it started. The emulator puts the runtime in

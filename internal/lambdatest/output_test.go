@@ -3,7 +3,6 @@ package lambdatest_test
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -111,18 +110,20 @@ func fullOutput(t *testing.T, fns map[string]*lambdatest.Emulator, q *queue, srv
 		ev := route(apiEvent(t, "status.json"), "/tasks/{id}/devices/{deviceId}/output", "/tasks/"+tk.ID+"/devices/"+loudDevice+"/output")
 		setQuery(&ev, "stream", stream)
 		setHeader(&ev, "Accept", "text/plain")
-		resp := call(t, statusFn, ev, nil)
-		body := resp.Body
-		if resp.IsBase64Encoded {
-			b, err := base64.StdEncoding.DecodeString(body)
-			if err != nil {
-				t.Fatal(err)
-			}
-			body = string(b)
+		// The output route streams (a followed output streams as it is written), so the
+		// answer is a prelude and the bytes themselves.
+		req, err := json.Marshal(ev)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if resp.StatusCode != 200 || resp.Headers["Content-Type"] != "text/plain; charset=utf-8" || body != want {
+		raw, err := statusFn.Invoke(t.Context(), req)
+		if err != nil {
+			t.Fatalf("GET output %s: %v", stream, err)
+		}
+		status, headers, body := streamed(t, raw)
+		if status != 200 || headers["Content-Type"] != "text/plain; charset=utf-8" || body != want {
 			t.Errorf("GET output %s: %d %s, %d bytes; want 200 and the %d bytes the script wrote",
-				stream, resp.StatusCode, resp.Headers["Content-Type"], len(body), len(want))
+				stream, status, headers["Content-Type"], len(body), len(want))
 		}
 	}
 }

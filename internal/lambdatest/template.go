@@ -2,6 +2,7 @@ package lambdatest
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"regexp"
 	"slices"
@@ -16,6 +17,7 @@ import (
 // into their long forms ({"Ref": …}, {"Fn::GetAtt": […]}, …) so that Resolve can evaluate them.
 type Template struct {
 	Parameters map[string]Parameter `yaml:"Parameters"`
+	Conditions map[string]any       `yaml:"Conditions"`
 	Globals    struct {
 		Function map[string]any `yaml:"Function"`
 	} `yaml:"Globals"`
@@ -87,6 +89,10 @@ func (t *Template) FunctionProperty(id, name string) any {
 // FunctionEnvironment returns a function's environment variables, the Globals' merged with its
 // own, resolved against refs.
 func (t *Template) FunctionEnvironment(id string, refs map[string]string) (map[string]string, error) {
+	refs, err := t.WithConditions(refs)
+	if err != nil {
+		return nil, err
+	}
 	env := map[string]string{}
 	for _, src := range []map[string]any{t.Globals.Function, t.Resources[id].Properties} {
 		vars, _ := dig(src, "Environment", "Variables").(map[string]any)
@@ -99,6 +105,84 @@ func (t *Template) FunctionEnvironment(id string, refs map[string]string) (map[s
 		}
 	}
 	return env, nil
+}
+
+// conditionPrefix marks a condition's value among refs, where Fn::If reads it.
+const conditionPrefix = "Condition::"
+
+// WithConditions returns refs with the value of each of the template's conditions, evaluated
+// with refs (Fn::Equals, Fn::Not, Fn::And, Fn::Or, and Condition of another), for Fn::If.
+func (t *Template) WithConditions(refs map[string]string) (map[string]string, error) {
+	out := maps.Clone(refs)
+	if out == nil {
+		out = map[string]string{}
+	}
+	var eval func(name string, depth int) (bool, error)
+	eval = func(name string, depth int) (bool, error) {
+		if v, ok := out[conditionPrefix+name]; ok {
+			return v == "true", nil
+		}
+		def, ok := t.Conditions[name]
+		if !ok || depth > 10 {
+			return false, fmt.Errorf("lambdatest: no condition %q", name)
+		}
+		v, err := condition(def, out, func(n string) (bool, error) { return eval(n, depth+1) })
+		if err != nil {
+			return false, fmt.Errorf("lambdatest: condition %s: %w", name, err)
+		}
+		out[conditionPrefix+name] = strconv.FormatBool(v)
+		return v, nil
+	}
+	for name := range t.Conditions {
+		if _, err := eval(name, 0); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// condition evaluates one condition function.
+func condition(v any, refs map[string]string, named func(string) (bool, error)) (bool, error) {
+	m, ok := v.(map[string]any)
+	if !ok || len(m) != 1 {
+		return false, fmt.Errorf("%v is not a condition function", v)
+	}
+	for fn, arg := range m {
+		list, _ := arg.([]any)
+		switch fn {
+		case "Condition":
+			name, _ := arg.(string)
+			return named(name)
+		case "Fn::Equals":
+			if len(list) != 2 {
+				return false, fmt.Errorf("Fn::Equals of %v", arg)
+			}
+			a, err := ResolveString(list[0], refs)
+			if err != nil {
+				return false, err
+			}
+			b, err := ResolveString(list[1], refs)
+			return a == b, err
+		case "Fn::Not", "Fn::And", "Fn::Or":
+			all, some := true, false
+			for _, c := range list {
+				r, err := condition(c, refs, named)
+				if err != nil {
+					return false, err
+				}
+				all, some = all && r, some || r
+			}
+			switch fn {
+			case "Fn::Not":
+				return !all, nil
+			case "Fn::And":
+				return all, nil
+			}
+			return some, nil
+		}
+		return false, fmt.Errorf("the tests do not evaluate %s in a condition", fn)
+	}
+	return false, nil
 }
 
 // dig walks nested maps by key.
@@ -160,7 +244,7 @@ var pseudo = map[string]string{
 	"AWS::URLSuffix": "amazonaws.com",
 }
 
-// Resolve evaluates the intrinsics Ref, Fn::GetAtt, Fn::Sub and Fn::Join in v. refs holds the
+// Resolve evaluates the intrinsics Ref, Fn::GetAtt, Fn::Sub, Fn::Join and Fn::If in v. refs holds the
 // value of each Ref (parameters and resources by logical id) and of each GetAtt as
 // "Resource.Attribute". Anything it cannot evaluate is an error, so a template change that the
 // tests cannot follow fails loudly.
@@ -268,6 +352,20 @@ func intrinsic(fn string, arg any, refs map[string]string) (any, error) {
 			return r
 		})
 		return out, err
+	case "Fn::If":
+		list, ok := arg.([]any)
+		if !ok || len(list) != 3 {
+			return nil, fmt.Errorf("Fn::If of %v", arg)
+		}
+		name, _ := list[0].(string)
+		v, ok := refs[conditionPrefix+name]
+		if !ok {
+			return nil, fmt.Errorf("Fn::If of the condition %q, which was not evaluated (Template.WithConditions)", name)
+		}
+		if v == "true" {
+			return Resolve(list[1], refs)
+		}
+		return Resolve(list[2], refs)
 	case "Fn::Join":
 		list, ok := arg.([]any)
 		if !ok || len(list) != 2 {

@@ -235,12 +235,12 @@ func TestTemplateThrottlesTheStage(t *testing.T) {
 	}
 }
 
-// TestTranslatedTemplateStreamsTheEventStream translates template.yaml with aws-sam-translator
+// TestTranslatedTemplateStreamsTheEventStreams translates template.yaml with aws-sam-translator
 // into the CloudFormation SAM deploys, and reads what it generates for the API: the event
-// stream's integration invokes the function with InvokeWithResponseStream
+// streams' integrations invoke the function with InvokeWithResponseStream
 // (…/response-streaming-invocations) in STREAM mode, every other route the ordinary
 // …/invocations, and the gateway responses and the binary media types reach the API.
-func TestTranslatedTemplateStreamsTheEventStream(t *testing.T) {
+func TestTranslatedTemplateStreamsTheEventStreams(t *testing.T) {
 	t.Parallel()
 	cfn := lambdatest.Translate(t, filepath.Join(lambdatest.RepoRoot(t), "template.yaml"))
 	resources, _ := cfn["Resources"].(map[string]any)
@@ -253,7 +253,7 @@ func TestTranslatedTemplateStreamsTheEventStream(t *testing.T) {
 		for method, op := range ops.(map[string]any) {
 			integration := dig(op, "x-amazon-apigateway-integration")
 			uri, _ := dig(integration, "uri", "Fn::Sub").(string)
-			streamed := path == "/tasks/{id}/events" && method == "get"
+			streamed := slices.Contains(awsapp.StreamedRoutes, path) && method == "get"
 			switch {
 			case streamed && (!strings.HasSuffix(uri, "/response-streaming-invocations") || dig(integration, "responseTransferMode") != "STREAM"):
 				t.Errorf("GET %s: integration %v, want the streaming invocation URI in STREAM mode", path, integration)

@@ -80,7 +80,7 @@ func TestTemplateEnvironmentIsWhatTheFunctionsRead(t *testing.T) {
 	tpl := loadTemplate(t)
 	refs := fakeRefs(tpl)
 	common := []string{awsapp.EnvAdminPrincipals, awsapp.EnvAllowedScriptBuckets, awsapp.EnvDocumentName, awsapp.EnvEventBusName,
-		awsapp.EnvLogLevel, awsapp.EnvMetricsNamespace, awsapp.EnvOutputBucket, awsapp.EnvOwnerScope, awsapp.EnvQueueURL,
+		awsapp.EnvLogLevel, awsapp.EnvMetricsNamespace, awsapp.EnvOutputBucket, awsapp.EnvOutputLogGroup, awsapp.EnvOwnerScope, awsapp.EnvQueueURL,
 		awsapp.EnvTableName, awsapp.EnvTaskRetentionDays, awsapp.EnvWebhookQueueURL}
 	for _, id := range tpl.Functions() {
 		want := slices.Clone(common)
@@ -230,8 +230,12 @@ func TestResolve(t *testing.T) {
 		{"nested", map[string]any{"Name": map[string]any{"Ref": "Table"}, "List": []any{1, map[string]any{"Ref": "Table"}}},
 			map[string]any{"Name": "tasks", "List": []any{1, "tasks"}}, false},
 		{"unknown ref", map[string]any{"Ref": "Nope"}, nil, true},
-		{"unevaluated function", map[string]any{"Fn::If": []any{"C", "a", "b"}}, nil, true},
+		{"if of a condition not evaluated", map[string]any{"Fn::If": []any{"C", "a", "b"}}, nil, true},
+		{"if true", map[string]any{"Fn::If": []any{"Yes", map[string]any{"Ref": "Table"}, "b"}}, "tasks", false},
+		{"if false", map[string]any{"Fn::If": []any{"No", "a", "b"}}, "b", false},
+		{"unevaluated function", map[string]any{"Fn::Select": []any{"0", []any{"a"}}}, nil, true},
 	}
+	refs["Condition::Yes"], refs["Condition::No"] = "true", "false"
 	for _, tt := range tests {
 		got, err := lambdatest.Resolve(tt.in, refs)
 		if tt.wantErr {
@@ -242,6 +246,30 @@ func TestResolve(t *testing.T) {
 		}
 		if err != nil || !equalJSON(got, tt.want) {
 			t.Errorf("%s: Resolve = %v, %v; want %v", tt.name, got, err, tt.want)
+		}
+	}
+}
+
+func TestWithConditionsEvaluatesTheTemplatesConditions(t *testing.T) {
+	t.Parallel()
+	tpl := &lambdatest.Template{Conditions: map[string]any{
+		"On":     map[string]any{"Fn::Equals": []any{map[string]any{"Ref": "Switch"}, "true"}},
+		"Off":    map[string]any{"Fn::Not": []any{map[string]any{"Condition": "On"}}},
+		"Both":   map[string]any{"Fn::And": []any{map[string]any{"Condition": "On"}, map[string]any{"Condition": "Off"}}},
+		"Either": map[string]any{"Fn::Or": []any{map[string]any{"Condition": "On"}, map[string]any{"Condition": "Off"}}},
+	}}
+	for sw, want := range map[string]map[string]string{
+		"true":  {"On": "true", "Off": "false", "Both": "false", "Either": "true"},
+		"false": {"On": "false", "Off": "true", "Both": "false", "Either": "true"},
+	} {
+		refs, err := tpl.WithConditions(map[string]string{"Switch": sw})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, v := range want {
+			if refs["Condition::"+name] != v {
+				t.Errorf("Switch=%s: %s = %q, want %s", sw, name, refs["Condition::"+name], v)
+			}
 		}
 	}
 }

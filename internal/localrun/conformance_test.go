@@ -8,8 +8,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -109,6 +111,20 @@ func (l *localTarget) Starts(t *testing.T, id string) int {
 		t.Fatal(err)
 	}
 	return strings.Count(string(b), "started\n")
+}
+
+// StoppedAlone checks that the device's process group is gone; the suite checks that the
+// other devices still run.
+func (l *localTarget) StoppedAlone(t *testing.T, d *task.Device) error {
+	pgid, ok := strings.CutPrefix(d.Ref, "pgid:")
+	n, err := strconv.Atoi(pgid)
+	if !ok || err != nil {
+		return fmt.Errorf("device %s has no process group in its ref %q", d.ID, d.Ref)
+	}
+	if err := syscall.Kill(-n, 0); err != syscall.ESRCH {
+		return fmt.Errorf("process group %d of device %s is still there (%v)", n, d.ID, err)
+	}
+	return nil
 }
 
 func (l *localTarget) Expect() runnertest.Expect {

@@ -74,6 +74,10 @@ func (s *fakeStore) Report(ctx context.Context, taskID string, updates []task.De
 	for _, u := range updates {
 		s.updates = append(s.updates, u)
 		d, ok := s.devices[u.DeviceID]
+		if ok && d.Status == task.DeviceRunning && u.Status == task.DeviceRunning && len(u.Stdout) > len(d.Stdout) {
+			d.Stdout = u.Stdout // a running device's output, refreshed
+			continue
+		}
 		if !ok || !d.Status.CanMove(u.Status) {
 			continue
 		}
@@ -126,6 +130,17 @@ func (s *fakeStore) ListDevices(ctx context.Context, taskID string, q task.Devic
 		page.Next = strconv.Itoa(i)
 	}
 	return page, nil
+}
+
+func (s *fakeStore) GetDevice(ctx context.Context, taskID, id string) (*task.Device, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, ok := s.devices[id]
+	if !ok {
+		return nil, task.Errorf(task.CodeNotFound, "no device %s", id)
+	}
+	c := *d
+	return &c, nil
 }
 
 // device returns a copy of a device as stored.
@@ -197,12 +212,15 @@ type bundle struct {
 	runner     *Runner
 }
 
+// setup starts a runner on store whose running devices' output is not refreshed, so that a
+// test sees only the reports it expects; setupWith changes the configuration.
 func setup(t *testing.T, store *fakeStore, now func() time.Time) *bundle {
 	t.Helper()
 	return setupWith(t, store, Config{Now: now})
 }
 
-// setupWith is setup with more of the runner's Config: MaxProcs, NoCgroups.
+// setupWith is setup with more of the runner's Config: MaxProcs, NoCgroups, OutputInterval
+// (which is off unless set).
 func setupWith(t *testing.T, store *fakeStore, cfg Config) *bundle {
 	t.Helper()
 	b := &bundle{root: t.TempDir(), data: t.TempDir(), store: store}
@@ -213,6 +231,9 @@ func setupWith(t *testing.T, store *fakeStore, cfg Config) *bundle {
 		}
 	})
 	cfg.ScriptRoot, cfg.DataDir, cfg.Devices, cfg.Grace, cfg.Logger = b.root, b.data, store, 200*time.Millisecond, slog.New(trap)
+	if cfg.OutputInterval == 0 {
+		cfg.OutputInterval = -1
+	}
 	r, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 type plan struct {
 	pending []string       // never started, in request order
 	lost    []*task.Device // running in the store, but not in this process
+	asked   []*task.Device // lost too, but a caller had asked them to stop (CancelRequestedAt)
 	errors  int            // devices already counted against maxErrors
 }
 
@@ -33,6 +34,8 @@ func (r *Runner) plan(ctx context.Context, t *task.Task) (plan, error) {
 			switch {
 			case d.Status == task.DevicePending:
 				p.pending = append(p.pending, d.ID)
+			case d.Status == task.DeviceRunning && d.CancelRequestedAt != nil:
+				p.asked = append(p.asked, d)
 			case d.Status == task.DeviceRunning:
 				p.lost = append(p.lost, d)
 			case d.Status.CountsAsError():

@@ -2,6 +2,7 @@ package localrun
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -57,6 +58,49 @@ func (r *Runner) OpenOutput(taskID, deviceID, stream string) (io.ReadCloser, err
 		return nil, fmt.Errorf("localrun: open %s of %s/%s: %w", stream, taskID, deviceID, err)
 	}
 	return f, nil
+}
+
+// FollowOutput opens a device's output to be read while its script writes it, for a follow
+// (httpapi.OutputFollower): the file grows under the reader, which returns io.EOF at its
+// current end and more after that once more is written. A stream with no file yet, whose
+// script has written nothing so far, is followed all the same: its reader opens the file once
+// the first byte has made it (see capture).
+func (r *Runner) FollowOutput(_ context.Context, taskID, deviceID, stream string) (io.ReadCloser, error) {
+	f, err := r.OpenOutput(taskID, deviceID, stream)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := f.(*os.File); ok {
+		return f, nil
+	}
+	return &laterFile{path: filepath.Join(r.outputDir(taskID, deviceID), stream)}, nil
+}
+
+// laterFile reads a file that may not exist yet: until it does, it is empty.
+type laterFile struct {
+	path string
+	f    *os.File
+}
+
+func (l *laterFile) Read(p []byte) (int, error) {
+	if l.f == nil {
+		f, err := os.Open(l.path)
+		if errors.Is(err, fs.ErrNotExist) {
+			return 0, io.EOF
+		}
+		if err != nil {
+			return 0, err
+		}
+		l.f = f
+	}
+	return l.f.Read(p)
+}
+
+func (l *laterFile) Close() error {
+	if l.f == nil {
+		return nil
+	}
+	return l.f.Close()
 }
 
 // inline reads the first limit characters of a script's output, the way the devices endpoint

@@ -118,3 +118,31 @@ func TestASilentScriptLeavesNoOutputFile(t *testing.T) {
 		}
 	}
 }
+
+// TestAFollowSeesOutputWrittenAfterItOpened: a stream with no file yet is followed all the
+// same, and reads what the script writes later.
+func TestAFollowSeesOutputWrittenAfterItOpened(t *testing.T) {
+	t.Parallel()
+	b := setup(t, newFakeStore("d1"), nil)
+	name := b.script(t, "late.sh", `while [ ! -e go ]; do sleep 0.05; done; printf late`)
+	if err := b.runner.Start(context.Background(), newTask("T1", name, time.Now(), "d1")); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, b.store, "d1", task.DeviceRunning)
+	f, err := b.runner.FollowOutput(context.Background(), "T1", "d1", StreamStdout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if n, err := f.Read(make([]byte, 8)); n != 0 || err != io.EOF {
+		t.Fatalf("before any output: %d bytes, %v; want EOF", n, err)
+	}
+	if err := os.WriteFile(filepath.Join(b.runner.workDir("T1", "d1"), "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, b.store, "d1", task.DeviceSucceeded)
+	got, err := io.ReadAll(f)
+	if err != nil || string(got) != "late" {
+		t.Errorf("the follow read %q, %v; want what the script wrote later", got, err)
+	}
+}

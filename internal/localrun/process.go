@@ -34,10 +34,10 @@ func (r *Runner) runDevice(ru *run, path, deviceID string) {
 		return
 	}
 	pgid := cmd.Process.Pid
-	p := &proc{pgid: pgid, cgroup: cgroup}
+	p := &proc{pgid: pgid, cgroup: cgroup, started: r.cfg.Now().UTC()}
 	ru.register(deviceID, p)
 	if _, _, quiet := ru.state(); !quiet {
-		ru.updates.add(task.DeviceUpdate{DeviceID: deviceID, Status: task.DeviceRunning, At: r.cfg.Now().UTC(), Ref: groupRef(pgid)})
+		ru.updates.add(task.DeviceUpdate{DeviceID: deviceID, Status: task.DeviceRunning, At: p.started, Ref: groupRef(pgid)})
 	}
 
 	if err := waitExit(pgid, pidfd); err != nil {
@@ -274,6 +274,8 @@ func outcome(state *os.ProcessState, signalled stopReason, timeoutSeconds int) t
 	switch {
 	case signalled == stopCancel:
 		u.Status, u.Reason = task.DeviceCancelled, "stopped because the task was cancelled"
+	case signalled == stopDevice:
+		u.Status, u.Reason = task.DeviceCancelled, stoppedReason
 	case signalled == stopDeadline:
 		u.Status, u.Reason = task.DeviceTimedOut, fmt.Sprintf("stopped at the task's deadline of %ds", timeoutSeconds)
 	case ws.Exited() && ws.ExitStatus() == 0:

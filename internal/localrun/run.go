@@ -18,6 +18,9 @@ const (
 	stopCancel
 	stopDeadline
 	stopShutdown
+	// stopDevice is a caller cancelling one device; it signals that device's script alone and
+	// is never the reason of the whole run.
+	stopDevice
 )
 
 // run is one task being run by this process.
@@ -39,11 +42,16 @@ type run struct {
 	// killed (see reaper).
 	finished map[string]bool
 	errors   int // devices counted against maxErrors
+	// asked are the devices a caller cancelled one by one: one not started yet never starts,
+	// and one running is stopped (see stopDevices).
+	asked map[string]bool
 }
 
 // proc is one device's script while its process group leader has not been reaped.
 type proc struct {
 	pgid int
+	// started is when the script was started, the device's StartedAt.
+	started time.Time
 	// cgroup is the script's own cgroup, "" where the runner has none.
 	cgroup string
 	// exited is set once the leader has exited; its group is never signalled again by stop,
@@ -73,7 +81,8 @@ func (p *proc) kill() {
 
 func newRun(t *task.Task, rep Reporter, grace time.Duration) *run {
 	return &run{id: t.ID, req: t.Request, reporter: rep, grace: grace, deadline: t.Deadline(),
-		stopped: make(chan struct{}), procs: make(map[string]*proc), finished: make(map[string]bool)}
+		stopped: make(chan struct{}), procs: make(map[string]*proc), finished: make(map[string]bool),
+		asked: make(map[string]bool)}
 }
 
 // stop ends the run early: no device starts any more, and every running script's group gets
@@ -121,13 +130,37 @@ func (ru *run) killAll() {
 	}
 }
 
-// register records a started script, and stops it at once if the run is already stopping.
+// stopDevices stops the named devices alone: a running script's group gets SIGTERM, then
+// SIGKILL after the grace period, and a device not started yet is skipped when its turn comes.
+func (ru *run) stopDevices(ids []string) {
+	ru.mu.Lock()
+	defer ru.mu.Unlock()
+	for _, id := range ids {
+		ru.asked[id] = true
+		if p, ok := ru.procs[id]; ok {
+			ru.signal(p, stopDevice)
+		}
+	}
+}
+
+// wasAsked reports whether a caller cancelled device id.
+func (ru *run) wasAsked(id string) bool {
+	ru.mu.Lock()
+	defer ru.mu.Unlock()
+	return ru.asked[id]
+}
+
+// register records a started script, and stops it at once if the run is already stopping or
+// a caller cancelled the device while it was being started.
 func (ru *run) register(deviceID string, p *proc) {
 	ru.mu.Lock()
 	defer ru.mu.Unlock()
 	ru.procs[deviceID] = p
-	if ru.reason != stopNone {
+	switch {
+	case ru.reason != stopNone:
 		ru.signal(p, ru.reason)
+	case ru.asked[deviceID]:
+		ru.signal(p, stopDevice)
 	}
 }
 
@@ -169,7 +202,12 @@ func (r *Runner) execute(ru *run, path string, pending []string, lost []task.Dev
 	defer ru.updates.close()
 	r.prepareDirs(ru.id)
 	ru.mu.Lock()
-	ru.errors = priorErrors + len(lost)
+	ru.errors = priorErrors
+	for _, u := range lost {
+		if u.Status.CountsAsError() {
+			ru.errors++
+		}
+	}
 	ru.mu.Unlock()
 	r.report(ru, lost)
 
@@ -190,8 +228,15 @@ func (r *Runner) execute(ru *run, path string, pending []string, lost []task.Dev
 		}
 		return reason == stopNone && !maxErrorsExceeded
 	}
-	started := 0
-	for _, id := range pending {
+	following := r.follow(ru)
+	defer following.stop()
+	started, next := 0, 0
+	for ; next < len(pending); next++ {
+		id := pending[next]
+		if ru.wasAsked(id) {
+			r.skip(ru, id)
+			continue
+		}
 		// The task's own maxConcurrency first, then the server's cap, shared with every task.
 		select {
 		case slots <- struct{}{}:
@@ -199,6 +244,11 @@ func (r *Runner) execute(ru *run, path string, pending []string, lost []task.Dev
 		}
 		if !more() {
 			break
+		}
+		if ru.wasAsked(id) { // cancelled while it waited for a slot
+			<-slots
+			r.skip(ru, id)
+			continue
 		}
 		if !r.pool.tryAcquire() {
 			if !waited {
@@ -208,10 +258,17 @@ func (r *Runner) execute(ru *run, path string, pending []string, lost []task.Dev
 			if !r.pool.acquire(ru.stopped) {
 				break
 			}
-			// The wait may have been long: the run may have stopped, or failed, meanwhile.
+			// The wait may have been long: the run may have stopped, or failed, or a caller
+			// cancelled the device, meanwhile.
 			if !more() {
 				r.pool.release()
 				break
+			}
+			if ru.wasAsked(id) {
+				r.pool.release()
+				<-slots
+				r.skip(ru, id)
+				continue
 			}
 		}
 		started++
@@ -223,11 +280,11 @@ func (r *Runner) execute(ru *run, path string, pending []string, lost []task.Dev
 			r.runDevice(ru, path, id)
 		}()
 	}
-	if waited && started == len(pending) {
+	if waited && next == len(pending) {
 		r.setStep(ru, "") // every device has started: the task is just running
 	}
 
-	if rest := pending[started:]; len(rest) > 0 {
+	if rest := pending[next:]; len(rest) > 0 {
 		reason, _, quiet := ru.state()
 		var status task.DeviceStatus
 		var why string
@@ -251,6 +308,17 @@ func (r *Runner) execute(ru *run, path string, pending []string, lost []task.Dev
 	}
 	devices.Wait()
 	r.log.Info("task run finished", "task_id", ru.id, "started", started, "not_started", len(pending)-started)
+}
+
+// skip reports a device that a caller cancelled before it started. The engine recorded the
+// cancel already, so this report is normally a duplicate the store ignores; it makes sure
+// that a device the run leaves out is never left pending.
+func (r *Runner) skip(ru *run, id string) {
+	if _, _, quiet := ru.state(); quiet {
+		return
+	}
+	r.report(ru, []task.DeviceUpdate{{DeviceID: id, Status: task.DeviceCancelled, At: r.cfg.Now().UTC(),
+		Reason: "cancelled by request before it started"}})
 }
 
 // setStep tells the Reporter, when it is also a Stepper, what the task is doing.

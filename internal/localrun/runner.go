@@ -62,6 +62,7 @@ type Stepper interface {
 // DeviceLister reads a task's devices as stored; a task.Store satisfies it.
 type DeviceLister interface {
 	ListDevices(ctx context.Context, taskID string, q task.DeviceQuery) (*task.DevicePage, error)
+	GetDevice(ctx context.Context, taskID, deviceID string) (*task.Device, error)
 }
 
 // DefaultGrace is how long a stopped script has between SIGTERM and SIGKILL by default.
@@ -82,6 +83,11 @@ type Config struct {
 	Devices DeviceLister
 	// Grace is how long a script has to exit after SIGTERM before its group gets SIGKILL.
 	Grace time.Duration
+	// OutputInterval is how often the inline output of running devices is refreshed from
+	// what their scripts have written: at most one store write per task per interval, and
+	// only when some device's output grew. DefaultOutputInterval when zero; a negative value
+	// turns the refresh off, so a device's output appears when it ends.
+	OutputInterval time.Duration
 	// MaxProcs caps the scripts running at once across every task, shared fairly between the
 	// tasks that wait (a task's maxConcurrency is then an upper bound, not a promise). Zero
 	// means DefaultMaxProcs().
@@ -156,6 +162,9 @@ func New(cfg Config) (*Runner, error) {
 	}
 	if cfg.Grace <= 0 {
 		cfg.Grace = DefaultGrace
+	}
+	if cfg.OutputInterval == 0 {
+		cfg.OutputInterval = DefaultOutputInterval
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -251,6 +260,7 @@ func (r *Runner) Start(ctx context.Context, t *task.Task) error {
 		return err
 	}
 	lost := r.stopLost(t.ID, p.lost, lostReason, task.DeviceFailed)
+	lost = append(lost, r.stopLost(t.ID, p.asked, stoppedReason, task.DeviceCancelled)...)
 	path, err := ResolveScript(r.cfg.ScriptRoot, t.Request.ScriptURL)
 	if err != nil {
 		if len(lost) > 0 {
@@ -265,6 +275,9 @@ func (r *Runner) Start(ctx context.Context, t *task.Task) error {
 	go r.execute(ru, path, p.pending, lost, p.errors)
 	return nil
 }
+
+// stoppedReason is why a device a caller cancelled alone is cancelled.
+const stoppedReason = "stopped by request: the device was cancelled"
 
 // lostReason is why a device that was running when the server stopped is failed.
 const lostReason = "the server stopped while the script was running; fleetrun does not re-run a script that may have partly run"
@@ -282,25 +295,19 @@ const lostReason = "the server stopped while the script was running; fleetrun do
 //
 // Cancel is idempotent: repeating it changes nothing.
 func (r *Runner) Cancel(ctx context.Context, t *task.Task) error {
-	r.mu.Lock()
-	ru, ok := r.runs[t.ID]
-	closed, rep := r.closed, r.reporter
-	r.mu.Unlock()
-	if ok {
+	ru, rep, err := r.runOf(t.ID, "cancel")
+	if ru != nil {
 		ru.stop(stopCancel)
 		return nil
 	}
-	if closed {
-		return task.Errorf(task.CodeUnavailable, "the local runner is shutting down")
-	}
-	if rep == nil {
-		return errors.New("localrun: cancel: no reporter set")
+	if err != nil {
+		return err
 	}
 	p, err := r.plan(ctx, t)
 	if err != nil {
 		return err
 	}
-	updates := r.stopLost(t.ID, p.lost, "stopped because the task was cancelled", task.DeviceCancelled)
+	updates := r.stopLost(t.ID, append(p.lost, p.asked...), "stopped because the task was cancelled", task.DeviceCancelled)
 	now := r.cfg.Now().UTC()
 	for _, id := range p.pending {
 		updates = append(updates, task.DeviceUpdate{DeviceID: id, Status: task.DeviceCancelled, At: now,
@@ -312,6 +319,64 @@ func (r *Runner) Cancel(ctx context.Context, t *task.Task) error {
 		}
 	}
 	return nil
+}
+
+// StopDevices stops the named devices of t while the rest of t runs on: a running script's
+// process group gets SIGTERM, then SIGKILL after Grace, and the device reports cancelled once
+// its script has exited (with the output it wrote); a device not started yet is skipped when
+// its turn comes, and reported cancelled. A device that finished first keeps its outcome.
+//
+// If this process is not running t (the server restarted), the named devices that are running
+// in the store belong to a previous life: their recorded process groups are killed, if they
+// still exist, and they are reported cancelled before StopDevices returns. StopDevices is
+// idempotent.
+func (r *Runner) StopDevices(ctx context.Context, t *task.Task, deviceIDs []string) error {
+	ru, rep, err := r.runOf(t.ID, "stop devices")
+	if ru != nil {
+		ru.stopDevices(deviceIDs)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var lost []*task.Device
+	for _, id := range deviceIDs {
+		d, err := r.cfg.Devices.GetDevice(ctx, t.ID, id)
+		if task.IsCode(err, task.CodeNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("localrun: read device %s of %s: %w", id, t.ID, err)
+		}
+		if d.Status == task.DeviceRunning {
+			lost = append(lost, d)
+		}
+	}
+	updates := r.stopLost(t.ID, lost, stoppedReason, task.DeviceCancelled)
+	if len(updates) == 0 {
+		return nil
+	}
+	if _, err := rep.Report(ctx, t.ID, updates); err != nil {
+		return fmt.Errorf("localrun: report stopped devices of %s: %w", t.ID, err)
+	}
+	return nil
+}
+
+// runOf returns the run of task id when this process runs it; otherwise the reporter to
+// report through what the caller does itself, or an error when the runner cannot (it is
+// shutting down, or has no reporter yet). what names the caller in that error.
+func (r *Runner) runOf(id, what string) (*run, Reporter, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch ru, ok := r.runs[id]; {
+	case ok:
+		return ru, nil, nil
+	case r.closed:
+		return nil, nil, task.Errorf(task.CodeUnavailable, "the local runner is shutting down")
+	case r.reporter == nil:
+		return nil, nil, fmt.Errorf("localrun: %s: no reporter set", what)
+	}
+	return nil, r.reporter, nil
 }
 
 // Shutdown stops every script this process runs (SIGTERM, then SIGKILL after Grace) and waits

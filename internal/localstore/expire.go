@@ -78,12 +78,16 @@ func deleteTask(tx *bolt.Tx, id string) error {
 		return err
 	}
 	t := rec.Task
-	for _, entry := range []struct{ bucket, key []byte }{
+	entries := []struct{ bucket, key []byte }{
 		{bucketTasks, []byte(id)},
 		{bucketDeviceIDs, []byte(id)},
 		{bucketOwners, ownerKey(t)},
 		{bucketActive, activeKey(t)},
-	} {
+	}
+	if t.RelaunchOf != "" {
+		entries = append(entries, struct{ bucket, key []byte }{bucketRelaunch, relaunchKey(t)})
+	}
+	for _, entry := range entries {
 		if err := tx.Bucket(entry.bucket).Delete(entry.key); err != nil {
 			return err
 		}

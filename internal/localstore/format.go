@@ -35,6 +35,7 @@ type taskRecord struct {
 	CurrentStep string        `json:"currentStep"`
 	Result      *resultRecord `json:"result,omitempty"`
 	Published   bool          `json:"published,omitempty"`
+	RelaunchOf  string        `json:"relaunchOf,omitempty"`
 }
 
 // requestRecord is a task's request. Its device ids are kept in the deviceids bucket, so they
@@ -46,8 +47,17 @@ type requestRecord struct {
 	TimeoutSeconds int      `json:"timeoutSeconds"`
 	MaxConcurrency string   `json:"maxConcurrency"`
 	MaxErrors      string   `json:"maxErrors"`
-	// Notify was added in layout version 2; records without it read as nil.
-	Notify *notifyRecord `json:"notify,omitempty"`
+	// Targets, IncludeOffline, DeliveryTimeoutSeconds and Notify were added in layout version
+	// 2; a version 1 record has none of them and reads them as empty.
+	Targets                []targetRecord `json:"targets,omitempty"`
+	IncludeOffline         bool           `json:"includeOffline,omitempty"`
+	DeliveryTimeoutSeconds int            `json:"deliveryTimeoutSeconds,omitempty"`
+	Notify                 *notifyRecord  `json:"notify,omitempty"`
+}
+
+type targetRecord struct {
+	Key    string   `json:"key"`
+	Values []string `json:"values"`
 }
 
 // notifyRecord is a task's webhook subscription.
@@ -90,6 +100,8 @@ type deviceRecord struct {
 	CompletedAt     *time.Time `json:"completedAt,omitempty"`
 	Reason          string     `json:"reason,omitempty"`
 	Ref             string     `json:"ref,omitempty"`
+	// CancelRequestedAt was added after the first release; records without it read as nil.
+	CancelRequestedAt *time.Time `json:"cancelRequestedAt,omitempty"`
 }
 
 // idemRecord is the value of the idem bucket.
@@ -187,11 +199,15 @@ func encodeTask(seq uint64, t *task.Task) ([]byte, error) {
 	c := t.Counts
 	rec := taskRecord{ID: t.ID, Owner: t.Owner, Status: string(t.Status), Version: t.Version,
 		CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt, StartedAt: t.StartedAt, CompletedAt: t.CompletedAt,
-		ExpiresAt: t.ExpiresAt, CurrentStep: t.CurrentStep, Published: t.Published,
+		ExpiresAt: t.ExpiresAt, CurrentStep: t.CurrentStep, Published: t.Published, RelaunchOf: t.RelaunchOf,
 		Request: requestRecord{ScriptURL: r.ScriptURL, Args: r.Args, TimeoutSeconds: r.TimeoutSeconds,
-			MaxConcurrency: r.MaxConcurrency, MaxErrors: r.MaxErrors, Notify: encodeNotify(r.Notify)},
+			MaxConcurrency: r.MaxConcurrency, MaxErrors: r.MaxErrors, IncludeOffline: r.IncludeOffline,
+			DeliveryTimeoutSeconds: r.DeliveryTimeoutSeconds, Notify: encodeNotify(r.Notify)},
 		Counts: countsRecord{Total: c.Total, Pending: c.Pending, Running: c.Running, Succeeded: c.Succeeded,
 			Failed: c.Failed, TimedOut: c.TimedOut, Cancelled: c.Cancelled, Undeliverable: c.Undeliverable}}
+	for _, tg := range r.Targets {
+		rec.Request.Targets = append(rec.Request.Targets, targetRecord{Key: tg.Key, Values: tg.Values})
+	}
 	if res := t.Result; res != nil {
 		rec.Result = &resultRecord{SucceededDevices: res.SucceededDevices, FailedDevices: res.FailedDevices,
 			CancelledDevices: res.CancelledDevices, Truncated: res.Truncated, Reason: res.Reason}
@@ -208,11 +224,15 @@ func decodeTask(raw []byte) (uint64, *task.Task, error) {
 	rec, r, c := f.Task, f.Task.Request, f.Task.Counts
 	t := &task.Task{ID: rec.ID, Owner: rec.Owner, Status: task.Status(rec.Status), Version: rec.Version,
 		CreatedAt: rec.CreatedAt, UpdatedAt: rec.UpdatedAt, StartedAt: rec.StartedAt, CompletedAt: rec.CompletedAt,
-		ExpiresAt: rec.ExpiresAt, CurrentStep: rec.CurrentStep, Published: rec.Published,
+		ExpiresAt: rec.ExpiresAt, CurrentStep: rec.CurrentStep, Published: rec.Published, RelaunchOf: rec.RelaunchOf,
 		Request: task.Request{ScriptURL: r.ScriptURL, Args: r.Args, TimeoutSeconds: r.TimeoutSeconds,
-			MaxConcurrency: r.MaxConcurrency, MaxErrors: r.MaxErrors, Notify: decodeNotify(r.Notify)},
+			MaxConcurrency: r.MaxConcurrency, MaxErrors: r.MaxErrors, IncludeOffline: r.IncludeOffline,
+			DeliveryTimeoutSeconds: r.DeliveryTimeoutSeconds, Notify: decodeNotify(r.Notify)},
 		Counts: task.Counts{Total: c.Total, Pending: c.Pending, Running: c.Running, Succeeded: c.Succeeded,
 			Failed: c.Failed, TimedOut: c.TimedOut, Cancelled: c.Cancelled, Undeliverable: c.Undeliverable}}
+	for _, tg := range r.Targets {
+		t.Request.Targets = append(t.Request.Targets, task.Target{Key: tg.Key, Values: tg.Values})
+	}
 	if res := rec.Result; res != nil {
 		t.Result = &task.Result{SucceededDevices: res.SucceededDevices, FailedDevices: res.FailedDevices,
 			CancelledDevices: res.CancelledDevices, Truncated: res.Truncated, Reason: res.Reason}
@@ -223,7 +243,8 @@ func decodeTask(raw []byte) (uint64, *task.Task, error) {
 func encodeDevice(d *task.Device) ([]byte, error) {
 	return json.Marshal(deviceRecord{TaskID: d.TaskID, ID: d.ID, Status: string(d.Status), ExitCode: d.ExitCode,
 		Stdout: d.Stdout, Stderr: d.Stderr, StdoutTruncated: d.StdoutTruncated, StderrTruncated: d.StderrTruncated,
-		StartedAt: d.StartedAt, CompletedAt: d.CompletedAt, Reason: d.Reason, Ref: d.Ref})
+		StartedAt: d.StartedAt, CompletedAt: d.CompletedAt, Reason: d.Reason, Ref: d.Ref,
+		CancelRequestedAt: d.CancelRequestedAt})
 }
 
 func decodeDevice(raw []byte) (*task.Device, error) {
@@ -233,7 +254,8 @@ func decodeDevice(raw []byte) (*task.Device, error) {
 	}
 	return &task.Device{TaskID: r.TaskID, ID: r.ID, Status: task.DeviceStatus(r.Status), ExitCode: r.ExitCode,
 		Stdout: r.Stdout, Stderr: r.Stderr, StdoutTruncated: r.StdoutTruncated, StderrTruncated: r.StderrTruncated,
-		StartedAt: r.StartedAt, CompletedAt: r.CompletedAt, Reason: r.Reason, Ref: r.Ref}, nil
+		StartedAt: r.StartedAt, CompletedAt: r.CompletedAt, Reason: r.Reason, Ref: r.Ref,
+		CancelRequestedAt: r.CancelRequestedAt}, nil
 }
 
 func encodeIdem(rec *task.IdempotencyRecord) ([]byte, error) {

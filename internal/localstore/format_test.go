@@ -20,17 +20,19 @@ func goldenRecords() (*task.Task, *task.Device, *task.IdempotencyRecord, *task.D
 	at := func(s int) time.Time { return time.Date(2030, 5, 6, 7, 8, s, 123456789, time.UTC) }
 	t := &task.Task{ID: "01JD0000000000000000000000", Owner: "alice", Status: task.StatusCompleted, Version: 7,
 		CreatedAt: at(1), UpdatedAt: at(9), StartedAt: new(at(2)), CompletedAt: new(at(9)), ExpiresAt: at(59),
-		Request: task.Request{ScriptURL: "ops/patch.sh", Args: []string{"--dry-run", "it's"}, TimeoutSeconds: 600,
-			MaxConcurrency: "10%", MaxErrors: "1", Notify: &task.Notify{URL: "https://hooks.example.com/fleet",
+		Request: task.Request{ScriptURL: "ops/patch.sh", Args: []string{"--dry-run", "it's"}, TimeoutSeconds: 600, DeliveryTimeoutSeconds: 120,
+			MaxConcurrency: "10%", MaxErrors: "1", IncludeOffline: true,
+			Targets: []task.Target{{Key: "tag:Env", Values: []string{"prod"}}, {Key: "tag:Role", Values: []string{"web", "db"}}},
+			Notify: &task.Notify{URL: "https://hooks.example.com/fleet",
 				Events: []task.WebhookType{task.WebhookTaskStarted, task.WebhookTaskFinished}, Links: "https://fleet.example.com"}},
 		Counts:      task.Counts{Total: 8, Running: 1, Succeeded: 2, Failed: 1, TimedOut: 1, Cancelled: 2, Undeliverable: 1},
 		CurrentStep: "finished",
 		Result: &task.Result{SucceededDevices: []string{"a", "b"}, FailedDevices: []string{"c", "d", "e"},
 			CancelledDevices: []string{"f", "g"}, Truncated: true, Reason: "the reason"},
-		Published: true}
+		Published: true, RelaunchOf: "01JC0000000000000000000000"}
 	d := &task.Device{TaskID: t.ID, ID: "web-1", Status: task.DeviceFailed, ExitCode: new(3), Stdout: "out\n",
 		Stderr: "err\n", StdoutTruncated: true, StderrTruncated: true, StartedAt: new(at(3)), CompletedAt: new(at(4)),
-		Reason: "the script exited 3", Ref: "pgid:4242"}
+		Reason: "the script exited 3", Ref: "pgid:4242", CancelRequestedAt: new(at(3))}
 	idem := &task.IdempotencyRecord{Owner: "alice", Key: "key-1", TaskID: t.ID, RequestHash: "abc123", ExpiresAt: at(30)}
 	del := &task.Delivery{TaskID: t.ID, EventID: t.ID + "_finished", Type: task.WebhookTaskFinished, EventAt: at(9),
 		Attempt: 2, At: at(20), StatusCode: 503, Error: "the receiver answered 503", Outcome: task.DeliveryRetrying,

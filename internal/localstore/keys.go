@@ -38,8 +38,16 @@ func ownerKey(t *task.Task) []byte {
 	return append(appendTime(ownerPrefix(t.Owner), t.CreatedAt), t.ID...)
 }
 
-// ownerKeyID returns the task id at the end of an owners key with the given prefix.
+// ownerKeyID returns the task id at the end of an owners or relaunches key with the given
+// prefix: both end with a time and the id.
 func ownerKeyID(prefix, k []byte) string { return string(k[len(prefix)+timeLen:]) }
+
+func relaunchPrefix(of string) []byte { return appendString(nil, of) }
+
+// relaunchKey indexes task t under the task it relaunched, by creation time.
+func relaunchKey(t *task.Task) []byte {
+	return append(appendTime(relaunchPrefix(t.RelaunchOf), t.CreatedAt), t.ID...)
+}
 
 func activeKey(t *task.Task) []byte { return append(appendTime(nil, t.CreatedAt), t.ID...) }
 
@@ -84,6 +92,7 @@ func prefixEnd(p []byte) []byte {
 const (
 	cursorTasks      = 't'
 	cursorDevices    = 'd'
+	cursorRelaunches = 'r'
 	cursorDeliveries = 'w'
 )
 

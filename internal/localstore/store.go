@@ -15,6 +15,8 @@
 //	deviceids  task id → the task's device ids as JSON, in request order; never changes
 //	devices    task id + device id → the device as JSON, written on its first update only
 //	owners     owner + createdAt + task id → nothing; listing newest first walks it backwards
+//	relaunches relaunched task id + createdAt + task id → nothing, for every task that relaunched
+//	           another, walked backwards like owners
 //	active     createdAt + task id → nothing, for every task not yet terminal
 //	expiry     expiresAt + task id → nothing, for every task with an expiry
 //	idem       owner + key → the idempotency record as JSON
@@ -75,6 +77,7 @@ var (
 	bucketDeviceIDs = []byte("deviceids")
 	bucketDevices   = []byte("devices")
 	bucketOwners    = []byte("owners")
+	bucketRelaunch  = []byte("relaunches")
 	bucketActive    = []byte("active")
 	bucketExpiry    = []byte("expiry")
 	bucketIdem      = []byte("idem")
@@ -87,9 +90,10 @@ var (
 // schemaVersion is written into a new file and checked on open, so that a file written by a
 // future layout is refused rather than misread.
 //
-// Version 2 added what version 1 files lack and read as empty (a request's notify, the
-// deliveries and outbox buckets), so a version 1 file is taken as it is and marked version 2
-// on open.
+// Version 2 added what version 1 files lack and read as empty: a request's notify, targets
+// and delivery timeout, a task's relaunchOf, a device's cancelRequestedAt, and the relaunches,
+// deliveries and outbox buckets (created empty on open, as every bucket is). So a version 1
+// file is taken as it is and marked version 2 on open.
 const schemaVersion = "2"
 
 // readableVersions are the older layouts this build reads as they are.
@@ -130,7 +134,7 @@ func Open(path string, opts Options) (*Store, error) {
 
 func initialize(tx *bolt.Tx) error {
 	for _, name := range [][]byte{bucketMeta, bucketTasks, bucketDeviceIDs, bucketDevices, bucketOwners,
-		bucketActive, bucketExpiry, bucketIdem, bucketIdemExp, bucketDelivery, bucketHooks, bucketHookDue} {
+		bucketRelaunch, bucketActive, bucketExpiry, bucketIdem, bucketIdemExp, bucketDelivery, bucketHooks, bucketHookDue} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
 		}

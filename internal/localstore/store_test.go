@@ -168,7 +168,8 @@ func TestOpenRefusesAnotherLayout(t *testing.T) {
 }
 
 // TestOpenReadsAVersionOneFile opens a file of the first layout, whose requests have no notify
-// and which has no outbox: it is read as it is, and marked with the current version.
+// or targets, whose devices have no cancelRequestedAt and which has no outbox or relaunches:
+// it is read as it is, and marked with the current version.
 func TestOpenReadsAVersionOneFile(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "fleetrun.db")
@@ -205,6 +206,9 @@ func TestOpenReadsAVersionOneFile(t *testing.T) {
 	if err != nil || got.Request.Notify != nil || got.Request.ScriptURL != "hello.sh" {
 		t.Errorf("the version 1 task reads as %+v, %v", got, err)
 	}
+	if page, err := s.ListTasks(t.Context(), task.ListQuery{Owner: "alice", RelaunchOf: "t1"}); err != nil || len(page.Tasks) != 0 {
+		t.Errorf("the relaunches of a version 1 task: %+v, %v; want none", page, err)
+	}
 	err = s.db.View(func(tx *bolt.Tx) error {
 		if v := string(tx.Bucket(bucketMeta).Get([]byte("schema"))); v != schemaVersion {
 			t.Errorf("the file is marked version %s after Open, want %s", v, schemaVersion)
@@ -213,6 +217,11 @@ func TestOpenReadsAVersionOneFile(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	oldDevice := `{"taskId":"t1","id":"web-1","status":"running","exitCode":null,"stdout":"","stderr":"","stdoutTruncated":false,"stderrTruncated":false,"ref":"pgid:7"}`
+	d, err := decodeDevice([]byte(oldDevice))
+	if err != nil || d.Status != task.DeviceRunning || d.Ref != "pgid:7" || d.CancelRequestedAt != nil {
+		t.Errorf("a version 1 device record reads as %+v, %v", d, err)
 	}
 }
 

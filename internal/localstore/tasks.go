@@ -61,6 +61,11 @@ func (s *Store) CreateTask(ctx context.Context, t *task.Task, idem *task.Idempot
 		if err := tx.Bucket(bucketOwners).Put(ownerKey(t), nil); err != nil {
 			return err
 		}
+		if t.RelaunchOf != "" {
+			if err := tx.Bucket(bucketRelaunch).Put(relaunchKey(t), nil); err != nil {
+				return err
+			}
+		}
 		if !t.Status.Terminal() {
 			if err := tx.Bucket(bucketActive).Put(activeKey(t), nil); err != nil {
 				return err
@@ -136,24 +141,28 @@ func (s *Store) GetTask(ctx context.Context, id string) (*task.Task, error) {
 }
 
 // ListTasks implements task.Store. It walks the owner's part of the owners index backwards, so
-// it never reads another owner's tasks; the cursor is the index key of the last task returned.
+// it never reads another owner's tasks, or, for q.RelaunchOf, that task's part of the
+// relaunches index; the cursor is the index key of the last task returned.
 func (s *Store) ListTasks(ctx context.Context, q task.ListQuery) (*task.TaskPage, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	limit := task.PageSize(q.Limit)
-	prefix := ownerPrefix(q.Owner)
+	bucket, prefix, kind := bucketOwners, ownerPrefix(q.Owner), byte(cursorTasks)
+	if q.RelaunchOf != "" {
+		bucket, prefix, kind = bucketRelaunch, relaunchPrefix(q.RelaunchOf), cursorRelaunches
+	}
 	var after []byte
 	if q.Cursor != "" {
 		var err error
-		if after, err = decodeCursor(cursorTasks, q.Cursor); err != nil || !bytes.HasPrefix(after, prefix) {
+		if after, err = decodeCursor(kind, q.Cursor); err != nil || !bytes.HasPrefix(after, prefix) {
 			return nil, task.BadCursor()
 		}
 	}
 	now := s.now()
 	page := &task.TaskPage{Tasks: []*task.Task{}}
 	err := s.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketOwners).Cursor()
+		c := tx.Bucket(bucket).Cursor()
 		var k []byte
 		if after != nil {
 			k = before(c, after)
@@ -166,11 +175,11 @@ func (s *Store) ListTasks(ctx context.Context, q task.ListQuery) (*task.TaskPage
 			if err != nil {
 				return err
 			}
-			if rec == nil || rec.Task.Expired(now) || (q.Status != "" && rec.Task.Status != q.Status) {
+			if rec == nil || rec.Task.Expired(now) || rec.Task.Owner != q.Owner || (q.Status != "" && rec.Task.Status != q.Status) {
 				continue
 			}
 			if len(page.Tasks) == limit {
-				page.Next = encodeCursor(cursorTasks, last)
+				page.Next = encodeCursor(kind, last)
 				return nil
 			}
 			t, err := s.full(tx, rec)

@@ -56,6 +56,9 @@ type Config struct {
 	MaxStreams, MaxStreamsPerOwner int
 	// Cgroups is "auto" (a cgroup per script where the server may create cgroups) or "off".
 	Cgroups string
+	// Inventory is a YAML file of devices and their tags (inventoryfile), which submits may
+	// target by tag and GET /devices lists; SIGHUP reads it again. Empty means none.
+	Inventory string
 	// WebhookSecret signs webhook requests; the zero Secret turns webhooks off (a submit with
 	// notify is refused).
 	WebhookSecret webhook.Secret
@@ -129,6 +132,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.IntVar(&cfg.MaxStreams, "max-streams", DefaultMaxStreams, "event streams and long-polls open at once")
 	fs.IntVar(&cfg.MaxStreamsPerOwner, "max-streams-per-owner", DefaultMaxStreamsPerOwner, "event streams and long-polls open at once for one owner")
 	fs.StringVar(&cfg.Cgroups, "cgroups", "auto", "auto: run each script in a cgroup of its own where the server may create cgroups; off: never")
+	fs.StringVar(&cfg.Inventory, "inventory", "", "`FILE` of devices and their tags (YAML) that submits may target by tag; SIGHUP reloads it")
 	fs.StringVar(&cfg.LogFormat, "log-format", "text", "text, or json for one JSON object a line")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve GET /metrics on this loopback `address` without a token\n(default: on --addr, behind the tokens)")
 	fs.StringVar(&secret, "webhook-secret", "", "`whsec_…` secret that signs webhooks (Standard Webhooks); without it, tasks cannot ask for webhooks (default: $FLEETRUN_WEBHOOK_SECRET)")

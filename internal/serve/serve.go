@@ -19,8 +19,10 @@ import (
 
 	"golang.org/x/net/netutil"
 
+	"github.com/fleetrun/fleetrun/internal/dashboard"
 	"github.com/fleetrun/fleetrun/internal/engine"
 	"github.com/fleetrun/fleetrun/internal/httpapi"
+	"github.com/fleetrun/fleetrun/internal/inventoryfile"
 	"github.com/fleetrun/fleetrun/internal/localqueue"
 	"github.com/fleetrun/fleetrun/internal/localrun"
 	"github.com/fleetrun/fleetrun/internal/localstore"
@@ -120,6 +122,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(baseURL s
 	if err != nil {
 		return err
 	}
+	var inventory engine.Inventory
+	if cfg.Inventory != "" {
+		inv, err := inventoryfile.Open(cfg.Inventory, inventoryfile.Options{Logger: log})
+		if err != nil {
+			return err
+		}
+		inventory = inv
+		stopReloads := reloadOnHangup(inv, log)
+		defer stopReloads()
+	}
 	broker := watch.NewBroker()
 	metrics := prommetrics.New()
 	backlog := engine.NewBacklog(engine.BacklogConfig{MaxPending: cfg.MaxPending, Active: active, Now: cfg.Now})
@@ -150,6 +162,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(baseURL s
 		Publisher: logPublisher{log},
 		Notifier:  engine.Notifiers(broker, backlog),
 		Admission: backlog,
+		Inventory: inventory,
 		Metrics:   metrics,
 		Webhooks:  hooks,
 		Rules:     rules,
@@ -181,11 +194,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ready func(baseURL s
 		Owner:              httpapi.BearerTokens(cfg.Tokens, "local"),
 		Watcher:            broker,
 		Output:             httpapi.OutputReader(runner.OpenOutput),
+		Follow:             runner,
 		BaseURL:            baseURL,
 		BodyTimeout:        cfg.BodyTimeout,
 		MaxStreams:         cfg.MaxStreams,
 		MaxStreamsPerOwner: cfg.MaxStreamsPerOwner,
 		Metrics:            metrics.Handler(),
+		Dashboard:          dashboard.Handler(),
 		Logger:             log,
 	}
 	if cfg.MetricsAddr != "" {

@@ -29,11 +29,20 @@ func Decode(body string) (engine.Message, error) {
 	switch {
 	case m.Version == 1 && m.Lease != 0:
 		return engine.Message{}, fmt.Errorf("sqsqueue: a version 1 message with a lease: %w", engine.ErrMalformed)
-	case m.Version != 1 && m.Version != engine.MessageVersion:
-		return engine.Message{}, fmt.Errorf("sqsqueue: message version %d, want 1 to %d: %w", m.Version, engine.MessageVersion, engine.ErrMalformed)
+	case m.Version < engine.MinMessageVersion || m.Version > engine.MessageVersion:
+		return engine.Message{}, fmt.Errorf("sqsqueue: message version %d, want %d to %d: %w", m.Version,
+			engine.MinMessageVersion, engine.MessageVersion, engine.ErrMalformed)
 	}
 	switch m.Action {
 	case engine.ActionDispatch, engine.ActionPoll, engine.ActionCancel:
+		if len(m.DeviceIDs) > 0 {
+			return engine.Message{}, fmt.Errorf("sqsqueue: %s message with device ids: %w", m.Action, engine.ErrMalformed)
+		}
+	case engine.ActionStopDevices:
+		if m.Version < 2 || len(m.DeviceIDs) == 0 {
+			return engine.Message{}, fmt.Errorf("sqsqueue: version %d %s message with %d device ids: %w", m.Version, m.Action,
+				len(m.DeviceIDs), engine.ErrMalformed)
+		}
 	default:
 		return engine.Message{}, fmt.Errorf("sqsqueue: unknown action %q: %w", m.Action, engine.ErrMalformed)
 	}

@@ -2,6 +2,7 @@ package sqsqueue
 
 import (
 	"errors"
+	"reflect"
 	"testing"
 
 	"github.com/fleetrun/fleetrun/internal/engine"
@@ -36,6 +37,11 @@ func TestDecode(t *testing.T) {
 			engine.Message{Version: 2, Action: engine.ActionDispatch, TaskID: "T6"}},
 		{"version 1 with a lease", `{"v":1,"action":"poll","taskId":"T1","lease":5}`, engine.Message{}},
 		{"future version", `{"v":3,"action":"poll","taskId":"T1"}`, engine.Message{}},
+		{"stop devices", `{"v":2,"action":"stop-devices","taskId":"T5","deviceIds":["web-1","web-2"]}`,
+			engine.Message{Version: 2, Action: engine.ActionStopDevices, TaskID: "T5", DeviceIDs: []string{"web-1", "web-2"}}},
+		{"stop devices naming none", `{"v":2,"action":"stop-devices","taskId":"T5","deviceIds":[]}`, engine.Message{}},
+		{"stop devices in version 1", `{"v":1,"action":"stop-devices","taskId":"T5","deviceIds":["web-1"]}`, engine.Message{}},
+		{"devices on a poll", `{"v":2,"action":"poll","taskId":"T1","deviceIds":["web-1"]}`, engine.Message{}},
 		{"version as string", `{"v":"1","action":"poll","taskId":"T1"}`, engine.Message{}},
 		{"unknown action", `{"v":1,"action":"reboot","taskId":"T1"}`, engine.Message{}},
 		{"no action", `{"v":1,"taskId":"T1"}`, engine.Message{}},
@@ -48,11 +54,11 @@ func TestDecode(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			got, err := Decode(c.body)
-			if c.want == (engine.Message{}) {
+			if c.want.Action == "" {
 				if !errors.Is(err, engine.ErrMalformed) {
 					t.Fatalf("Decode(%q) err = %v, want ErrMalformed", c.body, err)
 				}
-				if got != (engine.Message{}) {
+				if !reflect.DeepEqual(got, engine.Message{}) {
 					t.Errorf("Decode(%q) returned %+v with an error", c.body, got)
 				}
 				return
@@ -60,7 +66,7 @@ func TestDecode(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Decode(%q): %v", c.body, err)
 			}
-			if got != c.want {
+			if !reflect.DeepEqual(got, c.want) {
 				t.Errorf("Decode(%q) = %+v, want %+v", c.body, got, c.want)
 			}
 		})

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -133,7 +134,7 @@ func TestMotoSendRoundTrips(t *testing.T) {
 	if err != nil {
 		t.Fatalf("received body does not decode: %v", err)
 	}
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %+v, want %+v", got, want)
 	}
 }
@@ -158,7 +159,7 @@ func TestMotoDelayIsHonoured(t *testing.T) {
 			if waited := time.Since(sent); waited < delay {
 				t.Errorf("delivered after %v, before its delay of %v", waited, delay)
 			}
-			if got, err := Decode(aws.ToString(msgs[0].Body)); err != nil || got != m {
+			if got, err := Decode(aws.ToString(msgs[0].Body)); err != nil || !reflect.DeepEqual(got, m) {
 				t.Errorf("delayed message = %+v, %v; want %+v", got, err, m)
 			}
 			return

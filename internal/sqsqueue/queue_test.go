@@ -3,6 +3,7 @@ package sqsqueue
 import (
 	"context"
 	"errors"
+	"reflect"
 	"testing"
 	"time"
 
@@ -75,7 +76,7 @@ func TestSendEncodesMessageAndDelay(t *testing.T) {
 	if err != nil {
 		t.Fatalf("sent body does not decode: %v", err)
 	}
-	if got != m {
+	if !reflect.DeepEqual(got, m) {
 		t.Errorf("round trip: got %+v, want %+v", got, m)
 	}
 }

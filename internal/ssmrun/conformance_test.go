@@ -1,6 +1,7 @@
 package ssmrun_test
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 
@@ -71,6 +72,24 @@ func (s *ssmTarget) Starts(t *testing.T, id string) int {
 		}
 	}
 	return n
+}
+
+// StoppedAlone checks that SSM ended the device's invocation Cancelled, and that every
+// CancelCommand so far named exactly that one instance.
+func (s *ssmTarget) StoppedAlone(t *testing.T, d *task.Device) error {
+	cancels := s.srv.Cancels()
+	if len(cancels) == 0 {
+		return fmt.Errorf("no CancelCommand for %s yet", d.ID)
+	}
+	for _, c := range cancels {
+		if !slices.Equal(c.InstanceIDs, []string{d.ID}) {
+			return fmt.Errorf("a CancelCommand of %s named %v, want exactly [%s]", c.CommandID, c.InstanceIDs, d.ID)
+		}
+	}
+	if st, ok := s.srv.Invocation(d.Ref, d.ID); !ok || st.Status != ssmtest.StatusCancelled {
+		return fmt.Errorf("the invocation of %s on %s is %+v, want Cancelled", d.Ref, d.ID, st)
+	}
+	return nil
 }
 
 func (s *ssmTarget) Expect() runnertest.Expect {

@@ -208,13 +208,7 @@ func TestPollCancelsBatchesNeverSent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cancelled := 0
-	for _, u := range updates {
-		if u.Status == task.DeviceCancelled {
-			cancelled++
-		}
-	}
-	if cancelled != 10 {
+	if cancelled := countStatus(updates, task.DeviceCancelled); cancelled != 10 {
 		t.Errorf("%d devices of the unsent batch reported cancelled, want 10", cancelled)
 	}
 }

@@ -101,8 +101,15 @@ type Config struct {
 	AllowedBuckets []string
 	// OutputBucket, when set, is where SSM writes every device's full output (OutputKey).
 	OutputBucket string
-	Now          func() time.Time
-	Logger       *slog.Logger
+	// OutputLogGroup, when set, is the CloudWatch Logs group SSM sends every device's output
+	// to while it runs (CloudWatchOutputConfig), where a followed output is read.
+	OutputLogGroup string
+	// Devices, when set, lets Start leave out the devices that callers cancelled one by one
+	// before their batch was sent (see StopDevices); without it they are sent and then
+	// cancelled.
+	Devices Devices
+	Now     func() time.Time
+	Logger  *slog.Logger
 	// Margin stops a dispatch when its context's deadline is closer than this (default 10 s),
 	// so that a Lambda records what it sent before it is stopped.
 	Margin time.Duration
@@ -189,11 +196,12 @@ func (r *Runner) OutputKey(taskID, commandID, instanceID, stream string) string 
 	return ssmcmd.OutputKey(r.cfg.PluginName)(taskID, commandID, instanceID, stream)
 }
 
-// Start sends every batch of t that has no command yet. It returns engine.ErrIncomplete when
+// Start sends every batch of t that has no command yet, without the devices that callers
+// cancelled one by one before it was sent (a batch left with none is not sent at all). It returns engine.ErrIncomplete when
 // its context's deadline came within Margin; the next Start continues. Each Start sends at
 // least one batch before it looks at the deadline, so a function whose timeout is shorter than
 // Margin still makes progress instead of handing the same dispatch on forever.
-func (r *Runner) Start(ctx context.Context, t *task.Task) error {
+func (r *Runner) Start(ctx context.Context, t *task.Task) (err error) {
 	if err := r.check(t.Request.ScriptURL); err != nil {
 		return &task.Error{Code: task.CodeInvalid, Message: "scriptUrl: " + err.Error()}
 	}
@@ -209,9 +217,24 @@ func (r *Runner) Start(ctx context.Context, t *task.Task) error {
 			done++
 		}
 	}
+	skip, err := r.cancelledDevices(ctx, t)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if sentNow > 0 && err == nil {
+			err = r.stopLateCancels(ctx, t, skip)
+		}
+	}()
 	for n, ids := range batches {
 		if _, ok := sent[n]; ok {
 			continue
+		}
+		if len(skip) > 0 {
+			ids = slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return skip[id] })
+			if len(ids) == 0 {
+				continue // every device of the batch was cancelled: nothing to send
+			}
 		}
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("ssmrun: dispatch %s: %w", t.ID, err)

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	"github.com/aws/aws-sdk-go-v2/service/ssm/types"
 	"github.com/aws/smithy-go"
 
 	"github.com/fleetrun/fleetrun/internal/ssmcmd"
@@ -101,6 +102,10 @@ func (r *Runner) input(t *task.Task, obj ssmcmd.S3Object, ids []string, batches 
 		MaxConcurrency: aws.String(batchConcurrency(t.Request.MaxConcurrency, batches)),
 		MaxErrors:      aws.String(orDefault(t.Request.MaxErrors, task.DefaultMaxErrors)),
 		TimeoutSeconds: aws.Int32(deliveryTimeout(t.Request)),
+	}
+	if r.cfg.OutputLogGroup != "" {
+		in.CloudWatchOutputConfig = &types.CloudWatchOutputConfig{CloudWatchOutputEnabled: true,
+			CloudWatchLogGroupName: aws.String(r.cfg.OutputLogGroup)}
 	}
 	if r.cfg.OutputBucket != "" {
 		in.OutputS3BucketName = aws.String(r.cfg.OutputBucket)

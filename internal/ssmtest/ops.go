@@ -102,7 +102,7 @@ func (s *Server) sendCommand(body []byte) (any, *apiError) {
 		Parameters: orEmpty(req.Parameters), InstanceIds: req.InstanceIds, Targets: []json.RawMessage{},
 		RequestedDateTime: stamp(now), OutputS3Region: req.OutputS3Region, OutputS3BucketName: req.OutputS3BucketName,
 		OutputS3KeyPrefix: req.OutputS3KeyPrefix, MaxConcurrency: req.MaxConcurrency, MaxErrors: req.MaxErrors,
-		ServiceRole: req.ServiceRoleArn, TimeoutSeconds: timeout,
+		ServiceRole: req.ServiceRoleArn, TimeoutSeconds: timeout, CloudWatchOutputConfig: req.CloudWatchOutputConfig,
 		NotificationConfig: notificationConfigJSON{NotificationEvents: []string{}},
 	}
 	if c.OutputS3BucketName != "" && c.OutputS3Region == "" {
@@ -424,6 +424,7 @@ func (s *Server) cancelCommand(body []byte) (any, *apiError) {
 	if len(req.InstanceIds) == 0 {
 		c.cancelled = true
 	}
+	s.cancels = append(s.cancels, CancelRequest{CommandID: c.CommandId, InstanceIDs: append([]string(nil), req.InstanceIds...)})
 	now := s.now().UTC()
 	for _, inv := range c.invocations {
 		if len(req.InstanceIds) > 0 && !seen[inv.instanceID] {

@@ -5,7 +5,8 @@
 // CancelCommand, and devices that are slow, fail, time out or cannot be reached.
 //
 // Operations: SendCommand, ListCommands, ListCommandInvocations, GetCommandInvocation and
-// CancelCommand. Each device follows a Script; faults (throttling, a 500 after the work was
+// CancelCommand; for the managed nodes a task may target, DescribeInstanceInformation (with
+// its tag filters) and ListTagsForResource (see AddNodes). Each device follows a Script; faults (throttling, a 500 after the work was
 // done) are injected per operation, and every call is counted.
 package ssmtest
 
@@ -58,6 +59,8 @@ type Server struct {
 	faults   map[string][]fault
 	outages  map[string]outage
 	events   []json.RawMessage
+	cancels  []CancelRequest
+	nodes    []Node
 	seq      int
 
 	// writeOutput receives the output uploads; uploads waits for them (see SetOutputWriter).
@@ -70,6 +73,24 @@ type Server struct {
 type upload struct {
 	bucket, key string
 	body        []byte
+}
+
+// CancelRequest is a CancelCommand the server accepted, as it was sent.
+type CancelRequest struct {
+	CommandID string
+	// InstanceIDs are the instances the request named; none means the whole command.
+	InstanceIDs []string
+}
+
+// Cancels returns every CancelCommand the server accepted, in the order received.
+func (s *Server) Cancels() []CancelRequest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]CancelRequest, len(s.cancels))
+	for i, c := range s.cancels {
+		out[i] = CancelRequest{CommandID: c.CommandID, InstanceIDs: append([]string(nil), c.InstanceIDs...)}
+	}
+	return out
 }
 
 // fault is one injected failure of the next call to an operation.
@@ -243,6 +264,9 @@ type Command struct {
 	TimeoutSeconds     int
 	OutputS3BucketName string
 	OutputS3KeyPrefix  string
+	// CloudWatchLogGroup is the log group of the command's output, "" unless CloudWatch
+	// output was enabled.
+	CloudWatchLogGroup string
 	RequestedAt        time.Time
 	// Cancelled is true once CancelCommand named the whole command.
 	Cancelled bool
@@ -262,7 +286,8 @@ func (s *Server) Commands() []Command {
 			InstanceIDs: append([]string(nil), c.InstanceIds...), Parameters: params,
 			MaxConcurrency: c.MaxConcurrency, MaxErrors: c.MaxErrors, TimeoutSeconds: c.TimeoutSeconds,
 			OutputS3BucketName: c.OutputS3BucketName, OutputS3KeyPrefix: c.OutputS3KeyPrefix,
-			RequestedAt: c.requested, Cancelled: c.cancelled})
+			CloudWatchLogGroup: cloudWatchGroup(c.CloudWatchOutputConfig),
+			RequestedAt:        c.requested, Cancelled: c.cancelled})
 	}
 	return out
 }
@@ -350,11 +375,13 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	handlers := map[string]func([]byte) (any, *apiError){
-		OpSendCommand:            s.sendCommand,
-		OpListCommands:           s.listCommands,
-		OpListCommandInvocations: s.listCommandInvocations,
-		OpGetCommandInvocation:   s.getCommandInvocation,
-		OpCancelCommand:          s.cancelCommand,
+		OpSendCommand:                 s.sendCommand,
+		OpListCommands:                s.listCommands,
+		OpListCommandInvocations:      s.listCommandInvocations,
+		OpGetCommandInvocation:        s.getCommandInvocation,
+		OpCancelCommand:               s.cancelCommand,
+		OpDescribeInstanceInformation: s.describeInstanceInformation,
+		OpListTagsForResource:         s.listTagsForResource,
 	}
 	h, ok := handlers[op]
 	if !ok {
@@ -426,4 +453,12 @@ func newUUID() string {
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// cloudWatchGroup is the log group a command's output goes to, "" when it goes to none.
+func cloudWatchGroup(c cloudWatchOutputConfigJSON) string {
+	if !c.CloudWatchOutputEnabled {
+		return ""
+	}
+	return c.CloudWatchLogGroupName
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -288,6 +289,12 @@ func TestCancelAndEvents(t *testing.T) {
 	if err != nil || list.Commands[0].Status != types.CommandStatusCancelled {
 		t.Errorf("command status after cancel: %v %+v", err, list)
 	}
+	// Every accepted CancelCommand is recorded as it was sent.
+	cancels := srv.Cancels()
+	if len(cancels) != 3 || cancels[0].CommandID != id || !slices.Equal(cancels[0].InstanceIDs, []string{instance(2)}) ||
+		len(cancels[1].InstanceIDs) != 0 || len(cancels[2].InstanceIDs) != 0 {
+		t.Errorf("recorded cancels = %+v; want one naming %s, then two of the whole command", cancels, instance(2))
+	}
 
 	raw, err := srv.Event(id, instance(2))
 	if err != nil {
@@ -323,10 +330,37 @@ func TestCancelAndEvents(t *testing.T) {
 func TestUnknownOperation(t *testing.T) {
 	t.Parallel()
 	srv := ssmtest.Start(t)
-	_, err := srv.Client().DescribeInstanceInformation(context.Background(), &ssm.DescribeInstanceInformationInput{})
+	_, err := srv.Client().DescribeDocument(context.Background(), &ssm.DescribeDocumentInput{Name: aws.String(ssmtest.RemoteScriptDocument)})
 	var api smithy.APIError
 	if !errors.As(err, &api) || api.ErrorCode() != "UnknownOperationException" {
 		t.Errorf("unimplemented operation: %v", err)
+	}
+}
+
+func TestDescribeInstanceInformationFiltersAsSSMDoes(t *testing.T) {
+	t.Parallel()
+	srv := ssmtest.Start(t)
+	srv.AddNodes(
+		ssmtest.Node{ID: instance(1), Tags: map[string]string{"Env": "prod"}},
+		ssmtest.Node{ID: instance(2), PingStatus: "ConnectionLost", Tags: map[string]string{"Env": "prod"}},
+		ssmtest.Node{ID: instance(3), Tags: map[string]string{"Env": "dev"}},
+	)
+	c := srv.Client()
+	out, err := c.DescribeInstanceInformation(t.Context(), &ssm.DescribeInstanceInformationInput{
+		Filters: []types.InstanceInformationStringFilter{{Key: aws.String("tag:Env"), Values: []string{"prod"}}}})
+	if err != nil || len(out.InstanceInformationList) != 2 || out.InstanceInformationList[1].PingStatus != types.PingStatusConnectionLost {
+		t.Fatalf("tag:Env=prod = %+v, %v", out, err)
+	}
+	_, err = c.DescribeInstanceInformation(t.Context(), &ssm.DescribeInstanceInformationInput{Filters: []types.InstanceInformationStringFilter{
+		{Key: aws.String("tag:Env"), Values: []string{"prod"}}, {Key: aws.String("PingStatus"), Values: []string{"Online"}}}})
+	var api smithy.APIError
+	if !errors.As(err, &api) || api.ErrorCode() != "InvalidFilter" {
+		t.Errorf("a tag filter with a PingStatus filter: %v, want InvalidFilter as SSM answers", err)
+	}
+	tags, err := c.ListTagsForResource(t.Context(), &ssm.ListTagsForResourceInput{ResourceType: types.ResourceTypeForTaggingManagedInstance,
+		ResourceId: aws.String(instance(3))})
+	if err != nil || len(tags.TagList) != 1 || aws.ToString(tags.TagList[0].Value) != "dev" {
+		t.Errorf("ListTagsForResource = %+v, %v", tags, err)
 	}
 }
 

@@ -29,19 +29,20 @@ func stamp(t time.Time) *epoch {
 }
 
 type sendCommandRequest struct {
-	DocumentName       string              `json:"DocumentName"`
-	DocumentVersion    string              `json:"DocumentVersion"`
-	InstanceIds        []string            `json:"InstanceIds"`
-	Targets            []json.RawMessage   `json:"Targets"`
-	Parameters         map[string][]string `json:"Parameters"`
-	Comment            string              `json:"Comment"`
-	TimeoutSeconds     *int                `json:"TimeoutSeconds"`
-	MaxConcurrency     string              `json:"MaxConcurrency"`
-	MaxErrors          string              `json:"MaxErrors"`
-	OutputS3BucketName string              `json:"OutputS3BucketName"`
-	OutputS3KeyPrefix  string              `json:"OutputS3KeyPrefix"`
-	OutputS3Region     string              `json:"OutputS3Region"`
-	ServiceRoleArn     string              `json:"ServiceRoleArn"`
+	DocumentName           string                     `json:"DocumentName"`
+	DocumentVersion        string                     `json:"DocumentVersion"`
+	InstanceIds            []string                   `json:"InstanceIds"`
+	Targets                []json.RawMessage          `json:"Targets"`
+	Parameters             map[string][]string        `json:"Parameters"`
+	Comment                string                     `json:"Comment"`
+	TimeoutSeconds         *int                       `json:"TimeoutSeconds"`
+	MaxConcurrency         string                     `json:"MaxConcurrency"`
+	MaxErrors              string                     `json:"MaxErrors"`
+	OutputS3BucketName     string                     `json:"OutputS3BucketName"`
+	OutputS3KeyPrefix      string                     `json:"OutputS3KeyPrefix"`
+	OutputS3Region         string                     `json:"OutputS3Region"`
+	CloudWatchOutputConfig cloudWatchOutputConfigJSON `json:"CloudWatchOutputConfig"`
+	ServiceRoleArn         string                     `json:"ServiceRoleArn"`
 }
 
 type commandFilter struct {

@@ -1,6 +1,7 @@
 package task
 
 import (
+	"fmt"
 	"time"
 	"unicode/utf8"
 )
@@ -23,6 +24,10 @@ type Device struct {
 	// Ref is the runner's own handle for the device (an SSM command id, a local process group),
 	// so a runner can find its work again after a restart.
 	Ref string `json:"ref,omitempty"`
+	// CancelRequestedAt is when a caller asked for this device alone to be cancelled
+	// (DeviceEventCancel), nil if nobody did. A running device keeps running, so marked, until
+	// its runner reports that it stopped.
+	CancelRequestedAt *time.Time `json:"cancelRequestedAt,omitempty"`
 }
 
 // Output limits: the inline copies of a device's output are cut like SSM cuts them, in bytes
@@ -32,11 +37,15 @@ const (
 	StderrInlineLimit = 8000
 )
 
-// DeviceUpdate is a runner's report that a device moved to a new status. Updates may arrive
-// twice or out of order; Device.Apply decides what each one changes.
+// DeviceUpdate is a runner's report that a device moved to a new status, or, when Event is
+// set, a caller's event (built by CancelDevice). Updates may arrive twice or out of order;
+// Device.Apply decides what each one changes.
 type DeviceUpdate struct {
 	DeviceID string
-	Status   DeviceStatus
+	// Event is the caller's event this update carries, "" for a runner's report. Status must
+	// then be where the deviceEvents table leads, or the update is ignored.
+	Event  DeviceEvent
+	Status DeviceStatus
 	// At is when the device moved; the store's time when zero.
 	At       time.Time
 	ExitCode *int
@@ -59,10 +68,14 @@ const (
 	Ignored Applied = iota
 	// Moved means the device moved to the update's status: the task's counts change with it.
 	Moved
-	// Refreshed means a terminal device kept its status and took a longer copy of its output,
-	// as when SSM's full output (GetCommandInvocation) arrives after the shorter copy a poll
-	// saw first. The task's counts do not change.
+	// Refreshed means a running or terminal device kept its status and took a longer copy of
+	// its output: a running device's output as far as it has been written, or, for an ended
+	// one, SSM's full output (GetCommandInvocation) arriving after the shorter copy a poll saw
+	// first. The task's counts do not change.
 	Refreshed
+	// Marked means a running device kept its status and was marked as asked to stop
+	// (CancelRequestedAt). The task's counts do not change.
+	Marked
 )
 
 // Apply applies u to d at time now (when u.At is zero), the one rule both stores follow:
@@ -72,21 +85,29 @@ const (
 //     a terminal update without a Ref keeps the Ref of the running one.
 //   - Output is cut at StdoutInlineLimit and StderrInlineLimit on a UTF-8 boundary. A stream
 //     u reports replaces d's, and its truncated flag is u's, or true when Apply cut it.
-//   - On a terminal device, an update with the same status whose output is longer replaces
-//     the shorter copy, stream by stream, and changes nothing else.
+//   - On a running or terminal device, an update with the same status whose output is
+//     longer replaces the shorter copy, stream by stream, and changes nothing else: that is
+//     how a running device's inline output follows what it writes.
+//   - A caller's event (u.Event) is taken where the deviceEvents table allows it and u.Status
+//     is where the table leads: the device records when it was asked (CancelRequestedAt) and
+//     moves if the table moves it (a pending device is cancelled, with u's reason). A running
+//     device asked to stop a second time, or a cancelled one asked again, is unchanged.
 //   - Anything else is ignored and leaves d as it was.
 func (d *Device) Apply(u DeviceUpdate, now time.Time) Applied {
-	if d.Status.Terminal() && u.Status == d.Status {
-		return d.refresh(u)
-	}
-	if !d.Status.CanMove(u.Status) {
-		return Ignored
-	}
 	at := u.At
 	if at.IsZero() {
 		at = now
 	}
 	at = at.UTC()
+	if u.Event != "" {
+		return d.take(u, at)
+	}
+	if u.Status == d.Status && (d.Status.Terminal() || d.Status == DeviceRunning) {
+		return d.refresh(u)
+	}
+	if !d.Status.CanMove(u.Status) {
+		return Ignored
+	}
 	d.Status = u.Status
 	if u.Status == DeviceRunning {
 		d.StartedAt = &at
@@ -110,6 +131,51 @@ func (d *Device) Apply(u DeviceUpdate, now time.Time) Applied {
 		d.Ref = u.Ref
 	}
 	return Moved
+}
+
+// take applies a caller's event at time at (see Apply).
+func (d *Device) take(u DeviceUpdate, at time.Time) Applied {
+	next, err := d.Status.On(u.Event)
+	if err != nil || next != u.Status {
+		return Ignored
+	}
+	if next == d.Status {
+		if d.Status.Terminal() || d.CancelRequestedAt != nil {
+			return Ignored // asked already, or ended already: nothing changes
+		}
+		d.CancelRequestedAt = &at
+		return Marked
+	}
+	d.Status, d.CancelRequestedAt = next, &at
+	if next.Terminal() {
+		d.CompletedAt = new(at)
+	}
+	if u.Reason != "" {
+		d.Reason = u.Reason
+	}
+	return Moved
+}
+
+// CancelDevice builds the update that cancels device d of task t at time at, for a store's
+// ApplyDeviceUpdates: a pending device becomes cancelled at once, a running one is marked as
+// asked to stop; for a device already cancelled, or marked, the update changes nothing
+// (Apply ignores it). It refuses, with CodeConflict, a task that has ended (carrying its
+// status) and a device that ended otherwise (carrying the device's status).
+func CancelDevice(t *Task, d *Device, at time.Time) (DeviceUpdate, error) {
+	if t.Status.Terminal() {
+		return DeviceUpdate{}, &Error{Code: CodeConflict, Status: t.Status, DeviceStatus: d.Status,
+			Message: fmt.Sprintf("the task is %s: its devices can no longer be cancelled", t.Status)}
+	}
+	next, err := d.Status.On(DeviceEventCancel)
+	if err != nil {
+		return DeviceUpdate{}, &Error{Code: CodeConflict, Status: t.Status, DeviceStatus: d.Status,
+			Message: fmt.Sprintf("device %s is %s and can no longer be cancelled", d.ID, d.Status)}
+	}
+	u := DeviceUpdate{DeviceID: d.ID, Event: DeviceEventCancel, Status: next, At: at}
+	if next != d.Status {
+		u.Reason = "cancelled by request before it started"
+	}
+	return u, nil
 }
 
 // ApplyEnded applies u to d, a device of a task that has ended, whose devices no longer move:

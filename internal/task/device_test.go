@@ -1,6 +1,7 @@
 package task_test
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -135,5 +136,96 @@ func TestInlineCutsOnAUTF8Boundary(t *testing.T) {
 	// A cut the runner made already stays flagged, even when the text fits.
 	if _, cut := task.Inline("short", true, 10); !cut {
 		t.Error("a runner's truncated flag was dropped")
+	}
+}
+
+func TestApplyTakesACancelOnlyWhereTheTableAllows(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	running := task.Task{ID: "t", Status: task.StatusRunning}
+	for _, from := range task.DeviceStatuses() {
+		d := task.Device{ID: "d", Status: from}
+		u, err := task.CancelDevice(&running, &d, now)
+		next, allowed := from.On(task.DeviceEventCancel)
+		if allowed != nil {
+			var te *task.Error
+			if !errors.As(err, &te) || te.Code != task.CodeConflict || te.DeviceStatus != from {
+				t.Errorf("CancelDevice of a %s device = %v; want a conflict carrying %s", from, err, from)
+			}
+			// A forged cancel update is ignored by Apply all the same.
+			forged := task.DeviceUpdate{DeviceID: "d", Event: task.DeviceEventCancel, Status: task.DeviceCancelled}
+			if got := d.Apply(forged, now); got != task.Ignored || d.Status != from {
+				t.Errorf("a forged cancel of a %s device: %v, device %s", from, got, d.Status)
+			}
+			continue
+		}
+		if err != nil || u.Status != next || u.Event != task.DeviceEventCancel {
+			t.Fatalf("CancelDevice of a %s device = %+v, %v", from, u, err)
+		}
+		want := task.Moved
+		switch {
+		case next == from && from.Terminal():
+			want = task.Ignored
+		case next == from:
+			want = task.Marked
+		}
+		got := d.Apply(u, now)
+		if got != want || d.Status != next {
+			t.Errorf("cancel of a %s device: %v, device %+v; want %v to %s", from, got, d, want, next)
+		}
+		if want == task.Ignored {
+			if d.CancelRequestedAt != nil {
+				t.Errorf("a cancel of an ended %s device marked it", from)
+			}
+			continue
+		}
+		if d.CancelRequestedAt == nil || !d.CancelRequestedAt.Equal(now) {
+			t.Errorf("cancel of a %s device: marked %v, want %v", from, d.CancelRequestedAt, now)
+		}
+		if got := d.Apply(u, now.Add(time.Second)); got != task.Ignored || !d.CancelRequestedAt.Equal(now) {
+			t.Errorf("a repeated cancel of a %s device: %v; want ignored, the first time kept", from, got)
+		}
+	}
+	// An update that claims a status the table does not lead to is ignored.
+	d := task.Device{ID: "d", Status: task.DeviceRunning}
+	if got := d.Apply(task.DeviceUpdate{Event: task.DeviceEventCancel, Status: task.DeviceCancelled}, now); got != task.Ignored || d.Status != task.DeviceRunning {
+		t.Errorf("a cancel that jumps a running device to cancelled: %v, %s", got, d.Status)
+	}
+	// The runner's report of the stop then ends the marked device.
+	d.Apply(task.DeviceUpdate{Event: task.DeviceEventCancel, Status: task.DeviceRunning}, now)
+	if got := d.Apply(task.DeviceUpdate{Status: task.DeviceCancelled, Reason: "stopped"}, now); got != task.Moved || d.Status != task.DeviceCancelled {
+		t.Errorf("the runner's cancelled report of a marked device: %v, %s", got, d.Status)
+	}
+}
+
+func TestCancelDeviceRefusesAFinishedTask(t *testing.T) {
+	t.Parallel()
+	for _, s := range task.Statuses() {
+		tk := task.Task{ID: "t", Status: s}
+		_, err := task.CancelDevice(&tk, &task.Device{ID: "d", Status: task.DevicePending}, time.Now())
+		var te *task.Error
+		switch {
+		case s.Terminal() && (!errors.As(err, &te) || te.Code != task.CodeConflict || te.Status != s):
+			t.Errorf("cancel of a device of a %s task: %v; want a conflict carrying %s", s, err, s)
+		case !s.Terminal() && err != nil:
+			t.Errorf("cancel of a pending device of a %s task: %v", s, err)
+		}
+	}
+}
+
+func TestApplyRefreshesARunningDevicesOutput(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	d := task.Device{ID: "d", Status: task.DevicePending}
+	d.Apply(task.DeviceUpdate{Status: task.DeviceRunning, Ref: "pgid:9"}, now)
+	if got := d.Apply(task.DeviceUpdate{Status: task.DeviceRunning, Stdout: "line 1\n"}, now); got != task.Refreshed || d.Stdout != "line 1\n" {
+		t.Fatalf("first refresh: %v, stdout %q", got, d.Stdout)
+	}
+	if got := d.Apply(task.DeviceUpdate{Status: task.DeviceRunning, Stdout: "line 1\nline 2\n", Ref: "other"}, now); got != task.Refreshed ||
+		d.Stdout != "line 1\nline 2\n" || d.Ref != "pgid:9" {
+		t.Errorf("second refresh: %v, %+v; want the longer output and nothing else changed", got, d)
+	}
+	if got := d.Apply(task.DeviceUpdate{Status: task.DeviceRunning, Stdout: "line 1\n"}, now); got != task.Ignored || d.Stdout != "line 1\nline 2\n" {
+		t.Errorf("a late, shorter refresh: %v, stdout %q; want ignored", got, d.Stdout)
 	}
 }

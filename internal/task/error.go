@@ -39,12 +39,14 @@ type FieldError struct {
 }
 
 // Error is the domain's error: a code, a message meant for the caller, and for validation the
-// fields at fault. Status is set on conflicts so the caller can be told the current state.
+// fields at fault. Status, or DeviceStatus for a conflict about one device, is set on
+// conflicts so the caller can be told the current state.
 type Error struct {
-	Code    Code
-	Message string
-	Fields  []FieldError
-	Status  Status
+	Code         Code
+	Message      string
+	Fields       []FieldError
+	Status       Status
+	DeviceStatus DeviceStatus
 }
 
 // Error implements the error interface.

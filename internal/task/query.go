@@ -70,6 +70,16 @@ func (p *QueryParser) Cursor(s string) string {
 	return s
 }
 
+// TaskID reads the id of a task named by parameter name (relaunchOf): 1 to 128 printable
+// ASCII characters. Whether such a task exists is the listing's to find out.
+func (p *QueryParser) TaskID(name, s string) string {
+	if s == "" || len(s) > 128 || strings.IndexFunc(s, func(r rune) bool { return r <= ' ' || r > '~' }) >= 0 {
+		p.Bad(name, "%s must be a task id", name)
+		return ""
+	}
+	return s
+}
+
 // Err returns the bad parameters as one error with CodeInvalidQuery, or nil.
 func (p *QueryParser) Err() error {
 	if len(p.errs) == 0 {

@@ -159,6 +159,44 @@ var deviceMoves = map[DeviceStatus][]DeviceStatus{
 	DeviceRunning: deviceEndings,
 }
 
+// DeviceEvent is something a caller asks of one device of a task, as opposed to a runner's
+// report of where the device is (a DeviceUpdate with no Event).
+type DeviceEvent string
+
+const (
+	// DeviceEventCancel is a caller asking for one device to stop, or never to start, while
+	// the task goes on with its other devices.
+	DeviceEventCancel DeviceEvent = "cancel"
+)
+
+// DeviceEvents lists every device event.
+func DeviceEvents() []DeviceEvent {
+	return []DeviceEvent{DeviceEventCancel}
+}
+
+// deviceEvents is what a caller's event does to a device: for each status, the events it
+// accepts and the status each leads to. A pair that is not here is refused with CodeConflict,
+// carrying the device's status: an ended device cannot be cancelled.
+//
+// A pending device is cancelled at once and never starts. A running one stays running, marked
+// as asked to stop (Device.CancelRequestedAt), until its runner reports that it stopped: the
+// runner's cancelled update is a move deviceMoves already allows. Cancel is idempotent: a
+// repeated cancel of a running device, or a cancel of a cancelled one, changes nothing.
+var deviceEvents = map[DeviceStatus]map[DeviceEvent]DeviceStatus{
+	DevicePending:   {DeviceEventCancel: DeviceCancelled},
+	DeviceRunning:   {DeviceEventCancel: DeviceRunning},
+	DeviceCancelled: {DeviceEventCancel: DeviceCancelled},
+}
+
+// On returns the status that event e moves a device in status d to. It returns an *Error
+// with code CodeConflict, carrying d, when the table does not allow e in d.
+func (d DeviceStatus) On(e DeviceEvent) (DeviceStatus, error) {
+	if next, ok := deviceEvents[d][e]; ok {
+		return next, nil
+	}
+	return "", &Error{Code: CodeConflict, DeviceStatus: d, Message: fmt.Sprintf("a device that is %s cannot take %q", d, e)}
+}
+
 // UnstartedAtEnd is what a device that never started becomes once its task has ended: it never
 // will start. Task.Unstarted and Counts.Ended both follow it, so a device is listed and counted
 // the same way.

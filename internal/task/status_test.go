@@ -1,6 +1,7 @@
 package task_test
 
 import (
+	"errors"
 	"os"
 	"slices"
 	"strings"
@@ -193,6 +194,48 @@ func TestCanMoveWalksEveryDevicePair(t *testing.T) {
 	}
 }
 
+// wantOn is the device event table written out again: for each status, where a caller's
+// cancel leads, refused where it may not be taken.
+var wantOn = map[task.DeviceStatus]map[task.DeviceEvent]task.DeviceStatus{
+	task.DevicePending:       {task.DeviceEventCancel: task.DeviceCancelled},
+	task.DeviceRunning:       {task.DeviceEventCancel: task.DeviceRunning},
+	task.DeviceSucceeded:     {task.DeviceEventCancel: ""},
+	task.DeviceFailed:        {task.DeviceEventCancel: ""},
+	task.DeviceTimedOut:      {task.DeviceEventCancel: ""},
+	task.DeviceCancelled:     {task.DeviceEventCancel: task.DeviceCancelled},
+	task.DeviceUndeliverable: {task.DeviceEventCancel: ""},
+}
+
+func TestOnWalksEveryDeviceStatusAndEvent(t *testing.T) {
+	t.Parallel()
+	if got := task.DeviceEvents(); !slices.Equal(got, []task.DeviceEvent{"cancel"}) {
+		t.Errorf("DeviceEvents() = %v, want [cancel]", got)
+	}
+	for _, d := range task.DeviceStatuses() {
+		for _, e := range task.DeviceEvents() {
+			want, ok := wantOn[d][e]
+			if !ok {
+				t.Errorf("pair %s × %s is missing from the expected table", d, e)
+				continue
+			}
+			got, err := d.On(e)
+			if want == "" {
+				var te *task.Error
+				if !errors.As(err, &te) || te.Code != task.CodeConflict || te.DeviceStatus != d || got != "" {
+					t.Errorf("%s.On(%s) = %q, %v; want a conflict carrying %s", d, e, got, err, d)
+				}
+				continue
+			}
+			if err != nil || got != want {
+				t.Errorf("%s.On(%s) = %q, %v; want %s", d, e, got, err, want)
+			}
+		}
+	}
+	if _, err := task.DeviceRunning.On("pause"); !task.IsCode(err, task.CodeConflict) {
+		t.Errorf("running took an unknown device event: %v", err)
+	}
+}
+
 func TestDeviceTerminalAndError(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -230,22 +273,10 @@ func TestStateMachineDocMatchesTheTable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var header []string
+	header, table := docTable(t, string(doc), "## Task")
 	rows := map[task.Status][]string{}
-	for line := range strings.Lines(string(doc)) {
-		line = strings.TrimSpace(line)
-		if !strings.HasPrefix(line, "|") || strings.HasPrefix(line, "| ---") {
-			continue
-		}
-		cells := strings.Split(strings.Trim(line, "|"), "|")
-		for i := range cells {
-			cells[i] = strings.TrimSpace(cells[i])
-		}
-		if header == nil {
-			header = cells
-			continue
-		}
-		rows[task.Status(cells[0])] = cells[1:]
+	for name, row := range table {
+		rows[task.Status(name)] = row
 	}
 	if len(header) != len(task.Events())+1 {
 		t.Fatalf("the doc's table has columns %q, want one per event", header)
@@ -275,4 +306,74 @@ func TestStateMachineDocMatchesTheTable(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestDeviceEventDocMatchesTheTable checks the device event table of docs/state-machine.md
+// against DeviceStatus.On, cell by cell.
+func TestDeviceEventDocMatchesTheTable(t *testing.T) {
+	t.Parallel()
+	doc, err := os.ReadFile("../../docs/state-machine.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	header, rows := docTable(t, string(doc), "## Device")
+	if len(header) != len(task.DeviceEvents())+1 {
+		t.Fatalf("the doc's device table has columns %q, want one per device event", header)
+	}
+	for i, e := range task.DeviceEvents() {
+		if header[i+1] != string(e) {
+			t.Errorf("column %d of the doc's device table is %q, want %q", i+1, header[i+1], e)
+		}
+	}
+	if len(rows) != len(task.DeviceStatuses()) {
+		t.Errorf("the doc's device table has %d rows, want one per device status (%d)", len(rows), len(task.DeviceStatuses()))
+	}
+	for _, d := range task.DeviceStatuses() {
+		row, ok := rows[string(d)]
+		if !ok || len(row) != len(task.DeviceEvents()) {
+			t.Errorf("the doc's device table has no full row for %s: %q", d, row)
+			continue
+		}
+		for i, e := range task.DeviceEvents() {
+			next, err := d.On(e)
+			cell := row[i]
+			switch {
+			case err != nil && !strings.HasPrefix(cell, "—"):
+				t.Errorf("doc: %s × %s is %q, but the table refuses it", d, e, cell)
+			case err == nil && strings.Fields(cell)[0] != string(next):
+				t.Errorf("doc: %s × %s is %q, the table says %s", d, e, cell, next)
+			}
+		}
+	}
+}
+
+// docTable returns the header and the rows, by their first cell, of the first table after the
+// heading section in a Markdown document, up to the next heading of the same level.
+func docTable(t *testing.T, doc, section string) ([]string, map[string][]string) {
+	t.Helper()
+	_, rest, ok := strings.Cut(doc, "\n"+section+"\n")
+	if !ok {
+		t.Fatalf("the doc has no section %q", section)
+	}
+	if end := strings.Index(rest, "\n## "); end >= 0 {
+		rest = rest[:end]
+	}
+	var header []string
+	rows := map[string][]string{}
+	for line := range strings.Lines(rest) {
+		line = strings.TrimSpace(line)
+		if !strings.HasPrefix(line, "|") || strings.HasPrefix(line, "| ---") {
+			continue
+		}
+		cells := strings.Split(strings.Trim(line, "|"), "|")
+		for i := range cells {
+			cells[i] = strings.TrimSpace(cells[i])
+		}
+		if header == nil {
+			header = cells
+			continue
+		}
+		rows[cells[0]] = cells[1:]
+	}
+	return header, rows
 }

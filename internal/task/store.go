@@ -23,7 +23,10 @@ type Store interface {
 	// expired. Owner checks belong to the caller.
 	GetTask(ctx context.Context, id string) (*Task, error)
 
-	// ListTasks returns q.Owner's tasks newest first, filtered by q.Status when set.
+	// ListTasks returns q.Owner's tasks newest first, filtered by q.Status and q.RelaunchOf when
+	// set. A listing by RelaunchOf reads only the relaunches of that task, however many tasks
+	// the owner has: CreateTask indexes a task with a RelaunchOf under the task it relaunched,
+	// in the same atomic write.
 	ListTasks(ctx context.Context, q ListQuery) (*TaskPage, error)
 
 	// Transition changes a task's status if the state machine allows tr (tr.Check) and the
@@ -86,8 +89,10 @@ type Store interface {
 type ListQuery struct {
 	Owner  string
 	Status Status
-	Limit  int
-	Cursor string
+	// RelaunchOf, when set, selects only the tasks relaunched from that task (Task.RelaunchOf).
+	RelaunchOf string
+	Limit      int
+	Cursor     string
 }
 
 // TaskPage is one page of tasks; Next is the opaque cursor of the next page, empty on the last.

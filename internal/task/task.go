@@ -25,6 +25,11 @@ type Request struct {
 	// MaxErrors is how many device errors are tolerated before the remaining devices are not
 	// started and the task fails: a count ("0") or a share ("10%").
 	MaxErrors string `json:"maxErrors"`
+	// Targets are the tag targets DeviceIDs were resolved from when the task was submitted,
+	// nil when the caller named the devices; IncludeOffline says offline devices were asked
+	// for too.
+	Targets        []Target `json:"targets,omitempty"`
+	IncludeOffline bool     `json:"includeOffline,omitempty"`
 	// Notify, when set, is where the task's webhook events are posted.
 	Notify *Notify `json:"notify,omitempty"`
 }
@@ -147,6 +152,9 @@ type Task struct {
 	Counts      Counts    `json:"counts"`
 	CurrentStep string    `json:"currentStep"`
 	Result      *Result   `json:"result,omitempty"`
+	// RelaunchOf is the id of the finished task this one relaunched (Relaunch), "" for a task
+	// submitted afresh. It never changes.
+	RelaunchOf string `json:"relaunchOf,omitempty"`
 	// Lease is when the sweeper looks at an unfinished task unless the executor has renewed
 	// it first (see engine.Sweep); zero where no sweeper runs (the embedded store).
 	Lease time.Time `json:"lease,omitzero"`

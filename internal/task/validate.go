@@ -135,6 +135,10 @@ type Draft struct {
 	DeliveryTimeoutSeconds *int
 	MaxConcurrency         *string
 	MaxErrors              *string
+	// Targets, when not nil, are the tag targets the devices were resolved from (CheckTargets,
+	// then the engine's inventory fills DeviceIDs); IncludeOffline asks for offline devices too.
+	Targets        []Target
+	IncludeOffline bool
 	// Notify is the webhook subscription, nil when the caller sent none.
 	Notify *NotifyDraft
 }
@@ -206,7 +210,12 @@ func (r Rules) Validate(d Draft) (Request, error) {
 		}
 	}
 
-	req := Request{DeviceIDs: d.DeviceIDs, ScriptURL: d.ScriptURL, Args: d.Args,
+	if d.IncludeOffline && d.Targets == nil {
+		bad("/includeOffline", "includeOffline applies to targets only")
+	}
+
+	req := Request{DeviceIDs: d.DeviceIDs, ScriptURL: d.ScriptURL, Args: d.Args, Targets: d.Targets,
+		IncludeOffline: d.IncludeOffline,
 		TimeoutSeconds: DefaultTimeout, MaxConcurrency: DefaultConcurrency, MaxErrors: DefaultMaxErrors}
 	if req.Args == nil {
 		req.Args = []string{}

@@ -94,3 +94,46 @@ func TestPollerReturnsWhenTheStoredVersionRises(t *testing.T) {
 		t.Fatalf("Wait on a missing task = %v, want CodeNotFound", err)
 	}
 }
+
+func TestBrokerWakesOwnerWaitersOnAnyOfTheirTasks(t *testing.T) {
+	t.Parallel()
+	b := watch.NewBroker()
+	mark := b.OwnerMark("alice")
+	woke := make(chan error, 1)
+	go func() { woke <- b.WaitOwner(context.Background(), "alice", mark) }()
+
+	// A write to another owner's task wakes nobody.
+	b.Notify(&task.Task{ID: "t2", Owner: "bob", Version: 1})
+	select {
+	case err := <-woke:
+		t.Fatalf("WaitOwner returned (%v) after a write to another owner's task", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	b.Notify(&task.Task{ID: "t1", Owner: "alice", Version: 1})
+	select {
+	case err := <-woke:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("WaitOwner did not return after a write to the owner's task")
+	}
+}
+
+func TestBrokerOwnerWaitDoesNotMissAWriteAfterTheMark(t *testing.T) {
+	t.Parallel()
+	b := watch.NewBroker()
+	mark := b.OwnerMark("alice")
+	// The write lands between the caller's read of the list and its call to WaitOwner.
+	b.Notify(&task.Task{ID: "t1", Owner: "alice", Version: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := b.WaitOwner(ctx, "alice", mark); err != nil {
+		t.Fatalf("WaitOwner = %v, want an immediate return", err)
+	}
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel2()
+	if err := b.WaitOwner(ctx2, "alice", b.OwnerMark("alice")); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitOwner from the current mark = %v, want the context's deadline", err)
+	}
+}

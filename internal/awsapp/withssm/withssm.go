@@ -21,6 +21,8 @@ func Runner(a *awsapp.App) {
 	a.Parts.Runner = ssmrun.New(ssmrun.Config{
 		API:            ssm.NewFromConfig(a.SDK, ssmrun.ObserveThrottles(a.Metrics)),
 		CommandLog:     a.Store,
+		Devices:        a.Store,
+		OutputLogGroup: a.Config.OutputLogGroup,
 		DocumentName:   a.Config.DocumentName,
 		AllowedBuckets: a.Config.AllowedScriptBuckets,
 		OutputBucket:   a.Config.OutputBucket,

@@ -1,7 +1,8 @@
 // Package runnertest is the conformance suite of engine.Runner. The local runner and the SSM
 // runner (over the SSM test server) run the same scenarios through the real engine and the
 // embedded store: success, failure with an exit code, the task's deadline, a cancel while the
-// devices run, output longer than the inline copy, and a restart of the runner mid-run.
+// devices run, a cancel of one device while the others run, output longer than the inline
+// copy, and a restart of the runner mid-run.
 //
 // Where the runners genuinely differ, a Target states what its runner does in an Expect,
 // instead of the suite skipping the scenario: the length of the inline copy of a long output,
@@ -87,6 +88,10 @@ type Target interface {
 	Stop(t *testing.T, r engine.Runner)
 	// Starts returns how many times the script was started on device id.
 	Starts(t *testing.T, id string) int
+	// StoppedAlone returns nil once device d's work has stopped and the runner stopped it
+	// alone, leaving the task's other devices be (locally its process group is gone; on SSM
+	// every CancelCommand so far named exactly d's instance), and what is missing otherwise.
+	StoppedAlone(t *testing.T, d *task.Device) error
 	// Expect says how the runner differs from others.
 	Expect() Expect
 }
@@ -101,6 +106,7 @@ func Run(t *testing.T, newTarget func(t *testing.T) Target) {
 		{"FailureWithExitCode", testFailure},
 		{"Deadline", testDeadline},
 		{"CancelMidRun", testCancel},
+		{"CancelOneDeviceMidRun", testCancelOneDevice},
 		{"OutputTruncation", testTruncation},
 		{"RestartRecovery", testRestart},
 	}
@@ -188,6 +194,41 @@ func testCancel(t *testing.T, h *harness) {
 	for _, id := range ids {
 		if d := h.device(t, tk.ID, id); d.Status != task.DeviceCancelled || d.StartedAt == nil {
 			t.Errorf("device %s = %+v; want cancelled after it started", id, d)
+		}
+	}
+}
+
+func testCancelOneDevice(t *testing.T, h *harness) {
+	ids := h.target.DeviceIDs(3)
+	tk := h.submit(t, 600, map[string]Behaviour{ids[0]: {Outcome: Hang}, ids[1]: {Outcome: Hang}, ids[2]: {Outcome: Hang}})
+	h.settle(t, tk.ID, func(tk *task.Task) bool { return tk.Counts.Running == 3 })
+	got, d, err := h.engine.CancelDevice(t.Context(), task.Caller{Owner: "alice"}, tk.ID, ids[0])
+	if err != nil || d.Status != task.DeviceRunning || d.CancelRequestedAt == nil || got.Status != task.StatusRunning {
+		t.Fatalf("CancelDevice = %+v, %+v, %v; want the device running, marked, in a running task", got, d, err)
+	}
+	h.settle(t, tk.ID, func(tk *task.Task) bool { return tk.Counts.Cancelled == 1 })
+	d = h.device(t, tk.ID, ids[0])
+	if d.Status != task.DeviceCancelled || d.StartedAt == nil || d.CancelRequestedAt == nil {
+		t.Fatalf("the cancelled device = %+v; want cancelled after it started, marked", d)
+	}
+	clocktest.Eventually(t, 20*time.Second, func() error { return h.target.StoppedAlone(t, d) })
+	if cur := h.task(t, tk.ID); cur.Status != task.StatusRunning || cur.Counts.Running != 2 {
+		t.Fatalf("after one device was cancelled the task is %s with %+v; want running with two running", cur.Status, cur.Counts)
+	}
+	// Cancelling the others one by one ends the task like any other: completed.
+	for _, id := range ids[1:] {
+		if _, _, err := h.engine.CancelDevice(t.Context(), task.Caller{Owner: "alice"}, tk.ID, id); err != nil {
+			t.Fatalf("CancelDevice(%s) = %v", id, err)
+		}
+	}
+	done := h.settle(t, tk.ID, terminal)
+	if done.Status != task.StatusCompleted || done.Counts.Cancelled != 3 || len(done.Result.CancelledDevices) != 3 {
+		t.Fatalf("task %s with counts %+v and result %+v; want completed with the three devices cancelled",
+			done.Status, done.Counts, done.Result)
+	}
+	for _, id := range ids {
+		if n := h.target.Starts(t, id); n != 1 {
+			t.Errorf("device %s was started %d times, want 1", id, n)
 		}
 	}
 }
@@ -316,6 +357,15 @@ func (h *harness) settle(t *testing.T, id string, done func(*task.Task) bool) *t
 		}
 		return nil
 	})
+	return tk
+}
+
+func (h *harness) task(t *testing.T, id string) *task.Task {
+	t.Helper()
+	tk, err := h.store.GetTask(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return tk
 }
 

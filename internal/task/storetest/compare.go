@@ -55,6 +55,7 @@ func normTask(x task.Task) task.Task {
 func normDevice(d task.Device) task.Device {
 	d.StartedAt = normTime(d.StartedAt)
 	d.CompletedAt = normTime(d.CompletedAt)
+	d.CancelRequestedAt = normTime(d.CancelRequestedAt)
 	return d
 }
 

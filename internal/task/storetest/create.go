@@ -20,6 +20,14 @@ func testCreateTask(e *env) {
 		sameTask(e.t, "GetTask", e.get(want.ID), want)
 	})
 
+	e.run("keeps the targets the devices came from", func(e *env) {
+		want := e.newTask(e.id("owner"), deviceNames(2))
+		want.Request.Targets = []task.Target{{Key: "tag:Env", Values: []string{"prod"}}, {Key: "tag:Role", Values: []string{"web", "db"}}}
+		want.Request.IncludeOffline = true
+		e.create(want)
+		sameTask(e.t, "GetTask", e.get(want.ID), want)
+	})
+
 	e.run("replays the same key and body", func(e *env) {
 		owner, key := e.id("owner"), e.id("key")
 		first := e.newTask(owner, deviceNames(2))

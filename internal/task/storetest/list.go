@@ -147,6 +147,62 @@ func testListTasks(e *env) {
 	})
 }
 
+// testRelaunches checks that a task keeps the task it relaunched, and that listing by
+// RelaunchOf returns exactly the owner's live relaunches of that task, newest first.
+func testRelaunches(e *env) {
+	e.run("lists a task's relaunches", func(e *env) {
+		owner, other := e.id("owner"), e.id("other")
+		orig := e.move(e.create(e.newTask(owner, deviceNames(3))), task.StatusCancelled, 24*time.Hour)
+		unrelated := e.move(e.create(e.newTask(owner, deviceNames(3))), task.StatusCancelled, 24*time.Hour)
+		var want []string // newest first
+		relaunch := func(owner, of string) *task.Task {
+			e.clock.Advance(time.Millisecond)
+			tk := e.newTask(owner, deviceNames(2))
+			tk.RelaunchOf = of
+			stored := e.create(tk)
+			if stored.RelaunchOf != of {
+				e.t.Errorf("CreateTask returned relaunchOf %q, want %q", stored.RelaunchOf, of)
+			}
+			sameTask(e.t, "a relaunch read back", e.get(tk.ID), tk)
+			return tk
+		}
+		for range 5 {
+			want = append([]string{relaunch(owner, orig.ID).ID}, want...)
+		}
+		relaunch(other, orig.ID) // another owner's: never listed for owner
+		relaunch(owner, unrelated.ID)
+		for _, limit := range []int{1, 2, 5, 50} {
+			if got := e.listAll(task.ListQuery{Owner: owner, RelaunchOf: orig.ID, Limit: limit}); !slices.Equal(got, want) {
+				e.t.Errorf("relaunches of %s by %d = %v, want %v", orig.ID, limit, got, want)
+			}
+		}
+		if got := e.listAll(task.ListQuery{Owner: owner, RelaunchOf: unrelated.ID}); len(got) != 1 {
+			e.t.Errorf("relaunches of the other task = %v, want one", got)
+		}
+		if got := e.listAll(task.ListQuery{Owner: owner, RelaunchOf: e.id("none")}); len(got) != 0 {
+			e.t.Errorf("relaunches of a task never relaunched = %v", got)
+		}
+
+		// By status: one relaunch is running, one has ended and expired.
+		running := e.move(e.get(want[1]), task.StatusRunning, 0)
+		gone := e.move(e.get(want[0]), task.StatusCancelled, time.Minute)
+		if got := e.listAll(task.ListQuery{Owner: owner, RelaunchOf: orig.ID, Status: task.StatusRunning}); !slices.Equal(got, []string{running.ID}) {
+			e.t.Errorf("running relaunches = %v, want %v", got, []string{running.ID})
+		}
+		e.clock.Advance(2 * time.Minute)
+		if got := e.listAll(task.ListQuery{Owner: owner, RelaunchOf: orig.ID, Limit: 1}); slices.Contains(got, gone.ID) || len(got) != 4 {
+			e.t.Errorf("relaunches after one expired = %v, want the 4 others", got)
+		}
+		// A cursor of the owner's listing is not one of this listing.
+		page, err := e.store.ListTasks(e.ctx, task.ListQuery{Owner: owner, Limit: 1})
+		if err != nil || page.Next == "" {
+			e.t.Fatalf("ListTasks = %+v, %v", page, err)
+		}
+		_, err = e.store.ListTasks(e.ctx, task.ListQuery{Owner: owner, RelaunchOf: orig.ID, Cursor: page.Next})
+		wantCode(e.t, err, task.CodeInvalidQuery, "a relaunch listing with an owner listing's cursor")
+	})
+}
+
 func newestFirst(a, b *task.Task) int {
 	if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
 		return c
