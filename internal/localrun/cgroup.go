@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -18,13 +19,50 @@ import (
 
 // cgroups puts each device's script in a cgroup v2 of its own, where this process may create
 // cgroups: under its own cgroup, a directory for the runner (cgroupPrefix + the server's
-// identity), and in it one leaf per started device. A script is started inside its leaf
+// identity), and in it the leaves the scripts run in. A script is started inside its leaf
 // (clone3 with CLONE_INTO_CGROUP), so everything it ever starts stays there whatever it does to
 // its process group or session (setsid, double forks), and writing cgroup.kill ends all of it
 // at once.
+//
+// A leaf that is empty when its script has exited is used again by a later script: on a busy
+// server, creating, killing and removing a cgroup per script cost more than the script's own
+// start. A leaf in which something is left is killed and removed instead, so no script ever
+// starts beside another's leftovers.
 type cgroups struct {
 	dir string
 	seq atomic.Uint64
+
+	mu   sync.Mutex
+	free []*leaf
+	// closed is set by close; leaves released after it are removed, not kept.
+	closed bool
+}
+
+// leaf is one script's cgroup.
+type leaf struct {
+	dir string
+	// fd is the open directory, for SysProcAttr.CgroupFD.
+	fd int
+	// events is cgroup.events, open to learn whether anything still runs in the leaf.
+	events int
+}
+
+// populated reports whether a process still runs in the leaf. A process that has exited but is
+// not reaped yet no longer counts. When the answer cannot be read, the leaf is taken for
+// populated, so it is killed and removed rather than used again.
+func (l *leaf) populated() bool {
+	var b [64]byte
+	n, err := unix.Pread(l.events, b[:], 0)
+	if err != nil || n <= 0 {
+		return true
+	}
+	return !bytes.Contains(b[:n], []byte("populated 0"))
+}
+
+// release closes the leaf's descriptors.
+func (l *leaf) release() {
+	_ = unix.Close(l.fd)
+	_ = unix.Close(l.events)
 }
 
 // cgroupPrefix starts the name of every runner's cgroup directory, so a later server can find
@@ -57,23 +95,63 @@ func openCgroups(identity string) (*cgroups, error) {
 	return &cgroups{dir: dir}, nil
 }
 
-// create makes a fresh leaf for one device and returns its path and an open descriptor of it
-// for SysProcAttr.CgroupFD, which the caller closes once the script has started.
-func (c *cgroups) create() (string, int, error) {
+// take returns an empty leaf for one device: a free one, or a new one.
+func (c *cgroups) take() (*leaf, error) {
+	c.mu.Lock()
+	if n := len(c.free); n > 0 {
+		l := c.free[n-1]
+		c.free = c.free[:n-1]
+		c.mu.Unlock()
+		return l, nil
+	}
+	c.mu.Unlock()
 	dir := filepath.Join(c.dir, "d"+strconv.FormatUint(c.seq.Add(1), 10))
 	if err := os.Mkdir(dir, 0o755); err != nil {
-		return "", -1, fmt.Errorf("localrun: create a cgroup: %w", err)
+		return nil, fmt.Errorf("localrun: create a cgroup: %w", err)
 	}
 	fd, err := unix.Open(dir, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		_ = os.Remove(dir)
-		return "", -1, fmt.Errorf("localrun: open a cgroup: %w", err)
+		return nil, fmt.Errorf("localrun: open a cgroup: %w", err)
 	}
-	return dir, fd, nil
+	events, err := unix.Open(filepath.Join(dir, "cgroup.events"), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		_ = unix.Close(fd)
+		_ = os.Remove(dir)
+		return nil, fmt.Errorf("localrun: open a cgroup's events: %w", err)
+	}
+	return &leaf{dir: dir, fd: fd, events: events}, nil
+}
+
+// put takes back the leaf of a script that has exited: kept for the next script when nothing
+// runs in it any more, otherwise killed and removed once what was left has gone.
+func (c *cgroups) put(l *leaf) {
+	if !l.populated() {
+		c.mu.Lock()
+		if !c.closed {
+			c.free = append(c.free, l)
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+	}
+	l.release()
+	go func() {
+		_ = killCgroup(l.dir)
+		removeCgroup(l.dir, 10*time.Second)
+	}()
 }
 
 // close kills whatever is left in the runner's cgroups and removes them.
 func (c *cgroups) close() {
+	c.mu.Lock()
+	c.closed = true
+	free := c.free
+	c.free = nil
+	c.mu.Unlock()
+	for _, l := range free {
+		l.release()
+	}
 	_ = killCgroup(c.dir)
 	removeCgroupTree(c.dir, 5*time.Second)
 }

@@ -148,3 +148,64 @@ func TestProcessIdentity(t *testing.T) {
 		t.Error("an identity of no live process counted as alive")
 	}
 }
+
+// A script's cgroup is used again by the next script when nothing was left running in it; what
+// a script leaves behind is killed, and no script ever runs beside another's leftovers.
+func TestCgroupsAreUsedAgainOnlyWhenEmpty(t *testing.T) {
+	t.Parallel()
+	ids := []string{"d1", "d2", "d3", "d4"}
+	b := setup(t, newFakeStore(ids...), nil)
+	if b.runner.Contained() != "cgroup" {
+		t.Skip("this process may not create cgroups here")
+	}
+	// Each script notes its leaf and the processes in it while it runs; d2 leaves a process
+	// of its own session behind.
+	name := b.script(t, "where.sh", `leaf=$(basename "$(cut -d: -f3 /proc/self/cgroup)")
+echo "$leaf" > leaf
+cat "`+b.runner.cg.dir+`/$leaf/cgroup.procs" > procs
+if [ "$FLEETRUN_DEVICE_ID" = d2 ]; then
+  setsid sh -c 'exec sleep 60' </dev/null >/dev/null 2>&1 &
+  echo $! > left
+fi`)
+	tk := newTask("T1", name, time.Now(), ids...)
+	tk.Request.MaxConcurrency = "1"
+	if err := b.runner.Start(context.Background(), tk); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "every device to finish", 20*time.Second, b.store.allTerminal)
+
+	read := func(id, file string) string {
+		t.Helper()
+		data, err := os.ReadFile(filepath.Join(b.data, "work", "T1", id, file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(data))
+	}
+	left := read("d2", "left")
+	t.Cleanup(func() {
+		if pid, err := strconv.Atoi(left); err == nil {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+	if read("d1", "leaf") != read("d2", "leaf") {
+		t.Errorf("d2 ran in cgroup %s, not in d1's %s, which d1 left empty", read("d2", "leaf"), read("d1", "leaf"))
+	}
+	pid, err := strconv.Atoi(left)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, pid)
+	for _, id := range []string{"d3", "d4"} {
+		for _, p := range strings.Fields(read(id, "procs")) {
+			if p == left {
+				t.Errorf("%s ran beside process %s, which d2 left behind", id, left)
+			}
+		}
+	}
+	for _, id := range ids {
+		if d := b.store.device(id); d.Status != task.DeviceSucceeded {
+			t.Errorf("%s is %s, want succeeded", id, d.Status)
+		}
+	}
+}

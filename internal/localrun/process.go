@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -23,7 +22,7 @@ const (
 
 // runDevice runs the script for one device and reports it running, then finished.
 func (r *Runner) runDevice(ru *run, path, deviceID string) {
-	cmd, out, cgroup, pidfd, err := r.start(ru.id, deviceID, path, ru.req.Args)
+	cmd, out, cg, pidfd, err := r.start(ru.id, deviceID, path, ru.req.Args)
 	if err != nil {
 		r.log.Warn("script could not be started", "task_id", ru.id, "device_id", deviceID, "err", err)
 		ru.countError()
@@ -34,7 +33,7 @@ func (r *Runner) runDevice(ru *run, path, deviceID string) {
 		return
 	}
 	pgid := cmd.Process.Pid
-	p := &proc{pgid: pgid, cgroup: cgroup, started: r.cfg.Now().UTC()}
+	p := &proc{pgid: pgid, cgroup: cg, started: r.cfg.Now().UTC()}
 	ru.register(deviceID, p)
 	if _, _, quiet := ru.state(); !quiet {
 		ru.updates.add(task.DeviceUpdate{DeviceID: deviceID, Status: task.DeviceRunning, At: p.started, Ref: groupRef(pgid)})
@@ -53,7 +52,7 @@ func (r *Runner) runDevice(ru *run, path, deviceID string) {
 	if err := r.reap(cmd); err != nil && cmd.ProcessState == nil {
 		r.log.Error("reaping a script failed", "task_id", ru.id, "device_id", deviceID, "err", err)
 	}
-	r.cleanUp(cgroup)
+	r.cleanUp(cg)
 	u := outcome(cmd.ProcessState, signalled, ru.req.TimeoutSeconds)
 	u.Stdout, u.StdoutTruncated = out.stdout.finish(task.StdoutInlineLimit)
 	u.Stderr, u.StderrTruncated = out.stderr.finish(task.StderrInlineLimit)
@@ -69,25 +68,22 @@ func (r *Runner) runDevice(ru *run, path, deviceID string) {
 
 // start starts a device's script: in its own cgroup where the runner has cgroups, with a pidfd
 // to wait on, and recorded as a child this runner reaps itself (see reaper). It returns the
-// command, the capture of its output, the script's cgroup ("" without) and the pidfd (-1
+// command, the capture of its output, the script's cgroup (nil without) and the pidfd (-1
 // where the kernel has none).
-func (r *Runner) start(taskID, deviceID, path string, args []string) (*exec.Cmd, *outputs, string, int, error) {
+func (r *Runner) start(taskID, deviceID, path string, args []string) (*exec.Cmd, *outputs, *leaf, int, error) {
 	r.starting <- struct{}{}
 	defer func() { <-r.starting }()
 	cmd, out, err := r.command(taskID, deviceID, path, args)
 	if err != nil {
-		return nil, nil, "", -1, err
+		return nil, nil, nil, -1, err
 	}
 	defer closeFiles(cmd)
-	cgroup := ""
+	var cg *leaf
 	if r.cg != nil {
-		dir, fd, err := r.cg.create()
-		if err != nil {
+		if cg, err = r.cg.take(); err != nil {
 			r.log.Warn("a script runs without a cgroup of its own", "task_id", taskID, "device_id", deviceID, "err", err)
 		} else {
-			defer unix.Close(fd)
-			cgroup = dir
-			cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, fd
+			cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, cg.fd
 		}
 	}
 	pidfd := -1
@@ -100,15 +96,15 @@ func (r *Runner) start(taskID, deviceID, path string, args []string) (*exec.Cmd,
 	}
 	r.children.Unlock()
 	if err != nil {
-		if cgroup != "" {
-			_ = os.Remove(cgroup)
+		if cg != nil {
+			r.cg.put(cg)
 		}
 		out.abandon()
-		return nil, nil, "", -1, err
+		return nil, nil, nil, -1, err
 	}
 	out.stdout.start()
 	out.stderr.start()
-	return cmd, out, cgroup, pidfd, nil
+	return cmd, out, cg, pidfd, nil
 }
 
 // reap reaps a script's leader, which has exited, and forgets it as one. Both happen under the
@@ -122,11 +118,11 @@ func (r *Runner) reap(cmd *exec.Cmd) error {
 	return err
 }
 
-// cleanUp removes a finished script's cgroup once the processes killed in it have gone, and
-// has the reaper look for what the script left behind.
-func (r *Runner) cleanUp(cgroup string) {
-	if cgroup != "" {
-		go removeCgroup(cgroup, 10*time.Second)
+// cleanUp gives back a finished script's cgroup (see cgroups.put), and has the reaper look
+// for what the script left behind.
+func (r *Runner) cleanUp(cg *leaf) {
+	if cg != nil {
+		r.cg.put(cg)
 	}
 	r.kickReaper()
 }

@@ -52,8 +52,8 @@ type proc struct {
 	pgid int
 	// started is when the script was started, the device's StartedAt.
 	started time.Time
-	// cgroup is the script's own cgroup, "" where the runner has none.
-	cgroup string
+	// cgroup is the script's own cgroup, nil where the runner has none.
+	cgroup *leaf
 	// exited is set once the leader has exited; its group is never signalled again by stop,
 	// since the group id is freed when the leader is reaped.
 	exited bool
@@ -66,16 +66,17 @@ type proc struct {
 // cgroup, which holds what left the group too.
 func (p *proc) term() {
 	_ = syscall.Kill(-p.pgid, syscall.SIGTERM)
-	if p.cgroup != "" {
-		signalCgroup(p.cgroup, syscall.SIGTERM)
+	if p.cgroup != nil {
+		signalCgroup(p.cgroup.dir, syscall.SIGTERM)
 	}
 }
 
-// kill ends everything the script runs at once.
+// kill ends everything the script runs at once. The cgroup is written to only when something
+// still runs in it, which after a script's normal exit is rarely the case.
 func (p *proc) kill() {
 	_ = syscall.Kill(-p.pgid, syscall.SIGKILL)
-	if p.cgroup != "" {
-		_ = killCgroup(p.cgroup)
+	if p.cgroup != nil && p.cgroup.populated() {
+		_ = killCgroup(p.cgroup.dir)
 	}
 }
 
