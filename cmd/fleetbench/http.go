@@ -81,7 +81,9 @@ func (b *bench) submits(ctx context.Context) error {
 	})
 	fmt.Println(mine)
 	start := time.Now()
-	if err := b.drain(ctx, client); err != nil {
+	var err error
+	b.profile("drain", func() { err = b.drain(ctx, client) })
+	if err != nil {
 		return err
 	}
 	fmt.Printf("  the %d submitted tasks had all run %s after the burst\n", mine.Requests-mine.Errors, time.Since(start).Round(time.Millisecond))

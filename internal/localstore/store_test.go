@@ -337,3 +337,63 @@ func TestApplyRechecksInTheWriteTransaction(t *testing.T) {
 		t.Errorf("apply to a cancelled task = %+v, %d, %v; want nothing applied at version 3", ended, n, err)
 	}
 }
+
+// A listing filtered by status passes over every task of the owner: each record is decoded once
+// per version and kept, and a record that changed is never listed as it was.
+func TestListingDecodesEachVersionOnce(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	clock := clocktest.New(time.Date(2030, 5, 6, 7, 8, 9, 0, time.UTC))
+	s := open(t, filepath.Join(t.TempDir(), "fleetrun.db"), clock.Now)
+	var tasks []*task.Task
+	for i := range 20 {
+		tk := newTask(fmt.Sprintf("t%02d", i), "alice", clock.Now().Add(time.Duration(i)*time.Second), "d")
+		if _, _, err := s.CreateTask(ctx, tk, nil); err != nil {
+			t.Fatal(err)
+		}
+		tasks = append(tasks, tk)
+	}
+	list := func(status task.Status) []*task.Task {
+		t.Helper()
+		page, err := s.ListTasks(ctx, task.ListQuery{Owner: "alice", Status: status, Limit: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return page.Tasks
+	}
+	kept := func(id string) *record {
+		s.records.mu.Lock()
+		defer s.records.mu.Unlock()
+		return s.records.records[id].rec
+	}
+	if got := list(task.StatusPending); len(got) != 20 {
+		t.Fatalf("pending tasks = %d, want 20", len(got))
+	}
+	first := kept("t00")
+	if first == nil {
+		t.Fatal("a listed record was not kept")
+	}
+	if got := list(task.StatusRunning); len(got) != 0 {
+		t.Fatalf("running tasks = %d, want none", len(got))
+	}
+	if kept("t00") != first {
+		t.Error("an unchanged record was decoded again by the next listing")
+	}
+
+	tr, err := task.Dispatch(tasks[0], clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Transition(ctx, tr); err != nil {
+		t.Fatal(err)
+	}
+	running := list(task.StatusRunning)
+	if len(running) != 1 || running[0].ID != "t00" || running[0].Version != 2 {
+		t.Fatalf("running tasks after a dispatch = %+v, want t00 at version 2", running)
+	}
+	for _, tk := range list(task.StatusPending) {
+		if tk.ID == "t00" {
+			t.Error("the dispatched task is still listed as pending")
+		}
+	}
+}

@@ -171,7 +171,10 @@ func (s *Store) ListTasks(ctx context.Context, q task.ListQuery) (*task.TaskPage
 		}
 		var last []byte
 		for ; k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Prev() {
-			rec, err := loadRecord(tx, ownerKeyID(prefix, k))
+			// Through the record cache, as GetTask: a listing filtered by status passes over
+			// every task of the owner, and decoding each of them again on every page was most
+			// of what a list cost.
+			rec, err := s.records.load(tx, ownerKeyID(prefix, k))
 			if err != nil {
 				return err
 			}
