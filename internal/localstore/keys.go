@@ -38,8 +38,8 @@ func ownerKey(t *task.Task) []byte {
 	return append(appendTime(ownerPrefix(t.Owner), t.CreatedAt), t.ID...)
 }
 
-// ownerKeyID returns the task id at the end of an owners or relaunches key with the given
-// prefix: both end with a time and the id.
+// ownerKeyID returns the task id at the end of an owners, relaunches or active key with the
+// given prefix (none for an active key): each ends with a time and the id.
 func ownerKeyID(prefix, k []byte) string { return string(k[len(prefix)+timeLen:]) }
 
 func relaunchPrefix(of string) []byte { return appendString(nil, of) }
@@ -93,6 +93,7 @@ const (
 	cursorTasks      = 't'
 	cursorDevices    = 'd'
 	cursorRelaunches = 'r'
+	cursorActive     = 'a'
 	cursorDeliveries = 'w'
 )
 

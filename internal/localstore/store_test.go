@@ -397,3 +397,58 @@ func TestListingDecodesEachVersionOnce(t *testing.T) {
 		}
 	}
 }
+
+// A listing by an unfinished status reads the index of unfinished tasks, which holds every
+// owner's: it still lists the owner's tasks alone, newest first, page by page, and refuses
+// another owner's cursor.
+func TestListingUnfinishedTasksPagesThroughTheOwnersOwn(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	clock := clocktest.New(time.Date(2030, 5, 6, 7, 8, 9, 0, time.UTC))
+	s := open(t, filepath.Join(t.TempDir(), "fleetrun.db"), clock.Now)
+	var want []string
+	for i := range 9 {
+		owner := []string{"alice", "bob", "alice"}[i%3]
+		tk := newTask(fmt.Sprintf("t%d", i), owner, clock.Now().Add(time.Duration(i)*time.Second), "d")
+		if _, _, err := s.CreateTask(ctx, tk, nil); err != nil {
+			t.Fatal(err)
+		}
+		if i == 4 { // alice's t4 starts: it is no longer pending
+			tr, err := task.Dispatch(tk, clock.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Transition(ctx, tr); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		if owner == "alice" {
+			want = append([]string{tk.ID}, want...)
+		}
+	}
+	var got []string
+	q := task.ListQuery{Owner: "alice", Status: task.StatusPending, Limit: 2}
+	for pages := 0; ; pages++ {
+		if pages > 5 {
+			t.Fatal("the listing does not end")
+		}
+		page, err := s.ListTasks(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tk := range page.Tasks {
+			got = append(got, tk.ID)
+		}
+		if page.Next == "" {
+			break
+		}
+		if _, err := s.ListTasks(ctx, task.ListQuery{Owner: "bob", Status: task.StatusPending, Cursor: page.Next}); !task.IsCode(err, task.CodeInvalidQuery) {
+			t.Errorf("alice's cursor given to bob's listing: err = %v, want invalid", err)
+		}
+		q.Cursor = page.Next
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("alice's pending tasks = %v, want %v", got, want)
+	}
+}

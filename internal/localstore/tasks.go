@@ -149,15 +149,23 @@ func (s *Store) ListTasks(ctx context.Context, q task.ListQuery) (*task.TaskPage
 	}
 	limit := task.PageSize(q.Limit)
 	bucket, prefix, kind := bucketOwners, ownerPrefix(q.Owner), byte(cursorTasks)
-	if q.RelaunchOf != "" {
+	// mark starts a cursor before the key it names, for keys that do not name the owner.
+	var mark []byte
+	switch {
+	case q.RelaunchOf != "":
 		bucket, prefix, kind = bucketRelaunch, relaunchPrefix(q.RelaunchOf), cursorRelaunches
+	case q.Status != "" && !q.Status.Terminal():
+		// Unfinished tasks are few beside the finished ones a server keeps: they are looked
+		// for among the unfinished tasks of every owner, not among all of this owner's.
+		bucket, prefix, kind, mark = bucketActive, nil, cursorActive, ownerPrefix(q.Owner)
 	}
 	var after []byte
 	if q.Cursor != "" {
-		var err error
-		if after, err = decodeCursor(kind, q.Cursor); err != nil || !bytes.HasPrefix(after, prefix) {
+		body, err := decodeCursor(kind, q.Cursor)
+		if err != nil || !bytes.HasPrefix(body, mark) || !bytes.HasPrefix(body[len(mark):], prefix) {
 			return nil, task.BadCursor()
 		}
+		after = body[len(mark):]
 	}
 	now := s.now()
 	page := &task.TaskPage{Tasks: []*task.Task{}}
@@ -182,7 +190,7 @@ func (s *Store) ListTasks(ctx context.Context, q task.ListQuery) (*task.TaskPage
 				continue
 			}
 			if len(page.Tasks) == limit {
-				page.Next = encodeCursor(kind, last)
+				page.Next = encodeCursor(kind, append(bytes.Clone(mark), last...))
 				return nil
 			}
 			t, err := s.full(tx, rec)
