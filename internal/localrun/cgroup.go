@@ -26,8 +26,9 @@ import (
 //
 // A leaf that is empty when its script has exited is used again by a later script: on a busy
 // server, creating, killing and removing a cgroup per script cost more than the script's own
-// start. A leaf in which something is left is killed and removed instead, so no script ever
-// starts beside another's leftovers.
+// start. A leaf in which something was left is killed and removed instead, so no script ever
+// starts beside another's leftovers; so is every leaf that was ever killed, even once empty,
+// since some kernels go on killing every process cloned into a cgroup after its cgroup.kill.
 type cgroups struct {
 	dir string
 	seq atomic.Uint64
@@ -45,6 +46,8 @@ type leaf struct {
 	fd int
 	// events is cgroup.events, open to learn whether anything still runs in the leaf.
 	events int
+	// killed is set once cgroup.kill was written: the leaf is never used again.
+	killed atomic.Bool
 }
 
 // populated reports whether a process still runs in the leaf. A process that has exited but is
@@ -57,6 +60,12 @@ func (l *leaf) populated() bool {
 		return true
 	}
 	return !bytes.Contains(b[:n], []byte("populated 0"))
+}
+
+// kill sends SIGKILL to every process in the leaf.
+func (l *leaf) kill() {
+	l.killed.Store(true)
+	_ = killCgroup(l.dir)
 }
 
 // release closes the leaf's descriptors.
@@ -124,9 +133,10 @@ func (c *cgroups) take() (*leaf, error) {
 }
 
 // put takes back the leaf of a script that has exited: kept for the next script when nothing
-// runs in it any more, otherwise killed and removed once what was left has gone.
+// runs in it any more and it was never killed, otherwise killed and removed once what was left
+// has gone.
 func (c *cgroups) put(l *leaf) {
-	if !l.populated() {
+	if !l.killed.Load() && !l.populated() {
 		c.mu.Lock()
 		if !c.closed {
 			c.free = append(c.free, l)

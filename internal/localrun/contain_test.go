@@ -209,3 +209,60 @@ fi`)
 		}
 	}
 }
+
+// A cgroup that was killed is never handed out again, even once empty (some kernels kill what
+// is later cloned into it); an empty one that was not is.
+func TestAKilledCgroupIsNeverUsedAgain(t *testing.T) {
+	t.Parallel()
+	b := setup(t, newFakeStore(), nil)
+	if b.runner.Contained() != "cgroup" {
+		t.Skip("this process may not create cgroups here")
+	}
+	c := b.runner.cg
+	runIn := func(l *leaf, name string, args ...string) *exec.Cmd {
+		t.Helper()
+		cmd := exec.Command(name, args...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: l.fd}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd
+	}
+
+	clean, err := c.take()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := runIn(clean, "true").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	c.put(clean)
+	again, err := c.take()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again != clean {
+		t.Errorf("an empty cgroup that was never killed was not used again: got %s, want %s", again.dir, clean.dir)
+	}
+
+	sleeper := runIn(again, "sleep", "60")
+	again.kill()
+	_ = sleeper.Wait()
+	waitFor(t, "the killed cgroup to be empty", 10*time.Second, func() bool { return !again.populated() })
+	c.put(again)
+	next, err := c.take()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.put(next) })
+	if next == again || next.dir == again.dir {
+		t.Errorf("the killed cgroup %s was handed out again", again.dir)
+	}
+	waitFor(t, "the killed cgroup to be removed", 10*time.Second, func() bool {
+		_, err := os.Stat(again.dir)
+		return os.IsNotExist(err)
+	})
+	if err := runIn(next, "true").Wait(); err != nil {
+		t.Errorf("a process in a fresh cgroup: %v", err)
+	}
+}

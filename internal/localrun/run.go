@@ -76,7 +76,7 @@ func (p *proc) term() {
 func (p *proc) kill() {
 	_ = syscall.Kill(-p.pgid, syscall.SIGKILL)
 	if p.cgroup != nil && p.cgroup.populated() {
-		_ = killCgroup(p.cgroup.dir)
+		p.cgroup.kill()
 	}
 }
 
