@@ -184,7 +184,10 @@ func (a *App) HTTP() func(context.Context, events.APIGatewayProxyRequest) (any, 
 		// send their output there; elsewhere it is answered once its device has ended.
 		FollowInterval: StatusPollInterval,
 		FollowWait:     FollowWait,
-		Logger:         a.Log,
+		// Every API function links the devices' output where the stack keeps it, whichever
+		// function serves the output route: only OutputFunction links S3.
+		OutputLinks: a.Config.OutputBucket != "",
+		Logger:      a.Log,
 	}
 	if a.Parts.Output != nil {
 		cfg.Output = a.Parts.Output
