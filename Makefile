@@ -81,9 +81,9 @@ dist:
 LAMBDA_GOOS   ?= linux
 LAMBDA_GOARCH ?= arm64
 LAMBDA_BUILD   = CGO_ENABLED=0 GOOS=$(LAMBDA_GOOS) GOARCH=$(LAMBDA_GOARCH) $(GO) build -tags lambda.norpc -trimpath -ldflags "-s -w"
-FUNCTIONS     := submit status cancel executor progress sweeper webhook
+FUNCTIONS     := submit status output inventory cancel executor progress sweeper webhook
 
-.PHONY: build deploy deploy-config lint-template build-SubmitFunction build-StatusFunction build-CancelFunction build-ExecutorFunction build-ProgressFunction build-SweeperFunction build-WebhookFunction
+.PHONY: build deploy deploy-config lint-template build-SubmitFunction build-StatusFunction build-OutputFunction build-InventoryFunction build-CancelFunction build-ExecutorFunction build-ProgressFunction build-SweeperFunction build-WebhookFunction
 
 ## build: every function to build/<name>/bootstrap (linux/arm64, stripped)
 build:
@@ -93,6 +93,10 @@ build-SubmitFunction:
 	$(call lambda,submit)
 build-StatusFunction:
 	$(call lambda,status)
+build-OutputFunction:
+	$(call lambda,output)
+build-InventoryFunction:
+	$(call lambda,inventory)
 build-CancelFunction:
 	$(call lambda,cancel)
 build-ExecutorFunction:

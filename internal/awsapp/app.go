@@ -167,7 +167,7 @@ var StreamedRoutes = []string{"/tasks/events", "/tasks/{id}/devices/{deviceId}/o
 const FollowWait = 20 * time.Second
 
 // HTTP returns the handler of the API functions (SubmitFunction, StatusFunction,
-// CancelFunction): the same httpapi handler `fleetrun serve` uses, behind the REST API
+// OutputFunction, InventoryFunction, CancelFunction): the same httpapi handler `fleetrun serve` uses, behind the REST API
 // adapter, which streams StreamedRoutes. The owner is the part of the caller's identity that
 // Config.OwnerScope names, AdminPrincipals see every task, and long-polls and event streams
 // re-read the store.
@@ -184,7 +184,10 @@ func (a *App) HTTP() func(context.Context, events.APIGatewayProxyRequest) (any, 
 		// send their output there; elsewhere it is answered once its device has ended.
 		FollowInterval: StatusPollInterval,
 		FollowWait:     FollowWait,
-		Logger:         a.Log,
+		// Every API function links the devices' output where the stack keeps it, whichever
+		// function serves the output route: only OutputFunction links S3.
+		OutputLinks: a.Config.OutputBucket != "",
+		Logger:      a.Log,
 	}
 	if a.Parts.Output != nil {
 		cfg.Output = a.Parts.Output

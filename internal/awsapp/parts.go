@@ -11,8 +11,8 @@ import (
 	"github.com/fleetrun/fleetrun/internal/webhook"
 )
 
-// missing stands in for the adapter of a service a function did not name: StatusFunction
-// sends no message, runs no command and publishes nothing. If a request ever does, it fails
+// missing stands in for the adapter of a service a function did not name: the readers
+// (StatusFunction, OutputFunction, InventoryFunction) send no message, runs no command and publishes nothing. If a request ever does, it fails
 // with an error that names the service, instead of panicking on a nil. As a runner it is a
 // polled one, so that the engine paces Retry-After by the executor's polls as it does where
 // SSM is wired.

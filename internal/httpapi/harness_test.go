@@ -55,6 +55,9 @@ type bundleOptions struct {
 	maxBodyBytes int64
 	keepAlive    time.Duration
 	noOutput     bool
+	// outputLinks links the devices' output even without an output store, as StatusFunction
+	// does for OutputFunction.
+	outputLinks bool
 	// noInventory wires no inventory, as `fleetrun serve` without --inventory.
 	noInventory bool
 	// following makes the output store a follower (outputs read while written); followWait
@@ -152,6 +155,7 @@ func setup(t *testing.T, opts ...bundleOptions) *testBundle {
 	if o.noOutput {
 		cfg.Output = nil
 	}
+	cfg.OutputLinks = o.outputLinks
 	if o.adminToken != "" {
 		cfg.Owner = BearerTokens(map[string]string{aliceToken: "alice", bobToken: "bob", o.adminToken: "admin"}, "")
 		cfg.Admin = func(r *http.Request) bool { return r.Header.Get("Authorization") == "Bearer "+o.adminToken }

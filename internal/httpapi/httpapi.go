@@ -87,6 +87,10 @@ type Config struct {
 	Watcher Watcher
 	// Output serves full device output; nil answers 404 for every output request.
 	Output OutputStore
+	// OutputLinks makes the representations link each started device's output even without
+	// Output, where another server answers the output route: on AWS, OutputFunction serves it
+	// and StatusFunction, which renders the devices and results, links no S3 client.
+	OutputLinks bool
 	// Follow reads device output while it is written, for follow=true; nil when the
 	// deployment cannot (then a follow answers once the device has ended, see follow).
 	Follow OutputFollower

@@ -12,7 +12,7 @@ import (
 	"github.com/fleetrun/fleetrun/internal/task"
 )
 
-// links builds the absolute URLs of one response from its request's base. output says
+// links builds the absolute URLs of one response from its request's base. withOutput says
 // whether the deployment serves full output, so that output links appear only where they lead
 // somewhere.
 type links struct {
@@ -21,7 +21,7 @@ type links struct {
 }
 
 func (h *handler) links(r *http.Request) links {
-	return links{base: trimSlash(h.cfg.BaseURL(r)), withOutput: h.cfg.Output != nil}
+	return links{base: trimSlash(h.cfg.BaseURL(r)), withOutput: h.cfg.Output != nil || h.cfg.OutputLinks}
 }
 
 func trimSlash(s string) string {
@@ -113,7 +113,7 @@ func renderNotify(n *task.Notify) *api.Notify {
 
 // WebhookPayload returns the engine's PayloadFunc in both homes: the body of a webhook event
 // of type typ is the task as its event stream carries it, with the event's type, and links
-// based on the URL the task was submitted through. servesOutput says, as Config.Output does,
+// based on the URL the task was submitted through. servesOutput says, as Config.OutputLinks does,
 // whether the deployment serves full output, and so whether output links appear.
 func WebhookPayload(servesOutput bool) engine.PayloadFunc {
 	return func(t *task.Task, typ task.WebhookType, base string) ([]byte, error) {

@@ -413,6 +413,19 @@ func TestDevicesAndOutput(t *testing.T) {
 		t.Errorf("without an output store: device %+v, result links %+v; want no output links", d, res.Links)
 	}
 	wantProblem(t, noOutput.do(req{method: "GET", path: other.Links.Devices + "/web-1/output", token: aliceToken}), http.StatusNotFound, api.ProblemNotFound)
+
+	// Where another server answers the output route (StatusFunction beside OutputFunction),
+	// the links lead there all the same, and only to devices that started.
+	elsewhere := setup(t, bundleOptions{noOutput: true, outputLinks: true})
+	linked := elsewhere.submit("web-1", "web-2")
+	elsewhere.deliver()
+	elsewhere.report(linked.ID, task.DeviceUpdate{DeviceID: "web-1", Status: task.DeviceSucceeded, ExitCode: new(0)},
+		task.DeviceUpdate{DeviceID: "web-2", Status: task.DeviceFailed, ExitCode: new(1)})
+	d = decode[api.Device](t, elsewhere.do(req{method: "GET", path: linked.Links.Devices + "/web-1", token: aliceToken}))
+	res = decode[api.Result](t, elsewhere.do(req{method: "GET", path: linked.Links.Result, token: aliceToken}))
+	if d.Links.Output != linked.Links.Devices+"/web-1/output" || res.Links.Output != linked.Links.Devices+"/{deviceId}/output" {
+		t.Errorf("with output served elsewhere: device links %+v, result links %+v; want the output links", d.Links, res.Links)
+	}
 }
 
 // TestOtherOwnersTasksAreNotFound checks that bob cannot tell alice's task from a missing one,

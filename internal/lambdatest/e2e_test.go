@@ -49,7 +49,8 @@ var (
 //	and 20,000 characters, which /output serves byte for byte (fullOutput); a fourth task asks
 //	for webhooks, which WebhookFunction delivers, signed, retrying a 503, while its event
 //	stream follows its cancel live (webhooksAndStreams). A malformed message on the executor's
-//	queue and one on the webhook queue each reach their dead-letter queue.
+//	queue and one on the webhook queue each reach their dead-letter queue. InventoryFunction
+//	lists the managed nodes by tag (inventory).
 //
 // Then every file in events/ is invoked as it is, and cold starts are measured.
 func TestLocalInvoke(t *testing.T) {
@@ -264,6 +265,7 @@ func TestLocalInvoke(t *testing.T) {
 		t.Errorf("anonymous list: %d %s", resp.StatusCode, resp.Body)
 	}
 
+	inventory(t, fns["InventoryFunction"], ssm)
 	invokeEveryEvent(t, fns, t1.ID)
 	checkMetrics(t, fns, functionEnv(t, tpl, stack, "SubmitFunction", ssm.URL)[awsapp.EnvMetricsNamespace])
 	// After the metrics' check, which counts the two tasks above.

@@ -37,11 +37,12 @@ func text(prefix string, n int) string {
 // through the functions, with SSM writing the output to the stack's output bucket on moto as
 // the agent does: the executor's poll records SSM's 2,500-character copy, flagged truncated;
 // SSM's event then makes the progress function read GetCommandInvocation's 24,000 and 8,000
-// characters, which supersede it; and the status function's /output route serves every byte
-// of both streams from the bucket.
+// characters, which supersede it; the status function's device links its output, and the
+// output function's /output route serves every byte of both streams from the bucket.
 func fullOutput(t *testing.T, fns map[string]*lambdatest.Emulator, q *queue, srv *ssmtest.Server, sdk aws.Config) {
 	t.Helper()
 	submitFn, statusFn, executorFn, progressFn := fns["SubmitFunction"], fns["StatusFunction"], fns["ExecutorFunction"], fns["ProgressFunction"]
+	outputFn := fns["OutputFunction"]
 	objects := s3.NewFromConfig(sdk)
 	srv.SetOutputWriter(func(ctx context.Context, bucket, key string, body []byte) error {
 		_, err := objects.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: bytes.NewReader(body)})
@@ -100,8 +101,10 @@ func fullOutput(t *testing.T, fns map[string]*lambdatest.Emulator, q *queue, srv
 		t.Errorf("after the event: %d and %d characters (truncated %v, %v); want SSM's 24,000 and 8,000, flagged",
 			len(full.Stdout), len(full.Stderr), full.StdoutTruncated, full.StderrTruncated)
 	}
-	if full.Links.Output == "" {
-		t.Errorf("the device has no output link")
+	// StatusFunction links no S3 client, and links the output OutputFunction serves all the same.
+	if want := "/tasks/" + tk.ID + "/devices/" + loudDevice + "/output"; !strings.HasPrefix(full.Links.Output, "https://") ||
+		!strings.HasSuffix(full.Links.Output, want) {
+		t.Errorf("the device's output link is %q, want the API's …%s", full.Links.Output, want)
 	}
 
 	t.Logf("output: the poll kept %d characters of stdout, the event %d and %d; /output serves %d and %d bytes",
@@ -116,7 +119,7 @@ func fullOutput(t *testing.T, fns map[string]*lambdatest.Emulator, q *queue, srv
 		if err != nil {
 			t.Fatal(err)
 		}
-		raw, err := statusFn.Invoke(t.Context(), req)
+		raw, err := outputFn.Invoke(t.Context(), req)
 		if err != nil {
 			t.Fatalf("GET output %s: %v", stream, err)
 		}
@@ -125,5 +128,23 @@ func fullOutput(t *testing.T, fns map[string]*lambdatest.Emulator, q *queue, srv
 			t.Errorf("GET output %s: %d %s, %d bytes; want 200 and the %d bytes the script wrote",
 				stream, status, headers["Content-Type"], len(body), len(want))
 		}
+	}
+}
+
+// inventory asks InventoryFunction for GET /devices?tag:Env=e2e, with two hybrid nodes
+// registered in the SSM test server (SSM reports the tags of hybrid nodes itself): the one
+// carrying the tag comes back, with its tags, and the other is left out.
+func inventory(t *testing.T, fn *lambdatest.Emulator, srv *ssmtest.Server) {
+	t.Helper()
+	const tagged = "mi-0e2e000000000000a"
+	srv.AddNodes(ssmtest.Node{ID: tagged, ComputerName: "e2e-a", PlatformType: "Linux", Tags: map[string]string{"Env": "e2e", "Role": "web"}},
+		ssmtest.Node{ID: "mi-0e2e000000000000b", Tags: map[string]string{"Env": "other"}})
+	ev := route(apiEvent(t, "list.json"), "/devices", "/devices")
+	setQuery(&ev, "tag:Env", "e2e")
+	var list api.InventoryList
+	resp := call(t, fn, ev, &list)
+	if resp.StatusCode != 200 || len(list.Items) != 1 || list.Items[0].ID != tagged || list.Items[0].Name != "e2e-a" ||
+		list.Items[0].Tags["Env"] != "e2e" || list.Items[0].Tags["Role"] != "web" {
+		t.Errorf("GET /devices?tag:Env=e2e: %d %s; want %s alone, with its tags", resp.StatusCode, resp.Body, tagged)
 	}
 }

@@ -26,16 +26,19 @@ func loadTemplate(t *testing.T) *lambdatest.Template {
 	return tpl
 }
 
-// wantFunctions are the functions PRODUCT.md names; the template must define exactly these,
-// each with its directory under functions/.
+// wantFunctions are the functions PRODUCT.md names, with the GET routes that need services
+// besides DynamoDB split out of StatusFunction (OutputFunction, InventoryFunction); the
+// template must define exactly these, each with its directory under functions/.
 var wantFunctions = map[string]string{
-	"CancelFunction":   "cancel",
-	"ExecutorFunction": "executor",
-	"ProgressFunction": "progress",
-	"StatusFunction":   "status",
-	"SubmitFunction":   "submit",
-	"SweeperFunction":  "sweeper",
-	"WebhookFunction":  "webhook",
+	"CancelFunction":    "cancel",
+	"ExecutorFunction":  "executor",
+	"InventoryFunction": "inventory",
+	"OutputFunction":    "output",
+	"ProgressFunction":  "progress",
+	"StatusFunction":    "status",
+	"SubmitFunction":    "submit",
+	"SweeperFunction":   "sweeper",
+	"WebhookFunction":   "webhook",
 }
 
 func TestTemplateFunctions(t *testing.T) {

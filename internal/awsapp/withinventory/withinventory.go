@@ -1,6 +1,6 @@
 // Package withinventory wires the managed nodes into a function's App: SSM's list of nodes
 // and EC2's tags of its instances, which resolve a submit's targets (SubmitFunction) and
-// answer GET /devices (StatusFunction).
+// answer GET /devices (InventoryFunction).
 package withinventory
 
 import (

@@ -1,4 +1,4 @@
-// Package withlogs wires CloudWatch Logs into StatusFunction's App: a device's output followed
+// Package withlogs wires CloudWatch Logs into OutputFunction's App: a device's output followed
 // while its command runs, where the stack sends the commands' output to OUTPUT_LOG_GROUP.
 package withlogs
 

@@ -1,4 +1,4 @@
-// Package withs3 wires S3 into StatusFunction's App: the devices' full output, served from
+// Package withs3 wires S3 into OutputFunction's App: the devices' full output, served from
 // OUTPUT_BUCKET where the SSM agent wrote it.
 package withs3
 

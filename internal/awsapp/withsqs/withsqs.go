@@ -1,6 +1,7 @@
 // Package withsqs wires SQS into a function's App: the executor's queue and, with a
 // WEBHOOK_QUEUE_URL, the webhook queue, for sending and for handling the batches Lambda
-// delivers from them. Every function but StatusFunction names it.
+// delivers from them. Every function but the readers (StatusFunction, OutputFunction,
+// InventoryFunction) names it.
 package withsqs
 
 import (
