@@ -140,9 +140,10 @@ func (s *Store) GetTask(ctx context.Context, id string) (*task.Task, error) {
 	return t, err
 }
 
-// ListTasks implements task.Store. It walks the owner's part of the owners index backwards, so
-// it never reads another owner's tasks, or, for q.RelaunchOf, that task's part of the
-// relaunches index; the cursor is the index key of the last task returned.
+// ListTasks implements task.Store. It walks an index backwards, newest first: the owner's part
+// of the owners index, so it never reads another owner's tasks; for q.RelaunchOf, that task's
+// part of the relaunches index; for an unfinished q.Status, the index of unfinished tasks. The
+// cursor is the index key of the last task returned (preceded by the owner for the last).
 func (s *Store) ListTasks(ctx context.Context, q task.ListQuery) (*task.TaskPage, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -179,9 +180,9 @@ func (s *Store) ListTasks(ctx context.Context, q task.ListQuery) (*task.TaskPage
 		}
 		var last []byte
 		for ; k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Prev() {
-			// Through the record cache, as GetTask: a listing filtered by status passes over
-			// every task of the owner, and decoding each of them again on every page was most
-			// of what a list cost.
+			// Through the record cache, as GetTask: a listing filtered by a finished status
+			// passes over every task of the owner, and decoding each of them again on every
+			// page was most of what a list cost.
 			rec, err := s.records.load(tx, ownerKeyID(prefix, k))
 			if err != nil {
 				return err
